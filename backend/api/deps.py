@@ -1,0 +1,72 @@
+"""Typed dependencies: routes receive lifespan resources and the caller, never module globals."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend.auth import Principal, decode_bearer
+from backend.catalog import Catalog
+from backend.chat.running import RunningTurns
+from backend.chat.service import ChatService
+from backend.limits import RateLimiter, StreamSlots, client_ip
+from backend.retrieval.search import Retriever
+from backend.settings import Settings
+from backend.storage.repository import Sessions
+
+# request.state carries the lifespan's State (a copy per request of the same objects).
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _chat(request: Request) -> ChatService:
+    return request.state.chat
+
+
+def _sessions(request: Request) -> Sessions:
+    return request.state.sessions
+
+
+def _limiter(request: Request) -> RateLimiter:
+    return request.state.limiter
+
+
+def _slots(request: Request) -> StreamSlots:
+    return request.state.slots
+
+
+def _running(request: Request) -> RunningTurns:
+    return request.state.running
+
+
+def _retriever(request: Request) -> Retriever:
+    return request.state.retriever
+
+
+def _catalog(request: Request) -> Catalog:
+    return request.state.catalog
+
+
+def _principal(request: Request) -> Principal | None:
+    return decode_bearer(request.headers.get("authorization"), request.app.state.settings.auth)
+
+
+def _client_ip(request: Request) -> str:
+    settings: Settings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers, settings.limits.trusted_proxies)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ChatDep = Annotated[ChatService, Depends(_chat)]
+SessionsDep = Annotated[Sessions, Depends(_sessions)]
+LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
+SlotsDep = Annotated[StreamSlots, Depends(_slots)]
+RunningDep = Annotated[RunningTurns, Depends(_running)]
+RetrieverDep = Annotated[Retriever, Depends(_retriever)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+PrincipalDep = Annotated[Principal | None, Depends(_principal)]
+ClientIpDep = Annotated[str, Depends(_client_ip)]

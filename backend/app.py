@@ -1,0 +1,124 @@
+"""The FastAPI application: long-lived resources built once in the lifespan, thin routes, one error shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import TypedDict
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from backend.api import chat, conversations, creators, health, site
+from backend.api.errors import install_error_handlers
+from backend.api.middleware import BodySizeLimit, RequestContext
+from backend.catalog import Catalog, catalog_path
+from backend.chat.cascade import Cascade
+from backend.chat.running import RunningTurns
+from backend.chat.service import ChatService
+from backend.chat.tiers.factory import build_tiers
+from backend.limits import RateLimiter, StreamSlots
+from backend.retrieval.embedder import get_embedder
+from backend.retrieval.open_store import open_store
+from backend.retrieval.search import Retriever
+from backend.settings import Settings, get_settings
+from backend.storage import repository
+from backend.storage.cache import HistoryCache, build_history_cache
+from backend.storage.db import create_engine, migrate, session_factory
+from backend.storage.repository import Sessions
+
+log = logging.getLogger("lorechat")
+
+
+class State(TypedDict):
+    settings: Settings
+    retriever: Retriever
+    sessions: Sessions
+    cache: HistoryCache
+    limiter: RateLimiter
+    slots: StreamSlots
+    cascade: Cascade
+    running: RunningTurns
+    chat: ChatService
+    catalog: Catalog
+    engine: object
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        store = open_store(settings)
+        engine = create_engine(settings)
+        cache = build_history_cache(settings)
+        limiter = RateLimiter(settings)
+        cascade = Cascade(build_tiers(settings.llm), settings.llm.circuit)
+        running = RunningTurns()
+        try:
+            embedder = await anyio.to_thread.run_sync(
+                partial(get_embedder, settings.embedding, data_dir=settings.data_dir)
+            )
+            retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
+            await anyio.to_thread.run_sync(embedder.embed_query, "warm up")
+            await migrate(engine)
+            sessions = session_factory(engine)
+            reaped = await repository.reap_streaming(sessions, older_than_seconds=settings.server.reaper_seconds)
+            if reaped:
+                log.warning("marked %d answers left streaming by an earlier process as interrupted", reaped)
+            for tier in cascade.tiers:
+                warm = getattr(tier, "warm", None)
+                if warm is not None:
+                    await warm()
+            catalog = Catalog.load(catalog_path(settings.data_dir))
+            app.state.catalog = catalog  # the demo site reads it from app.state
+            chat_service = ChatService(
+                settings=settings, retriever=retriever, sessions=sessions, cache=cache, cascade=cascade, running=running
+            )
+            yield State(
+                settings=settings,
+                retriever=retriever,
+                sessions=sessions,
+                cache=cache,
+                limiter=limiter,
+                slots=StreamSlots(settings.limits.concurrent_streams_per_ip),
+                cascade=cascade,
+                running=running,
+                chat=chat_service,
+                catalog=catalog,
+                engine=engine,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                running.stop_all(reason="shutdown")
+                await cascade.aclose()
+                await cache.close()
+                await limiter.close()
+                await engine.dispose()
+                store.close()
+
+    app = FastAPI(
+        title="lorechat",
+        version="0.1.0",
+        summary="Retrieval-augmented chat over creators' content",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.server.cors_origins,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Content-Type", "Authorization"],
+        expose_headers=["X-Conversation-Id", "X-Request-ID", "Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(RequestContext)
+    for module in (chat, conversations, creators, health, site):
+        app.include_router(module.router)
+    return app

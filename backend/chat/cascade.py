@@ -1,0 +1,218 @@
+"""The tier cascade: fall back across tiers until one yields a first token, then stream only that one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from backend.chat.circuit import CircuitBreaker
+from backend.chat.prompt import Prompt
+from backend.chat.tiers.base import TextDelta, Tier, TierError, TokenUsage
+from backend.chat.tokens import count_tokens
+from backend.errors import ErrorCode, LorechatError
+from backend.metrics import TIER_FALLBACKS
+from backend.settings import CircuitSettings
+
+log = logging.getLogger(__name__)
+
+
+class TierStream:
+    """The answer of the tier that produced a first token. Iterates non-empty text pieces.
+
+    After the first token nothing falls back: an upstream failure raises upstream_interrupted and a
+    silence longer than the tier's idle timeout raises upstream_stalled (F9, F10). Consume and close it
+    from one task; `aclose()` releases the upstream at once (D2).
+    """
+
+    def __init__(
+        self,
+        *,
+        tier: Tier,
+        prompt: Prompt,
+        deltas: AsyncIterator[TextDelta],
+        first: str,
+        fallbacks: list[tuple[str, str]],
+        usage: TokenUsage | None,
+        finish_reason: str | None,
+    ) -> None:
+        self.tier: str = tier.name
+        self.kind: str = tier.kind
+        self.prompt = prompt
+        self.fallbacks = fallbacks  # (tier, reason) for each tier skipped or failed before this one
+        self.finish_reason = finish_reason
+        self._deltas = deltas
+        self._idle = tier.settings.idle_timeout_seconds
+        self._pending: str | None = first
+        self._parts: list[str] = []
+        self._upstream_usage = usage
+        self._finished = False
+        self._closed = False
+
+    @property
+    def text(self) -> str:
+        """Everything yielded so far."""
+        return "".join(self._parts)
+
+    @property
+    def usage(self) -> TokenUsage:
+        """The upstream's figures when it reported them, else cl100k counts of the prompt and the text."""
+        if self._upstream_usage is not None:
+            return self._upstream_usage
+        return TokenUsage(prompt_tokens=self.prompt.prompt_tokens, completion_tokens=count_tokens(self.text))
+
+    def __aiter__(self) -> TierStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._pending is not None:
+            text, self._pending = self._pending, None
+            self._parts.append(text)
+            return text
+        if self._finished or self._closed:
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self._idle):
+                while True:
+                    delta = await anext(self._deltas)
+                    self._absorb(delta)
+                    if delta.text:
+                        self._parts.append(delta.text)
+                        return delta.text
+        except StopAsyncIteration:
+            self._finished = True
+            self.finish_reason = self.finish_reason or "stop"
+            raise
+        except TimeoutError:
+            await self.aclose()
+            raise LorechatError(
+                ErrorCode.upstream_stalled,
+                "The answer stopped arriving; please try again.",
+                extra={"tier": self.tier},
+            ) from None
+        except Exception as exc:  # a TierError, or anything else the upstream client threw mid-answer
+            await self.aclose()
+            log.warning("tier %s failed mid-answer: %s", self.tier, getattr(exc, "reason", type(exc).__name__))
+            raise LorechatError(
+                ErrorCode.upstream_interrupted,
+                "The answer was interrupted; please try again.",
+                extra={"tier": self.tier},
+            ) from None
+
+    def _absorb(self, delta: TextDelta) -> None:
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            self._upstream_usage = delta.usage
+
+    async def aclose(self) -> None:
+        """Stop the upstream now (idempotent): closes the HTTP response / stops the local model."""
+        if self._closed:
+            return
+        self._closed = True
+        await _close(self._deltas)
+
+
+async def _close(deltas: AsyncIterator[TextDelta]) -> None:
+    aclose = getattr(deltas, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except RuntimeError:
+        # "already running": another task is inside it; cancelling that task closes it instead.
+        log.warning("tier stream closed while another task was reading it")
+    except Exception:
+        log.exception("closing a tier stream failed")
+
+
+class Cascade:
+    """Tiers in order of preference, each behind its own circuit breaker."""
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        circuit: CircuitSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not tiers:
+            raise ValueError("a cascade needs at least one tier")
+        self.tiers = list(tiers)
+        self.breakers = {tier.name: CircuitBreaker(tier.name, circuit, clock=clock) for tier in self.tiers}
+
+    async def start(self, build: Callable[[Tier], Prompt]) -> TierStream:
+        """Open the first tier that streams a non-empty token within its first-token timeout.
+
+        `build(tier)` makes the prompt for that tier's context window. Each tier is tried at most once
+        (INV-5); tiers with an open circuit are skipped. Raises all_tiers_failed when none answers.
+        """
+        fallbacks: list[tuple[str, str]] = []
+        for tier in self.tiers:
+            breaker = self.breakers[tier.name]
+            if not breaker.allow():
+                self._fell_back(fallbacks, tier, "circuit_open")
+                continue
+            prompt = build(tier)
+            deltas = tier.stream(prompt)
+            usage: TokenUsage | None = None
+            finish: str | None = None
+            try:
+                async with asyncio.timeout(tier.settings.first_token_timeout_seconds):
+                    while True:
+                        delta = await anext(deltas)
+                        usage = delta.usage or usage
+                        finish = delta.finish_reason or finish
+                        if delta.text:
+                            break
+            except asyncio.CancelledError:
+                breaker.release()
+                await _close(deltas)
+                raise
+            except StopAsyncIteration:
+                breaker.record_failure()
+                self._fell_back(fallbacks, tier, "empty")
+            except TimeoutError:
+                await _close(deltas)
+                breaker.record_failure()
+                self._fell_back(fallbacks, tier, "first_token_timeout")
+            except TierError as exc:
+                await _close(deltas)
+                breaker.record_failure(retry_after=exc.retry_after, throttled=exc.reason == "status_429")
+                self._fell_back(fallbacks, tier, exc.reason)
+            except Exception:
+                log.exception("tier %s raised before its first token", tier.name)
+                await _close(deltas)
+                breaker.record_failure()
+                self._fell_back(fallbacks, tier, "error")
+            else:
+                breaker.record_success()
+                return TierStream(
+                    tier=tier,
+                    prompt=prompt,
+                    deltas=deltas,
+                    first=delta.text,
+                    fallbacks=fallbacks,
+                    usage=usage,
+                    finish_reason=finish,
+                )
+        waits = [w for w in (b.retry_in() for b in self.breakers.values()) if w is not None]
+        raise LorechatError(
+            ErrorCode.all_tiers_failed,
+            "No answer could be generated right now; please try again shortly.",
+            retry_after=max(1, round(min(waits))) if waits else None,
+        )
+
+    def _fell_back(self, fallbacks: list[tuple[str, str]], tier: Tier, reason: str) -> None:
+        fallbacks.append((tier.name, reason))
+        TIER_FALLBACKS.labels(tier=tier.name, reason=reason).inc()
+        log.info("tier %s skipped: %s", tier.name, reason)
+
+    async def aclose(self) -> None:
+        """Release every tier's resources (call once, at shutdown)."""
+        for tier in self.tiers:
+            try:
+                await tier.aclose()
+            except Exception:
+                log.exception("closing tier %s failed", tier.name)

@@ -1,0 +1,71 @@
+"""The tier contract: a named way to stream an answer for a Prompt, failing with a TierError."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from backend.chat.prompt import Prompt
+from backend.settings import TierSettings
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """One streamed piece. The last one may carry only `finish_reason` and/or `usage` (with text "")."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: TokenUsage | None = None
+
+
+class TierError(Exception):
+    """A tier could not answer. `reason` is a short metric label: connect, timeout, status_429,
+    status_5xx, status_4xx, stream_error, empty, model_error, context_overflow."""
+
+    def __init__(self, reason: str, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@runtime_checkable
+class Tier(Protocol):
+    name: str
+    kind: str
+    settings: TierSettings
+
+    def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
+        """An async generator of deltas; closing it (aclose) must release the upstream promptly."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release long-lived resources (HTTP clients, models) at shutdown."""
+        ...
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None when absent/bad."""
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

@@ -1,0 +1,23 @@
+"""Builds the configured tiers, in cascade order, from settings."""
+
+from __future__ import annotations
+
+from backend.chat.tiers.base import Tier
+from backend.chat.tiers.extractive import ExtractiveTier
+from backend.chat.tiers.llama_cpp_tier import LlamaCppTier
+from backend.chat.tiers.openai_tier import OpenAITier
+from backend.settings import LLMSettings, TierSettings
+
+
+def build_tier(settings: TierSettings) -> Tier:
+    if settings.kind == "openai":
+        return OpenAITier(settings)
+    if settings.kind == "llama_cpp":
+        return LlamaCppTier(settings)
+    return ExtractiveTier(settings)
+
+
+def build_tiers(settings: LLMSettings) -> list[Tier]:
+    """One tier per `llm.tiers` entry, same order. Nothing heavy happens here: models load on first use
+    (or in `warm()`), HTTP connections open on the first call."""
+    return [build_tier(tier) for tier in settings.tiers]

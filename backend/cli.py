@@ -1,0 +1,60 @@
+"""Service commands of the `lorechat` group: `serve` runs the API, `ask` chats in the terminal."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
+    group.add_command(ask)
+
+
+@click.command()
+@click.option("--host", default=None, help="Interface to bind (default from settings: 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default from settings: 8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the chat API, the widget and the demo knowledge site.
+
+    One worker: the embedded index (Qdrant Edge) belongs to a single process.
+    """
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.logging import configure_logging
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.server.host,
+        port=port or settings.server.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,  # client IPs are resolved by our own trusted-proxy rules (S1)
+    )
+
+
+@click.command()
+@click.argument("question")
+@click.option("--creator", metavar="SLUG", help="Ask one creator.")
+@click.option("--personality", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="0 neutral voice … 1 the creator's own voice.")
+@click.option("--conversation", "conversation_id", metavar="ID", help="Continue a conversation.")
+def ask(question: str, creator: str | None, personality: float, conversation_id: str | None) -> None:
+    """Ask a question in the terminal: sources first, then the streamed answer."""
+    import anyio
+
+    from backend.ask import ask_in_terminal
+    from backend.settings import get_settings
+
+    anyio.run(
+        lambda: ask_in_terminal(
+            get_settings(),
+            question=question,
+            creator=creator,
+            personality_weight=personality,
+            conversation_id=conversation_id,
+        )
+    )

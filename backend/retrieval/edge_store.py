@@ -1,0 +1,234 @@
+"""The embedded Store: one Qdrant Edge shard in this process (one process per shard, enforced by its WAL lock)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from backend.errors import ErrorCode, LorechatError
+from backend.retrieval.models import CreatorCounts, DocumentState, EmbeddedChunk, Hit, QueryVectors, SearchMode
+from backend.retrieval.store import (
+    DENSE_VECTOR,
+    DOCUMENT_FIELDS,
+    INDEX_SCHEMA_VERSION,
+    RRF_K,
+    SPARSE_VECTOR,
+    TENANT_FIELD,
+    aggregate_documents,
+    chunk_payload,
+    count_by_creator,
+    hit_from_payload,
+    mismatch_error,
+)
+
+# Layout under the index path: the shard in its own folder, and what built it in a JSON file beside it.
+SHARD_DIR = "shard"
+SIDECAR = "lorechat-index.json"
+_UPSERT_BATCH = 256
+_SCROLL_PAGE = 1024
+
+
+class EdgeStore:
+    """Store on a Qdrant Edge shard at `path`. Opens an existing shard at once, so a lock clash shows early."""
+
+    def __init__(self, path: Path, *, hnsw_ef: int) -> None:
+        self.path = Path(path)
+        self._shard_path = self.path / SHARD_DIR
+        self._sidecar = self.path / SIDECAR
+        self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
+        # Writers (ingest) and the close() in shutdown must not interleave; reads go straight through.
+        self._write_lock = threading.Lock()
+        self._shard: qe.EdgeShard | None = None
+        if self._shard_path.exists():
+            self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def _open(self, opener: Any, *args: Any) -> qe.EdgeShard:
+        try:
+            return opener(*args)
+        except Exception as exc:  # the binding raises a bare Exception carrying the engine's message
+            if "WouldBlock" in str(exc):
+                raise LorechatError(
+                    ErrorCode.index_locked,
+                    f"The index at {self.path} is in use by another lorechat process (is `lorechat serve` "
+                    f"running?). Stop it and retry, or send the ingest through the running server, or "
+                    f"point this command at another data dir.",
+                ) from exc
+            raise LorechatError(ErrorCode.index_unavailable, f"Cannot open the index at {self.path}: {exc}") from exc
+
+    def ensure_collection(self, *, dense_size: int, embedder_id: str) -> None:
+        if self._shard is not None or self._shard_path.exists():
+            record = self._read_sidecar()
+            built_with = f"{record.get('embedder_id')} ({record.get('dense_size')} dims)"
+            wanted = f"{embedder_id} ({dense_size} dims)"
+            if record.get("embedder_id") != embedder_id or record.get("dense_size") != dense_size:
+                raise mismatch_error(where=str(self.path), built_with=built_with, wanted=wanted)
+            if self._shard is None:
+                self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))
+            return
+        config = qe.EdgeConfig(
+            vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dense_size, distance=qe.Distance.Cosine)},
+            # IDF is applied by the engine at query time, over whatever is indexed now.
+            sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        shard = self._open(qe.EdgeShard.create, str(self._shard_path), config)
+        # is_tenant co-locates each creator's points, so the creator filter stays cheap at any size.
+        shard.update(qe.UpdateOperation.create_field_index(TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)))
+        shard.update(qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword))
+        shard.flush()
+        self._shard = shard
+        # Written after the shard exists: a crash in between leaves a shard without a record, which the
+        # next open refuses rather than guessing what built it.
+        record = {"embedder_id": embedder_id, "dense_size": dense_size, "schema": INDEX_SCHEMA_VERSION}
+        tmp = self._sidecar.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, self._sidecar)
+
+    def _read_sidecar(self) -> dict[str, Any]:
+        try:
+            record = json.loads(self._sidecar.read_text())
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict):
+            raise LorechatError(
+                ErrorCode.index_mismatch,
+                f"The index at {self.path} has no readable {SIDECAR}, so its embedder is unknown. "
+                f"Re-ingest into a fresh data dir (or delete {self.path}).",
+            )
+        return record
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._shard is not None:
+                self._shard.close()
+                self._shard = None
+
+    def optimize(self) -> None:
+        """Build HNSW and merge segments (blocking; worth it after large ingests). Not in the Store protocol."""
+        with self._write_lock:
+            if self._shard is not None:
+                self._shard.optimize()
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    def _require(self) -> qe.EdgeShard:
+        if self._shard is None:
+            raise LorechatError(
+                ErrorCode.index_unavailable, f"The index at {self.path} is not open (call ensure_collection)."
+            )
+        return self._shard
+
+    def upsert(self, chunks: Sequence[EmbeddedChunk]) -> None:
+        with self._write_lock:
+            shard = self._require()
+            for start in range(0, len(chunks), _UPSERT_BATCH):
+                points = [_point(item) for item in chunks[start : start + _UPSERT_BATCH]]
+                shard.update(qe.UpdateOperation.upsert_points(points))
+            shard.flush()
+
+    def delete_documents(self, document_ids: Sequence[str]) -> int:
+        if not document_ids:
+            return 0
+        return self._delete(_match("document_id", list(document_ids)))
+
+    def delete_creator(self, creator: str) -> int:
+        return self._delete(_match(TENANT_FIELD, creator))
+
+    def _delete(self, condition: qe.FieldCondition) -> int:
+        with self._write_lock:
+            if self._shard is None:
+                return 0
+            where = qe.Filter(must=[condition])
+            count = self._shard.count(qe.CountRequest(exact=True, filter=where))
+            if count:
+                self._shard.update(qe.UpdateOperation.delete_points_by_filter(where))
+                self._shard.flush()
+            return count
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def documents(self, creator: str | None = None) -> dict[str, DocumentState]:
+        if self._shard is None:
+            return {}
+        return aggregate_documents(self._scroll(creator))
+
+    def _scroll(self, creator: str | None) -> Iterator[dict[str, Any]]:
+        shard = self._require()
+        where = qe.Filter(must=[_match(TENANT_FIELD, creator)]) if creator else None
+        offset = None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(
+                    offset=offset,
+                    limit=_SCROLL_PAGE,
+                    filter=where,
+                    with_payload=qe.PayloadSelector.Include(list(DOCUMENT_FIELDS)),
+                    with_vector=False,
+                )
+            )
+            for record in records:
+                yield record.payload or {}
+            if offset is None:
+                return
+
+    def counts(self) -> list[CreatorCounts]:
+        return count_by_creator(self.documents())
+
+    def search(
+        self,
+        query: QueryVectors,
+        *,
+        k: int,
+        mode: SearchMode,
+        creator: str | None = None,
+        prefetch_limit: int = 50,
+    ) -> list[Hit]:
+        if self._shard is None:
+            return []
+        # The tenant filter sits on the request itself: the engine applies it inside every prefetch,
+        # so another creator's chunk can never take a slot, not even before fusion.
+        where = qe.Filter(must=[_match(TENANT_FIELD, creator)]) if creator else None
+        dense = qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR)
+        has_terms = bool(query.sparse.indices)
+        sparse = qe.Query.Nearest(
+            qe.SparseVector(list(query.sparse.indices), list(query.sparse.values)), using=SPARSE_VECTOR
+        )
+        if mode == "dense":
+            request = qe.QueryRequest(limit=k, query=dense, filter=where, params=self._params, with_payload=True)
+        elif mode == "bm25":
+            if not has_terms:
+                return []
+            request = qe.QueryRequest(limit=k, query=sparse, filter=where, with_payload=True)
+        else:
+            prefetches = [qe.Prefetch(limit=prefetch_limit, query=dense, params=self._params)]
+            if has_terms:
+                prefetches.append(qe.Prefetch(limit=prefetch_limit, query=sparse))
+            request = qe.QueryRequest(
+                limit=k, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), filter=where, with_payload=True
+            )
+        try:
+            points = self._shard.query(request)
+        except Exception as exc:  # engine errors arrive as bare Exceptions; keep internals out of replies
+            raise LorechatError(ErrorCode.index_unavailable, "The vector index failed to answer.") from exc
+        return [hit_from_payload(point.id, point.score, point.payload or {}) for point in points]
+
+
+def _match(key: str, value: str | list[str]) -> qe.FieldCondition:
+    match = qe.MatchAny(value) if isinstance(value, list) else qe.MatchValue(value)
+    return qe.FieldCondition(key, match=match)
+
+
+def _point(item: EmbeddedChunk) -> qe.Point:
+    vectors: dict[str, Any] = {
+        DENSE_VECTOR: list(item.dense),
+        SPARSE_VECTOR: qe.SparseVector(list(item.sparse.indices), list(item.sparse.values)),
+    }
+    return qe.Point(item.chunk.chunk_id, vectors, chunk_payload(item.chunk))

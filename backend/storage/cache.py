@@ -1,0 +1,141 @@
+"""Conversation history cache: in-process LRU, or Redis bounded by a timeout (SQL stays the truth, F3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from backend.metrics import DEPENDENCY_FALLBACKS
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+History = list[tuple[str, str]]
+T = TypeVar("T")
+
+# A Redis outage would otherwise log on every request.
+_LOG_EVERY_SECONDS = 60.0
+
+
+class HistoryCache(Protocol):
+    async def get(self, conversation_id: str) -> History | None: ...
+
+    async def put(self, conversation_id: str, history: History) -> None: ...
+
+    async def invalidate(self, conversation_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryHistoryCache:
+    """LRU with a TTL, for one worker without Redis."""
+
+    def __init__(self, *, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[float, History]] = OrderedDict()
+
+    async def get(self, conversation_id: str) -> History | None:
+        entry = self._entries.get(conversation_id)
+        if entry is None:
+            return None
+        expires, history = entry
+        if expires <= time.monotonic():
+            del self._entries[conversation_id]
+            return None
+        self._entries.move_to_end(conversation_id)
+        return list(history)
+
+    async def put(self, conversation_id: str, history: History) -> None:
+        self._entries[conversation_id] = (time.monotonic() + self._ttl, list(history))
+        self._entries.move_to_end(conversation_id)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    async def invalidate(self, conversation_id: str) -> None:
+        self._entries.pop(conversation_id, None)
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+
+class RedisHistoryCache:
+    """Redis-backed; every call is bounded by `timeout_seconds`, and any failure is a miss (F2)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        ttl_seconds: int,
+        timeout_seconds: float,
+        key_prefix: str = "lorechat:history:",
+    ) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+        self._timeout = timeout_seconds
+        self._prefix = key_prefix
+        self._last_warning = -_LOG_EVERY_SECONDS
+
+    def _key(self, conversation_id: str) -> str:
+        return self._prefix + conversation_id
+
+    async def _call(self, operation: str, call: Awaitable[T]) -> tuple[bool, T | None]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return True, await call
+        except (RedisError, OSError, TimeoutError) as exc:
+            DEPENDENCY_FALLBACKS.labels(dependency="redis_cache").inc()
+            now = time.monotonic()
+            if now - self._last_warning >= _LOG_EVERY_SECONDS:
+                self._last_warning = now
+                log.warning("redis history cache %s failed (%s); using SQL", operation, type(exc).__name__)
+            return False, None
+
+    async def get(self, conversation_id: str) -> History | None:
+        ok, raw = await self._call("get", self._client.get(self._key(conversation_id)))
+        if not ok or raw is None:
+            return None
+        try:
+            return [(str(role), str(content)) for role, content in json.loads(raw)]
+        except (ValueError, TypeError):
+            # A corrupt entry is a miss, and is dropped so it cannot fail again.
+            await self.invalidate(conversation_id)
+            return None
+
+    async def put(self, conversation_id: str, history: History) -> None:
+        payload = json.dumps([[role, content] for role, content in history])
+        # SET with EX: the key can never outlive its TTL (R4/INV-4).
+        await self._call("put", self._client.set(self._key(conversation_id), payload, ex=self._ttl))
+
+    async def invalidate(self, conversation_id: str) -> None:
+        await self._call("invalidate", self._client.delete(self._key(conversation_id)))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def redis_client(url: str, *, timeout_seconds: float) -> aioredis.Redis:
+    """A redis.asyncio client whose connects and reads give up after the timeout."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        health_check_interval=30,
+    )
+
+
+def build_history_cache(settings: Settings, **redis_options: Any) -> HistoryCache:
+    """Redis when settings.redis.url is set, else an in-process LRU."""
+    ttl = settings.cache.history_ttl_seconds
+    if not settings.redis.url:
+        return MemoryHistoryCache(ttl_seconds=ttl)
+    client = redis_client(settings.redis.url, timeout_seconds=settings.redis.timeout_seconds)
+    return RedisHistoryCache(client, ttl_seconds=ttl, timeout_seconds=settings.redis.timeout_seconds, **redis_options)

@@ -1,0 +1,104 @@
+"""Database engine, sessions and migrations: SQLite (aiosqlite, WAL) or PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STORAGE_DIR = Path(__file__).resolve().parent
+ALEMBIC_INI = STORAGE_DIR / "alembic.ini"
+MIGRATIONS_DIR = STORAGE_DIR / "migrations"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine for settings.database_url, tuned per backend; the SQLite parent directory is created."""
+    url = make_url(settings.database_url)
+    db = settings.database
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        busy_ms = int(db.statement_timeout_seconds * 1000)
+        engine = create_async_engine(
+            url,
+            pool_size=db.pool_size,
+            pool_timeout=db.pool_timeout_seconds,
+            # sqlite3's own busy timeout, in seconds; the PRAGMA below sets the same for every connection.
+            connect_args={"timeout": db.statement_timeout_seconds},
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_ms))
+        return engine
+    if url.get_backend_name() == "postgresql":
+        server_settings = {
+            "statement_timeout": str(int(db.statement_timeout_seconds * 1000)),
+            # A crashed request must not pin a connection inside an open transaction (INV-4).
+            "idle_in_transaction_session_timeout": str(int(max(db.statement_timeout_seconds, 1) * 6000)),
+            "application_name": "lorechat",
+        }
+        return create_async_engine(
+            url,
+            pool_size=db.pool_size,
+            max_overflow=0,
+            pool_timeout=db.pool_timeout_seconds,
+            pool_pre_ping=True,
+            connect_args={"timeout": db.pool_timeout_seconds, "server_settings": server_settings},
+        )
+    raise ValueError(f"unsupported database URL scheme {url.drivername!r} (use sqlite+aiosqlite or postgresql+asyncpg)")
+
+
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run while one writer commits; busy_timeout makes writers queue, not fail.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration pointing at the packaged migrations; `connection` is used when given."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the latest revision (Alembic `upgrade head`) on a connection of this engine."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+    log.info("database schema is at head")
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    """True when the database answers `SELECT 1`; never raises (for /readyz)."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True
+    except Exception as exc:  # any failure means "not ready"; the reason is logged, not returned
+        log.warning("database ping failed: %s", type(exc).__name__)
+        return False

@@ -1,0 +1,354 @@
+"""Conversation storage as plain async functions; each opens one short session and never holds it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.errors import ErrorCode, LorechatError
+from backend.storage.cleaning import clean_json, clean_text
+from backend.storage.models import TERMINAL_STATUSES, TITLE_CHARS, Conversation, Message, new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+History = list[tuple[str, str]]
+
+# One message for "absent", "deleted" and "someone else's": no existence oracle (S3).
+_NOT_FOUND = "Conversation not found"
+_MAX_ID_CHARS = 64
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    conversation_id: str
+    user_message_id: str
+    assistant_message_id: str
+    # Earlier "done" messages, oldest first (empty when load_history=False).
+    history: History
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: str
+    seq: int
+    role: str
+    content: str
+    status: str
+    cascade_tier: str | None
+    sources: list[dict[str, Any]]
+    usage: dict[str, Any] | None
+    search_query: str
+    error_code: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    id: str
+    title: str
+    creator: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationDetail:
+    id: str
+    title: str
+    creator: str | None
+    owner_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    messages: list[MessageView]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[ConversationSummary]
+    # Pass back as `cursor` for the next page; None on the last page.
+    next_cursor: str | None
+
+
+@asynccontextmanager
+async def _db_errors() -> AsyncIterator[None]:
+    """Connectivity failures become a retryable 503; programming errors stay loud."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError) as exc:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise LorechatError(ErrorCode.database_unavailable, "The database is unavailable", retry_after=5) from exc
+    except DBAPIError as exc:
+        if not (exc.connection_invalidated or _unavailable_sqlstate(exc)):
+            raise
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        raise LorechatError(ErrorCode.database_unavailable, "The database is unavailable", retry_after=5) from exc
+
+
+def _unavailable_sqlstate(exc: DBAPIError) -> bool:
+    """PostgreSQL states meaning "not now" rather than "wrong": connection loss, shutdown, overload,
+    and statement_timeout cancelling a statement."""
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return state.startswith(("08", "53", "57P")) or state == "57014"
+
+
+def _visible(conversation_id: str, owner_id: str | None) -> ColumnElement[bool]:
+    """Live conversations the caller may see: anonymous ones by id, owned ones by their owner only."""
+    owner = Conversation.owner_id.is_(None)
+    if owner_id is not None:
+        owner = or_(owner, Conversation.owner_id == owner_id)
+    return and_(Conversation.id == conversation_id, Conversation.deleted_at.is_(None), owner)
+
+
+def _valid_id(conversation_id: str) -> bool:
+    return 0 < len(conversation_id) <= _MAX_ID_CHARS
+
+
+def make_title(question: str) -> str:
+    title = " ".join(question.split())
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+async def _history(session: AsyncSession, conversation_id: str, limit: int | None) -> History:
+    query = (
+        select(Message.role, Message.content)
+        .where(Message.conversation_id == conversation_id, Message.status == "done")
+        .order_by(Message.seq.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = (await session.execute(query)).all()
+    return [(row.role, row.content) for row in reversed(rows)]
+
+
+async def start_turn(
+    sessions: Sessions,
+    *,
+    conversation_id: str | None,
+    owner_id: str | None,
+    creator: str | None,
+    question: str,
+    history_limit: int | None = None,
+    load_history: bool = True,
+) -> Turn:
+    """Store the question and a "streaming" answer placeholder in one transaction.
+
+    Raises not_found (absent, deleted or another owner's), invalid_input (other creator), conflict (a turn
+    is already streaming in this conversation: D4), database_unavailable.
+    """
+    question = clean_text(question)
+    now = utcnow()
+    created = conversation_id is None
+    try:
+        async with _db_errors(), sessions() as session, session.begin():
+            if conversation_id is None:
+                conversation_id = new_id()
+                session.add(
+                    Conversation(
+                        id=conversation_id,
+                        owner_id=owner_id,
+                        creator=creator,
+                        title=make_title(question),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                await session.flush()
+                seq, history = 0, []
+            else:
+                if not _valid_id(conversation_id):
+                    raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
+                # Writing first takes the row lock (PostgreSQL) or the write lock (SQLite) before anything
+                # is read, so two turns on one conversation queue here instead of racing past the checks.
+                touched = await session.execute(
+                    update(Conversation)
+                    .where(_visible(conversation_id, owner_id))
+                    .values(updated_at=now)
+                    .returning(Conversation.creator)
+                    .execution_options(synchronize_session=False)
+                )
+                row = touched.first()
+                if row is None:
+                    raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
+                if row.creator != creator:
+                    raise LorechatError(ErrorCode.invalid_input, "This conversation belongs to another creator")
+                streaming = await session.scalar(
+                    select(Message.id)
+                    .where(Message.conversation_id == conversation_id, Message.status == "streaming")
+                    .limit(1)
+                )
+                if streaming is not None:
+                    raise LorechatError(
+                        ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1
+                    )
+                last = await session.scalar(
+                    select(func.max(Message.seq)).where(Message.conversation_id == conversation_id)
+                )
+                seq = 0 if last is None else last + 1
+                history = await _history(session, conversation_id, history_limit) if load_history else []
+            user = Message(
+                id=new_id(), conversation_id=conversation_id, seq=seq, role="user", content=question,
+                status="done", sources=[], search_query="", created_at=now, finished_at=now,
+            )  # fmt: skip
+            assistant = Message(
+                id=new_id(), conversation_id=conversation_id, seq=seq + 1, role="assistant", content="",
+                status="streaming", sources=[], search_query="", created_at=now,
+            )  # fmt: skip
+            session.add_all([user, assistant])
+    except IntegrityError as exc:
+        # The partial unique index or the (conversation, seq) key caught a turn that raced past the checks.
+        raise LorechatError(
+            ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1
+        ) from exc
+    return Turn(conversation_id, user.id, assistant.id, history, created)
+
+
+async def finish_turn(
+    sessions: Sessions,
+    *,
+    assistant_message_id: str,
+    content: str,
+    status: str,
+    cascade_tier: str | None,
+    sources: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    search_query: str,
+    error_code: str | None,
+) -> bool:
+    """Move a streaming answer to its terminal state; False when it already left "streaming" (idempotent)."""
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"finish_turn needs a terminal status, got {status!r}")
+    async with _db_errors(), sessions() as session, session.begin():
+        result = await session.execute(
+            update(Message)
+            .where(Message.id == assistant_message_id, Message.status == "streaming")
+            .values(
+                content=clean_text(content),
+                status=status,
+                cascade_tier=cascade_tier,
+                sources=clean_json(sources),
+                usage=clean_json(usage),
+                search_query=clean_text(search_query),
+                error_code=error_code,
+                finished_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _message_view(message: Message) -> MessageView:
+    return MessageView(
+        id=message.id, seq=message.seq, role=message.role, content=message.content, status=message.status,
+        cascade_tier=message.cascade_tier, sources=message.sources or [], usage=message.usage,
+        search_query=message.search_query, error_code=message.error_code, created_at=message.created_at,
+        finished_at=message.finished_at,
+    )  # fmt: skip
+
+
+async def get_conversation(
+    sessions: Sessions, *, conversation_id: str, owner_id: str | None
+) -> ConversationDetail | None:
+    """The conversation with its messages in order; None when not visible to this caller."""
+    if not _valid_id(conversation_id):
+        return None
+    async with _db_errors(), sessions() as session:
+        conversation = await session.scalar(select(Conversation).where(_visible(conversation_id, owner_id)))
+        if conversation is None:
+            return None
+        messages = await session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq)
+        )
+        return ConversationDetail(
+            id=conversation.id, title=conversation.title, creator=conversation.creator,
+            owner_id=conversation.owner_id, created_at=conversation.created_at,
+            updated_at=conversation.updated_at, messages=[_message_view(m) for m in messages],
+        )  # fmt: skip
+
+
+def _encode_cursor(updated_at: datetime, conversation_id: str) -> str:
+    raw = json.dumps([updated_at.isoformat(), conversation_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, conversation_id = json.loads(raw)
+        updated_at = datetime.fromisoformat(stamp)
+        if updated_at.tzinfo is None or not isinstance(conversation_id, str):
+            raise ValueError("bad cursor")
+        return updated_at, conversation_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise LorechatError(ErrorCode.invalid_input, "Invalid cursor", extra={"field": "cursor"}) from exc
+
+
+async def list_conversations(sessions: Sessions, *, owner_id: str, limit: int, cursor: str | None) -> Page:
+    """The owner's live conversations, most recently active first (keyset pagination on updated_at, id)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query = select(Conversation).where(Conversation.owner_id == owner_id, Conversation.deleted_at.is_(None))
+    if cursor:
+        after_time, after_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Conversation.updated_at < after_time,
+                and_(Conversation.updated_at == after_time, Conversation.id < after_id),
+            )
+        )
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    async with _db_errors(), sessions() as session:
+        rows = list(await session.scalars(query))
+    items = [ConversationSummary(c.id, c.title, c.creator, c.created_at, c.updated_at) for c in rows[:limit]]
+    next_cursor = _encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
+    return Page(items, next_cursor)
+
+
+async def delete_conversation(sessions: Sessions, *, conversation_id: str, owner_id: str | None) -> bool:
+    """Soft delete; False when the conversation is not visible to this caller (same as never existing)."""
+    if not _valid_id(conversation_id):
+        return False
+    async with _db_errors(), sessions() as session, session.begin():
+        result = await session.execute(
+            update(Conversation)
+            .where(_visible(conversation_id, owner_id))
+            .values(deleted_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> int:
+    """Mark answers stuck in "streaming" (a crash mid-turn) as interrupted (INV-1); returns how many."""
+    now = utcnow()
+    async with _db_errors(), sessions() as session, session.begin():
+        result = await session.execute(
+            update(Message)
+            .where(
+                Message.status == "streaming",
+                Message.created_at < now - timedelta(seconds=older_than_seconds),
+            )
+            .values(status="interrupted", error_code=ErrorCode.upstream_interrupted.value, finished_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def assistant_status(sessions: Sessions, *, assistant_message_id: str) -> str | None:
+    """The stored status of one message (None when absent); for tests and the stop endpoint."""
+    async with _db_errors(), sessions() as session:
+        return await session.scalar(select(Message.status).where(Message.id == assistant_message_id))

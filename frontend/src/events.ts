@@ -1,0 +1,55 @@
+// The chat stream's event vocabulary: TypeScript twin of backend/chat/events.py.
+// tests/frontend/test_event_twin.py parses this file and compares it to the Pydantic models, so keep one
+// field per line in the form `name: type;` (or `name?: type;` for fields with a default).
+
+export const EVENT_NAMES = ["sources", "token", "done", "error"] as const;
+export type EventName = (typeof EVENT_NAMES)[number];
+
+export interface Source {
+  index: number;
+  chunk_id: string;
+  document_id: string;
+  creator: string;
+  title: string;
+  url: string | null;
+  snippet: string;
+  score: number;
+  start_seconds: number | null;
+  end_seconds: number | null;
+}
+
+export interface TokenEvent {
+  text: string;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+export interface DoneEvent {
+  conversation_id: string;
+  message_id: string;
+  cascade_tier: string;
+  finish_reason: string;
+  search_query: string;
+  usage: Usage;
+}
+
+export interface ErrorEvent {
+  code: string;
+  message: string;
+  retryable: boolean;
+  request_id?: string | null;
+}
+
+/** One decoded stream event; `sources` carries a bare array. */
+export type ChatEvent =
+  | { type: "sources"; id: string; data: Source[] }
+  | { type: "token"; id: string; data: TokenEvent }
+  | { type: "done"; id: string; data: DoneEvent }
+  | { type: "error"; id: string; data: ErrorEvent };
+
+export function isEventName(name: string): name is EventName {
+  return (EVENT_NAMES as readonly string[]).includes(name);
+}

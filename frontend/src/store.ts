@@ -1,0 +1,82 @@
+// The conversation kept in localStorage, so a page reload shows it again.
+import type { Source } from "./events";
+
+export type MessageStatus = "streaming" | "done" | "error" | "stopped" | "interrupted";
+
+export interface StoredError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export interface ChatMessage {
+  id: string;
+  role: "user" | "assistant";
+  content: string;
+  status: MessageStatus;
+  sources: Source[];
+  error?: StoredError;
+  tier?: string;
+}
+
+export interface Session {
+  conversationId: string | null;
+  creator: string | null;
+  messages: ChatMessage[];
+}
+
+const PREFIX = "lorechat:v1:";
+// localStorage is small and shared with the host page: keep only the recent turns.
+const MAX_MESSAGES = 40;
+
+export function emptySession(creator: string | null): Session {
+  return { conversationId: null, creator, messages: [] };
+}
+
+export function loadSession(key: string, creator: string | null): Session {
+  try {
+    const raw = globalThis.localStorage?.getItem(PREFIX + key);
+    if (!raw) return emptySession(creator);
+    const parsed = JSON.parse(raw) as Partial<Session>;
+    if (!parsed || !Array.isArray(parsed.messages)) return emptySession(creator);
+    const messages = parsed.messages.filter(isMessage).map((message) =>
+      // A turn that was streaming when the page went away can no longer finish here.
+      message.status === "streaming" ? { ...message, status: "interrupted" as const } : message,
+    );
+    return {
+      conversationId: typeof parsed.conversationId === "string" ? parsed.conversationId : null,
+      creator: typeof parsed.creator === "string" ? parsed.creator : creator,
+      messages,
+    };
+  } catch {
+    return emptySession(creator); // storage disabled (sandboxed iframe, private mode) or corrupt
+  }
+}
+
+export function saveSession(key: string, session: Session): void {
+  try {
+    const trimmed = { ...session, messages: session.messages.slice(-MAX_MESSAGES) };
+    globalThis.localStorage?.setItem(PREFIX + key, JSON.stringify(trimmed));
+  } catch {
+    // Quota exceeded or storage disabled: the conversation simply won't survive a reload.
+  }
+}
+
+export function clearSession(key: string): void {
+  try {
+    globalThis.localStorage?.removeItem(PREFIX + key);
+  } catch {
+    // see saveSession
+  }
+}
+
+function isMessage(value: unknown): value is ChatMessage {
+  const m = value as ChatMessage;
+  return (
+    !!m &&
+    typeof m.id === "string" &&
+    (m.role === "user" || m.role === "assistant") &&
+    typeof m.content === "string" &&
+    Array.isArray(m.sources)
+  );
+}

@@ -1,0 +1,365 @@
+// <lorechat-widget>: the custom element. Owns the session state and the one stream in flight.
+import { type CreatorInfo, listCreators, stopConversation } from "./api";
+import { type ChatMessage, clearSession, emptySession, loadSession, type Session, saveSession } from "./store";
+import { STYLES } from "./styles";
+import { runTurn } from "./turn";
+import {
+  cardId, chatIcon, creatorPicker, fillAnswer, h, type MessageActions, messageView, personalitySlider,
+} from "./view";
+
+const MAX_QUERY = 1000;
+let counter = 0;
+const newId = () => `m${Date.now().toString(36)}${(counter++).toString(36)}`;
+
+export class LorechatWidget extends HTMLElement {
+  static observedAttributes = ["api", "creator", "mode", "personality", "personality-weight", "accent", "heading"];
+
+  private readonly shadow: ShadowRoot;
+  private session: Session = emptySession(null);
+  private creators: CreatorInfo[] = [];
+  private weight = 0.5;
+  private isOpen = false;
+  private controller: AbortController | null = null;
+  private stopping = false;
+  private live: { message: ChatMessage; answer: HTMLElement | null } | null = null;
+  private frame = 0;
+  private noticeTimer: ReturnType<typeof setInterval> | undefined;
+  private els!: {
+    launcher: HTMLButtonElement | null;
+    panel: HTMLElement;
+    title: HTMLElement;
+    options: HTMLElement;
+    messages: HTMLElement;
+    notice: HTMLElement;
+    input: HTMLTextAreaElement;
+    send: HTMLButtonElement;
+    stop: HTMLButtonElement;
+  };
+  private readonly actions: MessageActions = {
+    onCite: (messageId, index) => this.highlightSource(messageId, index),
+    onRetry: (messageId) => this.retry(messageId),
+  };
+
+  constructor() {
+    super();
+    this.shadow = this.attachShadow({ mode: "open" });
+  }
+
+  // --- attributes -------------------------------------------------------------------------------
+  private get api(): string {
+    return this.getAttribute("api") ?? "";
+  }
+  private get fixedCreator(): string | null {
+    return this.getAttribute("creator") || null;
+  }
+  private get launcherMode(): boolean {
+    return this.getAttribute("mode") !== "inline";
+  }
+  private get storageKey(): string {
+    return this.getAttribute("storage-key") ?? `${this.api}|${this.fixedCreator ?? "*"}`;
+  }
+  private get creator(): string | null {
+    return this.fixedCreator ?? this.session.creator;
+  }
+
+  connectedCallback(): void {
+    this.setup();
+  }
+
+  disconnectedCallback(): void {
+    this.controller?.abort();
+    clearInterval(this.noticeTimer);
+  }
+
+  attributeChangedCallback(name: string, previous: string | null, value: string | null): void {
+    if (!this.isConnected || previous === value) return;
+    if (name === "accent") this.applyAccent();
+    else this.setup();
+  }
+
+  // --- building -----------------------------------------------------------------------------------
+  private setup(): void {
+    this.controller?.abort();
+    this.applyAccent();
+    const weight = Number.parseFloat(this.getAttribute("personality-weight") ?? "");
+    this.weight = Number.isFinite(weight) ? Math.min(1, Math.max(0, weight)) : 0.5;
+    this.session = loadSession(this.storageKey, this.fixedCreator);
+    this.isOpen = !this.launcherMode || this.hasAttribute("open");
+
+    const launcher = this.launcherMode
+      ? (h("button", {
+          type: "button", class: "launcher", "data-testid": "lorechat-launcher", "aria-controls": "lc-panel",
+        }) as HTMLButtonElement)
+      : null;
+    launcher?.appendChild(chatIcon());
+    launcher?.addEventListener("click", () => this.setOpen(!this.isOpen));
+    const title = h("h2", { id: "lc-title" });
+    const newChat = h("button", { type: "button", class: "icon-btn", "data-testid": "lorechat-new-conversation" }, "New chat");
+    newChat.addEventListener("click", () => this.newConversation());
+    const close = this.launcherMode
+      ? h("button", { type: "button", class: "icon-btn", "aria-label": "Close chat", "data-testid": "lorechat-close" }, "✕")
+      : null;
+    close?.addEventListener("click", () => this.setOpen(false));
+    const input = h("textarea", {
+      id: "lc-input", rows: "1", maxlength: String(MAX_QUERY), "data-testid": "lorechat-input",
+      placeholder: this.getAttribute("placeholder") ?? "Ask a question…",
+    }) as HTMLTextAreaElement;
+    const send = h("button", { type: "submit", class: "primary", "data-testid": "lorechat-send" }, "Send") as HTMLButtonElement;
+    const stop = h("button", { type: "button", class: "secondary", "data-testid": "lorechat-stop", hidden: true }, "Stop") as HTMLButtonElement;
+    const form = h("form", {}, h("label", { class: "sr-only", for: "lc-input" }, "Your question"), input, send, stop);
+    const messages = h("div", { class: "messages", role: "log", "aria-live": "polite", "aria-labelledby": "lc-title" });
+    const notice = h("div", { class: "notice", role: "status", "data-testid": "lorechat-rate-limit", hidden: true });
+    const options = h("div", { class: "options" });
+    const panel = h(
+      "section",
+      { class: "panel", id: "lc-panel", role: this.launcherMode ? "dialog" : "region", "aria-labelledby": "lc-title" },
+      h("header", {}, title, newChat, close),
+      options, messages, notice, form,
+      h("div", { class: "footer" }, "Answers cite their sources. Check them."),
+    );
+    this.els = { launcher, panel, title, options, messages, notice, input, send, stop };
+
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.send(input.value);
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        void this.send(input.value);
+      }
+    });
+    input.addEventListener("input", () => this.autosize());
+    stop.addEventListener("click", () => void this.stop());
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.launcherMode) {
+        event.stopPropagation();
+        this.setOpen(false);
+      }
+    });
+
+    const style = document.createElement("style");
+    style.textContent = STYLES;
+    const wrap = h("div", { class: this.launcherMode ? "floating" : "inline" }, launcher, panel);
+    this.shadow.replaceChildren(style, wrap);
+    this.renderOptions();
+    this.renderTitle();
+    this.renderMessages();
+    this.setOpen(this.isOpen, false);
+    if (!this.fixedCreator) void this.loadCreators();
+  }
+
+  private applyAccent(): void {
+    const accent = this.getAttribute("accent");
+    if (accent && (typeof CSS === "undefined" || CSS.supports("color", accent))) {
+      this.style.setProperty("--lorechat-accent", accent);
+    } else {
+      this.style.removeProperty("--lorechat-accent");
+    }
+  }
+
+  private async loadCreators(): Promise<void> {
+    try {
+      this.creators = await listCreators(this.api);
+    } catch {
+      this.creators = []; // no picker: questions go to all creators
+    }
+    this.renderOptions();
+    this.renderTitle();
+  }
+
+  private renderOptions(): void {
+    const parts: HTMLElement[] = [];
+    if (!this.fixedCreator && this.creators.length > 0) {
+      parts.push(creatorPicker(this.creators, this.session.creator, (slug) => this.pickCreator(slug)));
+    }
+    if (this.getAttribute("personality") === "on") {
+      parts.push(personalitySlider(this.weight, (weight) => (this.weight = weight)));
+    }
+    this.els.options.replaceChildren(...parts);
+  }
+
+  private renderTitle(): void {
+    const slug = this.creator;
+    const name = this.creators.find((creator) => creator.slug === slug)?.name ?? slug;
+    this.els.title.textContent = this.getAttribute("heading") ?? (name ? `Ask ${name}` : "Ask the library");
+  }
+
+  private renderMessages(): void {
+    const nodes = this.session.messages.map((message) => messageView(message, this.actions));
+    if (nodes.length === 0) nodes.push(h("p", { class: "empty" }, "Ask anything about this creator's articles, talks and notes."));
+    this.els.messages.replaceChildren(...nodes);
+    this.els.messages.scrollTop = this.els.messages.scrollHeight;
+  }
+
+  private rerender(message: ChatMessage): void {
+    const old = this.els.messages.querySelector(`[data-message-id="${message.id}"]`);
+    const view = messageView(message, this.actions);
+    if (old) old.replaceWith(view);
+    else this.renderMessages();
+    if (this.live?.message === message) this.live.answer = view.querySelector(".answer");
+    this.scrollToEnd();
+  }
+
+  private scrollToEnd(): void {
+    const box = this.els.messages;
+    if (box.scrollHeight - box.scrollTop - box.clientHeight < 120) box.scrollTop = box.scrollHeight;
+  }
+
+  private setOpen(open: boolean, moveFocus = true): void {
+    this.isOpen = open;
+    this.els.panel.hidden = !open;
+    if (this.els.launcher) {
+      this.els.launcher.setAttribute("aria-expanded", String(open));
+      this.els.launcher.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    }
+    if (!moveFocus) return;
+    if (open) this.els.input.focus();
+    else this.els.launcher?.focus();
+  }
+
+  private autosize(): void {
+    const input = this.els.input;
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, 140)}px`;
+  }
+
+  private setBusy(busy: boolean): void {
+    this.els.send.hidden = busy;
+    this.els.stop.hidden = !busy;
+    this.els.stop.disabled = false;
+    this.els.messages.setAttribute("aria-busy", String(busy));
+  }
+
+  // --- actions ------------------------------------------------------------------------------------
+  private pickCreator(slug: string | null): void {
+    if (slug === this.session.creator) return;
+    if (this.session.messages.length > 0) this.newConversation(false);
+    this.session.creator = slug;
+    saveSession(this.storageKey, this.session);
+    this.renderTitle();
+  }
+
+  private newConversation(focus = true): void {
+    if (this.controller) void this.stop();
+    clearSession(this.storageKey);
+    this.session = emptySession(this.creator);
+    this.hideNotice();
+    this.renderMessages();
+    if (focus) this.els.input.focus();
+  }
+
+  private highlightSource(messageId: string, index: number): void {
+    const card = this.shadow.getElementById(cardId(messageId, index));
+    if (!card) return;
+    card.scrollIntoView?.({ block: "nearest", inline: "nearest", behavior: "smooth" });
+    card.classList.add("highlight");
+    card.focus({ preventScroll: true });
+    setTimeout(() => card.classList.remove("highlight"), 2000);
+  }
+
+  private retry(messageId: string): void {
+    const at = this.session.messages.findIndex((message) => message.id === messageId);
+    const question = at > 0 ? this.session.messages[at - 1] : undefined;
+    if (!question || question.role !== "user" || this.controller) return;
+    this.session.messages.splice(at - 1, 2);
+    void this.send(question.content);
+  }
+
+  async send(text: string): Promise<void> {
+    const query = text.trim().slice(0, MAX_QUERY);
+    if (!query || this.controller || this.els.send.disabled) return;
+    this.hideNotice();
+    const assistant: ChatMessage = { id: newId(), role: "assistant", content: "", status: "streaming", sources: [] };
+    this.session.messages.push({ id: newId(), role: "user", content: query, status: "done", sources: [] }, assistant);
+    this.els.input.value = "";
+    this.autosize();
+    this.renderMessages();
+    this.live = { message: assistant, answer: this.els.messages.querySelector(`[data-message-id="${assistant.id}"] .answer`) };
+    const controller = new AbortController();
+    this.controller = controller;
+    this.stopping = false;
+    this.setBusy(true);
+    // Later events update this turn's session even if the visitor has started a new one meanwhile.
+    const session = this.session;
+    saveSession(this.storageKey, session);
+    const request = {
+      query, creator: this.creator, conversation_id: session.conversationId, personality_weight: this.weight,
+    };
+    try {
+      const outcome = await runTurn({
+        api: this.api,
+        request,
+        signal: controller.signal,
+        message: assistant,
+        hooks: {
+          onConversationId: (id) => {
+            session.conversationId = id;
+          },
+          onSources: () => this.rerender(assistant),
+          onText: () => this.scheduleAnswer(),
+          stopping: () => this.stopping,
+        },
+      });
+      if (outcome.rateLimited) {
+        // Nothing was accepted: take the question back into the box and say how long to wait.
+        session.messages.splice(session.messages.indexOf(assistant) - 1, 2);
+        this.els.input.value = query;
+        this.showRateLimit(outcome.retryAfter);
+      }
+    } finally {
+      if (this.controller === controller) this.controller = null;
+      cancelAnimationFrame(this.frame);
+      this.frame = 0;
+      this.live = null;
+      this.setBusy(false);
+      saveSession(this.storageKey, this.session);
+      if (this.session.messages.includes(assistant)) this.rerender(assistant);
+      else this.renderMessages();
+    }
+  }
+
+  /** Stop: tell the service (when the conversation is known), then drop the connection. */
+  async stop(): Promise<void> {
+    const controller = this.controller;
+    if (!controller || this.stopping) return;
+    this.stopping = true;
+    this.els.stop.disabled = true;
+    const id = this.session.conversationId;
+    if (id) await stopConversation(this.api, id);
+    controller.abort();
+  }
+
+  private scheduleAnswer(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (this.live?.answer) fillAnswer(this.live.answer, this.live.message, this.actions);
+      this.scrollToEnd();
+    });
+  }
+
+  private showRateLimit(seconds: number | null): void {
+    const notice = this.els.notice;
+    clearInterval(this.noticeTimer);
+    notice.hidden = false;
+    if (!seconds) {
+      notice.textContent = "Lots of questions right now. Please wait a moment and try again.";
+      return;
+    }
+    let left = seconds;
+    const tick = () => {
+      notice.textContent = `You're asking faster than we can answer. Please wait ${left} s and try again.`;
+      if (left-- <= 0) this.hideNotice();
+    };
+    this.els.send.disabled = true;
+    tick();
+    this.noticeTimer = setInterval(tick, 1000);
+  }
+
+  private hideNotice(): void {
+    clearInterval(this.noticeTimer);
+    this.els.notice.hidden = true;
+    this.els.send.disabled = false;
+  }
+}

@@ -1,0 +1,224 @@
+"""The `lorechat` command group: curator commands here, service commands registered from backend.cli.
+
+Progress and messages go to stderr, results to stdout (`--json` for machines). Expected failures
+(LorechatError) become one clear line and the error's exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from backend.errors import ErrorCode, LorechatError
+from backend.settings import Settings, get_settings
+from pipeline.progress import RichProgress
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class LorechatGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LorechatError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}")
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=LorechatGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lorechat")
+def main() -> None:
+    """lorechat: a knowledge chat over creators' content.
+
+    Settings come from config.yaml (or LORECHAT_CONFIG) and LORECHAT_* environment variables.
+    """
+
+
+@contextmanager
+def open_index(settings: Settings) -> Iterator[Any]:
+    """The embedder, store and retriever, exactly as the service builds them."""
+    from backend.retrieval.embedder import get_embedder
+    from backend.retrieval.open_store import open_store
+    from backend.retrieval.search import Retriever
+
+    store = open_store(settings)
+    try:
+        embedder = get_embedder(settings.embedding, data_dir=settings.data_dir)
+        yield Retriever(embedder=embedder, store=store, settings=settings.retrieval)
+    finally:
+        store.close()
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--creator", "only_creator", metavar="SLUG", help="Only ingest this creator's folder.")
+@click.option("--prune", is_flag=True, help="Remove indexed documents that no longer exist in their creator's folder.")
+@click.option("--dry-run", is_flag=True, help="Parse and compare with the index, but write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_run: bool, as_json: bool) -> None:
+    """Parse, chunk, embed and index creators' content from PATHS.
+
+    A PATH is a content folder (one sub-folder per creator, each with a creator.yaml), a creator folder,
+    or single files inside a creator folder. Unchanged documents are skipped, so re-running is cheap.
+    Exits 1 when any file failed; the other files are still indexed.
+    """
+    from pipeline.ingest import ingest as run_ingest
+
+    settings = get_settings()
+    with open_index(settings) as retriever:
+        report = run_ingest(
+            list(paths),
+            retriever=retriever,
+            store=retriever.store,
+            data_dir=settings.data_dir,
+            size_tokens=settings.chunking.size_tokens,
+            overlap_tokens=settings.chunking.overlap_tokens,
+            only_creator=only_creator,
+            prune=prune,
+            dry_run=dry_run,
+            progress=RichProgress(err, enabled=not as_json or sys.stderr.isatty()),
+        )
+    if as_json:
+        click.echo(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        _print_report(report)
+    sys.exit(1 if report.failed else 0)
+
+
+def _print_report(report: Any) -> None:
+    verb = "would be" if report.dry_run else ""
+    err.print(
+        f"[bold]added[/] {report.added}  [bold]updated[/] {report.updated}  "
+        f"[bold]unchanged[/] {report.unchanged}  [bold]pruned[/] {report.pruned}  "
+        f"[bold]failed[/] {len(report.failed)}  ({report.chunks_written} chunks written in {report.seconds:.1f}s)"
+    )
+    if not report.wrote_anything and not report.dry_run:
+        err.print("Nothing changed: the index is up to date, nothing was written.")
+    elif report.dry_run:
+        err.print(f"Dry run: the changes above {verb} made; nothing was written.")
+    for failure in report.failed:
+        err.print(f"  [red]✗[/] {failure.source}: {failure.error}")
+
+
+@main.command()
+@click.argument("query", required=False)
+@click.option("--creator", metavar="SLUG", help="Only search this creator's content.")
+@click.option("--k", "k", type=click.IntRange(1, 100), default=None, help="How many results (default from settings).")
+@click.option(
+    "--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default=None, help="Retriever (default hybrid)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option(
+    "--batch",
+    type=click.File("r", encoding="utf-8"),
+    help='JSON lines of {"query", "creator"?}: one JSON line of results per query.',
+)
+def search(query: str | None, creator: str | None, k: int | None, mode: str | None, as_json: bool, batch: Any) -> None:
+    """Search the index the way the chat does."""
+    from pipeline.search_output import hit_json, print_hits, read_batch
+
+    if (query is None) == (batch is None):
+        raise click.UsageError("give either a QUERY or --batch FILE")
+    settings = get_settings()
+    with open_index(settings) as retriever:
+        known = {entry.creator for entry in retriever.store.counts()}
+        if batch is None:
+            _check_creator(creator, known)
+            hits = retriever.search(query, creator=creator, k=k, mode=mode)
+            if as_json:
+                snippet_chars = settings.retrieval.snippet_chars
+                click.echo(json.dumps([hit_json(hit, snippet_chars) for hit in hits], ensure_ascii=False))
+            else:
+                print_hits(out, hits, snippet_chars=settings.retrieval.snippet_chars)
+            return
+        failed = False
+        for line_no, item in read_batch(batch):
+            if isinstance(item, str):
+                failed = True
+                click.echo(json.dumps({"line": line_no, "error": item}))
+                continue
+            q, c = item
+            if c is not None and c not in known:
+                failed = True
+                click.echo(json.dumps({"query": q, "creator": c, "error": f"unknown creator '{c}'"}))
+                continue
+            hits = retriever.search(q, creator=c, k=k, mode=mode)
+            results = [hit_json(hit, settings.retrieval.snippet_chars) for hit in hits]
+            click.echo(json.dumps({"query": q, "creator": c, "results": results}, ensure_ascii=False))
+        if failed:
+            sys.exit(1)
+
+
+def _check_creator(creator: str | None, known: set[str]) -> None:
+    if creator is not None and creator not in known:
+        listing = ", ".join(sorted(known)) or "none indexed yet"
+        raise LorechatError(ErrorCode.unknown_creator, f"unknown creator '{creator}' (known: {listing})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def creators(as_json: bool) -> None:
+    """List indexed creators with their document and chunk counts."""
+    from backend.catalog import Catalog, catalog_path
+
+    settings = get_settings()
+    catalog = Catalog.load(catalog_path(settings.data_dir))
+    with open_index(settings) as retriever:
+        counts = retriever.store.counts()
+    rows = [
+        {
+            "slug": c.creator,
+            "name": (catalog.creator(c.creator).name if catalog.creator(c.creator) else c.creator),
+            "documents": c.documents,
+            "chunks": c.chunks,
+        }
+        for c in sorted(counts, key=lambda c: c.creator)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not rows:
+        err.print("No creators indexed yet: run `lorechat ingest PATH`.")
+    for row in rows:
+        out.print(f"[bold]{row['slug']}[/]  {row['name']}  {row['documents']} documents, {row['chunks']} chunks")
+
+
+@main.command()
+@click.option("--creator", metavar="SLUG", help="Delete every chunk of this creator.")
+@click.option("--document", "document_id", metavar="ID", help="Delete one document (its id, e.g. ada/notes.md).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
+    """Delete a creator's or a document's content from the index."""
+    from pipeline.ingest import delete as run_delete
+
+    if (creator is None) == (document_id is None):
+        raise click.UsageError("give exactly one of --creator or --document")
+    target = f"creator '{creator}'" if creator else f"document '{document_id}'"
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Delete every chunk of {target}?", abort=True, err=True)
+    settings = get_settings()
+    with open_index(settings) as retriever:
+        removed = run_delete(
+            store=retriever.store, data_dir=settings.data_dir, creator=creator, document_id=document_id
+        )
+    if removed == 0:
+        raise LorechatError(ErrorCode.not_found, f"nothing indexed for {target}")
+    err.print(f"Deleted {removed} chunks of {target}.")
+
+
+def _register_service_commands() -> None:
+    # The service commands import FastAPI and friends; keep them out of the curator commands' import path.
+    from backend.cli import register
+
+    register(main)
+
+
+_register_service_commands()

@@ -1,0 +1,327 @@
+"""Ingest: creator folders → parsed documents → chunks → embeddings → index, idempotently.
+
+Each document carries a content hash. A document whose hash the index already holds is skipped, a changed
+one has all its chunks replaced (so no stale chunk survives), and with `prune` a document that vanished from
+its creator's folder loses its chunks. Running the same ingest twice therefore writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.catalog import Catalog, CatalogCreator, CatalogDocument, catalog_path
+from backend.retrieval.models import DocumentState
+from backend.retrieval.search import Retriever
+from backend.retrieval.store import Store
+from pipeline.chunk import chunk_document
+from pipeline.creators import CreatorError, discover_creators, load_creator
+from pipeline.models import Chunk, Creator, Document
+from pipeline.progress import Progress
+from pipeline.sources import ParseError, parse_file
+
+# How many chunks are embedded and upserted together: large enough to keep the embedder's batches full,
+# small enough that progress moves and memory stays flat on big corpora.
+WRITE_BATCH_CHUNKS = 256
+
+# Past this many new chunks in one run, the store's segments are optimized (HNSW built) before returning.
+OPTIMIZE_AFTER_CHUNKS = 5_000
+
+_KIND_BY_SUFFIX = {
+    ".md": "article",
+    ".markdown": "article",
+    ".html": "page",
+    ".htm": "page",
+    ".pdf": "pdf",
+    ".srt": "transcript",
+    ".vtt": "transcript",
+    ".txt": "text",
+    ".jsonl": "record",
+}
+_IGNORED_NAMES = {"creator.yaml", "creator.yml"}
+
+
+@dataclass(slots=True)
+class Failure:
+    source: str
+    error: str
+
+
+@dataclass(slots=True)
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    pruned: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    chunks_written: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def wrote_anything(self) -> bool:
+        return bool(self.added or self.updated or self.pruned)
+
+    def as_json(self) -> dict[str, object]:
+        """Exactly the documented keys."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "pruned": self.pruned,
+            "failed": [{"source": f.source, "error": f.error} for f in self.failed],
+        }
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One creator's parsed documents, split by what the index already has."""
+
+    creator: Creator
+    root: Path
+    scanned_whole_folder: bool
+    documents: list[Document] = field(default_factory=list)
+    failed_ids: set[str] = field(default_factory=set)
+
+
+def ingest(
+    paths: Sequence[Path],
+    *,
+    retriever: Retriever,
+    store: Store,
+    data_dir: Path,
+    size_tokens: int,
+    overlap_tokens: int,
+    only_creator: str | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    progress = progress or Progress()
+    started = time.perf_counter()
+    report = IngestReport(dry_run=dry_run)
+    plans = _collect(paths, only_creator=only_creator, report=report, progress=progress)
+
+    catalog = Catalog.load(catalog_path(data_dir))
+    catalog_before = _catalog_fingerprint(catalog)
+    writer = _BatchWriter(retriever=retriever, store=store, dry_run=dry_run, progress=progress)
+
+    for plan in plans:
+        indexed = store.documents(plan.creator.slug)
+        entry = catalog.creators.setdefault(plan.creator.slug, CatalogCreator(creator=plan.creator))
+        entry.creator = plan.creator
+        for document in plan.documents:
+            known = indexed.get(document.document_id)
+            if known is not None and known.content_hash == document.content_hash:
+                report.unchanged += 1
+                entry.documents[document.document_id] = _catalog_document(document, known.chunk_count)
+                continue
+            chunks = chunk_document(document, size_tokens=size_tokens, overlap_tokens=overlap_tokens)
+            if known is None:
+                report.added += 1
+            else:
+                report.updated += 1
+                writer.replace(document.document_id)
+            writer.add(chunks)
+            entry.documents[document.document_id] = _catalog_document(document, len(chunks))
+        if prune and plan.scanned_whole_folder:
+            seen = {doc.document_id for doc in plan.documents} | plan.failed_ids
+            gone = sorted(set(indexed) - seen)
+            report.pruned += len(gone)
+            writer.remove(gone)
+            for document_id in gone:
+                entry.documents.pop(document_id, None)
+        elif not prune:
+            # Without --prune, vanished documents stay indexed; keep them listed so the catalog tells the truth.
+            for document_id, state in indexed.items():
+                entry.documents.setdefault(document_id, _unlisted_document(state))
+
+    writer.flush()
+    report.chunks_written = writer.written
+    if writer.written >= OPTIMIZE_AFTER_CHUNKS and not dry_run:
+        # Large writes land in unindexed segments; building the HNSW graph now keeps queries fast.
+        optimize = getattr(store, "optimize", None)
+        if optimize is not None:
+            optimize()
+    if not dry_run and _catalog_fingerprint(catalog) != catalog_before:
+        catalog.save(catalog_path(data_dir))
+    progress.finish()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def delete(
+    *, store: Store, data_dir: Path, creator: str | None = None, document_id: str | None = None
+) -> int:
+    """Remove a creator or a document from the index and the catalog; returns the chunks removed."""
+    catalog = Catalog.load(catalog_path(data_dir))
+    if creator is not None:
+        removed = store.delete_creator(creator)
+        catalog.creators.pop(creator, None)
+    elif document_id is not None:
+        removed = store.delete_documents([document_id])
+        for entry in catalog.creators.values():
+            entry.documents.pop(document_id, None)
+    else:
+        raise ValueError("delete needs a creator or a document id")
+    catalog.save(catalog_path(data_dir))
+    return removed
+
+
+class _BatchWriter:
+    """Buffers chunks so embedding runs in full batches across documents, then writes them."""
+
+    def __init__(self, *, retriever: Retriever, store: Store, dry_run: bool, progress: Progress) -> None:
+        self._retriever = retriever
+        self._store = store
+        self._dry_run = dry_run
+        self._progress = progress
+        self._pending: list[Chunk] = []
+        self.written = 0
+
+    def replace(self, document_id: str) -> None:
+        # Delete before re-adding: the new version may have fewer chunks, and none of the old may survive.
+        self.remove([document_id])
+
+    def remove(self, document_ids: Iterable[str]) -> None:
+        ids = list(document_ids)
+        if ids and not self._dry_run:
+            self.flush()  # keep order: pending chunks of these documents must not be written after the delete
+            self._store.delete_documents(ids)
+
+    def add(self, chunks: Sequence[Chunk]) -> None:
+        self._pending.extend(chunks)
+        if len(self._pending) >= WRITE_BATCH_CHUNKS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        if not self._dry_run:
+            self._store.upsert(self._retriever.embed_chunks(batch))
+            self.written += len(batch)
+        self._progress.chunks_done(len(batch))
+
+
+def _collect(
+    paths: Sequence[Path], *, only_creator: str | None, report: IngestReport, progress: Progress
+) -> list[_Plan]:
+    """Parse every file under the given paths, grouped by creator; failures go into the report."""
+    plans: dict[Path, _Plan] = {}
+    targets: list[tuple[Path, Path | None]] = []  # (creator folder, single file or None for the whole folder)
+    for path in paths:
+        path = path.resolve()
+        if path.is_file():
+            folder = _creator_folder_of(path)
+            if folder is None:
+                report.failed.append(Failure(str(path), "not inside a creator folder (no creator.yaml above it)"))
+                continue
+            targets.append((folder, path))
+        elif path.is_dir():
+            folders = discover_creators(path)
+            if not folders:
+                report.failed.append(Failure(str(path), "no creator folders (folders with a creator.yaml) found"))
+            targets.extend((folder, None) for folder in folders)
+        else:
+            report.failed.append(Failure(str(path), "no such file or folder"))
+
+    files: list[tuple[_Plan, Path]] = []
+    for folder, single in targets:
+        if only_creator is not None and folder.name != only_creator:
+            continue
+        plan = plans.get(folder)
+        if plan is None:
+            try:
+                creator = load_creator(folder)
+            except CreatorError as exc:
+                report.failed.append(Failure(_relative(folder / "creator.yaml", folder.parent), str(exc)))
+                continue
+            plan = plans[folder] = _Plan(creator=creator, root=folder, scanned_whole_folder=False)
+        if single is None:
+            plan.scanned_whole_folder = True
+            files.extend((plan, file) for file in _content_files(folder))
+        else:
+            files.append((plan, single))
+
+    seen: set[Path] = set()
+    unique = [(plan, file) for plan, file in files if not (file in seen or seen.add(file))]
+    progress.start(files=len(unique))
+    for plan, file in unique:
+        source = _relative(file, plan.root.parent)
+        try:
+            result = parse_file(file, creator=plan.creator.slug, creator_root=plan.root)
+        except ParseError as exc:
+            report.failed.append(Failure(source, str(exc)))
+            plan.failed_ids.add(f"{plan.creator.slug}/{file.relative_to(plan.root).as_posix()}")
+        except OSError as exc:
+            report.failed.append(Failure(source, f"cannot read file: {exc.strerror or exc}"))
+            plan.failed_ids.add(f"{plan.creator.slug}/{file.relative_to(plan.root).as_posix()}")
+        else:
+            plan.documents.extend(result.documents)
+            report.failed.extend(Failure(source, error) for error in result.errors)
+        progress.file_done(source)
+    if only_creator is not None and not plans and not report.failed:
+        report.failed.append(Failure(only_creator, "no creator folder with this slug under the given paths"))
+    return list(plans.values())
+
+
+def _content_files(folder: Path) -> list[Path]:
+    """Every file a curator put in the folder, supported or not: unknown formats are reported, not hidden."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.name not in _IGNORED_NAMES
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def _creator_folder_of(path: Path) -> Path | None:
+    for parent in path.parents:
+        if (parent / "creator.yaml").is_file() or (parent / "creator.yml").is_file():
+            return parent
+    return None
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _catalog_document(document: Document, chunks: int) -> CatalogDocument:
+    suffix = Path(document.source.split("#", 1)[0]).suffix.lower()
+    kind = _KIND_BY_SUFFIX.get(suffix, "text")
+    ends = [block.end_seconds for block in document.blocks if block.end_seconds is not None]
+    return CatalogDocument(
+        document_id=document.document_id,
+        title=document.title,
+        source=document.source,
+        url=document.url,
+        kind=kind,
+        chunks=chunks,
+        published=document.published,
+        duration_seconds=max(ends) if ends else None,
+    )
+
+
+def _unlisted_document(state: DocumentState) -> CatalogDocument:
+    return CatalogDocument(
+        document_id=state.document_id,
+        title=state.document_id.rsplit("/", 1)[-1],
+        source=state.document_id,
+        url=None,
+        kind="text",
+        chunks=state.chunk_count,
+    )
+
+
+def _catalog_fingerprint(catalog: Catalog) -> object:
+    return {
+        slug: (entry.creator, tuple(sorted(entry.documents.items())))
+        for slug, entry in catalog.creators.items()
+    }

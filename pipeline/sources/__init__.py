@@ -1,0 +1,73 @@
+"""Parse one content file into Documents, choosing the parser by file suffix.
+
+Contract for callers (ingest):
+
+- ``parse_file(path, creator=..., creator_root=...)`` returns a :class:`ParseResult`:
+  ``documents`` (what to index) and ``errors`` (record-level problems, one line each, e.g.
+  ``"ada/faq.jsonl#L7: invalid JSON (...)"``). Only .jsonl files have records; a bad line is reported
+  there while the file's good lines still come back.
+- A file that cannot be used at all (unknown suffix, empty or whitespace-only, not UTF-8, corrupt PDF,
+  PDF without text, malformed transcript timing, a .jsonl with no valid line) raises :class:`ParseError`;
+  ``str(error)`` is ``"<source>: <reason>"``, one line, no traceback, safe to show a curator, and
+  ``error.reason`` is the bare reason.
+- Identity: ``document_id = "<creator>/<path relative to creator_root>"`` (posix) for files; for .jsonl
+  the record's ``id``, prefixed with ``"<creator>/"`` unless it already is. ``source`` is the path relative
+  to the content root (``creator_root.parent``), plus ``#L<n>`` for .jsonl records.
+- Text is normalised everywhere: NFC, Unix newlines, no NUL/control characters (tabs and newlines kept),
+  whitespace collapsed inside paragraphs (code blocks keep their layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.sources.common import ParseError, ParseResult, SourceContext
+from pipeline.sources.html import parse_html
+from pipeline.sources.jsonl import parse_jsonl
+from pipeline.sources.markdown import parse_markdown
+from pipeline.sources.pdf import parse_pdf
+from pipeline.sources.text import parse_text
+from pipeline.sources.transcripts import parse_srt, parse_vtt
+
+__all__ = ["PARSERS", "SUPPORTED_SUFFIXES", "ParseError", "ParseResult", "content_files", "parse_file"]
+
+PARSERS: dict[str, Callable[[SourceContext], ParseResult]] = {
+    ".md": parse_markdown,
+    ".markdown": parse_markdown,
+    ".txt": parse_text,
+    ".html": parse_html,
+    ".htm": parse_html,
+    ".pdf": parse_pdf,
+    ".srt": parse_srt,
+    ".vtt": parse_vtt,
+    ".jsonl": parse_jsonl,
+}
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(PARSERS)
+
+# Files in a creator folder that are configuration, not content.
+_NOT_CONTENT = {"creator.yaml", "creator.yml"}
+
+
+def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
+    """Parse one file under `creator_root` (the creator's folder) for creator slug `creator`."""
+    ctx = SourceContext(path=path, creator=creator, creator_root=creator_root)
+    parser = PARSERS.get(path.suffix.lower())
+    if parser is None:
+        supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise ctx.error(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {supported}")
+    return parser(ctx)
+
+
+def content_files(creator_root: Path) -> list[Path]:
+    """Every file under a creator folder that ingest should try, sorted; unsupported ones included so
+    they can be reported. Hidden files and folders (".git", ".DS_Store") and creator.yaml are skipped."""
+    files = []
+    for path in creator_root.rglob("*"):
+        relative = path.relative_to(creator_root)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        if relative.as_posix() in _NOT_CONTENT:
+            continue
+        files.append(path)
+    return sorted(files, key=lambda p: p.relative_to(creator_root).as_posix())

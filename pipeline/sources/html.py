@@ -1,0 +1,124 @@
+"""HTML pages (.html, .htm): the main text only, with headings, title and canonical URL."""
+
+from __future__ import annotations
+
+import warnings
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.element import PreformattedString
+
+from pipeline.models import Block, Document
+from pipeline.sources.common import (
+    ParseResult,
+    SourceContext,
+    clean_text,
+    collapse,
+    read_text,
+    require_blocks,
+    title_from_name,
+)
+
+# Page chrome and non-content: never part of what a visitor asks about.
+_DROP = ("nav", "aside", "script", "style", "noscript", "form", "template", "svg", "iframe", "button", "dialog")
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_BLOCK = {
+    "address", "article", "blockquote", "body", "dd", "details", "div", "dl", "dt", "fieldset", "figcaption",
+    "figure", "hr", "li", "main", "ol", "p", "section", "summary", "table", "tbody", "td", "tfoot", "th",
+    "thead", "tr", "ul", "caption", "header", "footer", "br",
+}  # fmt: skip
+
+
+def parse_html(ctx: SourceContext) -> ParseResult:
+    text = read_text(ctx)
+    with warnings.catch_warnings():
+        # bs4 warns when a page looks like a URL or a file name; the text is still parsed.
+        warnings.simplefilter("ignore")
+        soup = BeautifulSoup(text, "html.parser")
+    title = _title(soup)
+    url = _canonical(soup)
+    published = _published(soup)
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    for tag in soup.find_all(["header", "footer"]):
+        # An article's own header holds its headline; site headers and every footer are chrome.
+        if tag.name == "footer" or not tag.find_parent(["article", "main"]):
+            tag.decompose()
+    for tag in soup.find_all(hidden=True):
+        tag.decompose()
+    root = soup.find("main") or soup.find("article") or soup.find("body") or soup
+    blocks: list[Block] = []
+    _walk(root, blocks, [])
+    if not title:
+        title = next((b.text for b in blocks if b.kind == "heading"), None) or title_from_name(ctx.path)
+    document = Document(
+        creator=ctx.creator,
+        document_id=ctx.document_id,
+        source=ctx.source,
+        title=title,
+        blocks=require_blocks(ctx, blocks),
+        url=url,
+        published=published,
+    )
+    return ParseResult(documents=[document])
+
+
+def _title(soup: BeautifulSoup) -> str | None:
+    texts = [collapse(tag.get_text(" ")) if isinstance(tag, Tag) else "" for tag in (soup.title, soup.h1)]
+    title, h1 = texts
+    # "<h1> | Site name" in <title>: the h1 alone is the cleaner title.
+    if title and h1 and h1 in title:
+        return h1
+    return title or h1 or None
+
+
+def _canonical(soup: BeautifulSoup) -> str | None:
+    for link in soup.find_all("link", href=True):
+        rel = link.get("rel") or []
+        rels = rel if isinstance(rel, list) else str(rel).split()
+        if "canonical" in (r.lower() for r in rels):
+            href = collapse(str(link["href"]))
+            return href or None
+    return None
+
+
+def _published(soup: BeautifulSoup) -> str | None:
+    meta = soup.find("meta", attrs={"property": "article:published_time"}) or soup.find("meta", attrs={"name": "date"})
+    if isinstance(meta, Tag) and meta.get("content"):
+        return collapse(str(meta["content"])) or None
+    return None
+
+
+def _walk(node: Tag, blocks: list[Block], buffer: list[str]) -> None:
+    """Inline text gathers in `buffer`; every block-level boundary flushes it as one paragraph."""
+    for child in node.children:
+        if isinstance(child, PreformattedString):  # comments, doctype, CDATA
+            continue
+        if isinstance(child, NavigableString):
+            buffer.append(str(child))
+            continue
+        if not isinstance(child, Tag):
+            continue
+        name = child.name.lower()
+        if name in _HEADINGS:
+            _flush(blocks, buffer)
+            heading = collapse(child.get_text(" "))
+            if heading:
+                blocks.append(Block(text=heading, kind="heading", level=int(name[1])))
+        elif name == "pre":
+            _flush(blocks, buffer)
+            code = clean_text(child.get_text()).strip("\n")
+            if code.strip():
+                blocks.append(Block(text=code))
+        elif name in _BLOCK:
+            _flush(blocks, buffer)
+            _walk(child, blocks, buffer)
+            _flush(blocks, buffer)
+        else:
+            _walk(child, blocks, buffer)
+
+
+def _flush(blocks: list[Block], buffer: list[str]) -> None:
+    text = collapse("".join(buffer))
+    buffer.clear()
+    if text:
+        blocks.append(Block(text=text))

@@ -1,0 +1,74 @@
+"""STYLE 9: the embedded and the server adapter answer the same queries with the same rankings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.retrieval.embedder import Embedder
+from backend.retrieval.models import EmbeddedChunk, Hit
+from backend.retrieval.search import Retriever
+from backend.retrieval.store import Store
+from backend.settings import RetrievalSettings
+from tests.backend.retrieval.conftest import CORPUS, open_adapter
+
+QUERIES = (
+    "how long should sourdough proof in the fridge",
+    "telescope for galaxies",
+    "steam in the oven for a crisp crust",
+    "moon craters shadows",
+    "feeding flour and water",
+    "canary phrase",
+)
+CREATORS = (None, "baker", "astro", "rival")
+
+
+def ranking(hits: list[Hit]) -> list[frozenset[str]]:
+    """Chunk ids in rank order, exact score ties grouped: engines may break a tie either way."""
+    groups: list[tuple[float, set[str]]] = []
+    for hit in hits:
+        if groups and abs(groups[-1][0] - hit.score) <= 1e-5 * max(1.0, abs(hit.score)):
+            groups[-1][1].add(hit.chunk_id)
+        else:
+            groups.append((hit.score, {hit.chunk_id}))
+    return [frozenset(ids) for _, ids in groups]
+
+
+@pytest.fixture
+def both(tmp_path: Path, embedder: Embedder, embedded_corpus: list[EmbeddedChunk]) -> dict[str, Retriever]:
+    retrievers = {}
+    for kind in ("edge", "server"):
+        store: Store = open_adapter(kind, tmp_path)
+        retrievers[kind] = Retriever(embedder=embedder, store=store, settings=RetrievalSettings(k=5))
+        store.upsert(embedded_corpus)
+    yield retrievers
+    for retriever in retrievers.values():
+        retriever.store.close()
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25"])
+def test_same_ranking(both: dict[str, Retriever], mode: str) -> None:
+    answered = 0
+    for query in QUERIES:
+        for creator in CREATORS:
+            edge, server = (
+                # k covers the whole corpus, so no tie group is cut at the boundary.
+                both[kind].search(query, creator=creator, mode=mode, k=len(CORPUS))  # type: ignore[arg-type]
+                for kind in ("edge", "server")
+            )
+            assert ranking(edge) == ranking(server), (query, creator)
+            answered += bool(edge)
+            assert [h.score for h in edge] == pytest.approx([h.score for h in server], rel=1e-3, abs=1e-4)
+    # Not a vacuous pass: most query/creator pairs have matches (bm25 finds none for off-topic creators).
+    assert answered >= len(QUERIES) * len(CREATORS) // 2
+
+
+def test_same_hybrid_top_results(both: dict[str, Retriever]) -> None:
+    for query in QUERIES:
+        for creator in CREATORS:
+            edge, server = (
+                both[kind].search(query, creator=creator, mode="hybrid", k=3) for kind in ("edge", "server")
+            )
+            assert edge, (query, creator)
+            assert {h.chunk_id for h in edge} == {h.chunk_id for h in server}, (query, creator)

@@ -1,0 +1,115 @@
+"""Edge-only behaviour: persistence across opens, the embedder record, and the one-process-per-shard lock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from backend.errors import ErrorCode, LorechatError
+from backend.retrieval.edge_store import SIDECAR, EdgeStore
+from backend.retrieval.embedder import Embedder
+from backend.retrieval.models import EmbeddedChunk
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# Opens the shard from another process and prints the error code and message it gets, or "opened".
+OPEN_FROM_ANOTHER_PROCESS = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from backend.errors import LorechatError
+    from backend.retrieval.edge_store import EdgeStore
+    try:
+        store = EdgeStore(Path(sys.argv[1]), hnsw_ef=64)
+        store.ensure_collection(dense_size=int(sys.argv[2]), embedder_id=sys.argv[3])
+    except LorechatError as exc:
+        print(exc.code.value)
+        print(exc.message)
+    else:
+        print("opened", sum(c.chunks for c in store.counts()))
+        store.close()
+    """
+)
+
+
+def open_elsewhere(path: Path, embedder: Embedder) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_FROM_ANOTHER_PROCESS, str(path), str(embedder.dimension), embedder.embedder_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()
+
+
+def test_second_process_gets_index_locked_then_opens_after_close(
+    tmp_path: Path, embedder: Embedder, embedded_corpus: list[EmbeddedChunk]
+) -> None:
+    path = tmp_path / "index"
+    store = EdgeStore(path, hnsw_ef=64)
+    store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+    store.upsert(embedded_corpus)
+    try:
+        code, message = open_elsewhere(path, embedder)
+        assert code == "index_locked"
+        assert str(path) in message
+        assert "lorechat serve" in message
+        assert "WouldBlock" not in message
+    finally:
+        store.close()
+    assert open_elsewhere(path, embedder) == ["opened " + str(len(embedded_corpus))]
+
+
+def test_data_and_embedder_record_survive_reopen(
+    tmp_path: Path, embedder: Embedder, embedded_corpus: list[EmbeddedChunk]
+) -> None:
+    path = tmp_path / "index"
+    store = EdgeStore(path, hnsw_ef=64)
+    store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+    store.upsert(embedded_corpus)
+    store.close()
+    record = json.loads((path / SIDECAR).read_text())
+    assert record["embedder_id"] == embedder.embedder_id
+    assert record["dense_size"] == embedder.dimension
+
+    reopened = EdgeStore(path, hnsw_ef=64)
+    try:
+        with pytest.raises(LorechatError) as caught:
+            reopened.ensure_collection(dense_size=embedder.dimension, embedder_id="all-MiniLM-L6-v2/onnx")
+        assert caught.value.code is ErrorCode.index_mismatch
+        assert "all-MiniLM-L6-v2/torch" in caught.value.message
+        assert "all-MiniLM-L6-v2/onnx" in caught.value.message
+        reopened.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+        assert len(reopened.documents()) == len({item.chunk.document_id for item in embedded_corpus})
+    finally:
+        reopened.close()
+
+
+def test_shard_without_record_is_refused(tmp_path: Path, embedder: Embedder) -> None:
+    path = tmp_path / "index"
+    store = EdgeStore(path, hnsw_ef=64)
+    store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+    store.close()
+    (path / SIDECAR).unlink()
+    reopened = EdgeStore(path, hnsw_ef=64)
+    try:
+        with pytest.raises(LorechatError) as caught:
+            reopened.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+        assert caught.value.code is ErrorCode.index_mismatch
+    finally:
+        reopened.close()
+
+
+def test_missing_index_reads_as_empty(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path / "never-created", hnsw_ef=64)
+    assert store.documents() == {}
+    assert store.counts() == []
+    assert not (tmp_path / "never-created").exists()
+    store.close()
