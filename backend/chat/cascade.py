@@ -154,7 +154,11 @@ class Cascade:
             if not breaker.allow():
                 self._fell_back(fallbacks, tier, "circuit_open")
                 continue
-            prompt = build(tier)
+            try:
+                prompt = build(tier)
+            except BaseException:
+                breaker.release()
+                raise
             deltas = tier.stream(prompt)
             usage: TokenUsage | None = None
             finish: str | None = None

@@ -102,8 +102,9 @@ class ChatService:
             hits=hits,
             started=started,
         )
-        prepared.sources = [_source(index, hit, self._settings.retrieval.snippet_chars) for index, hit in
-                            enumerate(hits, start=1)]
+        prepared.sources = [
+            _source(index, hit, self._settings.retrieval.snippet_chars) for index, hit in enumerate(hits, start=1)
+        ]
         return prepared
 
     async def stream(self, turn: PreparedTurn) -> AsyncIterator[bytes]:

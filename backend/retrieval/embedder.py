@@ -161,7 +161,9 @@ def _onnx_export(source: Path, *, backend: str, cache: Path) -> Path:
 
 def get_embedder(settings: EmbeddingSettings, *, data_dir: Path) -> Embedder:
     """The process-wide embedder for these settings: ingestion and the API share this one code path."""
-    return _cached_embedder(settings.model_dump_json(), str(Path(data_dir).resolve()))
+    # The torch backend reads only the bundled model, so every data directory shares one instance.
+    cache_dir = "" if settings.backend == "torch" else str(Path(data_dir).resolve())
+    return _cached_embedder(settings.model_dump_json(), cache_dir)
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,1 @@
+"""Conversation persistence: engine and migrations, tables, repository functions, history cache."""

@@ -8,7 +8,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.cleaning import clean_json, clean_text
 from backend.storage.models import TERMINAL_STATUSES, TITLE_CHARS, Conversation, Message, new_id, utcnow
+from backend.storage.records import ConversationDetail, ConversationSummary, History, MessageView, Page, Turn
 
 log = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
-History = list[tuple[str, str]]
 
 # One message for "absent", "deleted" and "someone else's": no existence oracle (S3).
 _NOT_FOUND = "Conversation not found"
@@ -32,61 +31,8 @@ _MAX_ID_CHARS = 64
 MAX_PAGE = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
-    conversation_id: str
-    user_message_id: str
-    assistant_message_id: str
-    # Earlier "done" messages, oldest first (empty when load_history=False).
-    history: History
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class MessageView:
-    id: str
-    seq: int
-    role: str
-    content: str
-    status: str
-    cascade_tier: str | None
-    sources: list[dict[str, Any]]
-    usage: dict[str, Any] | None
-    search_query: str
-    error_code: str | None
-    created_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationSummary:
-    id: str
-    title: str
-    creator: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationDetail:
-    id: str
-    title: str
-    creator: str | None
-    owner_id: str | None
-    created_at: datetime
-    updated_at: datetime
-    messages: list[MessageView]
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[ConversationSummary]
-    # Pass back as `cursor` for the next page; None on the last page.
-    next_cursor: str | None
-
-
 @asynccontextmanager
-async def _db_errors() -> AsyncIterator[None]:
+async def db_errors() -> AsyncIterator[None]:
     """Connectivity failures become a retryable 503; programming errors stay loud."""
     try:
         yield
@@ -155,7 +101,7 @@ async def start_turn(
     now = utcnow()
     created = conversation_id is None
     try:
-        async with _db_errors(), sessions() as session, session.begin():
+        async with db_errors(), sessions() as session, session.begin():
             if conversation_id is None:
                 conversation_id = new_id()
                 session.add(
@@ -233,7 +179,7 @@ async def finish_turn(
     """Move a streaming answer to its terminal state; False when it already left "streaming" (idempotent)."""
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"finish_turn needs a terminal status, got {status!r}")
-    async with _db_errors(), sessions() as session, session.begin():
+    async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
             update(Message)
             .where(Message.id == assistant_message_id, Message.status == "streaming")
@@ -267,7 +213,7 @@ async def get_conversation(
     """The conversation with its messages in order; None when not visible to this caller."""
     if not _valid_id(conversation_id):
         return None
-    async with _db_errors(), sessions() as session:
+    async with db_errors(), sessions() as session:
         conversation = await session.scalar(select(Conversation).where(_visible(conversation_id, owner_id)))
         if conversation is None:
             return None
@@ -311,7 +257,7 @@ async def list_conversations(sessions: Sessions, *, owner_id: str, limit: int, c
             )
         )
     query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
-    async with _db_errors(), sessions() as session:
+    async with db_errors(), sessions() as session:
         rows = list(await session.scalars(query))
     items = [ConversationSummary(c.id, c.title, c.creator, c.created_at, c.updated_at) for c in rows[:limit]]
     next_cursor = _encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
@@ -322,7 +268,7 @@ async def delete_conversation(sessions: Sessions, *, conversation_id: str, owner
     """Soft delete; False when the conversation is not visible to this caller (same as never existing)."""
     if not _valid_id(conversation_id):
         return False
-    async with _db_errors(), sessions() as session, session.begin():
+    async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
             update(Conversation)
             .where(_visible(conversation_id, owner_id))
@@ -335,7 +281,7 @@ async def delete_conversation(sessions: Sessions, *, conversation_id: str, owner
 async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> int:
     """Mark answers stuck in "streaming" (a crash mid-turn) as interrupted (INV-1); returns how many."""
     now = utcnow()
-    async with _db_errors(), sessions() as session, session.begin():
+    async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
             update(Message)
             .where(
@@ -350,5 +296,5 @@ async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> in
 
 async def assistant_status(sessions: Sessions, *, assistant_message_id: str) -> str | None:
     """The stored status of one message (None when absent); for tests and the stop endpoint."""
-    async with _db_errors(), sessions() as session:
+    async with db_errors(), sessions() as session:
         return await session.scalar(select(Message.status).where(Message.id == assistant_message_id))

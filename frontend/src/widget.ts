@@ -19,6 +19,7 @@ export class LorechatWidget extends HTMLElement {
   private creators: CreatorInfo[] = [];
   private weight = 0.5;
   private isOpen = false;
+  private ready = false;
   private controller: AbortController | null = null;
   private stopping = false;
   private live: { message: ChatMessage; answer: HTMLElement | null } | null = null;
@@ -63,16 +64,19 @@ export class LorechatWidget extends HTMLElement {
   }
 
   connectedCallback(): void {
+    this.ready = true;
     this.setup();
   }
 
   disconnectedCallback(): void {
+    this.ready = false;
     this.controller?.abort();
     clearInterval(this.noticeTimer);
   }
 
   attributeChangedCallback(name: string, previous: string | null, value: string | null): void {
-    if (!this.isConnected || previous === value) return;
+    // An upgrade reports every attribute before connectedCallback: build once, there.
+    if (!this.ready || previous === value) return;
     if (name === "accent") this.applyAccent();
     else this.setup();
   }

@@ -19,6 +19,7 @@ _TIME = r"(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)[.,](\d{1,3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s+.*)?$")
 _TAG = re.compile(r"<[^>]*>")  # <v Speaker>, <c.yellow>, <i>, <00:01:02.000>, </c>
 _SSA = re.compile(r"\{\\[^}]*\}")  # {\an8} positioning codes some SRT tools write
+_LOOKS_TIMED = re.compile(r"^\s*\d{1,3}:\d")
 _VTT_SKIP = ("NOTE", "STYLE", "REGION")
 
 
@@ -54,8 +55,9 @@ def parse_vtt(ctx: SourceContext) -> ParseResult:
 
 
 def _add_vtt_cue(ctx: SourceContext, cues: list[Block], line_no: int, lines: list[str]) -> None:
-    # An optional cue identifier precedes the timing line.
-    if not _is_timing(lines[0]) and len(lines) > 1 and "-->" not in lines[0]:
+    # An optional cue identifier precedes the timing line; a line opening with a timestamp is a timing
+    # (possibly a broken one, which must be reported rather than skipped as an identifier).
+    if len(lines) > 1 and "-->" not in lines[0] and not _LOOKS_TIMED.match(lines[0]):
         line_no, lines = line_no + 1, lines[1:]
     _add_cue(ctx, cues, line_no, lines)
 

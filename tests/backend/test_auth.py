@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -16,7 +18,7 @@ from backend.auth import Principal, decode_bearer
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import AuthSettings
 
-SECRET = "s" * 48
+SECRET = "s" * 64  # long enough for HS512 too: PyJWT warns (an error here) below that
 HS = AuthSettings(jwt_secret=SECRET, jwt_algorithms=["HS256"])
 
 
@@ -97,7 +99,7 @@ def test_tampered_signature_or_payload() -> None:
     _rejected(f"Bearer {header}.{forged_payload}.{signature}")
     flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
     _rejected(f"Bearer {header}.{payload}.{flipped}")
-    _rejected(_hs(secret="t" * 48))
+    _rejected(_hs(secret="t" * 64))
 
 
 def test_audience_and_issuer_when_configured() -> None:
@@ -118,17 +120,15 @@ def test_no_key_configured_refuses_every_token() -> None:
 def test_rs256_and_es256_with_public_key() -> None:
     rsa_private, rsa_public = _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     rs = AuthSettings(jwt_public_key=rsa_public, jwt_algorithms=["RS256"])
-    assert decode_bearer("Bearer " + jwt.encode(_claims(), rsa_private, algorithm="RS256"), rs) == Principal(
-        "user-42"
-    )
+    rs_token = "Bearer " + jwt.encode(_claims(), rsa_private, algorithm="RS256")
+    assert decode_bearer(rs_token, rs) == Principal("user-42")
     other_private, _ = _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     _rejected("Bearer " + jwt.encode(_claims(), other_private, algorithm="RS256"), rs)
 
     ec_private, ec_public = _pem_pair(ec.generate_private_key(ec.SECP256R1()))
     es = AuthSettings(jwt_public_key=ec_public, jwt_algorithms=["ES256"])
-    assert decode_bearer("Bearer " + jwt.encode(_claims(), ec_private, algorithm="ES256"), es) == Principal(
-        "user-42"
-    )
+    es_token = "Bearer " + jwt.encode(_claims(), ec_private, algorithm="ES256")
+    assert decode_bearer(es_token, es) == Principal("user-42")
 
 
 def test_public_key_cannot_be_used_as_hmac_secret() -> None:
@@ -136,9 +136,6 @@ def test_public_key_cannot_be_used_as_hmac_secret() -> None:
     _, rsa_public = _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     header = _b64({"alg": "HS256", "typ": "JWT"})
     body = _b64(_claims())
-    import hashlib
-    import hmac
-
     signature = hmac.new(rsa_public.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
     forged = f"{header}.{body}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
     _rejected("Bearer " + forged, AuthSettings(jwt_public_key=rsa_public, jwt_algorithms=["RS256", "HS256"]))

@@ -83,7 +83,7 @@ def test_invalid_yaml_names_file_and_field(tmp_path: Path, yaml_text: str, expec
 
 def test_missing_yaml_and_invalid_utf8(tmp_path: Path) -> None:
     (tmp_path / "ghost").mkdir()
-    with pytest.raises(CreatorError, match="missing; every creator folder needs a creator.yaml"):
+    with pytest.raises(CreatorError, match=r"missing; every creator folder needs a creator\.yaml"):
         load_creator(tmp_path / "ghost")
     folder = tmp_path / "latin"
     folder.mkdir()

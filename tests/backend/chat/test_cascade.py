@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -159,7 +160,9 @@ async def test_circuit_half_opens_after_the_cool_down(primary, tiers_to_close) -
     primary.enqueue(Script(status=500))
     first, fallback = openai_tier(primary, "recovering"), extractive()
     tiers_to_close.extend([first, fallback])
-    cascade = Cascade([first, fallback], CircuitSettings(failure_threshold=1, cooldown_seconds=10), clock=lambda: now[0])
+    cascade = Cascade(
+        [first, fallback], CircuitSettings(failure_threshold=1, cooldown_seconds=10), clock=lambda: now[0]
+    )
 
     assert (await cascade.start(build)).tier == fallback.name
     now[0] = 10.0
@@ -245,4 +248,39 @@ async def test_empty_first_answer_falls_back(primary, tiers_to_close) -> None:
     first, fallback = openai_tier(primary, "mute"), extractive()
     stream = await cascade_of([first, fallback], tiers_to_close).start(build)
     assert stream.tier == fallback.name and stream.fallbacks == [(first.name, "empty")]
+    await stream.aclose()
+
+
+async def test_d1_cancelled_while_waiting_for_the_first_token_closes_the_upstream(primary, tiers_to_close) -> None:
+    primary.enqueue(Script(tokens=TOKENS, first_token_delay=30))
+    cascade = cascade_of([openai_tier(primary, "abandoned", first=60)], tiers_to_close)
+    task = asyncio.ensure_future(cascade.start(build))
+    for _ in range(200):
+        if primary.open_streams:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert primary.wait_streams_closed(1.0) and primary.disconnects == 1
+
+
+async def test_a_failing_prompt_builder_does_not_wedge_a_half_open_circuit(primary, tiers_to_close) -> None:
+    now = [0.0]
+    primary.enqueue(Script(status=500))
+    first = openai_tier(primary, "wedge")
+    tiers_to_close.append(first)
+    cascade = Cascade(
+        [first, extractive()], CircuitSettings(failure_threshold=1, cooldown_seconds=1), clock=lambda: now[0]
+    )
+    await (await cascade.start(build)).aclose()
+    now[0] = 5.0
+
+    def broken(tier: Tier) -> Prompt:
+        raise ValueError("bad prompt")
+
+    with pytest.raises(ValueError):
+        await cascade.start(broken)
+    stream = await cascade.start(build)  # the trial slot was given back
+    assert stream.tier == first.name
     await stream.aclose()

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from backend.chat.cascade import Cascade
 from backend.chat.prompt import Prompt, build_prompt
 from backend.chat.tiers.base import TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.llama_cpp_tier import default_model_path
 from backend.chat.tiers.openai_tier import OpenAITier
-from backend.settings import TierSettings
+from backend.settings import CircuitSettings, TierSettings
 from tests.backend.chat.helpers import ADA, hit
 from tests.fakes import Script, ScriptedOpenAI
 
@@ -56,7 +57,7 @@ async def test_streams_text_finish_and_usage(tier: OpenAITier, fake: ScriptedOpe
 
     assert "".join(d.text for d in deltas) == "Punched cards [1]"
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["stop"]
-    assert [d.usage for d in deltas if d.usage][0].prompt_tokens == 50
+    assert [d.usage.prompt_tokens for d in deltas if d.usage] == [50]
     sent = fake.requests[0]
     assert sent["model"] == "scripted" and sent["messages"] == p.messages
     assert sent["max_tokens"] == p.max_tokens and sent["temperature"] == 0.2
@@ -107,18 +108,22 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's own OpenAI-compatible server, serving the bundled SmolLM2 on a free port."""
     port = _free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path())]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command += ["--verbose", "false"]
+    # A file, not a pipe: model loading logs would fill a pipe nobody reads and block the server.
+    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w+b")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {log.read().decode()[-2000:]}")
             try:
                 if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
                     break
@@ -135,7 +140,7 @@ def llama_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        process.stderr.close()
+        log.close()
 
 
 @pytest.mark.slow
@@ -144,10 +149,13 @@ async def test_against_llama_cpp_server(llama_server: str) -> None:
     tier = OpenAITier(settings)
     try:
         deltas = await collect(tier, prompt(max_tokens=16))
+        # Through the cascade too: this server sends no usage chunk, so usage is counted locally.
+        stream = await Cascade([tier], CircuitSettings()).start(lambda t: prompt(max_tokens=16))
+        streamed = "".join([text async for text in stream])
     finally:
         await tier.aclose()
-    text = "".join(d.text for d in deltas)
-    assert text.strip()
+    assert "".join(d.text for d in deltas).strip()
     assert [d.finish_reason for d in deltas if d.finish_reason][-1] in ("stop", "length")
-    usage = [d.usage for d in deltas if d.usage]
-    assert usage and 0 < usage[-1].completion_tokens <= 16 and usage[-1].prompt_tokens > 50
+    assert streamed.strip() and stream.tier == "llama-server"
+    assert stream.finish_reason in ("stop", "length")
+    assert 0 < stream.usage.completion_tokens <= 40 and stream.usage.prompt_tokens > 50

@@ -69,7 +69,7 @@ async def test_postgresql_engine_sets_statement_timeout(postgresql_url: str, tmp
             assert await connection.scalar(text("SHOW statement_timeout")) == "500ms"
         # A runaway statement is cancelled by the server and reported as retryable, not as a 500.
         with pytest.raises(LorechatError) as caught:
-            async with repo._db_errors(), sessions() as session:
+            async with repo.db_errors(), sessions() as session:
                 await session.execute(text("SELECT pg_sleep(3)"))
         assert caught.value.code is ErrorCode.database_unavailable
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -1,0 +1,169 @@
+"""Ingest end to end on the real embedder and a real Edge shard: idempotence, replacement, pruning, failures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backend.catalog import Catalog, catalog_path
+from backend.retrieval.edge_store import EdgeStore
+from backend.retrieval.embedder import Embedder
+from backend.retrieval.search import Retriever
+from backend.settings import RetrievalSettings
+from pipeline.ingest import IngestReport, delete, ingest
+from tests.conftest import DEMO_CONTENT
+
+ARTICLE = """---
+title: Salt and the Crumb
+url: https://example.com/salt
+published: 2024-05-01
+---
+# Salt
+
+Salt tightens gluten. I use two percent of the flour weight, never more, because the zorblax effect
+makes dough slack and grey when you overdo it.
+
+## Timing
+
+Add the salt after the autolyse so the flour hydrates first.
+"""
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "content"
+    creator = root / "ada"
+    (creator / "notes").mkdir(parents=True)
+    (creator / "creator.yaml").write_text("name: Ada Baker\nbio: Bakes.\n", encoding="utf-8")
+    (creator / "salt.md").write_text(ARTICLE, encoding="utf-8")
+    (creator / "notes" / "oven.txt").write_text("Oven notes\n\nPreheat the stone for an hour.\n", encoding="utf-8")
+    (creator / "talk.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:04,000\nWelcome to the crust talk.\n\n"
+        "2\n00:01:05,500 --> 00:01:09,000\nSteam in the first minutes keeps the crust soft so it can spring.\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+@pytest.fixture
+def index(tmp_path: Path, shared_embedder: Embedder) -> Retriever:
+    store = EdgeStore(tmp_path / "index", hnsw_ef=128)
+    retriever = Retriever(embedder=shared_embedder, store=store, settings=RetrievalSettings())
+    yield retriever
+    store.close()
+
+
+def run(paths: list[Path], retriever: Retriever, data_dir: Path, **options: object) -> IngestReport:
+    return ingest(
+        paths,
+        retriever=retriever,
+        store=retriever.store,
+        data_dir=data_dir,
+        size_tokens=64,
+        overlap_tokens=8,
+        **options,
+    )
+
+
+def test_second_run_writes_nothing(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    first = run([corpus], index, tmp_path)
+    assert (first.added, first.updated, first.unchanged, first.failed) == (3, 0, 0, [])
+    assert first.chunks_written > 0
+    catalog_file = catalog_path(tmp_path)
+    stamp = catalog_file.stat().st_mtime_ns
+
+    second = run([corpus], index, tmp_path)
+
+    assert second.as_json() == {"added": 0, "updated": 0, "unchanged": 3, "pruned": 0, "failed": []}
+    assert second.chunks_written == 0
+    assert catalog_file.stat().st_mtime_ns == stamp
+
+
+def test_changed_document_replaces_every_old_chunk(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    run([corpus], index, tmp_path)
+    before = index.store.documents("ada")["ada/salt.md"].chunk_count
+    (corpus / "ada" / "salt.md").write_text("---\ntitle: Salt\n---\nJust a pinch of salt.\n", encoding="utf-8")
+
+    report = run([corpus], index, tmp_path)
+
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 2)
+    after = index.store.documents("ada")["ada/salt.md"]
+    assert after.chunk_count == 1 < before
+    texts = [hit.text for hit in index.search("zorblax effect slack grey dough", creator="ada", k=20)]
+    assert not any("zorblax" in text for text in texts), "a stale chunk of the old version survived"
+
+
+def test_prune_removes_vanished_documents_only_when_asked(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    run([corpus], index, tmp_path)
+    (corpus / "ada" / "notes" / "oven.txt").unlink()
+
+    kept = run([corpus], index, tmp_path)
+    assert kept.pruned == 0
+    assert "ada/notes/oven.txt" in index.store.documents("ada")
+
+    pruned = run([corpus], index, tmp_path, prune=True)
+    assert pruned.pruned == 1
+    assert "ada/notes/oven.txt" not in index.store.documents("ada")
+    assert "ada/notes/oven.txt" not in Catalog.load(catalog_path(tmp_path)).creators["ada"].documents
+
+
+def test_prune_keeps_documents_whose_file_failed_to_parse(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    run([corpus], index, tmp_path)
+    (corpus / "ada" / "notes" / "oven.txt").write_bytes(b"\xff\xfe broken \x80 bytes")
+
+    report = run([corpus], index, tmp_path, prune=True)
+
+    assert [f.source for f in report.failed] == ["ada/notes/oven.txt"]
+    assert report.pruned == 0
+    assert "ada/notes/oven.txt" in index.store.documents("ada")
+
+
+def test_bad_files_are_reported_and_the_rest_lands(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    (corpus / "ada" / "empty.md").write_text("   \n", encoding="utf-8")
+    (corpus / "ada" / "slides.key").write_bytes(b"PK\x03\x04")
+    (corpus / "ada" / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
+
+    report = run([corpus], index, tmp_path)
+
+    failed = {f.source: f.error for f in report.failed}
+    assert set(failed) == {"ada/empty.md", "ada/slides.key", "ada/broken.pdf"}
+    assert all(error and "Traceback" not in error for error in failed.values())
+    assert report.added == 3
+
+
+def test_dry_run_reports_without_writing(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    report = run([corpus], index, tmp_path, dry_run=True)
+    assert report.added == 3
+    assert index.store.documents("ada") == {}
+    assert not catalog_path(tmp_path).exists()
+
+
+def test_transcript_hits_carry_their_timestamps(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    run([corpus], index, tmp_path)
+    hits = index.search("steam keeps the crust soft", creator="ada", k=3, mode="bm25")
+    transcript = [hit for hit in hits if hit.document_id == "ada/talk.srt"]
+    assert transcript, hits
+    assert transcript[0].start_seconds is not None and transcript[0].end_seconds is not None
+    assert 0 <= transcript[0].start_seconds < transcript[0].end_seconds <= 69.0
+
+
+def test_delete_document_and_creator(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    run([corpus], index, tmp_path)
+    assert delete(store=index.store, data_dir=tmp_path, document_id="ada/salt.md") > 0
+    assert "ada/salt.md" not in index.store.documents("ada")
+    assert delete(store=index.store, data_dir=tmp_path, creator="ada") > 0
+    assert index.store.documents("ada") == {}
+    assert "ada" not in Catalog.load(catalog_path(tmp_path)).creators
+
+
+def test_demo_corpus_ingests_cleanly(tmp_path: Path, index: Retriever) -> None:
+    content = tmp_path / "demo"
+    shutil.copytree(DEMO_CONTENT, content)
+    report = run([content], index, tmp_path)
+    assert report.failed == []
+    catalog = Catalog.load(catalog_path(tmp_path))
+    assert len(catalog.creators) >= 3
+    kinds = {doc.kind for entry in catalog.creators.values() for doc in entry.documents.values()}
+    assert {"article", "page", "pdf", "transcript"} <= kinds

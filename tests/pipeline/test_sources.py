@@ -1,0 +1,461 @@
+"""Parsers: every format on small files written here plus the demo corpus, and every kind of bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+
+from pipeline.models import Document
+from pipeline.sources import SUPPORTED_SUFFIXES, ParseError, ParseResult, content_files, parse_file
+
+CONTENT = Path(__file__).resolve().parents[2] / "examples" / "content"
+
+
+def write(root: Path, rel: str, data: str | bytes) -> Path:
+    path = root / "ada" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def parse(path: Path) -> ParseResult:
+    root = next(p for p in path.parents if p.name == "ada")
+    return parse_file(path, creator="ada", creator_root=root)
+
+
+def parse_one(path: Path) -> Document:
+    result = parse(path)
+    assert result.errors == []
+    assert len(result.documents) == 1
+    return result.documents[0]
+
+
+def text_pdf(lines: list[str], *, title: str | None = None) -> bytes:
+    """A one-page PDF with real text: the smallest file pypdf will extract from."""
+    body = "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    info = f"/Title ({title})" if title else ""
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(body)} >>\nstream\n{body}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< {info} >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, obj in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n{obj}\nendobj\n".encode())
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    out.write("".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode())
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
+
+
+# --- identity ---------------------------------------------------------------------------------------
+
+
+def test_document_identity_and_source(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "talks/notes/intro.md", "Hello there."))
+    assert doc.creator == "ada"
+    assert doc.document_id == "ada/talks/notes/intro.md"
+    assert doc.source == "ada/talks/notes/intro.md"
+
+
+def test_supported_suffixes() -> None:
+    assert {".md", ".txt", ".html", ".htm", ".pdf", ".srt", ".vtt", ".jsonl"} <= SUPPORTED_SUFFIXES
+
+
+# --- markdown and text ------------------------------------------------------------------------------
+
+
+def test_markdown_front_matter_headings_code_and_lists(tmp_path: Path) -> None:
+    text = (
+        "---\ntitle: Starter Notes\nurl: https://example.com/notes\npublished: 2024-05-01\ntags: x\n---\n"
+        "# Feeding\n\nFeed   daily,\nwith care.\n\n## Ratio ##\n\n- one part starter\n- two parts flour\n\n"
+        "```python\ndef feed(jar):\n    jar.add(  'flour'  )\n\n    return jar\n```\n\n"
+        "Setext heading\n--------------\n\nLast words.\n"
+    )
+    doc = parse_one(write(tmp_path, "notes.md", text))
+    assert doc.title == "Starter Notes"
+    assert doc.url == "https://example.com/notes"
+    assert doc.published == "2024-05-01"
+    assert doc.metadata == {"tags": "x"}
+    assert [(b.kind, b.level, b.text) for b in doc.blocks] == [
+        ("heading", 1, "Feeding"),
+        ("paragraph", 0, "Feed daily, with care."),
+        ("heading", 2, "Ratio"),
+        ("paragraph", 0, "- one part starter\n- two parts flour"),
+        ("paragraph", 0, "```python\ndef feed(jar):\n    jar.add(  'flour'  )\n\n    return jar\n```"),
+        ("heading", 2, "Setext heading"),
+        ("paragraph", 0, "Last words."),
+    ]
+
+
+def test_markdown_title_falls_back_to_h1_then_file_name(tmp_path: Path) -> None:
+    assert parse_one(write(tmp_path, "a.md", "intro\n\n# The Real Title\n\nbody")).title == "The Real Title"
+    assert parse_one(write(tmp_path, "salt-and_time.md", "## Only h2\n\nbody")).title == "Salt and time"
+
+
+def test_markdown_bad_front_matter(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match=r"ada/bad\.md: front matter is not valid YAML"):
+        parse(write(tmp_path, "bad.md", "---\ntitle: [unclosed\n---\nbody\n"))
+    with pytest.raises(ParseError, match="field 'title' must be text"):
+        parse(write(tmp_path, "list.md", "---\ntitle: [a, b]\n---\nbody\n"))
+
+
+def test_markdown_front_matter_only_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match="no text found"):
+        parse(write(tmp_path, "empty.md", "---\ntitle: Nothing\n---\n\n"))
+
+
+def test_text_title_from_first_line_or_name(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "notes.txt", "My Title\n\nFirst  paragraph\nwraps.\n\nSecond."))
+    assert doc.title == "My Title"
+    assert [(b.kind, b.text) for b in doc.blocks] == [
+        ("heading", "My Title"),
+        ("paragraph", "First paragraph wraps."),
+        ("paragraph", "Second."),
+    ]
+    assert parse_one(write(tmp_path, "one-liner.txt", "Just one paragraph.")).title == "One liner"
+
+
+def test_text_normalisation(tmp_path: Path) -> None:
+    raw = "\ufeffCafe\u0301 \x00na\x07ive\u200b\r\n\r\nTabs\tand   spaces\x1b[0m\rnext"
+    doc = parse_one(write(tmp_path, "n.txt", raw))
+    assert doc.blocks[0].text == "Café naive\u200b"  # NFC; NUL/BEL gone; zero-width space is not a control
+    assert doc.blocks[1].text == "Tabs and spaces[0m next"
+
+
+# --- html -------------------------------------------------------------------------------------------
+
+
+PAGE = """<!doctype html><html><head><title>Crumb Guide | Ada's Site</title>
+<link rel="canonical stylesheet" href=" https://example.com/crumb ">
+<style>.x{color:red}</style><script>var secretTracker = 1;</script></head>
+<body><header><nav>Home Shop</nav></header>
+<aside>Buy my book</aside>
+<main><article><header><h1>Crumb Guide</h1></header>
+<!-- a comment that must not appear -->
+<p>Open   crumb needs <b>time</b> and <a href="#">patience</a>.</p>
+<h2>Steps</h2><ul><li>Mix</li><li>Fold <em>gently</em></li></ul>
+<div>Loose text in a div<br>continues here.</div>
+<pre>keep   this
+  layout</pre>
+<noscript>Enable JS</noscript><form><input value="x">Email us</form>
+<p hidden>hidden text</p>
+</article></main>
+<footer>All rights reserved</footer></body></html>"""
+
+
+def test_html_main_text_only(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "crumb.html", PAGE))
+    assert doc.title == "Crumb Guide"
+    assert doc.url == "https://example.com/crumb"
+    assert [(b.kind, b.level, b.text) for b in doc.blocks] == [
+        ("heading", 1, "Crumb Guide"),
+        ("paragraph", 0, "Open crumb needs time and patience."),
+        ("heading", 2, "Steps"),
+        ("paragraph", 0, "Mix"),
+        ("paragraph", 0, "Fold gently"),
+        ("paragraph", 0, "Loose text in a div"),
+        ("paragraph", 0, "continues here."),
+        ("paragraph", 0, "keep   this\n  layout"),
+    ]
+    for dropped in ("Home Shop", "Buy my book", "secretTracker", "color:red", "comment", "Enable JS", "Email us",
+                    "hidden text", "All rights reserved"):  # fmt: skip
+        assert dropped not in doc.text
+
+
+def test_html_without_main_uses_body_and_h1_title(tmp_path: Path) -> None:
+    page = "<html><body><nav>Menu</nav><h1>Only H1</h1><p>Body text.</p><footer>foot</footer></body></html>"
+    doc = parse_one(write(tmp_path, "page.htm", page))
+    assert doc.title == "Only H1"
+    assert doc.url is None
+    assert doc.text == "Only H1\n\nBody text."
+
+
+def test_html_with_only_chrome_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match="no text found"):
+        parse(write(tmp_path, "chrome.html", "<html><body><nav>Home</nav><script>x()</script></body></html>"))
+
+
+# --- pdf --------------------------------------------------------------------------------------------
+
+
+def test_pdf_text_and_title(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "guide.pdf", text_pdf(["Salt at two percent.", "Hydration at 70."], title="Guide")))
+    assert doc.title == "Guide"
+    assert "Salt at two percent." in doc.text and "Hydration at 70." in doc.text
+    untitled = parse_one(write(tmp_path, "weekend-loaf.pdf", text_pdf(["Some text here."])))
+    assert untitled.title == "Weekend loaf"
+
+
+def test_pdf_without_text(tmp_path: Path) -> None:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    with pytest.raises(ParseError, match="no extractable text"):
+        parse(write(tmp_path, "scan.pdf", buffer.getvalue()))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"this is not a pdf at all", "not a PDF file"),
+        (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 9 0 R >>\n", "corrupt or unreadable"),
+        (b"%PDF-1.4\n" + bytes(range(256)) * 4, "corrupt or unreadable"),
+    ],
+)
+def test_corrupt_pdf(tmp_path: Path, data: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason) as info:
+        parse(write(tmp_path, "broken.pdf", data))
+    assert str(info.value).startswith("ada/broken.pdf: ")
+
+
+def test_truncated_pdf(tmp_path: Path) -> None:
+    whole = text_pdf(["Complete sentence."])
+    with pytest.raises(ParseError, match=r"ada/cut\.pdf: "):
+        parse(write(tmp_path, "cut.pdf", whole[: len(whole) // 3]))
+
+
+# --- transcripts ------------------------------------------------------------------------------------
+
+
+SRT = (
+    "\ufeff1\r\n00:00:01,000 --> 00:00:04,500\r\n<i>Hello</i> and\r\nwelcome.\r\n\r\n"
+    "2\r\n00:00:05,000 --> 00:01:02,250\r\n{\\an8}Salt &amp; time.\r\n\r\n"
+    "3\r\n00:01:03,000 --> 00:01:04,000\r\n<font color=red></font>\r\n\r\n"
+    "01:00:00,5 --> 01:00:01,000\r\nNo counter line.\r\n"
+)
+
+
+def test_srt_cues(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "talks/first-talk.srt", SRT))
+    assert doc.title == "First talk"
+    assert [(b.kind, b.text, b.start_seconds, b.end_seconds) for b in doc.blocks] == [
+        ("cue", "Hello and welcome.", 1.0, 4.5),
+        ("cue", "Salt & time.", 5.0, 62.25),
+        ("cue", "No counter line.", 3600.5, 3601.0),
+    ]
+
+
+VTT = """WEBVTT - Kitchen Talk
+Kind: captions
+
+STYLE
+::cue { color: yellow; }
+
+NOTE this note
+spans lines
+
+intro
+00:01.000 --> 00:04.000 align:start position:10% line:85%
+<v Ada Lovelace>Feed the <c.yellow>starter</c>.</v>
+
+00:00:04.500 --> 00:00:07.000
+<v.loud Bob><00:00:05.000>Then <b>wait</b>.
+
+NOTE trailing
+"""
+
+
+def test_vtt_cues(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "talk.vtt", VTT))
+    assert doc.title == "Kitchen Talk"
+    assert [(b.text, b.start_seconds, b.end_seconds) for b in doc.blocks] == [
+        ("Feed the starter.", 1.0, 4.0),
+        ("Then wait.", 4.5, 7.0),
+    ]
+    assert all(b.kind == "cue" for b in doc.blocks)
+
+
+def test_vtt_cue_right_after_header(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "tight.vtt", "WEBVTT\n00:00.000 --> 00:02.000\nNo blank line.\n"))
+    assert doc.blocks[0].text == "No blank line." and doc.title == "Tight"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        ("a.vtt", "WEBVTT\n\n00:01.000 --> 00:0x.000\nBad.\n", r"line 3: malformed cue timing '00:01\.000 --> 00:0x"),
+        ("b.vtt", "WEBVTT\n\n00:01.000 -> 00:02.000\nArrow.\n", "line 3: malformed cue timing"),
+        ("c.vtt", "WEBVTT\n\n00:75.000 --> 00:76.000\nSeconds.\n", "line 3: malformed cue timing"),
+        ("d.vtt", "Hello\n\n00:01.000 --> 00:02.000\nNo header.\n", "first line must be 'WEBVTT'"),
+        ("e.vtt", "WEBVTT\n\nNOTE only a note\n", "no cues with text found"),
+        ("f.srt", "1\n00:00:05,000 --> 00:00:01,000\nBackwards.\n", "line 2: cue ends before it starts"),
+        ("g.srt", "1\n00:00:01 --> 00:00:02\nNo millis.\n", "line 2: malformed cue timing"),
+        ("h.srt", "just some words\nnot a subtitle\n", "line 1: malformed cue timing"),
+    ],
+)
+def test_bad_transcripts(tmp_path: Path, name: str, text: str, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(write(tmp_path, name, text))
+
+
+# --- jsonl ------------------------------------------------------------------------------------------
+
+
+def test_jsonl_keeps_good_lines_and_reports_bad_ones(tmp_path: Path) -> None:
+    lines = [
+        json.dumps(
+            {
+                "id": "q1",
+                "title": "One",
+                "text": "First answer.\n\nSecond para.",
+                "url": "https://e.x/1",
+                "creator": "ada",
+                "metadata": {"topic": "salt"},
+                "published": "2024-01-01",
+            }
+        ),
+        "{not json",
+        json.dumps({"id": "ada/q2", "title": "Two", "text": "Already prefixed."}),
+        json.dumps({"id": "q3", "title": "Three", "text": "Wrong creator.", "creator": "bob"}),
+        "",
+        json.dumps({"id": "q4", "text": "No title."}),
+        json.dumps(["a", "list"]),
+        json.dumps({"id": "q1", "title": "Again", "text": "Duplicate."}),
+        json.dumps({"id": "q5", "title": "Five", "text": "   "}),
+        json.dumps({"id": "q6", "title": "Six", "text": "Meta.", "metadata": "nope"}),
+        json.dumps({"id": "q7", "title": "Seven", "text": "Lone \ud800 surrogate and NUL\u0000."}),
+    ]
+    result = parse(write(tmp_path, "faq.jsonl", "\n".join(lines) + "\n"))
+    assert [(d.document_id, d.source, d.title) for d in result.documents] == [
+        ("ada/q1", "ada/faq.jsonl#L1", "One"),
+        ("ada/q2", "ada/faq.jsonl#L3", "Two"),
+        ("ada/q7", "ada/faq.jsonl#L11", "Seven"),
+    ]
+    first = result.documents[0]
+    assert (first.url, first.published, first.metadata) == ("https://e.x/1", "2024-01-01", {"topic": "salt"})
+    assert [b.text for b in first.blocks] == ["First answer.", "Second para."]
+    assert result.documents[2].text == "Lone surrogate and NUL."
+    assert result.documents[2].content_hash  # encodable: no lone surrogate survived
+    assert [error.split(": ", 1)[0] for error in result.errors] == [
+        f"ada/faq.jsonl#L{n}" for n in (2, 4, 6, 7, 8, 9, 10)
+    ]
+    joined = "\n".join(result.errors)
+    for reason in ("invalid JSON", "does not match the folder's creator 'ada'", "missing field(s): title",
+                   "must be a JSON object", "duplicate id (first used on line 1)", "field 'text' is empty",
+                   "field 'metadata' must be an object"):  # fmt: skip
+        assert reason in joined
+
+
+def test_jsonl_with_no_good_line_is_a_file_error(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match=r"no valid lines \(2 bad; first: invalid JSON"):
+        parse(write(tmp_path, "bad.jsonl", "{oops\n[1]\n"))
+
+
+# --- whole-file failures, any format ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".html", ".srt", ".vtt", ".jsonl", ".pdf"])
+@pytest.mark.parametrize(("content", "reason"), [(b"", "empty"), (b"  \n\t\r\n ", "empty")])
+def test_empty_files(tmp_path: Path, suffix: str, content: bytes, reason: str) -> None:
+    with pytest.raises(ParseError, match=f"file is {reason} or whitespace only"):
+        parse(write(tmp_path, f"blank{suffix}", content))
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt", ".html", ".srt", ".vtt", ".jsonl"])
+def test_invalid_utf8(tmp_path: Path, suffix: str) -> None:
+    with pytest.raises(ParseError, match=r"not valid UTF-8 \(bad byte at offset 6\)") as info:
+        parse(write(tmp_path, f"latin1{suffix}", "Caf\u00e9 ".encode() + b"\xe9t\xe9 au four\n"))
+    message = str(info.value)
+    assert message.startswith(f"ada/latin1{suffix}: ")
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ParseError, match=r"ada/notes\.docx: unsupported file type '\.docx'; supported: "):
+        parse(write(tmp_path, "notes.docx", b"PK\x03\x04"))
+    with pytest.raises(ParseError, match="unsupported file type '\\(no suffix\\)'"):
+        parse(write(tmp_path, "Makefile", "all:\n"))
+
+
+def test_unreadable_path(tmp_path: Path) -> None:
+    folder = tmp_path / "ada" / "folder.md"
+    folder.mkdir(parents=True)
+    with pytest.raises(ParseError, match="cannot read file"):
+        parse(folder)
+
+
+def test_parse_error_carries_reason_and_source(tmp_path: Path) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(write(tmp_path, "x.txt", ""))
+    assert isinstance(info.value, ValueError)
+    assert (info.value.source, info.value.reason) == ("ada/x.txt", "file is empty or whitespace only")
+
+
+# --- folder listing and the demo corpus -------------------------------------------------------------
+
+
+def test_content_files_skips_hidden_and_creator_yaml(tmp_path: Path) -> None:
+    for rel in ("creator.yaml", "b.md", "a/z.vtt", ".git/config", "a/.DS_Store", "notes.docx"):
+        write(tmp_path, rel, "x")
+    root = tmp_path / "ada"
+    assert [p.relative_to(root).as_posix() for p in content_files(root)] == ["a/z.vtt", "b.md", "notes.docx"]
+
+
+def demo_documents() -> dict[str, list]:
+    docs: dict[str, list] = {}
+    for creator_root in sorted(p for p in CONTENT.iterdir() if p.is_dir()):
+        for path in content_files(creator_root):
+            result = parse_file(path, creator=creator_root.name, creator_root=creator_root)
+            assert result.errors == [], result.errors
+            docs.setdefault(creator_root.name, []).extend(result.documents)
+    return docs
+
+
+def test_demo_corpus_parses_cleanly() -> None:
+    docs = demo_documents()
+    assert sorted(docs) == ["hazel-marsh", "ines-calloway", "tomas-reyes"]
+    for creator, documents in docs.items():
+        suffixes = {d.source.split("#")[0].rsplit(".", 1)[1] for d in documents}
+        assert {"md", "html", "pdf"} <= suffixes and suffixes & {"srt", "vtt"}, creator
+        assert sum(d.source.endswith(".md") for d in documents) >= 3
+        for doc in documents:
+            assert doc.creator == creator and doc.document_id.startswith(f"{creator}/")
+            assert doc.title and doc.blocks
+            if doc.source.endswith(".md"):
+                assert doc.url and doc.url.startswith("https://example.com/") and doc.published
+                assert 300 <= len(doc.text.split()) <= 900
+            if doc.source.endswith((".srt", ".vtt")):
+                assert 20 <= len(doc.blocks) <= 40
+                starts = [b.start_seconds for b in doc.blocks]
+                assert starts == sorted(starts) and doc.blocks[-1].end_seconds > 180
+
+
+def test_demo_corpus_html_chrome_is_dropped() -> None:
+    pages = [d for ds in demo_documents().values() for d in ds if d.source.endswith(".html")]
+    assert len(pages) == 3
+    for doc in pages:
+        assert doc.url and doc.url.startswith("https://example.com/")
+        chrome_texts = ["All rights reserved", "analyticsQueue", "labTracker", "bookingWidget", "Subscribe"]
+        chrome_texts += ["Cookie settings", "Book a table", "newsletter", "Private dining", "enable JavaScript"]
+        for chrome in chrome_texts:
+            assert chrome not in doc.text, (doc.source, chrome)
+
+
+def test_demo_corpus_canaries_stay_with_their_creator() -> None:
+    canaries = {"Quillfield fold": "hazel-marsh", "Vessen index": "ines-calloway", "Brassard rest": "tomas-reyes"}
+    listed = (CONTENT / "CANARIES.md").read_text(encoding="utf-8")
+    docs = demo_documents()
+    for term, owner in canaries.items():
+        assert f"| {term} | {owner} |" in listed
+        for creator, documents in docs.items():
+            found = [d.source for d in documents if term.lower() in d.text.lower()]
+            assert bool(found) == (creator == owner), (term, creator, found)
+        owner_formats = {d.source.split("#")[0].rsplit(".", 1)[1] for d in docs[owner] if term in d.text}
+        assert {"md", "html", "pdf"} <= owner_formats
