@@ -69,10 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reaped = await repository.reap_streaming(sessions, older_than_seconds=settings.server.reaper_seconds)
             if reaped:
                 log.warning("marked %d answers left streaming by an earlier process as interrupted", reaped)
-            for tier in cascade.tiers:
-                warm = getattr(tier, "warm", None)
-                if warm is not None:
-                    await warm()
+            await cascade.warm()  # load local models now, not on the first visitor's question
             catalog = Catalog.load(catalog_path(settings.data_dir))
             app.state.catalog = catalog  # the demo site reads it from app.state
             chat_service = ChatService(

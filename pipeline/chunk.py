@@ -93,8 +93,8 @@ def _units(blocks: Sequence[Block], limit: int) -> Iterator[_Unit]:
 
 def _split(text: str, limit: int) -> list[tuple[str, str]]:
     """(separator before, piece) pairs, each piece within `limit` tokens, cut at the coarsest boundary."""
-    text = text.strip()
-    if not text:
+    text = text.rstrip().lstrip("\n")  # leading spaces are code indentation: keep them
+    if not text.strip():
         return []
     if count_tokens(text) <= limit:
         return [("", text)]

@@ -18,15 +18,19 @@ from backend.api.deps import (
     ClientIpDep,
     LimiterDep,
     PrincipalDep,
+    RunningDep,
     SettingsDep,
     SlotsDep,
 )
+from backend.chat.running import RunningTurns
 from backend.chat.service import PreparedTurn, TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.cleaning import clean_text
 
 router = APIRouter(tags=["chat"])
 
+# On SIGTERM a running answer is stopped at once and given this long to store itself and send its error.
+SHUTDOWN_GRACE_SECONDS = 5.0
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -72,6 +76,7 @@ async def chat(
     principal: PrincipalDep,
     ip: ClientIpDep,
     settings: SettingsDep,
+    running: RunningDep,
 ) -> EventSourceResponse:
     creator = None
     if body.creator is not None:
@@ -106,6 +111,8 @@ async def chat(
         ping_message_factory=lambda: ServerSentEvent(comment="keepalive"),
         send_timeout=settings.server.send_timeout_seconds,
         headers=_stream_headers(turn),
+        shutdown_event=_StopOnShutdown(running, turn.conversation_id),  # type: ignore[arg-type]
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
 
 
@@ -131,3 +138,15 @@ class ChatStreamResponse(EventSourceResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._on_close()
+
+
+class _StopOnShutdown:
+    """Stands in for sse-starlette's shutdown event, which it only ever `set()`s: on server shutdown the turn
+    is stopped with reason "shutdown", so it stores its partial answer and ends with a retryable error (F12)."""
+
+    def __init__(self, running: RunningTurns, conversation_id: str) -> None:
+        self._running = running
+        self._conversation_id = conversation_id
+
+    def set(self) -> None:
+        self._running.stop(self._conversation_id, reason="shutdown")

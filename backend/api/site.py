@@ -125,6 +125,7 @@ def _page(request: Request, *, title: str, body: str, status_code: int = 200) ->
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)}</title>
+<link rel="icon" href="data:,">
 <style>{_CSS}</style>
 <script src="{_url(request, "/widget.js")}" defer></script>
 </head>

@@ -213,6 +213,13 @@ class Cascade:
         TIER_FALLBACKS.labels(tier=tier.name, reason=reason).inc()
         log.info("tier %s skipped: %s", tier.name, reason)
 
+    async def warm(self) -> None:
+        """Load local models now (call from the lifespan) so the first visitor does not pay for it."""
+        for tier in self.tiers:
+            warm = getattr(tier, "warm", None)
+            if warm is not None:
+                await warm()
+
     async def aclose(self) -> None:
         """Release every tier's resources (call once, at shutdown)."""
         for tier in self.tiers:

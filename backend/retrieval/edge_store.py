@@ -58,8 +58,8 @@ class EdgeStore:
                 raise LorechatError(
                     ErrorCode.index_locked,
                     f"The index at {self.path} is in use by another lorechat process (is `lorechat serve` "
-                    f"running?). Stop it and retry, or send the ingest through the running server, or "
-                    f"point this command at another data dir.",
+                    f"running?). The embedded index allows one process at a time: stop the server, run this command, "
+                    f"then start the server again (or use a Qdrant server: index.kind = server).",
                 ) from exc
             raise LorechatError(ErrorCode.index_unavailable, f"Cannot open the index at {self.path}: {exc}") from exc
 

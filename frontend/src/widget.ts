@@ -85,8 +85,10 @@ export class LorechatWidget extends HTMLElement {
   private setup(): void {
     this.controller?.abort();
     this.applyAccent();
+    // A page that neither shows the slider nor sets a weight gets the neutral voice (0), not the slider's default.
     const weight = Number.parseFloat(this.getAttribute("personality-weight") ?? "");
-    this.weight = Number.isFinite(weight) ? Math.min(1, Math.max(0, weight)) : 0.5;
+    const fallback = this.getAttribute("personality") === "on" ? 0.5 : 0;
+    this.weight = Number.isFinite(weight) ? Math.min(1, Math.max(0, weight)) : fallback;
     this.session = loadSession(this.storageKey, this.fixedCreator);
     this.isOpen = !this.launcherMode || this.hasAttribute("open");
 

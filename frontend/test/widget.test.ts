@@ -93,7 +93,18 @@ describe("<lorechat-widget>", () => {
     expect(again.$("lorechat-answer")!.textContent).toBe("Engines run [1].");
     handler = () => sse([frame(1, "sources", []), frame(2, "done", DONE)]);
     await ask(again.$, "And then?");
-    expect((calls.at(-1)!.body as { conversation_id: string }).conversation_id).toBe("conv-1");
+    const followUp = calls.at(-1)!.body as { conversation_id: string; personality_weight: number };
+    expect(followUp.conversation_id).toBe("conv-1");
+    expect(followUp.personality_weight).toBe(0); // no slider and no weight on this page: neutral voice
+  });
+
+  it("sends an explicit personality-weight even without the slider", async () => {
+    handler = () => sse([frame(1, "sources", []), frame(2, "done", DONE)]);
+    const { $, el } = mount({ api: "", creator: "ada", mode: "inline", "personality-weight": "0.8" });
+    await ask($, "Voice?");
+    await until(() => el.shadowRoot!.querySelector('[data-status="done"]') !== null);
+    expect((calls.at(-1)!.body as { personality_weight: number }).personality_weight).toBe(0.8);
+    expect($("lorechat-personality")).toBeNull();
   });
 
   it("shows a stream error with a retry that re-sends the question", async () => {

@@ -1,0 +1,80 @@
+"""Settings: every setting documented in config.yaml, env over file over defaults, secrets refused in the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from backend.settings import Settings
+from tests.conftest import REPO
+
+CONFIG = REPO / "config.yaml"
+
+
+def setting_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend(setting_paths(annotation, f"{prefix}{name}."))
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def test_every_setting_is_in_config_yaml() -> None:
+    text = CONFIG.read_text(encoding="utf-8")
+    missing = [path for path in setting_paths(Settings) if f"{path.rsplit('.', 1)[-1]}:" not in text]
+    assert missing == []
+    tier_keys = {key for tier in yaml.safe_load(text)["llm"]["tiers"] for key in tier}
+    from backend.settings import TierSettings
+
+    assert set(TierSettings.model_fields) <= tier_keys
+
+
+def test_config_yaml_is_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORECHAT_CONFIG", str(CONFIG))
+    from_file = Settings()
+    monkeypatch.setenv("LORECHAT_CONFIG", "/nonexistent/config.yaml")
+    assert from_file.model_dump() == Settings().model_dump()
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("retrieval:\n  k: 5\nindex:\n  kind: server\n", encoding="utf-8")
+    monkeypatch.setenv("LORECHAT_CONFIG", str(config))
+    monkeypatch.setenv("LORECHAT_RETRIEVAL__K", "3")
+    monkeypatch.setenv("LORECHAT_DATA_DIR", str(tmp_path / "d"))
+    settings = Settings()
+    assert settings.retrieval.k == 3
+    assert settings.index.kind == "server"
+    assert settings.data_dir == tmp_path / "d"
+    assert settings.index_path == tmp_path / "d" / "index"
+
+
+def test_secrets_in_the_file_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("auth:\n  jwt_secret: hunter2\n", encoding="utf-8")
+    monkeypatch.setenv("LORECHAT_CONFIG", str(config))
+    with pytest.raises(ValueError, match="LORECHAT_AUTH__JWT_SECRET"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("chunking:\n  size_tokens: 64\n  overlap_tokens: 64\n", "overlap_tokens"),
+        ("auth:\n  jwt_algorithms: [none]\n", "none"),
+        ("llm:\n  tiers: [{name: a, kind: extractive}, {name: a, kind: extractive}]\n", "unique"),
+        ("retreival:\n  k: 3\n", "retreival"),
+    ],
+)
+def test_bad_values_are_clear_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, yaml_text: str, message: str) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml_text, encoding="utf-8")
+    monkeypatch.setenv("LORECHAT_CONFIG", str(config))
+    with pytest.raises(ValueError, match=message):
+        Settings()
