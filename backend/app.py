@@ -12,7 +12,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from backend.api import chat, conversations, creators, health, site
+from backend.api import admin, chat, conversations, creators, health, site
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import BodySizeLimit, RequestContext
 from backend.catalog import Catalog, catalog_path
@@ -116,6 +116,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestContext)
-    for module in (chat, conversations, creators, health, site):
+    for module in (chat, conversations, creators, health, admin, site):
         app.include_router(module.router)
     return app

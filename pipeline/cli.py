@@ -20,7 +20,7 @@ from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings, get_settings
 from pipeline.progress import RichProgress
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -70,21 +70,34 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
     or single files inside a creator folder. Unchanged documents are skipped, so re-running is cheap.
     Exits 1 when any file failed; the other files are still indexed.
     """
+    from pipeline.ingest import IngestReport
     from pipeline.ingest import ingest as run_ingest
 
     settings = get_settings()
-    with open_index(settings) as retriever:
-        report = run_ingest(
-            list(paths),
-            retriever=retriever,
-            store=retriever.store,
-            data_dir=settings.data_dir,
-            size_tokens=settings.chunking.size_tokens,
-            overlap_tokens=settings.chunking.overlap_tokens,
-            only_creator=only_creator,
-            prune=prune,
+    try:
+        with open_index(settings) as retriever:
+            report = run_ingest(
+                list(paths),
+                retriever=retriever,
+                store=retriever.store,
+                data_dir=settings.data_dir,
+                size_tokens=settings.chunking.size_tokens,
+                overlap_tokens=settings.chunking.overlap_tokens,
+                only_creator=only_creator,
+                prune=prune,
+                dry_run=dry_run,
+                progress=RichProgress(err, enabled=not as_json or sys.stderr.isatty()),
+            )
+    except LorechatError as exc:
+        if exc.code is not ErrorCode.index_locked or settings.auth.admin_token is None:
+            raise
+        # `lorechat serve` holds the embedded index: let it run the ingest instead.
+        from pipeline.remote import ingest_through_server
+
+        err.print("The index is held by the running server: sending the ingest through it…")
+        report = IngestReport.from_json(
+            ingest_through_server(settings, list(paths), only_creator=only_creator, prune=prune, dry_run=dry_run),
             dry_run=dry_run,
-            progress=RichProgress(err, enabled=not as_json or sys.stderr.isatty()),
         )
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False))
@@ -222,3 +235,10 @@ def _register_service_commands() -> None:
 
 
 _register_service_commands()
+from pipeline.eval_cli import eval_command  # noqa: E402  (retrieval evaluation, owned by pipeline/eval_cli.py)
+
+main.add_command(eval_command)
+
+
+if __name__ == "__main__":
+    main()

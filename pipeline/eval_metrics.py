@@ -42,7 +42,9 @@ def mrr_at_k(ranking: Sequence[str], judged: Mapping[str, int], k: int) -> float
     return 0.0
 
 
-def score_query(ranking: Sequence[str], judged: Mapping[str, int], *, k: int = 10, deep_k: int = 100) -> dict[str, float]:
+def score_query(
+    ranking: Sequence[str], judged: Mapping[str, int], *, k: int = 10, deep_k: int = 100
+) -> dict[str, float]:
     """Every metric for one query; names follow METRIC_NAMES with k and deep_k substituted."""
     return {
         f"ndcg@{k}": ndcg_at_k(ranking, judged, k),

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from backend.catalog import Catalog, CatalogCreator, CatalogDocument, catalog_path
 from backend.retrieval.models import DocumentState
@@ -63,6 +64,13 @@ class IngestReport:
     @property
     def wrote_anything(self) -> bool:
         return bool(self.added or self.updated or self.pruned)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, dry_run: bool = False) -> IngestReport:
+        """The report as `as_json` wrote it (a server-side ingest answers with this shape)."""
+        failed = [Failure(item["source"], item["error"]) for item in data["failed"]]
+        counts = {key: int(data[key]) for key in ("added", "updated", "unchanged", "pruned")}
+        return cls(failed=failed, dry_run=dry_run, **counts)
 
     def as_json(self) -> dict[str, object]:
         """Exactly the documented keys."""

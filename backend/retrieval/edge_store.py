@@ -58,8 +58,8 @@ class EdgeStore:
                 raise LorechatError(
                     ErrorCode.index_locked,
                     f"The index at {self.path} is in use by another lorechat process (is `lorechat serve` "
-                    f"running?). The embedded index allows one process at a time: stop the server, run this command, "
-                    f"then start the server again (or use a Qdrant server: index.kind = server).",
+                    f"running?). The embedded index allows one process at a time: stop the server and retry, "
+                    f"or give this command the server's LORECHAT_AUTH__ADMIN_TOKEN so `ingest` goes through it.",
                 ) from exc
             raise LorechatError(ErrorCode.index_unavailable, f"Cannot open the index at {self.path}: {exc}") from exc
 

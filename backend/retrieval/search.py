@@ -80,13 +80,16 @@ class Retriever:
             raise LorechatError(ErrorCode.invalid_input, f"k must be at least 1, got {limit}.")
         chosen: SearchMode = mode or self.settings.mode
         vectors = self.query_vectors(query, mode=chosen)
-        return self.store.search(
+        hits = self.store.search(
             vectors,
             k=limit,
             mode=chosen,
             creator=creator,
             prefetch_limit=max(self.settings.prefetch_limit, limit),
         )
+        # RRF often ties exactly (rank 1+2 vs 2+1); the engines order ties arbitrarily, we order them by id
+        # so the same question always shows the same sources in the same order.
+        return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
 
     def embed_chunks(self, chunks: Sequence[Chunk], *, batch_size: int | None = None) -> list[EmbeddedChunk]:
         """Dense and BM25 vectors for each chunk, in order; the model runs in batches."""

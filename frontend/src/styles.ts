@@ -56,7 +56,10 @@ header h2 { font-size: 1rem; margin: 0; flex: 1 1 auto; min-width: 0; overflow: 
   max-width: 180px; }
 .options input[type="range"] { accent-color: var(--lc-accent); width: 110px; }
 
-.messages { flex: 1 1 auto; overflow-y: auto; padding: 12px; display: flex; flex-direction: column; gap: 14px; }
+/* Inline-size containment: a long code line or a row of source cards scrolls inside the widget instead of
+   widening it, and so the page around it (a grid column sized to its content would otherwise grow). */
+.messages { flex: 1 1 auto; overflow-y: auto; padding: 12px; display: flex; flex-direction: column; gap: 14px;
+  contain: inline-size; }
 .empty { color: var(--lc-muted); text-align: center; margin: auto 0; font-size: 0.9rem; padding: 0 12px; }
 .msg-user { align-self: flex-end; max-width: 85%; background: var(--lc-accent); color: #fff; padding: 8px 12px;
   border-radius: var(--lc-radius) var(--lc-radius) 4px var(--lc-radius); white-space: pre-wrap;

@@ -72,7 +72,9 @@ def test_secrets_in_the_file_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_pa
         ("retreival:\n  k: 3\n", "retreival"),
     ],
 )
-def test_bad_values_are_clear_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, yaml_text: str, message: str) -> None:
+def test_bad_values_are_clear_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, yaml_text: str, message: str
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml_text, encoding="utf-8")
     monkeypatch.setenv("LORECHAT_CONFIG", str(config))

@@ -1,0 +1,76 @@
+"""Curator operations over HTTP, for when `lorechat serve` holds the embedded index: ingest through the server.
+
+Reachable only with the admin bearer token from the environment (S5); disabled when none is configured.
+Paths are on the server's filesystem, as they would be for the CLI on that machine.
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from backend.catalog import Catalog, catalog_path
+from backend.errors import ErrorCode, LorechatError
+from backend.settings import Settings
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=True)
+
+# One ingest at a time: two would race on the same documents' chunks.
+_INGEST_LOCK = anyio.Lock()
+
+
+def require_admin(request: Request) -> None:
+    settings: Settings = request.app.state.settings
+    token = settings.auth.admin_token.get_secret_value() if settings.auth.admin_token else ""
+    if not token:
+        raise LorechatError(ErrorCode.not_found, "Admin operations are disabled (set LORECHAT_AUTH__ADMIN_TOKEN)")
+    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise LorechatError(ErrorCode.unauthorized, "Admin token required")
+
+
+class IngestRequest(BaseModel):
+    paths: list[str] = Field(min_length=1, max_length=100)
+    creator: str | None = None
+    prune: bool = False
+    dry_run: bool = False
+
+
+@router.post("/ingest", dependencies=[Depends(require_admin)])
+async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
+    """Run `lorechat ingest` inside the server; returns the same report as `lorechat ingest --json`."""
+    from pipeline.ingest import ingest as run_ingest
+
+    settings: Settings = request.app.state.settings
+    retriever = request.state.retriever
+    if _INGEST_LOCK.locked():
+        raise LorechatError(ErrorCode.conflict, "Another ingest is running; try again when it finishes", retry_after=5)
+    async with _INGEST_LOCK:
+        report = await anyio.to_thread.run_sync(
+            partial(
+                run_ingest,
+                [Path(path) for path in body.paths],
+                retriever=retriever,
+                store=retriever.store,
+                data_dir=settings.data_dir,
+                size_tokens=settings.chunking.size_tokens,
+                overlap_tokens=settings.chunking.overlap_tokens,
+                only_creator=body.creator,
+                prune=body.prune,
+                dry_run=body.dry_run,
+            )
+        )
+    if not body.dry_run:
+        _reload_catalog(request.state.catalog, settings)
+    return report.as_json()
+
+
+def _reload_catalog(catalog: Catalog, settings: Settings) -> None:
+    # In place: the chat service and the site hold this same object.
+    catalog.creators = Catalog.load(catalog_path(settings.data_dir)).creators

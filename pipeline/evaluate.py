@@ -1,0 +1,152 @@
+"""Retrieval quality: index an evaluation corpus into a throwaway Edge shard and score bm25, dense and hybrid.
+
+Documents are chunked by our chunker and embedded through Retriever.embed_chunks, exactly as ingest does.
+Metrics are per document: a document's rank is the rank of its best chunk (first appearance in the chunk
+ranking). The chunk ranking of each mode is built like production's: one search with the configured
+`prefetch_limit` (what the chat sees, top first), followed by a deeper search that only appends documents
+not seen yet, so Recall@100 has a hundred documents to look at even when documents have many chunks.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.retrieval.edge_store import EdgeStore
+from backend.retrieval.embedder import Embedder
+from backend.retrieval.models import Hit, SearchMode
+from backend.retrieval.search import Retriever
+from backend.settings import ChunkingSettings, RetrievalSettings
+from pipeline.chunk import chunk_document
+from pipeline.eval_data import EvalSet
+from pipeline.eval_metrics import mean_scores, score_query
+from pipeline.models import Chunk
+
+MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
+_WRITE_BATCH = 256
+# Chunks fetched per document wanted in the deep search: documents longer than one chunk need a margin.
+_CHUNKS_PER_DOCUMENT = 4
+
+
+@dataclass(slots=True)
+class EvalReport:
+    k: int
+    deep_k: int
+    documents: int
+    chunks: int
+    queries: int
+    # mode -> metric name -> mean over judged queries
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    # mode -> query id -> metric name -> value (for per-query analysis and significance tests)
+    per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    index_seconds: float = 0.0
+    search_seconds: float = 0.0
+    embedder_id: str = ""
+
+    def as_json(self, *, per_query: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "embedder": self.embedder_id,
+            "k": self.k,
+            "documents": self.documents,
+            "chunks": self.chunks,
+            "queries": self.queries,
+            "scores": self.scores,
+            "index_seconds": round(self.index_seconds, 3),
+            "search_seconds": round(self.search_seconds, 3),
+        }
+        if per_query:
+            out["per_query"] = self.per_query
+        return out
+
+
+def evaluate(
+    eval_set: EvalSet,
+    *,
+    embedder: Embedder,
+    chunking: ChunkingSettings,
+    retrieval: RetrievalSettings,
+    hnsw_ef: int = 128,
+    modes: Sequence[SearchMode] = MODES,
+    k: int = 10,
+    deep_k: int = 100,
+    work_dir: Path | None = None,
+) -> EvalReport:
+    """Score every mode on the same freshly built index; the index is deleted afterwards."""
+    queries = eval_set.judged_queries()
+    root = Path(tempfile.mkdtemp(prefix="lorechat-eval-", dir=work_dir))
+    store = EdgeStore(root / "index", hnsw_ef=hnsw_ef)
+    try:
+        retriever = Retriever(embedder=embedder, store=store, settings=retrieval)
+        started = time.perf_counter()
+        chunks = index_documents(eval_set, retriever=retriever, chunking=chunking)
+        report = EvalReport(
+            k=k,
+            deep_k=deep_k,
+            documents=len(eval_set.documents),
+            chunks=chunks,
+            queries=len(queries),
+            index_seconds=time.perf_counter() - started,
+            embedder_id=embedder.embedder_id,
+        )
+        started = time.perf_counter()
+        rankings = rank_all(queries, retriever=retriever, modes=modes, deep_chunks=deep_k * _CHUNKS_PER_DOCUMENT)
+        report.search_seconds = time.perf_counter() - started
+        for mode in modes:
+            scored = {qid: score_query(rankings[mode][qid], eval_set.qrels[qid], k=k, deep_k=deep_k) for qid in queries}
+            report.per_query[mode] = scored
+            report.scores[mode] = mean_scores(list(scored.values()))
+        return report
+    finally:
+        store.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def index_documents(eval_set: EvalSet, *, retriever: Retriever, chunking: ChunkingSettings) -> int:
+    """Chunk, embed and upsert every document (the ingest path, without its catalog); returns the chunk count."""
+    pending: list[Chunk] = []
+    written = 0
+    for document in eval_set.documents:
+        pending.extend(
+            chunk_document(document, size_tokens=chunking.size_tokens, overlap_tokens=chunking.overlap_tokens)
+        )
+        if len(pending) >= _WRITE_BATCH:
+            retriever.store.upsert(retriever.embed_chunks(pending))
+            written += len(pending)
+            pending = []
+    if pending:
+        retriever.store.upsert(retriever.embed_chunks(pending))
+        written += len(pending)
+    if written >= 5_000:
+        # Past a few thousand points Edge searches unindexed segments by brute force: build HNSW as ingest does.
+        retriever.store.optimize()  # type: ignore[attr-defined]
+    return written
+
+
+def rank_all(
+    queries: dict[str, str], *, retriever: Retriever, modes: Sequence[SearchMode], deep_chunks: int
+) -> dict[str, dict[str, list[str]]]:
+    """mode -> query id -> document ids, best first. Each query is embedded once and reused by every mode."""
+    prefetch = retriever.settings.prefetch_limit
+    rankings: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
+    for qid, text in queries.items():
+        vectors = retriever.query_vectors(text, mode="hybrid")
+        for mode in modes:
+            top = retriever.store.search(vectors, k=prefetch, mode=mode, prefetch_limit=prefetch)
+            deep: list[Hit] = []
+            if deep_chunks > prefetch:
+                deep = retriever.store.search(vectors, k=deep_chunks, mode=mode, prefetch_limit=deep_chunks)
+            rankings[mode][qid] = documents_by_best_chunk([*top, *deep])
+    return rankings
+
+
+def documents_by_best_chunk(hits: Sequence[Hit]) -> list[str]:
+    """Document ids in order of their first (best-ranked) chunk."""
+    seen: dict[str, None] = {}
+    for hit in hits:
+        seen.setdefault(hit.document_id, None)
+    return list(seen)

@@ -1,0 +1,189 @@
+"""The HTTP test harness: the real app on a real uvicorn in a thread, clients with their own addresses, JWTs."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import shutil
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import uvicorn
+from pydantic import SecretStr
+
+from backend.app import create_app
+from backend.settings import (
+    AuthSettings,
+    CacheSettings,
+    ChunkingSettings,
+    CircuitSettings,
+    DatabaseSettings,
+    EmbeddingSettings,
+    IndexSettings,
+    LimitSettings,
+    LLMSettings,
+    RedisSettings,
+    RetrievalSettings,
+    ServerSettings,
+    Settings,
+    TierSettings,
+)
+from backend.storage.db import create_engine, session_factory
+from backend.storage.repository import Sessions
+from tests.fakes import ScriptedOpenAI
+
+JWT_SECRET = "api-tests-secret-with-enough-bytes-for-hs256"
+JWT_AUDIENCE = "lorechat-api-tests"
+UPSTREAM = "upstream"  # the openai tier, served by the scripted fake
+EXTRACTIVE = "extractive"
+
+# Every client connects from its own loopback address (Linux routes all of 127/8 to lo), so rate-limit keys
+# never collide between tests, runs or other users of the same Redis; this run's addresses share one /16.
+SESSION_NET = random.randint(2, 254)
+_PEERS = itertools.count(1)
+
+
+def new_peer() -> str:
+    n = next(_PEERS)
+    return f"127.{SESSION_NET}.{n // 250}.{n % 250 + 1}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A deployment shape: "production" (PostgreSQL + Redis) or "embedded" (SQLite + in-process)."""
+
+    name: str
+    database_url: str  # "" → SQLite in the app's data dir
+    redis_url: str  # "" → in-process cache and limits
+
+
+def upstream_tier(fake: ScriptedOpenAI, *, name: str = UPSTREAM, first: float = 1.0, idle: float = 2.0) -> TierSettings:
+    return TierSettings(
+        name=name,
+        kind="openai",
+        base_url=fake.base_url,
+        model="scripted",
+        max_tokens=24,  # the fake's default echo stays short
+        first_token_timeout_seconds=first,
+        idle_timeout_seconds=idle,
+    )
+
+
+def extractive_tier() -> TierSettings:
+    return TierSettings(name=EXTRACTIVE, kind="extractive")
+
+
+NO_LIMITS = LimitSettings(user_per_hour=0, ip_per_hour=0, creator_per_hour=0, concurrent_streams_per_ip=64)
+
+
+def make_settings(
+    *,
+    data_dir: Path,
+    backend: Backend,
+    tiers: Sequence[TierSettings],
+    limits: LimitSettings = NO_LIMITS,
+    circuit: CircuitSettings | None = None,
+    redis_timeout: float = 0.5,
+) -> Settings:
+    # Every section is passed as a model so nothing comes from the checkout's config.yaml.
+    return Settings(
+        data_dir=data_dir,
+        embedding=EmbeddingSettings(),
+        chunking=ChunkingSettings(),
+        index=IndexSettings(),
+        retrieval=RetrievalSettings(k=4),
+        database=DatabaseSettings(url=backend.database_url, pool_size=5),
+        redis=RedisSettings(url=backend.redis_url, timeout_seconds=redis_timeout),
+        cache=CacheSettings(history_ttl_seconds=120),
+        limits=limits,
+        auth=AuthSettings(jwt_secret=SecretStr(JWT_SECRET), jwt_audience=JWT_AUDIENCE),
+        llm=LLMSettings(tiers=list(tiers), circuit=circuit or CircuitSettings(failure_threshold=100)),
+        server=ServerSettings(keepalive_seconds=0.2, send_timeout_seconds=5, max_body_bytes=4096),
+    )
+
+
+class LiveServer:
+    """uvicorn serving the app on a free 127.0.0.1 port from a background thread (lifespan included)."""
+
+    def __init__(self, app: Any) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app, loop="asyncio", lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=3
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 120
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start (see the captured log)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+        assert not self._thread.is_alive(), "uvicorn did not shut down"
+
+
+@dataclass
+class LiveApp:
+    base_url: str
+    settings: Settings
+
+    def client(self, *, peer: str | None = None, token: str | None = None, timeout: float = 20) -> httpx.AsyncClient:
+        """A client connecting from `peer` (default: a fresh address of its own)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        transport = httpx.AsyncHTTPTransport(local_address=peer or new_peer())
+        return httpx.AsyncClient(base_url=self.base_url, transport=transport, headers=headers, timeout=timeout)
+
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[Sessions]:
+        """Sessions on the app's own database, from the test's event loop."""
+        engine = create_engine(self.settings)
+        try:
+            yield session_factory(engine)
+        finally:
+            await engine.dispose()
+
+
+@contextmanager
+def live_app(
+    *, template: Path, workdir: Path, backend: Backend, tiers: Sequence[TierSettings], **options: Any
+) -> Iterator[LiveApp]:
+    """The app on its own copy of the ingested data dir (an Edge shard takes one handle per process)."""
+    data_dir = workdir / "data"
+    shutil.copytree(template, data_dir)
+    settings = make_settings(data_dir=data_dir, backend=backend, tiers=tiers, **options)
+    server = LiveServer(create_app(settings))
+    server.start()
+    try:
+        yield LiveApp(base_url=f"http://127.0.0.1:{server.port}", settings=settings)
+    finally:
+        server.stop()
+
+
+def make_token(
+    sub: str,
+    *,
+    secret: str = JWT_SECRET,
+    audience: str | None = JWT_AUDIENCE,
+    expires_in: float = 600,
+    algorithm: str = "HS256",
+) -> str:
+    claims: dict[str, Any] = {"sub": sub, "exp": int(time.time() + expires_in)}
+    if audience is not None:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret if algorithm != "none" else None, algorithm=algorithm)

@@ -1,0 +1,92 @@
+"""POST /api/v1/chat end to end on a live server: the wire format, history in context, and what gets stored."""
+
+from __future__ import annotations
+
+from backend.chat.events import Source
+from tests.backend.api.conftest import DEFAULT_TOKENS
+from tests.backend.api.harness import EXTRACTIVE, UPSTREAM, LiveApp, make_token
+from tests.backend.api.streams import assert_error, assert_turn_stored, post_chat
+from tests.fakes import Script, ScriptedOpenAI
+
+QUESTION = "How does Hazel keep her sourdough starter Bartholomew alive?"
+FOLLOW_UP = "Why does that matter?"
+
+
+async def test_happy_path_then_follow_up_in_context(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
+    user = f"user-{main_app.settings.database_url[-6:]}-happy"
+    async with main_app.client(token=make_token(user)) as client:
+        first = await post_chat(client, {"query": QUESTION, "creator": "hazel-marsh"})
+        stream = first.stream
+        assert first.headers["cache-control"] == "no-cache" and first.headers["x-accel-buffering"] == "no"
+        sources = stream.events[0].data
+        assert sources and all(set(s) == set(Source.model_fields) for s in sources)
+        assert [s["index"] for s in sources] == list(range(1, len(sources) + 1))
+        assert {s["creator"] for s in sources} == {"hazel-marsh"}
+        assert stream.tokens == DEFAULT_TOKENS
+        done = stream.done
+        assert done["cascade_tier"] == UPSTREAM and done["finish_reason"] == "stop"
+        assert done["conversation_id"] == first.conversation_id and done["search_query"] == QUESTION
+        assert done["usage"]["completion_tokens"] == len(DEFAULT_TOKENS) and done["usage"]["prompt_tokens"] > 0
+        await assert_turn_stored(db, first, question=QUESTION, owner_id=user)
+
+        upstream.enqueue(Script(tokens=["Because", " it", " rises", "."]))
+        second = await post_chat(
+            client, {"query": FOLLOW_UP, "creator": "hazel-marsh", "conversation_id": first.conversation_id}
+        )
+        assert second.conversation_id == first.conversation_id
+        assert second.stream.text == "Because it rises."
+        # A follow-up ("that") is searched together with the question before it.
+        assert second.stream.done["search_query"] == f"{QUESTION} {FOLLOW_UP}"
+        await assert_turn_stored(db, second, question=FOLLOW_UP, owner_id=user)
+        sent = upstream.requests[-1]["messages"]
+        assert {"role": "user", "content": QUESTION} in sent
+        assert {"role": "assistant", "content": "".join(DEFAULT_TOKENS)} in sent
+        assert sent[-1]["role"] == "user" and sent[-1]["content"].endswith(f"Question: {FOLLOW_UP}")
+
+        detail = (await client.get(f"/api/v1/conversations/{first.conversation_id}")).json()
+        assert [(m["role"], m["content"], m["status"]) for m in detail["messages"]] == [
+            ("user", QUESTION, "done"),
+            ("assistant", "".join(DEFAULT_TOKENS), "done"),
+            ("user", FOLLOW_UP, "done"),
+            ("assistant", "Because it rises.", "done"),
+        ]
+        assert detail["creator"] == "hazel-marsh" and detail["messages"][1]["cascade_tier"] == UPSTREAM
+        listed = (await client.get("/api/v1/conversations")).json()
+        assert [item["id"] for item in listed["items"]] == [first.conversation_id]
+    assert len(upstream.requests) == 2  # INV-5: one upstream call per turn
+
+
+async def test_without_creator_searches_everyone(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
+    async with main_app.client() as client:
+        reply = await post_chat(client, {"query": "What temperature should dough ferment at?"})
+    assert reply.stream.done["cascade_tier"] == UPSTREAM
+    assert reply.stream.events[0].data  # something matched across creators
+    await assert_turn_stored(db, reply, question="What temperature should dough ferment at?")
+
+
+async def test_unknown_creator_is_404_before_any_stream(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:
+    async with main_app.client() as client:
+        reply = await post_chat(client, {"query": QUESTION, "creator": "nobody-here"})
+    body = assert_error(reply, 404, "unknown_creator")
+    assert body["retryable"] is False and "nobody-here" in body["message"]
+    assert upstream.requests == []
+
+
+async def test_keepalive_comments_while_the_upstream_is_slow(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
+    upstream.enqueue(Script(tokens=["Slow", " but", " sure"], first_token_delay=0.5, token_interval=0.4))
+    async with main_app.client() as client:
+        reply = await post_chat(client, {"query": QUESTION})
+    assert b": keepalive" in reply.raw
+    stream = reply.stream
+    assert stream.comments and set(stream.comments) == {"keepalive"}
+    assert stream.text == "Slow but sure" and stream.done["cascade_tier"] == UPSTREAM
+    await assert_turn_stored(db, reply, question=QUESTION)
+
+
+async def test_extractive_answers_when_it_is_the_only_tier_left(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:
+    # Sanity for the fallback rows: the extractive tier quotes the retrieved sources, with citations.
+    upstream.enqueue(Script(status=503))
+    async with main_app.client() as client:
+        reply = await post_chat(client, {"query": QUESTION, "creator": "hazel-marsh"})
+    stream = reply.stream
+    assert stream.done["cascade_tier"] == EXTRACTIVE and "[1]" in stream.text

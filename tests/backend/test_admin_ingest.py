@@ -1,0 +1,91 @@
+"""Ingest while `lorechat serve` holds the embedded index: routed through the server with the admin token (S5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import DEMO_CONTENT, REPO
+
+TOKEN = "admin-token-for-tests-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lorechat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pipeline.cli", *args]
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    tmp_path = tmp_path_factory.mktemp("admin")
+    port = free_port()
+    env = {
+        **os.environ,
+        "LORECHAT_DATA_DIR": str(tmp_path / "data"),
+        "LORECHAT_CONFIG": str(REPO / "config.yaml"),
+        "LORECHAT_SERVER__PORT": str(port),
+        "LORECHAT_AUTH__ADMIN_TOKEN": TOKEN,
+        "LORECHAT_LLM__TIERS": '[{"name": "extractive", "kind": "extractive"}]',
+    }
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve"], env=env, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("lorechat serve did not start")
+        yield base, env
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_ingest_goes_through_the_running_server(server: tuple[str, dict[str, str]]) -> None:
+    base, env = server
+    result = lorechat("ingest", str(DEMO_CONTENT / "hazel-marsh"), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "through it" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] > 0 and report["failed"] == []
+    # The server's catalog was reloaded in place: the new creator is listed at once.
+    creators = httpx.get(f"{base}/api/v1/creators").json()
+    assert [c["slug"] for c in creators] == ["hazel-marsh"]
+
+
+def test_without_the_token_the_cli_says_what_to_do(server: tuple[str, dict[str, str]]) -> None:
+    _, env = server
+    env = {key: value for key, value in env.items() if key != "LORECHAT_AUTH__ADMIN_TOKEN"}
+    result = lorechat("ingest", str(DEMO_CONTENT / "hazel-marsh"), env=env)
+    assert result.returncode == 3
+    assert "in use by another lorechat process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}"])
+def test_admin_routes_refuse_anyone_without_the_token(
+    server: tuple[str, dict[str, str]], authorization: str | None
+) -> None:
+    base, _ = server
+    headers = {"Authorization": authorization} if authorization else {}
+    response = httpx.post(f"{base}/api/v1/admin/ingest", json={"paths": [str(DEMO_CONTENT)]}, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"

@@ -1,0 +1,338 @@
+"""Browser-test harness: the demo corpus ingested once, the real app on uvicorn, tiny static and canary
+servers on other origins, and real Chromium driven by Playwright (one fresh context per test)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from backend.app import create_app
+from backend.retrieval.edge_store import EdgeStore
+from backend.retrieval.embedder import Embedder
+from backend.retrieval.search import Retriever
+from backend.settings import (
+    DatabaseSettings,
+    LimitSettings,
+    LLMSettings,
+    RedisSettings,
+    RetrievalSettings,
+    ServerSettings,
+    Settings,
+    TierSettings,
+)
+from pipeline.ingest import ingest
+from tests.conftest import DEMO_CONTENT, REPO
+from tests.fakes.openai_server import ScriptedOpenAI
+
+WIDGET = REPO / "frontend" / "dist" / "widget.js"
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--headless",
+]
+XSS_CREATOR = "xss-lab"
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+# ---- tiny HTTP servers on their own origins -------------------------------------------------------------
+@dataclass
+class StaticSite:
+    """Serves fixed pages (path → HTML) and records every request path it receives."""
+
+    pages: dict[str, str] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> StaticSite:
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.hits.append(self.path)
+                page = site.pages.get(self.path.split("?", 1)[0])
+                body = (page or "not found").encode()
+                self.send_response(200 if page is not None else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8" if page else "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # the test output stays readable
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+# ---- the real service -----------------------------------------------------------------------------------
+@dataclass
+class LiveApp:
+    """create_app(settings) served by uvicorn on a free 127.0.0.1 port in a background thread."""
+
+    settings: Settings
+    port: int = 0
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveApp:
+        sock = _free_socket()
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.settings),
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60  # the lifespan warms the embedder
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the lorechat app did not start (see the log above)")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+
+
+def app_settings(data_dir: Path, *, llm_url: str, cors_origins: list[str], ip_per_hour: int = 10_000) -> Settings:
+    # Every section the tests depend on is explicit, so neither config.yaml nor LORECHAT_* can change them.
+    return Settings(
+        data_dir=data_dir,
+        database=DatabaseSettings(url=""),  # SQLite in the data dir
+        redis=RedisSettings(url=""),
+        retrieval=RetrievalSettings(),
+        limits=LimitSettings(
+            user_per_hour=10_000, ip_per_hour=ip_per_hour, creator_per_hour=10_000, concurrent_streams_per_ip=8
+        ),
+        llm=LLMSettings(
+            tiers=[
+                TierSettings(
+                    name="scripted",
+                    kind="openai",
+                    base_url=llm_url,
+                    model="scripted",
+                    first_token_timeout_seconds=2,
+                    context_window=8192,  # a hosted model's window: history fits beside the sources
+                ),
+                TierSettings(name="extractive", kind="extractive"),
+            ]
+        ),
+        server=ServerSettings(cors_origins=cors_origins, keepalive_seconds=15),
+    )
+
+
+# ---- fixtures -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def widget_js() -> Path:
+    """The built widget; built here when missing. A failed build fails the tests (no silent skip)."""
+    if not WIDGET.is_file():
+        result = subprocess.run(
+            ["bash", str(REPO / "scripts" / "build-frontend")], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0 or not WIDGET.is_file():
+            pytest.fail(f"scripts/build-frontend failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return WIDGET
+
+
+@pytest.fixture(scope="session")
+def canary() -> Iterator[StaticSite]:
+    """An origin nothing may ever reach: payloads point at it, and any hit is a failure."""
+    site = StaticSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
+def allowed_site() -> Iterator[StaticSite]:
+    """A third-party page origin listed in cors_origins."""
+    site = StaticSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="session")
+def refused_site() -> Iterator[StaticSite]:
+    """A third-party page origin NOT in cors_origins."""
+    site = StaticSite().start()
+    yield site
+    site.stop()
+
+
+def payloads(canary_origin: str) -> str:
+    """I7 payloads: raw HTML, an inline script, a javascript: link and a Markdown image to the canary."""
+    return (
+        "<img src=x onerror=alert(1)> <script>window.__pwned=1</script> "
+        f"[click](javascript:alert(1)) ![x]({canary_origin}/pixel.png)"
+    )
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder, canary: StaticSite) -> Path:
+    """A data dir holding the demo corpus plus one creator whose document carries the I7 payloads.
+
+    The store is closed before returning: an Edge shard admits one open handle, and the app opens its own.
+    Tests copy this dir (see `data_dir_copy`) so each app owns its files.
+    """
+    content = tmp_path_factory.mktemp("content") / "content"
+    shutil.copytree(DEMO_CONTENT, content)
+    lab = content / XSS_CREATOR
+    lab.mkdir()
+    (lab / "creator.yaml").write_text("name: Mallory's Test Kitchen\nbio: Pastes odd things.\n", encoding="utf-8")
+    (lab / "payloads.md").write_text(
+        "---\ntitle: 'Oddities <img src=x onerror=alert(1)>'\nurl: 'javascript:alert(1)'\n---\n"
+        f"Pasted crumb notes: {payloads(canary.origin)} Keep the crumb open.\n",
+        encoding="utf-8",
+    )
+    data_dir = tmp_path_factory.mktemp("data-seed")
+    store = EdgeStore(data_dir / "index", hnsw_ef=128)
+    try:
+        retriever = Retriever(embedder=shared_embedder, store=store, settings=RetrievalSettings())
+        report = ingest(
+            [content], retriever=retriever, store=store, data_dir=data_dir, size_tokens=256, overlap_tokens=32
+        )
+    finally:
+        store.close()
+    assert not report.failed, report.as_json()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def data_dir_copy(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Path]:
+    """A fresh copy of the ingested data dir: one app per data dir at a time."""
+
+    def make() -> Path:
+        target = tmp_path_factory.mktemp("data") / "data"
+        shutil.copytree(ingested, target)
+        return target
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[ScriptedOpenAI]:
+    with ScriptedOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_llm(llm: ScriptedOpenAI) -> ScriptedOpenAI:
+    """The scripted upstream, with a clean record; tests set `default` to script every answer."""
+    llm.requests.clear()
+    return llm
+
+
+@pytest.fixture(scope="session")
+def live_app(
+    widget_js: Path, data_dir_copy: Callable[[], Path], llm: ScriptedOpenAI, allowed_site: StaticSite
+) -> Iterator[LiveApp]:
+    settings = app_settings(data_dir_copy(), llm_url=llm.base_url, cors_origins=[allowed_site.origin])
+    app = LiveApp(settings).start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_driver: Playwright) -> Iterator[Browser]:
+    executable = os.environ.get("LORECHAT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).is_file():
+        pytest.fail(f"Chromium not found at {executable}: install Debian's chromium or set LORECHAT_TEST_CHROMIUM")
+    browser = playwright_driver.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+    yield browser
+    browser.close()
+
+
+@dataclass
+class Tab:
+    """A page in a fresh context, with every request URL, dialog and console line it produced."""
+
+    context: BrowserContext
+    page: Page
+    requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+
+def open_tab(browser: Browser, *, width: int = 1280, height: int = 900) -> Tab:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    tab = Tab(context=context, page=page)
+    context.on("request", lambda request: tab.requests.append(request.url))
+
+    def on_dialog(dialog: Any) -> None:
+        tab.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("console", lambda message: tab.console.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: tab.console.append(f"pageerror: {error}"))
+    return tab
+
+
+@pytest.fixture
+def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
+    """A fresh context per test (empty localStorage); a screenshot is kept as an artifact, pass or fail."""
+    tab = open_tab(browser)
+    yield tab
+    screenshot(tab.page, request.node.name)
+    tab.context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    try:
+        page.screenshot(path=str(SCREENSHOTS / f"{safe}.png"), full_page=True)
+    except Exception as exc:  # a crashed page must not hide the test's own failure
+        print(f"screenshot {safe} failed: {exc}")
