@@ -29,7 +29,7 @@ async def readyz(request: Request) -> JSONResponse:
     state = request.state
     checks: dict[str, Any] = {
         "database": await _bounded(ping(state.engine)),
-        "index": await _bounded(anyio.to_thread.run_sync(state.retriever.store.counts), truthy=True),
+        "index": await _bounded(anyio.to_thread.run_sync(state.retriever.store.points), truthy=True),
         "redis": await _bounded(state.limiter.healthy()) if state.settings.redis.url else "not configured",
         "tiers": {name: breaker.state.value for name, breaker in state.cascade.breakers.items()},
     }

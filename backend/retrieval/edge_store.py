@@ -182,6 +182,9 @@ class EdgeStore:
     def counts(self) -> list[CreatorCounts]:
         return count_by_creator(self.documents())
 
+    def points(self) -> int:
+        return self._shard.info().points_count if self._shard is not None else 0
+
     def search(
         self,
         query: QueryVectors,

@@ -178,6 +178,12 @@ class ServerStore:
     def counts(self) -> list[CreatorCounts]:
         return count_by_creator(self.documents())
 
+    def points(self) -> int:
+        with self._guard():
+            if not self._client.collection_exists(self.collection):
+                return 0
+            return int(self._client.count(self.collection, exact=False).count)
+
     def search(
         self,
         query: QueryVectors,

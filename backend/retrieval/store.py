@@ -52,6 +52,9 @@ class Store(Protocol):
 
     def counts(self) -> list[CreatorCounts]: ...
 
+    def points(self) -> int:
+        """How many chunks the index holds; cheap (no scan), so readiness checks can call it."""
+
     def close(self) -> None: ...
 
 

@@ -139,3 +139,7 @@ def test_concurrent_searches_from_worker_threads(retriever: Retriever) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda q: [h.chunk_id for h in retriever.search(q)], queries))
     assert got == expected
+
+
+def test_points_counts_without_a_scan(retriever: Retriever) -> None:
+    assert retriever.store.points() == sum(c.chunks for c in retriever.store.counts()) > 0
