@@ -35,6 +35,13 @@ _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
     default=None,
     help="Embedding backend to evaluate (default: embedding.backend from settings).",
 )
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="Rank every query this many times and average: ties between equal fused scores fall in no fixed order.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object on stdout.")
 @click.option("--per-query", is_flag=True, help="With --json: include every query's scores.")
 def eval_command(
@@ -44,6 +51,7 @@ def eval_command(
     qrels: Path,
     k: int,
     backend: str | None,
+    repeats: int,
     as_json: bool,
     per_query: bool,
 ) -> None:
@@ -75,6 +83,7 @@ def eval_command(
             retrieval=settings.retrieval,
             hnsw_ef=settings.index.hnsw_ef,
             k=k,
+            repeats=repeats,
             work_dir=Path(work),
         )
     if as_json:

@@ -108,7 +108,9 @@ async def chat(
         chat.stream(turn),
         on_close=on_close,
         ping=settings.server.keepalive_seconds,
-        ping_message_factory=lambda: ServerSentEvent(comment="keepalive"),
+        # LF like every event (events.KEEPALIVE); sse-starlette's default is CRLF, which mixed endings in one stream.
+        sep="\n",
+        ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
         send_timeout=settings.server.send_timeout_seconds,
         headers=_stream_headers(turn),
         shutdown_event=_StopOnShutdown(running, turn.conversation_id),  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-// Small pure helpers: timestamps and links for source cards.
+// Small pure helpers: timestamps and links for source cards, and how long a rate-limited visitor waits.
 import type { Source } from "./events";
 import { safeHref } from "./markdown";
 
@@ -18,4 +18,13 @@ export function sourceHref(source: Source): string | null {
   const url = new URL(href);
   url.hash = `t=${Math.floor(source.start_seconds)}`;
   return url.href;
+}
+
+/** A rate limit's wait in words: 42 -> "42 s", 150 -> "3 min", 3600 -> "60 min", 7200 -> "2 h" (rounded up,
+ * so nobody retries too early; "3600 s" reads like a machine talking). */
+export function formatWait(seconds: number): string {
+  const total = Math.max(1, Math.ceil(seconds));
+  if (total < 90) return `${total} s`;
+  if (total < 90 * 60) return `${Math.ceil(total / 60)} min`;
+  return `${Math.ceil(total / 3600)} h`;
 }

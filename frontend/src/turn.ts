@@ -1,5 +1,6 @@
 // One chat turn: stream the answer into an assistant message and settle it in exactly one final state.
 import { ApiError, type ChatRequest, streamChat } from "./api";
+import { formatWait } from "./format";
 import type { ChatMessage } from "./store";
 
 export interface TurnHooks {
@@ -57,7 +58,7 @@ export async function runTurn({
     } else if (error instanceof ApiError && error.rateLimited) {
       return { rateLimited: true, retryAfter: error.retryAfter };
     } else if (error instanceof ApiError) {
-      const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : "";
+      const wait = error.retryAfter ? ` Try again in ${formatWait(error.retryAfter)}.` : "";
       fail(error.code, error.message + wait, error.retryable);
     } else {
       fail("bad_stream", "The answer could not be read. Please try again.");

@@ -1,5 +1,6 @@
 // <lorechat-widget>: the custom element. Owns the session state and the one stream in flight.
 import { type CreatorInfo, listCreators, stopConversation } from "./api";
+import { formatWait } from "./format";
 import { type ChatMessage, clearSession, emptySession, loadSession, type Session, saveSession } from "./store";
 import { STYLES } from "./styles";
 import { runTurn } from "./turn";
@@ -152,7 +153,8 @@ export class LorechatWidget extends HTMLElement {
     this.renderTitle();
     this.renderMessages();
     this.setOpen(this.isOpen, false);
-    if (!this.fixedCreator) void this.loadCreators();
+    // The list feeds the picker, and with a fixed creator still gives the heading a name instead of a slug.
+    void this.loadCreators();
   }
 
   private applyAccent(): void {
@@ -355,7 +357,7 @@ export class LorechatWidget extends HTMLElement {
     }
     let left = seconds;
     const tick = () => {
-      notice.textContent = `You're asking faster than we can answer. Please wait ${left} s and try again.`;
+      notice.textContent = `You're asking faster than we can answer. Please wait ${formatWait(left)} and try again.`;
       if (left-- <= 0) this.hideNotice();
     };
     this.els.send.disabled = true;

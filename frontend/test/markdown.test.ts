@@ -1,5 +1,6 @@
 // The Markdown renderer must turn hostile model output into inert text (I7).
 import { describe, expect, it } from "vitest";
+import { formatWait } from "../src/format";
 import { parseInline, renderMarkdown, safeHref } from "../src/markdown";
 
 const TAGS = new Set(["P", "BR", "STRONG", "EM", "CODE", "PRE", "UL", "OL", "LI", "A", "SPAN", "BLOCKQUOTE", "HR", "BUTTON"]);
@@ -139,5 +140,12 @@ describe("safeHref", () => {
     for (const bad of ["javascript:alert(1)", "/relative", "mailto:a@b", "http://", "data:x", "//ex.test"]) {
       expect(safeHref(bad)).toBeNull();
     }
+  });
+});
+
+describe("formatWait", () => {
+  it("reads like a person: seconds, then minutes, then hours, rounded up", () => {
+    expect([formatWait(42), formatWait(89), formatWait(90), formatWait(3600), formatWait(5401)]).toEqual(
+      ["42 s", "89 s", "2 min", "60 min", "2 h"]);
   });
 });

@@ -74,7 +74,7 @@ describe("<lorechat-widget>", () => {
     const { $, el } = mount({ api: "http://svc.test", creator: "ada", mode: "inline", personality: "on" });
     await ask($, "How do engines run?");
     await until(() => el.shadowRoot!.querySelector('[data-status="done"]') !== null);
-    expect(calls[0]).toEqual({ url: "http://svc.test/api/v1/chat", body: {
+    expect(calls.find((c) => c.url.endsWith("/chat"))).toEqual({ url: "http://svc.test/api/v1/chat", body: {
       query: "How do engines run?", creator: "ada", conversation_id: null, personality_weight: 0.5 } });
     const message = el.shadowRoot!.querySelector('[data-testid="lorechat-message-assistant"]')!;
     const cards = message.querySelectorAll('[data-testid="lorechat-source-card"]');
@@ -88,6 +88,7 @@ describe("<lorechat-widget>", () => {
     expect(cards[0].classList.contains("highlight")).toBe(true);
     expect($("lorechat-personality")).not.toBeNull();
     expect($("lorechat-creator-picker")).toBeNull();
+    expect(el.shadowRoot!.querySelector("h2")!.textContent).toBe("Ask Ada"); // the name, not the slug
 
     const again = mount({ api: "http://svc.test", creator: "ada", mode: "inline" });
     expect(again.$("lorechat-answer")!.textContent).toBe("Engines run [1].");

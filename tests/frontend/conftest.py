@@ -156,7 +156,7 @@ def app_settings(data_dir: Path, *, llm_url: str, cors_origins: list[str], ip_pe
                     kind="openai",
                     base_url=llm_url,
                     model="scripted",
-                    first_token_timeout_seconds=2,
+                    first_token_timeout_seconds=5,  # roomy: a loaded CI box must not fall back to extractive
                     context_window=8192,  # a hosted model's window: history fits beside the sources
                 ),
                 TierSettings(name="extractive", kind="extractive"),

@@ -46,11 +46,8 @@ def _reachable(host: str | None, port: int | None) -> bool:
 
 def _require_services() -> None:
     pg, redis = make_url(PG_URL), urlsplit(REDIS_URL)
-    missing = [
-        name
-        for name, host, port in (("PostgreSQL", pg.host, pg.port or 5432), ("Redis", redis.hostname, redis.port or 6379))
-        if not _reachable(host, port)
-    ]
+    services = (("PostgreSQL", pg.host, pg.port or 5432), ("Redis", redis.hostname, redis.port or 6379))
+    missing = [name for name, host, port in services if not _reachable(host, port)]
     if not missing:
         return
     message = f"{' and '.join(missing)} unreachable ({PG_URL}, {REDIS_URL})"
@@ -132,9 +129,7 @@ def api_redis_url() -> Iterator[str]:
 @pytest.fixture(scope="module", params=[pytest.param("production", marks=pytest.mark.services), "embedded"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "production":
-        return Backend(
-            "production", request.getfixturevalue("api_pg_url"), request.getfixturevalue("api_redis_url")
-        )
+        return Backend("production", request.getfixturevalue("api_pg_url"), request.getfixturevalue("api_redis_url"))
     return Backend("embedded", "", "")
 
 

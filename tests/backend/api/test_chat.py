@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from backend.chat.events import Source
 from tests.backend.api.conftest import DEFAULT_TOKENS
 from tests.backend.api.harness import EXTRACTIVE, UPSTREAM, LiveApp, make_token
@@ -13,7 +15,7 @@ FOLLOW_UP = "Why does that matter?"
 
 
 async def test_happy_path_then_follow_up_in_context(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
-    user = f"user-{main_app.settings.database_url[-6:]}-happy"
+    user = f"user-{uuid.uuid4().hex[:8]}"
     async with main_app.client(token=make_token(user)) as client:
         first = await post_chat(client, {"query": QUESTION, "creator": "hazel-marsh"})
         stream = first.stream
@@ -62,6 +64,17 @@ async def test_without_creator_searches_everyone(main_app: LiveApp, upstream: Sc
     assert reply.stream.done["cascade_tier"] == UPSTREAM
     assert reply.stream.events[0].data  # something matched across creators
     await assert_turn_stored(db, reply, question="What temperature should dough ferment at?")
+
+
+async def test_follow_up_must_keep_the_conversations_creator(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:
+    async with main_app.client() as client:
+        first = await post_chat(client, {"query": QUESTION, "creator": "hazel-marsh"})
+        assert first.stream.done
+        other = await post_chat(
+            client, {"query": FOLLOW_UP, "creator": "tomas-reyes", "conversation_id": first.conversation_id}
+        )
+    assert_error(other, 422, "invalid_input")
+    assert len(upstream.requests) == 1
 
 
 async def test_unknown_creator_is_404_before_any_stream(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:

@@ -40,6 +40,24 @@ async def test_d1_client_leaves_before_reading(main_app: LiveApp, upstream: Scri
         upstream._scripts.clear()  # the server noticed before it called the upstream at all
 
 
+async def test_d1_client_leaves_while_the_upstream_is_thinking(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
+    upstream.enqueue(Script(tokens=WORDS, first_token_delay=0.8))
+    disconnects = upstream.disconnects
+    async with main_app.client() as client:
+        async with client.stream("POST", "/api/v1/chat", json={"query": QUESTION}) as response:
+            conversation_id = response.headers["x-conversation-id"]
+            for _ in range(300):  # until the server has called the upstream, then leave
+                if upstream.open_streams:
+                    break
+                await asyncio.sleep(0.01)
+            assert upstream.open_streams == 1
+        left = time.monotonic()
+    assert upstream.wait_streams_closed(2) and time.monotonic() - left < 1
+    assert upstream.disconnects == disconnects + 1 and len(upstream.requests) == 1
+    answer = (await settled(db, conversation_id)).messages[-1]
+    assert (answer.status, answer.content) == ("interrupted", "")
+
+
 async def _read_until_tokens(chunks: AsyncIterator[bytes], count: int) -> bytes:
     """Reads from one iterator that the caller keeps (a dropped `aiter_raw()` is closed, and so is the socket)."""
     raw = b""
@@ -57,7 +75,8 @@ async def test_d2_client_leaves_mid_answer(main_app: LiveApp, upstream: Scripted
             seen = parse_sse(await _read_until_tokens(response.aiter_raw(), 3), complete=False).text
         left = time.monotonic()
     assert upstream.wait_streams_closed(2)
-    assert time.monotonic() - left < 2 and upstream.disconnects == disconnects + 1  # closed promptly, not run to the end
+    # Closed promptly, not run to the end.
+    assert time.monotonic() - left < 2 and upstream.disconnects == disconnects + 1
     answer = (await settled(db, conversation_id)).messages[-1]
     assert answer.status == "interrupted"
     assert answer.content.startswith(seen) and "".join(WORDS).startswith(answer.content)
@@ -108,5 +127,6 @@ async def test_d4_concurrent_turns_in_one_conversation(main_app: LiveApp, upstre
         await assert_turn_stored(db, third, question="Last one about flour types?")
     messages = (await settled(db, conversation_id)).messages
     assert [m.role for m in messages] == ["user", "assistant"] * 3  # never interleaved
-    assert [m.content for m in messages if m.role == "user"] == [QUESTION, questions[won], "Last one about flour types?"]
+    asked = [QUESTION, questions[won], "Last one about flour types?"]
+    assert [m.content for m in messages if m.role == "user"] == asked
     assert [m.seq for m in messages] == list(range(6))

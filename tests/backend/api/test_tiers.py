@@ -25,9 +25,7 @@ QUESTION = "How long should I let the dough proof?"
 TOKENS = ["Proof", " it", " for", " hours", " [1]", "."]
 
 
-async def test_f7_first_token_timeout_falls_back_to_extractive(
-    main_app: LiveApp, upstream: ScriptedOpenAI, db
-) -> None:
+async def test_f7_first_token_timeout_falls_back_to_extractive(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
     upstream.enqueue(Script(tokens=["Too", " late"], first_token_delay=3))
     started = time.monotonic()
     async with main_app.client() as client:
@@ -43,9 +41,7 @@ async def test_f7_first_token_timeout_falls_back_to_extractive(
 
 
 @pytest.fixture
-def flaky_app(
-    backend: Backend, fake: ScriptedOpenAI, api_index: Path, tmp_path: Path
-) -> Iterator[LiveApp]:
+def flaky_app(backend: Backend, fake: ScriptedOpenAI, api_index: Path, tmp_path: Path) -> Iterator[LiveApp]:
     """A fresh app whose upstream circuit opens on the first failure (its breakers start closed)."""
     with live_app(
         template=api_index,
@@ -93,6 +89,20 @@ async def test_f9_drop_after_tokens_is_an_error_with_the_partial_kept(
     answer = await assert_turn_stored(db, reply, question=QUESTION)
     assert answer.status == "interrupted" and answer.content == "".join(TOKENS[:3])
     assert len(upstream.requests) == 1
+
+
+async def test_f10_stall_mid_answer_is_an_error_while_keepalive_continues(
+    main_app: LiveApp, upstream: ScriptedOpenAI, db
+) -> None:
+    upstream.enqueue(Script(tokens=TOKENS, stall_after=2))  # then silent; the tier's idle timeout is 2 s
+    async with main_app.client() as client:
+        reply = await post_chat(client, {"query": QUESTION})
+    stream = reply.stream
+    assert stream.tokens == TOKENS[:2] and stream.terminal.data["code"] == "upstream_stalled"
+    assert stream.terminal.data["retryable"] is True
+    assert stream.comments.count("keepalive") >= 5  # every 0.2 s while the upstream was silent
+    answer = await assert_turn_stored(db, reply, question=QUESTION)
+    assert answer.status == "interrupted"
 
 
 @pytest.fixture(scope="module")
