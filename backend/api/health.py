@@ -29,7 +29,10 @@ async def readyz(request: Request) -> JSONResponse:
     state = request.state
     checks: dict[str, Any] = {
         "database": await _bounded(ping(state.engine)),
-        "index": await _bounded(anyio.to_thread.run_sync(state.retriever.store.points), truthy=True),
+        # Abandoned on timeout, or a hung index would hang the probe too (a thread cannot be cancelled).
+        "index": await _bounded(
+            anyio.to_thread.run_sync(state.retriever.store.points, abandon_on_cancel=True), truthy=True
+        ),
         "redis": await _bounded(state.limiter.healthy()) if state.settings.redis.url else "not configured",
         "tiers": {name: breaker.state.value for name, breaker in state.cascade.breakers.items()},
     }

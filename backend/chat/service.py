@@ -8,6 +8,8 @@ final one is shielded from cancellation, so a visitor who leaves still gets thei
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +23,7 @@ import anyio
 from backend.chat.cascade import Cascade
 from backend.chat.events import DoneEvent, ErrorEvent, EventName, Source, TokenEvent, Usage, encode
 from backend.chat.prompt import Prompt, build_prompt, search_query_for
-from backend.chat.running import RunningTurns
+from backend.chat.running import RunningTurns, TurnStop
 from backend.chat.tiers.base import Tier
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import STREAM_SECONDS, STREAMS_ACTIVE, TIER_ANSWERS, TIME_TO_FIRST_TOKEN, TIME_TO_SOURCES
@@ -77,6 +79,7 @@ class ChatService:
         self._cache = cache
         self._cascade = cascade
         self._running = running
+        self._retrying: set[asyncio.Task[None]] = set()  # final writes waiting for the database
 
     async def prepare(self, request: TurnRequest) -> PreparedTurn:
         """Everything before the first byte; failures here are HTTP errors and reach no model."""
@@ -114,19 +117,19 @@ class ChatService:
         parts: list[str] = []
         outcome = _Outcome()
         STREAMS_ACTIVE.inc()
-        scope = anyio.CancelScope()
-        self._running.register(turn.conversation_id, scope)
+        stop = TurnStop()
+        self._running.register(turn.conversation_id, stop)  # the stop endpoint and shutdown reach it here
+        pieces = self._generate(turn, outcome)
         try:
             yield encode(EventName.sources, turn.sources, next(ids)).encode()
             TIME_TO_SOURCES.observe(time.perf_counter() - turn.started)
-            # The stop endpoint (and shutdown) cancel this scope: generation ends, the turn still finishes.
-            with scope:
-                async for piece in self._generate(turn, outcome):
-                    parts.append(piece)
-                    yield encode(EventName.token, TokenEvent(text=piece), next(ids)).encode()
-            if scope.cancelled_caught:
+            while (piece := await stop.next_piece(pieces)) is not None:
+                parts.append(piece)
+                yield encode(EventName.token, TokenEvent(text=piece), next(ids)).encode()
+            if stop.stopped:
                 outcome.stopped(self._running.reason(turn.conversation_id))
             with anyio.CancelScope(shield=True):
+                await pieces.aclose()
                 await outcome.close_upstream()
                 name, payload = await self._finish(turn, "".join(parts), outcome)
             yield encode(name, payload, next(ids)).encode()
@@ -134,12 +137,13 @@ class ChatService:
             # The visitor left mid-stream (cancellation, or the server closing this generator): keep what was
             # said (D2) and release the upstream at once.
             with anyio.CancelScope(shield=True):
+                await pieces.aclose()
                 await outcome.close_upstream()
                 if not outcome.finalized:
                     await self._finish(turn, "".join(parts), outcome)
             raise
         finally:
-            self._running.unregister(turn.conversation_id, scope)
+            self._running.unregister(turn.conversation_id, stop)
             STREAMS_ACTIVE.dec()
             STREAM_SECONDS.labels(outcome.status).observe(time.perf_counter() - turn.started)
 
@@ -184,19 +188,10 @@ class ChatService:
             outcome.status = "interrupted"
         outcome.finalized = True
         try:
-            await repository.finish_turn(
-                self._sessions,
-                assistant_message_id=turn.assistant_message_id,
-                content=text,
-                status=outcome.status,
-                cascade_tier=outcome.tier,
-                sources=[source.model_dump() for source in turn.sources],
-                usage=outcome.usage,
-                search_query=turn.search_query,
-                error_code=outcome.error.code.value if outcome.error else None,
-            )
+            await self._write(turn, text, outcome, outcome.status, outcome.error.code if outcome.error else None)
         except LorechatError as exc:
             log.warning("final write failed for message %s: %s", turn.assistant_message_id, exc.message)
+            self._finish_later(turn, text, outcome)
             return EventName.error, _error_event(exc, turn.request.request_id)
         if outcome.status in ("done", "stopped"):
             await self._remember(turn, text)
@@ -210,6 +205,40 @@ class ChatService:
             search_query=turn.search_query,
             usage=Usage(**(outcome.usage or {"prompt_tokens": 0, "completion_tokens": 0})),
         )
+
+    async def _write(
+        self, turn: PreparedTurn, text: str, outcome: _Outcome, status: str, code: ErrorCode | None
+    ) -> None:
+        await repository.finish_turn(
+            self._sessions,
+            assistant_message_id=turn.assistant_message_id,
+            content=text,
+            status=status,
+            cascade_tier=outcome.tier,
+            sources=[source.model_dump() for source in turn.sources],
+            usage=outcome.usage,
+            search_query=turn.search_query,
+            error_code=code.value if code else None,
+        )
+
+    def _finish_later(self, turn: PreparedTurn, text: str, outcome: _Outcome) -> None:
+        """The final write failed (database lost, F5): retry it in the background, so the answer leaves
+        "streaming" once the database is back and its conversation accepts turns again (INV-1), instead of
+        answering 409 until a restart reaps it. The client saw an error, never `done`: stored as such."""
+        task = asyncio.get_running_loop().create_task(self._retry_finish(turn, text, outcome))
+        self._retrying.add(task)
+        task.add_done_callback(self._retrying.discard)
+
+    async def _retry_finish(self, turn: PreparedTurn, text: str, outcome: _Outcome) -> None:
+        status = outcome.status if outcome.status not in ("done", "stopped") else "interrupted"
+        code = outcome.error.code if outcome.error else ErrorCode.database_unavailable
+        delay, deadline = 0.5, time.monotonic() + self._settings.server.reaper_seconds
+        while time.monotonic() < deadline:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            with contextlib.suppress(LorechatError):
+                return await self._write(turn, text, outcome, status, code)
+        log.warning("gave up storing message %s; the reaper will mark it", turn.assistant_message_id)
 
     async def _history(self, request: TurnRequest) -> list[tuple[str, str]]:
         key = _cache_key(request.conversation_id or "", request.owner_id)
@@ -236,7 +265,9 @@ class ChatService:
         timeout = self._settings.index.timeout_seconds
         try:
             with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(partial(self._retriever.search, query, creator=creator))
+                # Abandoned on timeout: a thread cannot be cancelled, and waiting for it would void the bound (F6).
+                search = partial(self._retriever.search, query, creator=creator)
+                return await anyio.to_thread.run_sync(search, abandon_on_cancel=True)
         except TimeoutError as exc:
             raise LorechatError(
                 ErrorCode.index_unavailable, f"The search index did not answer within {timeout:g}s", retry_after=5

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
@@ -68,7 +68,13 @@ class MemoryHistoryCache:
 
 
 class RedisHistoryCache:
-    """Redis-backed; every call is bounded by `timeout_seconds`, and any failure is a miss (F2)."""
+    """Redis-backed; every call is bounded by `timeout_seconds`, and any failure is a miss (F2).
+
+    After a failure Redis is skipped for `failure_cooldown_seconds`, so a hanging Redis costs one timeout
+    per cooldown, not one per call. A write that failed (or was skipped) may have left an older entry
+    behind, so entries written before this process's last missed write are misses too: SQL stays the
+    truth when Redis comes back (F3).
+    """
 
     def __init__(
         self,
@@ -77,46 +83,59 @@ class RedisHistoryCache:
         ttl_seconds: int,
         timeout_seconds: float,
         key_prefix: str = "lorechat:history:",
+        failure_cooldown_seconds: float = 5.0,
     ) -> None:
         self._client = client
         self._ttl = ttl_seconds
         self._timeout = timeout_seconds
         self._prefix = key_prefix
+        self._cooldown = failure_cooldown_seconds
+        self._skip_until = 0.0  # monotonic
+        self._missed_write_at = 0.0  # wall clock, comparable with the `at` stored in entries
         self._last_warning = -_LOG_EVERY_SECONDS
 
     def _key(self, conversation_id: str) -> str:
         return self._prefix + conversation_id
 
-    async def _call(self, operation: str, call: Awaitable[T]) -> tuple[bool, T | None]:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return True, await call
-        except (RedisError, OSError, TimeoutError) as exc:
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        ok, value = False, None
+        if time.monotonic() >= self._skip_until:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    ok, value = True, await call()
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._skip_until = time.monotonic() + self._cooldown
+                now = time.monotonic()
+                if now - self._last_warning >= _LOG_EVERY_SECONDS:
+                    self._last_warning = now
+                    log.warning("redis history cache %s failed (%s); using SQL", operation, type(exc).__name__)
+        if not ok:
             DEPENDENCY_FALLBACKS.labels(dependency="redis_cache").inc()
-            now = time.monotonic()
-            if now - self._last_warning >= _LOG_EVERY_SECONDS:
-                self._last_warning = now
-                log.warning("redis history cache %s failed (%s); using SQL", operation, type(exc).__name__)
-            return False, None
+            if operation != "get":
+                self._missed_write_at = time.time()
+        return ok, value
 
     async def get(self, conversation_id: str) -> History | None:
-        ok, raw = await self._call("get", self._client.get(self._key(conversation_id)))
+        ok, raw = await self._call("get", lambda: self._client.get(self._key(conversation_id)))
         if not ok or raw is None:
             return None
         try:
-            return [(str(role), str(content)) for role, content in json.loads(raw)]
-        except (ValueError, TypeError):
+            entry = json.loads(raw)
+            written_at, history = float(entry["at"]), entry["history"]
+            parsed = [(str(role), str(content)) for role, content in history]
+        except (ValueError, TypeError, KeyError):
             # A corrupt entry is a miss, and is dropped so it cannot fail again.
             await self.invalidate(conversation_id)
             return None
+        return parsed if written_at > self._missed_write_at else None
 
     async def put(self, conversation_id: str, history: History) -> None:
-        payload = json.dumps([[role, content] for role, content in history])
+        payload = json.dumps({"at": time.time(), "history": [[role, content] for role, content in history]})
         # SET with EX: the key can never outlive its TTL (R4/INV-4).
-        await self._call("put", self._client.set(self._key(conversation_id), payload, ex=self._ttl))
+        await self._call("put", lambda: self._client.set(self._key(conversation_id), payload, ex=self._ttl))
 
     async def invalidate(self, conversation_id: str) -> None:
-        await self._call("invalidate", self._client.delete(self._key(conversation_id)))
+        await self._call("invalidate", lambda: self._client.delete(self._key(conversation_id)))
 
     async def close(self) -> None:
         await self._client.aclose()

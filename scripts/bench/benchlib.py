@@ -40,7 +40,7 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "ram_gib": round(ram_gib, 1),
         "python": platform.python_version(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_when_written": [round(x, 2) for x in os.getloadavg()],
     }
 
 

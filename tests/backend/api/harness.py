@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import shutil
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import jwt
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from backend.app import create_app
 from backend.settings import (
@@ -36,6 +39,7 @@ from backend.settings import (
     Settings,
     TierSettings,
 )
+from backend.storage.cache import redis_client
 from backend.storage.db import create_engine, session_factory
 from backend.storage.repository import Sessions
 from tests.fakes import ScriptedOpenAI
@@ -82,6 +86,7 @@ def extractive_tier() -> TierSettings:
 
 
 NO_LIMITS = LimitSettings(user_per_hour=0, ip_per_hour=0, creator_per_hour=0, concurrent_streams_per_ip=64)
+TEST_SERVER = ServerSettings(keepalive_seconds=0.2, send_timeout_seconds=5, max_body_bytes=4096)
 
 
 def make_settings(
@@ -92,21 +97,29 @@ def make_settings(
     limits: LimitSettings = NO_LIMITS,
     circuit: CircuitSettings | None = None,
     redis_timeout: float = 0.5,
+    server: ServerSettings | None = None,
+    index: IndexSettings | None = None,
+    retrieval: RetrievalSettings | None = None,
+    admin_token: str | None = None,
 ) -> Settings:
     # Every section is passed as a model so nothing comes from the checkout's config.yaml.
     return Settings(
         data_dir=data_dir,
         embedding=EmbeddingSettings(),
         chunking=ChunkingSettings(),
-        index=IndexSettings(),
-        retrieval=RetrievalSettings(k=4),
+        index=index or IndexSettings(),
+        retrieval=retrieval or RetrievalSettings(k=4),
         database=DatabaseSettings(url=backend.database_url, pool_size=5),
         redis=RedisSettings(url=backend.redis_url, timeout_seconds=redis_timeout),
         cache=CacheSettings(history_ttl_seconds=120),
         limits=limits,
-        auth=AuthSettings(jwt_secret=SecretStr(JWT_SECRET), jwt_audience=JWT_AUDIENCE),
+        auth=AuthSettings(
+            jwt_secret=SecretStr(JWT_SECRET),
+            jwt_audience=JWT_AUDIENCE,
+            admin_token=SecretStr(admin_token) if admin_token else None,
+        ),
         llm=LLMSettings(tiers=list(tiers), circuit=circuit or CircuitSettings(failure_threshold=100)),
-        server=ServerSettings(keepalive_seconds=0.2, send_timeout_seconds=5, max_body_bytes=4096),
+        server=server or TEST_SERVER,
     )
 
 
@@ -137,11 +150,17 @@ class LiveServer:
         self._thread.join(timeout=20)
         assert not self._thread.is_alive(), "uvicorn did not shut down"
 
+    @property
+    def state(self) -> dict[str, Any]:
+        """The lifespan's State (the objects every request sees), for test instrumentation only."""
+        return self._server.lifespan.state
+
 
 @dataclass
 class LiveApp:
     base_url: str
     settings: Settings
+    server: LiveServer | None = None
 
     def client(self, *, peer: str | None = None, token: str | None = None, timeout: float = 20) -> httpx.AsyncClient:
         """A client connecting from `peer` (default: a fresh address of its own)."""
@@ -170,7 +189,7 @@ def live_app(
     server = LiveServer(create_app(settings))
     server.start()
     try:
-        yield LiveApp(base_url=f"http://127.0.0.1:{server.port}", settings=settings)
+        yield LiveApp(base_url=f"http://127.0.0.1:{server.port}", settings=settings, server=server)
     finally:
         server.stop()
 
@@ -187,3 +206,98 @@ def make_token(
     if audience is not None:
         claims["aud"] = audience
     return jwt.encode(claims, secret if algorithm != "none" else None, algorithm=algorithm)
+
+
+class TcpProxy:
+    """A TCP forwarder in front of a real service (PostgreSQL, Redis) that a test can cut and restore.
+
+    `cut()` stops listening and resets every open connection, as if the service died; `restore()` listens
+    again on the same port. It runs its own event loop in a thread, so it works whatever the test awaits.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._listener: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0  # accepted since start
+
+    def __enter__(self) -> TcpProxy:
+        self._thread.start()
+        self._call(self._listen())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._call(self._cut())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def cut(self) -> None:
+        self._call(self._cut())
+
+    def restore(self) -> None:
+        self._call(self._listen())
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)
+
+    async def _listen(self) -> None:
+        self._listener = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    async def _cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for writer in list(self._writers):
+            writer.transport.abort()  # RST: the client sees its connection die, not a polite close
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            target_reader, target_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, target_writer}
+        await asyncio.gather(_pipe(reader, target_writer), _pipe(target_reader, writer))
+        self._writers -= {writer, target_writer}
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()  # one side ended: end the other (a no-op on a connection `cut` already reset)
+
+
+async def assert_no_leaks(*, pg_url: str, redis_url: str) -> None:
+    """INV-4 once a row is over: no app session busy or idle inside a transaction on `pg_url`'s database, and
+    no key of this run's limiter (its client addresses) or of the history cache without an expiry (R4)."""
+    url = make_url(pg_url)
+    connection = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        busy = await connection.fetch(
+            "SELECT state, left(query, 80) AS query FROM pg_stat_activity WHERE datname = $1 "
+            "AND pid <> pg_backend_pid() AND (state LIKE 'idle in transaction%' "
+            "OR (application_name = 'lorechat' AND state <> 'idle'))",
+            url.database,
+        )
+    finally:
+        await connection.close()
+    assert not busy, [dict(row) for row in busy]
+    client = redis_client(redis_url, timeout_seconds=5)
+    try:
+        for pattern in (f"*/127.{SESSION_NET}.*", "lorechat:history:*"):
+            async for key in client.scan_iter(match=pattern, count=1000):
+                assert await client.ttl(key) != -1, f"{key!r} never expires"
+    finally:
+        await client.aclose()

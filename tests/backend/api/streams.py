@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from backend.chat.events import DoneEvent, ErrorEvent, EventName, Source, TokenEvent
 from backend.storage.records import ConversationDetail, MessageView
@@ -191,3 +193,45 @@ async def assert_turn_stored(
         assert answer.status in ("error", "interrupted")
         assert answer.error_code == stream.terminal.data["code"]
     return answer
+
+
+async def timed_chat(client: httpx.AsyncClient, body: Any) -> tuple[Reply, float]:
+    """post_chat that also measures, on the client, the seconds from sending to the `sources` event."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    to_sources = float("nan")
+    raw = b""
+    async with client.stream("POST", "/api/v1/chat", json=body) as response:
+        async for chunk in response.aiter_raw():
+            raw += chunk
+            if to_sources != to_sources and b"event: sources" in raw:  # NaN until seen
+                to_sources = loop.time() - started
+    return Reply(response.status_code, response.headers, raw), to_sources
+
+
+async def read_tokens(chunks: AsyncIterator[bytes], count: int) -> bytes:
+    """Reads from one iterator the caller keeps until `count` tokens arrived (a dropped `aiter_raw()` closes)."""
+    raw = b""
+    while len(parse_sse(raw, complete=False).tokens) < count:
+        raw += await anext(chunks)
+    return raw
+
+
+async def metric(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """One sample from the app's /metrics (0 when absent), e.g. metric(c, "lorechat_streams_active")."""
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+async def gauge_settles(client: httpx.AsyncClient, name: str, value: float, *, within: float = 5) -> bool:
+    """True once the gauge reads `value` (the server finishes its bookkeeping just after the last byte)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await metric(client, name) != value:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
