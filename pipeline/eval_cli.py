@@ -38,9 +38,9 @@ _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--repeats",
     type=click.IntRange(1, 100),
-    default=5,
+    default=1,
     show_default=True,
-    help="Rank every query this many times and average: ties between equal fused scores fall in no fixed order.",
+    help="Rank every query this many times and average (rankings are deterministic; for experiments).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object on stdout.")
 @click.option("--per-query", is_flag=True, help="With --json: include every query's scores.")

@@ -20,7 +20,7 @@ from typing import Any
 from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import Hit, SearchMode
-from backend.retrieval.search import Retriever
+from backend.retrieval.search import Retriever, in_rank_order
 from backend.settings import ChunkingSettings, RetrievalSettings
 from pipeline.chunk import chunk_document
 from pipeline.eval_data import EvalSet
@@ -151,7 +151,7 @@ def rank_all(
             deep: list[Hit] = []
             if deep_chunks > prefetch:
                 deep = retriever.store.search(vectors, k=deep_chunks, mode=mode, prefetch_limit=deep_chunks)
-            rankings[mode][qid] = documents_by_best_chunk([*top, *deep])
+            rankings[mode][qid] = documents_by_best_chunk([*in_rank_order(top), *in_rank_order(deep)])
     return rankings
 
 

@@ -47,6 +47,15 @@ def snippet(text: str, max_chars: int) -> str:
     return cut.rstrip(" ,;:.-") + "…"
 
 
+# Extra candidates fetched so ties at the k-th place are broken the same way every time.
+TIE_MARGIN = 16
+
+
+def in_rank_order(hits: Sequence[Hit]) -> list[Hit]:
+    """Best first; equal scores by chunk id, so ties always fall the same way."""
+    return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
+
+
 class Retriever:
     """Embedder + Store + retrieval settings. Sync (milliseconds); async callers use a worker thread."""
 
@@ -80,16 +89,18 @@ class Retriever:
             raise LorechatError(ErrorCode.invalid_input, f"k must be at least 1, got {limit}.")
         chosen: SearchMode = mode or self.settings.mode
         vectors = self.query_vectors(query, mode=chosen)
+        # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
+        # k-th place. A few extra candidates, ordered by (score, id), make the same question always show the
+        # same sources in the same order.
+        fetched = limit + TIE_MARGIN
         hits = self.store.search(
             vectors,
-            k=limit,
+            k=fetched,
             mode=chosen,
             creator=creator,
-            prefetch_limit=max(self.settings.prefetch_limit, limit),
+            prefetch_limit=max(self.settings.prefetch_limit, fetched),
         )
-        # RRF often ties exactly (rank 1+2 vs 2+1); the engines order ties arbitrarily, we order them by id
-        # so the same question always shows the same sources in the same order.
-        return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
+        return in_rank_order(hits)[:limit]
 
     def embed_chunks(self, chunks: Sequence[Chunk], *, batch_size: int | None = None) -> list[EmbeddedChunk]:
         """Dense and BM25 vectors for each chunk, in order; the model runs in batches."""
