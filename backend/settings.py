@@ -56,6 +56,10 @@ class RetrievalSettings(BaseModel):
     # Candidates each retriever hands to reciprocal-rank fusion.
     prefetch_limit: int = Field(50, ge=1, le=1000)
     snippet_chars: int = Field(320, ge=40)
+    # Searches run at once in the service (query embedding is CPU-bound: about the core count) ...
+    max_concurrent: int = Field(2, ge=1, le=64)
+    # ... and how many may wait for a turn before new questions get a quick 503 with Retry-After.
+    max_waiting: int = Field(64, ge=0)
 
 
 class DatabaseSettings(BaseModel):

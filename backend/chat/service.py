@@ -80,6 +80,8 @@ class ChatService:
         self._cascade = cascade
         self._running = running
         self._retrying: set[asyncio.Task[None]] = set()  # final writes waiting for the database
+        # Query embedding is CPU-bound: more threads than cores only makes every search slower.
+        self._retrieval_slots = anyio.CapacityLimiter(settings.retrieval.max_concurrent)
 
     async def prepare(self, request: TurnRequest) -> PreparedTurn:
         """Everything before the first byte; failures here are HTTP errors and reach no model."""
@@ -262,12 +264,16 @@ class ChatService:
         await self._cache.put(key, history[-limit:] if limit else [])
 
     async def _retrieve(self, query: str, creator: str | None) -> list[Hit]:
+        slots = self._retrieval_slots.statistics()
+        if slots.borrowed_tokens >= slots.total_tokens and slots.tasks_waiting >= self._settings.retrieval.max_waiting:
+            # A burst beyond what the embedder can absorb: refuse at once rather than after the full timeout.
+            raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
         timeout = self._settings.index.timeout_seconds
         try:
             with anyio.fail_after(timeout):
                 # Abandoned on timeout: a thread cannot be cancelled, and waiting for it would void the bound (F6).
                 search = partial(self._retriever.search, query, creator=creator)
-                return await anyio.to_thread.run_sync(search, abandon_on_cancel=True)
+                return await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._retrieval_slots)
         except TimeoutError as exc:
             raise LorechatError(
                 ErrorCode.index_unavailable, f"The search index did not answer within {timeout:g}s", retry_after=5

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy.engine import make_url
 
-from backend.settings import IndexSettings, LimitSettings
+from backend.settings import IndexSettings, LimitSettings, RetrievalSettings
 from backend.storage.cache import redis_client
 from backend.storage.records import ConversationDetail
 from backend.storage.repository import Sessions
@@ -290,6 +290,7 @@ class SlowStore:
         self._lock = threading.Lock()
         self.idle = threading.Event()
         self.idle.set()
+        self.busy = threading.Event()
 
     def search(self, *args: Any, **kwargs: Any) -> Any:
         return self._slowly(self._inner.search, *args, **kwargs)
@@ -301,6 +302,7 @@ class SlowStore:
         with self._lock:
             self._searching += 1
             self.idle.clear()
+            self.busy.set()
         try:
             time.sleep(self._delay)
             return call(*args, **kwargs)
@@ -346,3 +348,36 @@ async def test_f6_slow_index_is_a_bounded_503_without_llm_call(
     assert ready.status_code == 503 and ready.json()["checks"]["index"] == "timeout" and ready_elapsed < 2
     assert len(upstream.requests) == 1  # only the recovered turn reached the model
     assert recovered.stream.done
+
+
+async def test_f6_a_burst_beyond_the_search_queue_is_refused_at_once(
+    fake: ScriptedOpenAI, upstream: ScriptedOpenAI, api_index: Path, tmp_path: Path
+) -> None:
+    """With one search slot and no queue, a second question arriving during a slow search gets a quick 503."""
+    backend = Backend("embedded", "", "")
+    retrieval = RetrievalSettings(k=4, max_concurrent=1, max_waiting=0)
+    with live_app(
+        template=api_index, workdir=tmp_path, backend=backend, tiers=[upstream_tier(fake)], retrieval=retrieval
+    ) as app:
+        assert app.server is not None
+        retriever = app.server.state["retriever"]
+        real_store = retriever.store
+        slow = SlowStore(real_store, delay=1.5)
+        retriever.store = slow  # test instrumentation: the same store, made slow
+        try:
+            async with app.client() as first_client, app.client() as second_client:
+                first = asyncio.create_task(post_chat(first_client, {"query": QUESTION}))
+                # Wait until the first search holds the only slot.
+                assert await asyncio.to_thread(slow.busy.wait, 10), await first
+                started = time.monotonic()
+                second = await post_chat(second_client, {"query": FOLLOW_UP})
+                refused_after = time.monotonic() - started
+                answered = await first
+        finally:
+            await asyncio.to_thread(slow.idle.wait, 10)
+            retriever.store = real_store
+    body = assert_error(second, 503, "index_unavailable")
+    assert body["retryable"] is True and second.headers["retry-after"] == "1"
+    assert refused_after < 0.5, f"refusing a question took {refused_after:.2f}s"
+    assert answered.stream.done
+    assert len(upstream.requests) == 1  # the refused question never reached the model
