@@ -9,14 +9,12 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from backend.app import create_app
@@ -36,6 +34,7 @@ from backend.settings import (
 from pipeline.ingest import ingest
 from tests.conftest import DEMO_CONTENT, REPO
 from tests.fakes.openai_server import ScriptedOpenAI
+from tests.live_server import LiveServer
 
 WIDGET = REPO / "frontend" / "dist" / "widget.js"
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
@@ -115,28 +114,13 @@ class LiveApp:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveApp:
-        sock = _free_socket()
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.settings),
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 60  # the lifespan warms the embedder
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the lorechat app did not start (see the log above)")
-            time.sleep(0.02)
+        self._server = LiveServer(create_app(self.settings))
+        self._server.start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
+        self._server.stop()
 
 
 def app_settings(data_dir: Path, *, llm_url: str, cors_origins: list[str], ip_per_hour: int = 10_000) -> Settings:

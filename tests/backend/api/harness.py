@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import random
 import shutil
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -18,7 +17,6 @@ from typing import Any
 import asyncpg
 import httpx
 import jwt
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
@@ -43,6 +41,7 @@ from backend.storage.cache import redis_client
 from backend.storage.db import create_engine, session_factory
 from backend.storage.repository import Sessions
 from tests.fakes import ScriptedOpenAI
+from tests.live_server import LiveServer
 
 JWT_SECRET = "api-tests-secret-with-enough-bytes-for-hs256"
 JWT_AUDIENCE = "lorechat-api-tests"
@@ -121,39 +120,6 @@ def make_settings(
         llm=LLMSettings(tiers=list(tiers), circuit=circuit or CircuitSettings(failure_threshold=100)),
         server=server or TEST_SERVER,
     )
-
-
-class LiveServer:
-    """uvicorn serving the app on a free 127.0.0.1 port from a background thread (lifespan included)."""
-
-    def __init__(self, app: Any) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, loop="asyncio", lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=3
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 120
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the app did not start (see the captured log)")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=20)
-        assert not self._thread.is_alive(), "uvicorn did not shut down"
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """The lifespan's State (the objects every request sees), for test instrumentation only."""
-        return self._server.lifespan.state
 
 
 @dataclass
