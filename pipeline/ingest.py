@@ -18,10 +18,10 @@ from backend.retrieval.models import DocumentState
 from backend.retrieval.search import Retriever
 from backend.retrieval.store import Store
 from pipeline.chunk import chunk_document
-from pipeline.creators import CreatorError, discover_creators, load_creator
+from pipeline.creators import CREATOR_FILE, CreatorError, discover_creators, load_creator
 from pipeline.models import Chunk, Creator, Document
 from pipeline.progress import Progress
-from pipeline.sources import ParseError, parse_file
+from pipeline.sources import ParseError, content_files, parse_file
 
 # How many chunks are embedded and upserted together: large enough to keep the embedder's batches full,
 # small enough that progress moves and memory stays flat on big corpora.
@@ -41,7 +41,6 @@ _KIND_BY_SUFFIX = {
     ".txt": "text",
     ".jsonl": "record",
 }
-_IGNORED_NAMES = {"creator.yaml", "creator.yml"}
 
 
 @dataclass(slots=True)
@@ -250,7 +249,7 @@ def _collect(
             plan = plans[folder] = _Plan(creator=creator, root=folder, scanned_whole_folder=False)
         if single is None:
             plan.scanned_whole_folder = True
-            files.extend((plan, file) for file in _content_files(folder))
+            files.extend((plan, file) for file in content_files(folder))
         else:
             files.append((plan, single))
 
@@ -276,20 +275,9 @@ def _collect(
     return list(plans.values())
 
 
-def _content_files(folder: Path) -> list[Path]:
-    """Every file a curator put in the folder, supported or not: unknown formats are reported, not hidden."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file()
-        and path.name not in _IGNORED_NAMES
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
-
-
 def _creator_folder_of(path: Path) -> Path | None:
     for parent in path.parents:
-        if (parent / "creator.yaml").is_file() or (parent / "creator.yml").is_file():
+        if (parent / CREATOR_FILE).is_file():
             return parent
     return None
 

@@ -46,7 +46,7 @@ PARSERS: dict[str, Callable[[SourceContext], ParseResult]] = {
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(PARSERS)
 
 # Files in a creator folder that are configuration, not content.
-_NOT_CONTENT = {"creator.yaml", "creator.yml"}
+_NOT_CONTENT = {"creator.yaml"}
 
 
 def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
