@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from backend.api import admin, chat, conversations, creators, health, site
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import BodySizeLimit, RequestContext
-from backend.catalog import Catalog, catalog_path
+from backend.catalog import Catalog, CatalogFile, catalog_path
 from backend.chat.cascade import Cascade
 from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
@@ -44,6 +44,7 @@ class State(TypedDict):
     running: RunningTurns
     chat: ChatService
     catalog: Catalog
+    catalog_file: CatalogFile
     engine: object
 
 
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if reaped:
                 log.warning("marked %d answers left streaming by an earlier process as interrupted", reaped)
             await cascade.warm()  # load local models now, not on the first visitor's question
-            catalog = Catalog.load(catalog_path(settings.data_dir))
+            catalog_file = CatalogFile(catalog_path(settings.data_dir))
+            catalog = catalog_file.catalog
             app.state.catalog = catalog  # the demo site reads it from app.state
             chat_service = ChatService(
                 settings=settings, retriever=retriever, sessions=sessions, cache=cache, cascade=cascade, running=running
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 running=running,
                 chat=chat_service,
                 catalog=catalog,
+                catalog_file=catalog_file,
                 engine=engine,
             )
         finally:

@@ -8,8 +8,10 @@ replaced atomically, so a reader never sees half a file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -79,6 +81,42 @@ class Catalog:
     def creator(self, slug: str) -> Creator | None:
         entry = self.creators.get(slug)
         return entry.creator if entry else None
+
+
+class CatalogFile:
+    """The catalog as last written, re-read when the file changes (an ingest by another process or host,
+    e.g. against a Qdrant server), checked at most every CHECK_SECONDS. `catalog` stays the same object:
+    the chat service and the site hold it, and a reload swaps its contents in place."""
+
+    CHECK_SECONDS = 2.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.catalog = Catalog()
+        self._mtime: int | None = None
+        self._checked = 0.0
+        self.refresh(force=True)
+
+    def current(self) -> Catalog:
+        if time.monotonic() - self._checked >= self.CHECK_SECONDS:
+            self.refresh()
+        return self.catalog
+
+    def refresh(self, *, force: bool = False) -> None:
+        self._checked = time.monotonic()
+        try:
+            mtime: int | None = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if not force and mtime == self._mtime:
+            return
+        try:
+            self.catalog.creators = Catalog.load(self.path).creators
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Keep serving the last good catalog; the file is replaced atomically, so this means real damage.
+            logging.getLogger(__name__).error("cannot read %s, keeping the previous catalog: %s", self.path, exc)
+            return
+        self._mtime = mtime
 
 
 def _doc_order(doc: CatalogDocument) -> tuple[str, str]:

@@ -15,7 +15,6 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from backend.catalog import Catalog, catalog_path
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
 
@@ -67,10 +66,5 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
             )
         )
     if not body.dry_run:
-        _reload_catalog(request.state.catalog, settings)
+        request.state.catalog_file.refresh(force=True)  # visible to the site and the chat at once
     return report.as_json()
-
-
-def _reload_catalog(catalog: Catalog, settings: Settings) -> None:
-    # In place: the chat service and the site hold this same object.
-    catalog.creators = Catalog.load(catalog_path(settings.data_dir)).creators

@@ -47,7 +47,7 @@ def _retriever(request: Request) -> Retriever:
 
 
 def _catalog(request: Request) -> Catalog:
-    return request.state.catalog
+    return request.state.catalog_file.current()
 
 
 def _principal(request: Request) -> Principal | None:

@@ -34,6 +34,9 @@ _KIND_LABELS = {"transcript": "Talk", "pdf": "PDF", "article": "Article", "page"
 
 def get_catalog(request: Request) -> Catalog:
     """The lifespan's catalog (request.state from a lifespan State, else app.state); empty when unset."""
+    catalog_file = getattr(request.state, "catalog_file", None)
+    if catalog_file is not None:
+        return catalog_file.current()  # re-read when another process ingested
     catalog = getattr(request.state, "catalog", None) or getattr(request.app.state, "catalog", None)
     return catalog if isinstance(catalog, Catalog) else Catalog()
 
