@@ -23,7 +23,7 @@ async def ask_in_terminal(
     personality_weight: float,
     conversation_id: str | None,
 ) -> None:
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     app = create_app(settings)
     async with app.router.lifespan_context(app) as state:
         profile = state["catalog"].creator(creator) if creator else None
