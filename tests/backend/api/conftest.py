@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -29,6 +28,7 @@ from backend.storage.repository import Sessions
 from pipeline.ingest import ingest
 from tests.backend.api.harness import SESSION_NET, Backend, LiveApp, extractive_tier, live_app, upstream_tier
 from tests.conftest import DEMO_CONTENT, PG_URL, REDIS_URL
+from tests.databases import throwaway_database
 from tests.fakes import Script, ScriptedOpenAI
 
 # A creator that exists only in this run's index, so its Redis rate-limit key is this run's alone.
@@ -84,28 +84,12 @@ def api_index(shared_embedder: Embedder, tmp_path_factory: pytest.TempPathFactor
     return data_dir
 
 
-def _admin_dsn() -> str:
-    return make_url(PG_URL).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def api_pg_url() -> Iterator[str]:
     """A database of this run's own (migrated by the app's lifespan), dropped at the end."""
     _require_services()
-    name = f"lorechat_api_{uuid.uuid4().hex[:12]}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(_admin_dsn(), timeout=10)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(PG_URL, prefix="lorechat_api") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

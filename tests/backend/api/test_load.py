@@ -8,7 +8,6 @@ import json
 import random
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from tests.backend.api.streams import (
     read_tokens,
     settled,
 )
+from tests.databases import throwaway_database
 from tests.fakes import Script, ScriptedOpenAI
 
 QUESTION = "What does salt do to the crumb?"
@@ -217,21 +217,8 @@ async def test_l2_churn_leaves_no_stream_slot_or_turn_behind(
 @pytest.fixture
 def fresh_pg_url(api_pg_url: str) -> Iterator[str]:
     """A database of its own, so pg_stat_activity counts this app's connections and nobody else's."""
-    name = f"lorechat_load_{uuid.uuid4().hex[:12]}"
-    admin = make_url(api_pg_url).set(drivername="postgresql", database="postgres").render_as_string(False)
-
-    async def run(statement: str) -> None:
-        connection = await asyncpg.connect(admin, timeout=10)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(api_pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(api_pg_url, prefix="lorechat_load") as url:
+        yield url
 
 
 async def _sample(

@@ -1,7 +1,8 @@
-"""Small builders shared by the chat tests (plain data, no behaviour of our own code)."""
+"""Small builders shared by the chat tests: plain data, and the one short prompt the tier tests send."""
 
 from __future__ import annotations
 
+from backend.chat.prompt import Prompt, build_prompt
 from backend.retrieval.models import Hit
 from pipeline.models import Creator
 
@@ -25,4 +26,17 @@ def hit(n: int, text: str, *, title: str | None = None, creator: str = "ada") ->
         text=text,
         score=1.0 / n,
         position=0,
+    )
+
+
+def engine_prompt(*, max_tokens: int) -> Prompt:
+    """One short question over one source: what the tier tests send to a real model or server."""
+    return build_prompt(
+        question="What does the engine read?",
+        sources=[hit(1, "The analytical engine reads punched cards.")],
+        history=[],
+        creator=ADA,
+        personality_weight=0.0,
+        context_window=2048,
+        max_tokens=max_tokens,
     )

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from backend.chat.cascade import Cascade
-from backend.chat.prompt import Prompt, build_prompt
+from backend.chat.prompt import Prompt
 from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.llama_cpp_tier import LlamaCppTier, default_model_path
 from backend.settings import CircuitSettings, TierSettings
-from tests.backend.chat.helpers import ADA, hit
+from tests.backend.chat.helpers import engine_prompt
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +27,7 @@ async def tier() -> AsyncIterator[LlamaCppTier]:
 
 
 def prompt(max_tokens: int = 8) -> Prompt:
-    return build_prompt(
-        question="What does the engine read?",
-        sources=[hit(1, "The analytical engine reads punched cards.")],
-        history=[],
-        creator=ADA,
-        personality_weight=0.0,
-        context_window=2048,
-        max_tokens=max_tokens,
-    )
+    return engine_prompt(max_tokens=max_tokens)
 
 
 def test_default_model_is_the_bundled_smollm2() -> None:

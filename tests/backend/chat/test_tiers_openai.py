@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from backend.chat.cascade import Cascade
-from backend.chat.prompt import Prompt, build_prompt
+from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.llama_cpp_tier import default_model_path
 from backend.chat.tiers.openai_tier import OpenAITier
 from backend.settings import CircuitSettings, TierSettings
-from tests.backend.chat.helpers import ADA, hit
+from tests.backend.chat.helpers import engine_prompt
 from tests.fakes import Script, ScriptedOpenAI
 
 
@@ -35,15 +35,7 @@ async def tier(fake: ScriptedOpenAI) -> AsyncIterator[OpenAITier]:
 
 
 def prompt(max_tokens: int = 64) -> Prompt:
-    return build_prompt(
-        question="What does the engine read?",
-        sources=[hit(1, "The analytical engine reads punched cards.")],
-        history=[],
-        creator=ADA,
-        personality_weight=0.0,
-        context_window=2048,
-        max_tokens=max_tokens,
-    )
+    return engine_prompt(max_tokens=max_tokens)
 
 
 async def collect(tier: OpenAITier, p: Prompt) -> list[TextDelta]:

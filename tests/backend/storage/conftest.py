@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.settings import Settings
 from backend.storage.db import create_engine, migrate, session_factory
 from tests.backend.storage.services import PG_URL
+from tests.databases import throwaway_database
 
 BACKENDS = ("sqlite", "postgresql")
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def settings_for(url: str, tmp: Path, **database: object) -> Settings:
@@ -42,23 +36,9 @@ def postgresql_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     No skip when PostgreSQL is missing: the error is the test result (CI must fail).
     """
-    name = f"lorechat_test_{uuid.uuid4().hex[:12]}"
-    admin = _asyncpg_dsn(PG_URL)
-
-    async def admin_sql(statement: str) -> None:
-        connection = await asyncpg.connect(admin, timeout=10)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with throwaway_database(PG_URL, prefix="lorechat_test") as url:
         asyncio.run(_migrate(url, tmp_path_factory.mktemp("pg")))
         yield url
-    finally:
-        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
