@@ -73,7 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await cascade.warm()  # load local models now, not on the first visitor's question
             catalog_file = CatalogFile(catalog_path(settings.data_dir))
             catalog = catalog_file.catalog
-            app.state.catalog = catalog  # the demo site reads it from app.state
             chat_service = ChatService(
                 settings=settings, retriever=retriever, sessions=sessions, cache=cache, cascade=cascade, running=running
             )

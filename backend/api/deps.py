@@ -11,7 +11,6 @@ from backend.catalog import Catalog
 from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
 from backend.limits import RateLimiter, StreamSlots, client_ip
-from backend.retrieval.search import Retriever
 from backend.settings import Settings
 from backend.storage.repository import Sessions
 
@@ -42,12 +41,13 @@ def _running(request: Request) -> RunningTurns:
     return request.state.running
 
 
-def _retriever(request: Request) -> Retriever:
-    return request.state.retriever
-
-
 def _catalog(request: Request) -> Catalog:
-    return request.state.catalog_file.current()
+    """The lifespan's catalog, re-read when another process ingested; app.state's (site-only tests) or empty."""
+    catalog_file = getattr(request.state, "catalog_file", None)
+    if catalog_file is not None:
+        return catalog_file.current()
+    catalog = getattr(request.app.state, "catalog", None)
+    return catalog if isinstance(catalog, Catalog) else Catalog()
 
 
 def _principal(request: Request) -> Principal | None:
@@ -66,7 +66,6 @@ SessionsDep = Annotated[Sessions, Depends(_sessions)]
 LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
 SlotsDep = Annotated[StreamSlots, Depends(_slots)]
 RunningDep = Annotated[RunningTurns, Depends(_running)]
-RetrieverDep = Annotated[Retriever, Depends(_retriever)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 PrincipalDep = Annotated[Principal | None, Depends(_principal)]
 ClientIpDep = Annotated[str, Depends(_client_ip)]

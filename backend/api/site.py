@@ -11,7 +11,8 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 
-from backend.catalog import Catalog, CatalogCreator, CatalogDocument
+from backend.api.deps import CatalogDep
+from backend.catalog import CatalogCreator, CatalogDocument
 
 router = APIRouter(tags=["site"], include_in_schema=False)
 
@@ -32,20 +33,10 @@ _PAGE_HEADERS = {
 _KIND_LABELS = {"transcript": "Talk", "pdf": "PDF", "article": "Article", "page": "Page", "record": "Note"}
 
 
-def get_catalog(request: Request) -> Catalog:
-    """The lifespan's catalog (request.state from a lifespan State, else app.state); empty when unset."""
-    catalog_file = getattr(request.state, "catalog_file", None)
-    if catalog_file is not None:
-        return catalog_file.current()  # re-read when another process ingested
-    catalog = getattr(request.state, "catalog", None) or getattr(request.app.state, "catalog", None)
-    return catalog if isinstance(catalog, Catalog) else Catalog()
-
-
 def get_widget_path(request: Request) -> Path:
     return getattr(request.app.state, "widget_path", None) or WIDGET_PATH
 
 
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 WidgetPathDep = Annotated[Path, Depends(get_widget_path)]
 
 

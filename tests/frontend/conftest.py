@@ -260,13 +260,15 @@ def live_app(
     app.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running on this thread while it lives, which
+# would break every async test that runs after it in the same session.
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     executable = os.environ.get("LORECHAT_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(executable).is_file():
