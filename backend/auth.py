@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,11 @@ log = logging.getLogger(__name__)
 # Clock skew tolerated between the token issuer and this server.
 LEEWAY_SECONDS = 5
 _MAX_TOKEN_CHARS = 8192
+_MAX_SUBJECT_CHARS = 255  # conversations.owner_id
+# A subject is stored as the owner of conversations and used in cache keys: control characters (NUL cannot be
+# stored in PostgreSQL) and lone surrogates (not encodable as UTF-8) make it unusable, so the token is refused
+# rather than cleaned into a different user's subject (I4, S2).
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,12 @@ def decode_bearer(authorization: str | None, settings: AuthSettings) -> Principa
         log.info("rejected token: %s", type(exc).__name__)
         raise _unauthorized() from exc
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
+    if (
+        not isinstance(subject, str)
+        or not subject.strip()
+        or len(subject) > _MAX_SUBJECT_CHARS
+        or _UNSTORABLE.search(subject)
+    ):
         log.info("rejected token: bad subject")
         raise _unauthorized()
     return Principal(user_id=subject)

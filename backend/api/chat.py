@@ -26,6 +26,7 @@ from backend.chat.running import RunningTurns
 from backend.chat.service import PreparedTurn, TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.cleaning import clean_text
+from backend.storage.models import ID_PATTERN
 
 router = APIRouter(tags=["chat"])
 
@@ -36,11 +37,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "0.5", true or "1" for a number is a client bug to report (422), not a value to guess (I2).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(min_length=1, max_length=1000, description="The visitor's question.")
     creator: str | None = Field(None, pattern=SLUG_PATTERN, description="Scope retrieval to one creator.")
-    conversation_id: str | None = Field(None, min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    conversation_id: str | None = Field(None, min_length=8, max_length=64, pattern=ID_PATTERN)
     personality_weight: float = Field(0.0, ge=0.0, le=1.0, description="0 neutral voice … 1 the creator's own.")
 
     @field_validator("query")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,16 @@ ROLES = ("user", "assistant")
 MESSAGE_STATUSES = ("done", "streaming", "error", "interrupted", "stopped")
 TERMINAL_STATUSES = frozenset({"done", "error", "interrupted", "stopped"})
 TITLE_CHARS = 120
+
+
+# Ids as `new_id` makes them (URL-safe base64). Anything else is never looked up: a NUL, a surrogate or a
+# 5,000-character id in a path or a cursor is "not found" before it can reach the database (I4).
+ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 def new_id() -> str:

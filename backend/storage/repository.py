@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -18,7 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.cleaning import clean_json, clean_text
-from backend.storage.models import TERMINAL_STATUSES, TITLE_CHARS, Conversation, Message, new_id, utcnow
+from backend.storage.models import (
+    TERMINAL_STATUSES,
+    TITLE_CHARS,
+    Conversation,
+    Message,
+    is_valid_id,
+    new_id,
+    utcnow,
+)
 from backend.storage.records import ConversationDetail, ConversationSummary, History, MessageView, Page, Turn
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,6 @@ Sessions = async_sessionmaker[AsyncSession]
 
 # One message for "absent", "deleted" and "someone else's": no existence oracle (S3).
 _NOT_FOUND = "Conversation not found"
-_MAX_ID_CHARS = 64
 MAX_PAGE = 100
 
 
@@ -62,7 +69,8 @@ def _visible(conversation_id: str, owner_id: str | None) -> ColumnElement[bool]:
 
 
 def _valid_id(conversation_id: str) -> bool:
-    return 0 < len(conversation_id) <= _MAX_ID_CHARS
+    # The one gate every id from outside passes (path, body, cursor) before any query: I4, 404 not 500.
+    return is_valid_id(conversation_id)
 
 
 def make_title(question: str) -> str:
@@ -237,10 +245,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, conversation_id = json.loads(raw)
         updated_at = datetime.fromisoformat(stamp)
-        if updated_at.tzinfo is None or not isinstance(conversation_id, str):
+        if updated_at.tzinfo is None or not _valid_id(conversation_id):
             raise ValueError("bad cursor")
-        return updated_at, conversation_id
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        # Converted here, not at bind time: a time past year 9999 in UTC must be a 422, not a 500 (I4).
+        return updated_at.astimezone(UTC), conversation_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise LorechatError(ErrorCode.invalid_input, "Invalid cursor", extra={"field": "cursor"}) from exc
 
 
