@@ -48,7 +48,7 @@ class State(TypedDict):
     engine: object
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, wait_for_models_seconds: float = 0.0) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -70,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             reaped = await repository.reap_streaming(sessions, older_than_seconds=settings.server.reaper_seconds)
             if reaped:
                 log.warning("marked %d answers left streaming by an earlier process as interrupted", reaped)
-            await cascade.warm()  # load local models now, not on the first visitor's question
+            # Local models start in their own processes now, not on the first visitor's question; the API
+            # serves meanwhile (a starting model is skipped). `lorechat ask` waits for them, bounded.
+            await cascade.warm(wait_seconds=wait_for_models_seconds)
             catalog_file = CatalogFile(catalog_path(settings.data_dir))
             catalog = catalog_file.catalog
             chat_service = ChatService(

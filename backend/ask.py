@@ -24,7 +24,8 @@ async def ask_in_terminal(
     conversation_id: str | None,
 ) -> None:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    app = create_app(settings)
+    # A one-shot question: wait for the local model to start (bounded) instead of skipping it.
+    app = create_app(settings, wait_for_models_seconds=60.0)
     async with app.router.lifespan_context(app) as state:
         profile = state["catalog"].creator(creator) if creator else None
         if creator and profile is None:

@@ -8,6 +8,7 @@ import click
 def register(group: click.Group) -> None:
     group.add_command(serve)
     group.add_command(ask)
+    group.add_command(doctor)
 
 
 @click.command()
@@ -39,8 +40,13 @@ def serve(host: str | None, port: int | None) -> None:
 @click.command()
 @click.argument("question")
 @click.option("--creator", metavar="SLUG", help="Ask one creator.")
-@click.option("--personality", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="0 neutral voice … 1 the creator's own voice.")
+@click.option(
+    "--personality",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="0 neutral voice … 1 the creator's own voice.",
+)
 @click.option("--conversation", "conversation_id", metavar="ID", help="Continue a conversation.")
 def ask(question: str, creator: str | None, personality: float, conversation_id: str | None) -> None:
     """Ask a question in the terminal: sources first, then the streamed answer."""
@@ -58,3 +64,26 @@ def ask(question: str, creator: str | None, personality: float, conversation_id:
             conversation_id=conversation_id,
         )
     )
+
+
+@click.command()
+@click.option("--quiet", is_flag=True, help="Print only the one-line verdict.")
+def doctor(quiet: bool) -> None:
+    """Prove the local model works on this CPU: start it in its own process, decode real prompts.
+
+    Prints one line: the prompt-reading speed and the prompt that fits the first-token target, or why
+    the `local` tier is disabled here (the service still answers with its other tiers). Exits 1 when a
+    configured local model cannot run.
+    """
+    import anyio
+
+    from backend.doctor import check_local_models
+    from backend.logging import configure_logging
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    configure_logging("ERROR" if quiet else settings.log_level)
+    lines, ok = anyio.run(check_local_models, settings)
+    for line in lines:
+        click.echo(line, err=not ok)
+    raise SystemExit(0 if ok else 1)

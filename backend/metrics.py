@@ -32,8 +32,23 @@ TIME_TO_FIRST_TOKEN = Histogram(
 TIER_ANSWERS = Counter("lorechat_tier_answers_total", "Turns answered, by tier", ["tier"], registry=REGISTRY)
 TIER_FALLBACKS = Counter(
     "lorechat_tier_fallbacks_total",
-    "Tiers that failed before their first token, by tier and reason",
+    "Tiers skipped or failed before their first token, by tier and reason (e.g. too_slow, busy, restarting)",
     ["tier", "reason"],
+    registry=REGISTRY,
+)
+LOCAL_MODEL_READY = Gauge(
+    "lorechat_local_model_ready", "1 while a local model process is ready", ["tier"], registry=REGISTRY
+)
+LOCAL_MODEL_RESTARTS = Counter(
+    "lorechat_local_model_restarts_total",
+    "Local model processes that ended and were restarted",
+    ["tier"],
+    registry=REGISTRY,
+)
+LOCAL_MODEL_PROMPT_SPEED = Gauge(
+    "lorechat_local_model_prompt_tokens_per_second",
+    "Prompt-reading speed of a local model, measured when it starts",
+    ["tier"],
     registry=REGISTRY,
 )
 CIRCUIT_OPEN = Gauge("lorechat_circuit_open", "1 while a tier's circuit is open", ["tier"], registry=REGISTRY)

@@ -125,6 +125,9 @@ class TierSettings(BaseModel):
     temperature: float = Field(0.2, ge=0, le=2)
     first_token_timeout_seconds: float = Field(10.0, gt=0)
     idle_timeout_seconds: float = Field(30.0, gt=0)
+    # llama_cpp: the prompt is fitted (fewer sources, less history) so the first token is expected within
+    # this long at the prompt-reading speed measured at warm-up; if even a minimal prompt cannot, skip it.
+    first_token_target_seconds: float = Field(3.0, gt=0)
 
 
 class CircuitSettings(BaseModel):

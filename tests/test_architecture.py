@@ -16,7 +16,8 @@ BOUNDARIES = {
     "qdrant_edge": {"backend/retrieval/edge_store.py", "backend/retrieval/sparse.py"},
     "qdrant_client": {"backend/retrieval/server_store.py"},
     "openai": {"backend/chat/tiers/openai_tier.py"},
-    "llama_cpp": {"backend/chat/tiers/llama_cpp_tier.py"},
+    # native model code runs only in the model's own process (llama_cpp_child), never in the API
+    "llama_cpp": {"backend/chat/tiers/llama_cpp_child.py"},
     "sentence_transformers": {"backend/retrieval/embedder.py"},
     "sqlalchemy": {
         "backend/storage/db.py",

@@ -35,9 +35,15 @@ async def readyz(request: Request) -> JSONResponse:
         ),
         "redis": await _bounded(state.limiter.healthy()) if state.settings.redis.url else "not configured",
         "tiers": {name: breaker.state.value for name, breaker in state.cascade.breakers.items()},
+        # Local model processes: ready, starting, restarting (after a crash) or broken (disabled).
+        "models": {tier.name: tier.status for tier in state.cascade.tiers if tier.kind == "llama_cpp"},
     }
     essential_ok = checks["database"] == "ok" and checks["index"] == "ok"
-    degraded = checks["redis"] not in ("ok", "not configured") or any(v != "closed" for v in checks["tiers"].values())
+    degraded = (
+        checks["redis"] not in ("ok", "not configured")
+        or any(v != "closed" for v in checks["tiers"].values())
+        or any(v in ("restarting", "broken") for v in checks["models"].values())
+    )
     status = "unavailable" if not essential_ok else "degraded" if degraded else "ready"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if essential_ok else 503)
 

@@ -159,6 +159,11 @@ class Cascade:
             except BaseException:
                 breaker.release()
                 raise
+            skip = tier.skip_reason(prompt)
+            if skip is not None:  # starting, busy, too slow for this prompt: not a failure of the tier
+                breaker.release()
+                self._fell_back(fallbacks, tier, skip)
+                continue
             deltas = tier.stream(prompt)
             usage: TokenUsage | None = None
             finish: str | None = None
@@ -213,12 +218,11 @@ class Cascade:
         TIER_FALLBACKS.labels(tier=tier.name, reason=reason).inc()
         log.info("tier %s skipped: %s", tier.name, reason)
 
-    async def warm(self) -> None:
-        """Load local models now (call from the lifespan) so the first visitor does not pay for it."""
+    async def warm(self, *, wait_seconds: float = 0.0) -> None:
+        """Start local models now (call from the lifespan) so the first visitor does not pay for it; wait
+        at most `wait_seconds` for them (the API serves meanwhile: a starting tier is skipped)."""
         for tier in self.tiers:
-            warm = getattr(tier, "warm", None)
-            if warm is not None:
-                await warm()
+            await tier.warm(wait_seconds=wait_seconds)
 
     async def aclose(self) -> None:
         """Release every tier's resources (call once, at shutdown)."""

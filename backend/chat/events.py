@@ -40,10 +40,18 @@ class Usage(_Event):
     completion_tokens: int
 
 
+class SkippedTier(_Event):
+    tier: str
+    # circuit_open, starting, restarting, unavailable, busy, too_slow (could not answer in time),
+    # first_token_timeout, empty, connect, timeout, status_429, status_5xx, status_4xx, stream_error, error
+    reason: str
+
+
 class DoneEvent(_Event):
     conversation_id: str
     message_id: str
     cascade_tier: str
+    skipped: list[SkippedTier]  # the tiers before cascade_tier, in order, and why each did not answer
     finish_reason: str  # "stop", "length", or "stopped" when the visitor stopped it
     search_query: str
     usage: Usage

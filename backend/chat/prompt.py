@@ -82,8 +82,10 @@ def build_prompt(
     personality_weight: float,
     context_window: int,
     max_tokens: int,
+    prompt_budget: int | None = None,
 ) -> Prompt:
-    """Fit system + history + sources + question + reply into `context_window` tokens.
+    """Fit system + history + sources + question + reply into `context_window` tokens, and the prompt
+    itself into `prompt_budget` tokens when the tier gives one (a slow local model reading it in time).
 
     Over budget, history goes first (oldest first), then the lowest-ranked sources, then the text of the
     last source that still fits is cut. The question is never dropped, only cut when absurdly long.
@@ -95,6 +97,8 @@ def build_prompt(
     reply = min(max_tokens, context_window // 2)
     slack = int(context_window * _TOKENIZER_SLACK)
     budget = context_window - reply - slack - _REPLY_PRIMING - system_reserve
+    if prompt_budget is not None:
+        budget = min(budget, prompt_budget - _REPLY_PRIMING - system_reserve)
 
     question = question.strip()
     question = truncate_tokens(question, max(16, budget // 4))

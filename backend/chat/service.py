@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from backend.chat.cascade import Cascade
-from backend.chat.events import DoneEvent, ErrorEvent, EventName, Source, TokenEvent, Usage, encode
+from backend.chat.events import DoneEvent, ErrorEvent, EventName, SkippedTier, Source, TokenEvent, Usage, encode
 from backend.chat.prompt import Prompt, build_prompt, search_query_for
 from backend.chat.running import RunningTurns, TurnStop
 from backend.chat.tiers.base import Tier
@@ -203,6 +203,7 @@ class ChatService:
             conversation_id=turn.conversation_id,
             message_id=turn.assistant_message_id,
             cascade_tier=outcome.tier or "",
+            skipped=[SkippedTier(tier=tier, reason=reason) for tier, reason in outcome.skipped],
             finish_reason=outcome.finish_reason,
             search_query=turn.search_query,
             usage=Usage(**(outcome.usage or {"prompt_tokens": 0, "completion_tokens": 0})),
@@ -287,6 +288,7 @@ class _Outcome:
         self.status = "streaming"
         self.finish_reason = "stop"
         self.tier: str | None = None
+        self.skipped: list[tuple[str, str]] = []  # (tier, reason) passed over before `tier` answered
         self.usage: dict[str, int] | None = None
         self.error: LorechatError | None = None
         self.finalized = False
@@ -295,6 +297,7 @@ class _Outcome:
     def attach(self, stream: Any) -> None:
         self._stream = stream
         self.tier = stream.tier
+        self.skipped = list(stream.fallbacks)
 
     def completed(self) -> None:
         self.status = "done"
@@ -344,6 +347,7 @@ def _prompt_for(
         personality_weight=weight if creator is not None else 0.0,
         context_window=tier.settings.context_window,
         max_tokens=tier.settings.max_tokens,
+        prompt_budget=tier.prompt_budget,
     )
 
 

@@ -27,10 +27,16 @@ export interface Usage {
   completion_tokens: number;
 }
 
+export interface SkippedTier {
+  tier: string;
+  reason: string;
+}
+
 export interface DoneEvent {
   conversation_id: string;
   message_id: string;
   cascade_tier: string;
+  skipped: SkippedTier[];
   finish_reason: string;
   search_query: string;
   usage: Usage;

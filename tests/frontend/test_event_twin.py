@@ -26,6 +26,9 @@ def _ts_type(annotation: Any) -> frozenset[str]:
         return frozenset().union(*(_ts_type(arg) for arg in get_args(annotation)))
     if annotation is type(None):
         return frozenset({"null"})
+    if get_origin(annotation) is list:  # list[X] is X[] (a list of one type only)
+        (item,) = _ts_type(get_args(annotation)[0])
+        return frozenset({f"{item}[]"})
     if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
         return frozenset({annotation.__name__})
     return frozenset({_PRIMITIVES[annotation]})

@@ -43,6 +43,24 @@ class Tier(Protocol):
     kind: str
     settings: TierSettings
 
+    @property
+    def prompt_budget(self) -> int | None:
+        """Most prompt tokens (cl100k) this tier should be given now; None: its context window decides."""
+        ...
+
+    @property
+    def status(self) -> str:
+        """`ready`, or why not (`starting`, `restarting`, `broken`…), for /readyz."""
+        ...
+
+    def skip_reason(self, prompt: Prompt) -> str | None:
+        """Why the cascade should pass this tier over without calling it (None: try it)."""
+        ...
+
+    async def warm(self, *, wait_seconds: float = 0.0) -> None:
+        """Start or load what the tier needs (from the lifespan), waiting at most `wait_seconds`."""
+        ...
+
     def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
         """An async generator of deltas; closing it (aclose) must release the upstream promptly."""
         ...
@@ -50,6 +68,19 @@ class Tier(Protocol):
     async def aclose(self) -> None:
         """Release long-lived resources (HTTP clients, models) at shutdown."""
         ...
+
+
+class AlwaysReady:
+    """The defaults of a tier with nothing to start and no reason to be skipped."""
+
+    prompt_budget: int | None = None
+    status = "ready"
+
+    def skip_reason(self, prompt: Prompt) -> str | None:
+        return None
+
+    async def warm(self, *, wait_seconds: float = 0.0) -> None:
+        return None
 
 
 def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:

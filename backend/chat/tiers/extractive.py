@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from backend.chat.personality import WARM
 from backend.chat.prompt import Prompt
-from backend.chat.tiers.base import TextDelta
+from backend.chat.tiers.base import AlwaysReady, TextDelta
 from backend.retrieval.models import Hit
 from backend.settings import TierSettings
 
@@ -82,7 +82,7 @@ def compose_answer(prompt: Prompt) -> str:
     return f"{lead} {quoted}"
 
 
-class ExtractiveTier:
+class ExtractiveTier(AlwaysReady):
     kind = "extractive"
 
     def __init__(self, settings: TierSettings) -> None:

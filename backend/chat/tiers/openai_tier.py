@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import openai
 
 from backend.chat.prompt import Prompt
-from backend.chat.tiers.base import TextDelta, TierError, TokenUsage, parse_retry_after
+from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, TokenUsage, parse_retry_after
 from backend.settings import TierSettings
 
 
-class OpenAITier:
+class OpenAITier(AlwaysReady):
     kind = "openai"
 
     def __init__(self, settings: TierSettings) -> None:
