@@ -15,9 +15,11 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings, get_settings
+from pipeline.creators import CreatorError
 from pipeline.progress import RichProgress
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -31,6 +33,11 @@ class LorechatGroup(click.Group):
         except LorechatError as exc:
             err.print(f"[bold red]error:[/] {exc.message}")
             sys.exit(exc.exit_code)
+        except CreatorError as exc:
+            # A content layout problem that escaped a report (e.g. `eval --content` on a folder of no
+            # creators): one line naming the folder, like a usage error, never a traceback.
+            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            sys.exit(2)
 
 
 @click.group(cls=LorechatGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -220,7 +220,11 @@ def _collect(
     plans: dict[Path, _Plan] = {}
     targets: list[tuple[Path, Path | None]] = []  # (creator folder, single file or None for the whole folder)
     for path in paths:
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a NUL in the name, a symlink loop
+            report.failed.append(Failure(str(path).replace("\x00", "\\0"), f"not a usable path ({exc})"))
+            continue
         if path.is_file():
             folder = _creator_folder_of(path)
             if folder is None:
@@ -228,9 +232,16 @@ def _collect(
                 continue
             targets.append((folder, path))
         elif path.is_dir():
-            folders = discover_creators(path)
-            if not folders:
-                report.failed.append(Failure(str(path), "no creator folders (folders with a creator.yaml) found"))
+            # A folder that holds no creator folder is one failure line in the report, like a bad file,
+            # never a traceback (CLI) or a 500 (POST /api/v1/admin/ingest): I9.
+            try:
+                folders = discover_creators(path)
+            except CreatorError as exc:
+                report.failed.append(Failure(str(path), str(exc).removeprefix(f"{path}: ")))
+                continue
+            except OSError as exc:
+                report.failed.append(Failure(str(path), f"cannot read folder: {exc.strerror or exc}"))
+                continue
             targets.extend((folder, None) for folder in folders)
         else:
             report.failed.append(Failure(str(path), "no such file or folder"))
@@ -248,8 +259,13 @@ def _collect(
                 continue
             plan = plans[folder] = _Plan(creator=creator, root=folder, scanned_whole_folder=False)
         if single is None:
+            try:
+                found = content_files(folder)
+            except OSError as exc:
+                report.failed.append(Failure(folder.name, f"cannot read folder: {exc.strerror or exc}"))
+                continue
             plan.scanned_whole_folder = True
-            files.extend((plan, file) for file in content_files(folder))
+            files.extend((plan, file) for file in found)
         else:
             files.append((plan, single))
 

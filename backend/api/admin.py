@@ -9,11 +9,11 @@ from __future__ import annotations
 import hmac
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
@@ -35,8 +35,13 @@ def require_admin(request: Request) -> None:
 
 
 class IngestRequest(BaseModel):
-    paths: list[str] = Field(min_length=1, max_length=100)
-    creator: str | None = None
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    # A NUL cannot be in a file name (the OS refuses it): 422 here rather than an error deep in pathlib (I4).
+    paths: list[Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]] = Field(
+        min_length=1, max_length=100
+    )
+    creator: str | None = Field(None, max_length=64, pattern=r"^[^\x00]+$")
     prune: bool = False
     dry_run: bool = False
 

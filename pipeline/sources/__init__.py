@@ -30,7 +30,15 @@ from pipeline.sources.pdf import parse_pdf
 from pipeline.sources.text import parse_text
 from pipeline.sources.transcripts import parse_srt, parse_vtt
 
-__all__ = ["PARSERS", "SUPPORTED_SUFFIXES", "ParseError", "ParseResult", "content_files", "parse_file"]
+__all__ = [
+    "PARSERS",
+    "SUPPORTED_SUFFIXES",
+    "ParseError",
+    "ParseResult",
+    "content_files",
+    "link_problem",
+    "parse_file",
+]
 
 PARSERS: dict[str, Callable[[SourceContext], ParseResult]] = {
     ".md": parse_markdown,
@@ -52,6 +60,9 @@ _NOT_CONTENT = {"creator.yaml"}
 def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
     """Parse one file under `creator_root` (the creator's folder) for creator slug `creator`."""
     ctx = SourceContext(path=path, creator=creator, creator_root=creator_root)
+    problem = link_problem(path)
+    if problem is not None:
+        raise ctx.error(problem)
     parser = PARSERS.get(path.suffix.lower())
     if parser is None:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
@@ -61,13 +72,41 @@ def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
 
 def content_files(creator_root: Path) -> list[Path]:
     """Every file under a creator folder that ingest should try, sorted; unsupported ones included so
-    they can be reported. Hidden files and folders (".git", ".DS_Store") and creator.yaml are skipped."""
+    they can be reported, and so are symbolic links that lead nowhere usable (a loop, a broken link, a
+    folder: `parse_file` says which, I9). Hidden files and folders (".git", ".DS_Store") and creator.yaml
+    are skipped."""
     files = []
     for path in creator_root.rglob("*"):
         relative = path.relative_to(creator_root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if not path.is_file() and not path.is_symlink():
             continue
         if relative.as_posix() in _NOT_CONTENT:
             continue
         files.append(path)
     return sorted(files, key=lambda p: p.relative_to(creator_root).as_posix())
+
+
+def link_problem(path: Path) -> str | None:
+    """Why a symbolic link is not followed; None for anything that is not a link, or links to a file.
+
+    Folders reached through links are never walked (a link to an ancestor would loop forever), but they
+    are named in the report instead of vanishing silently.
+    """
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist); skipped"
+    except (OSError, RuntimeError):  # ELOOP, or pathlib's "Symlink loop"
+        return "symbolic link loop; skipped"
+    if target.is_file():
+        return None
+    if target.is_dir():
+        here = path.parent.resolve()
+        if target == here or target in here.parents:
+            return "symbolic link loop (it points to a folder that contains it); not followed"
+        return "symbolic link to a folder; not followed (copy or move the folder here instead)"
+    return "symbolic link to something that is not a regular file; skipped"

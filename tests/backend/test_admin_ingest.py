@@ -89,3 +89,29 @@ def test_admin_routes_refuse_anyone_without_the_token(
     response = httpx.post(f"{base}/api/v1/admin/ingest", json={"paths": [str(DEMO_CONTENT)]}, headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == "unauthorized"
+
+
+def test_i9_admin_ingest_of_a_folder_without_creators_is_a_failure_entry_not_500(
+    server: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base, _ = server
+    root = tmp_path_factory.mktemp("no-creators")
+    (root / "ada").mkdir()
+    (root / "ada" / "notes.md").write_text("# Notes\n\nRye.\n", encoding="utf-8")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    response = httpx.post(f"{base}/api/v1/admin/ingest", json={"paths": [str(root)]}, headers=auth, timeout=60)
+    assert response.status_code == 200, response.text
+    assert [f["source"] for f in response.json()["failed"]] == [str(root)]
+    assert "no creator folders" in response.json()["failed"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"paths": ["/tmp/a\u0000b"]}, {"paths": ["/tmp"], "creator": "a\u0000"}, {"paths": ["/tmp"], "prune": "true"}],
+    ids=["nul-path", "nul-creator", "string-bool"],
+)
+def test_i4_admin_ingest_refuses_unusable_fields_with_422(server: tuple[str, dict[str, str]], body: dict) -> None:
+    base, _ = server
+    response = httpx.post(f"{base}/api/v1/admin/ingest", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_input"
