@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -14,9 +14,6 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
-
-# Secrets are read from the environment only: a key committed in config.yaml is a leak waiting to happen.
-SECRET_PATHS = (("index", "api_key"), ("auth", "jwt_secret"))
 
 
 class EmbeddingSettings(BaseModel):
@@ -212,6 +209,22 @@ class Settings(BaseSettings):
         return self.database.url or f"sqlite+aiosqlite:///{(self.data_dir / 'lorechat.db').resolve()}"
 
 
+def secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> tuple[tuple[str, ...], ...]:
+    """Every setting typed SecretStr, found from the types: a secret added later is refused in the file too."""
+    paths: list[tuple[str, ...]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if annotation is not None and SecretStr in (annotation, *get_args(annotation)):
+            paths.append((*prefix, name))
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths.extend(secret_paths(annotation, (*prefix, name)))
+    return tuple(paths)
+
+
+# Secrets are read from the environment only: a key committed in config.yaml is a leak waiting to happen.
+SECRET_PATHS = secret_paths(Settings)
+
+
 class _SecretFreeYaml(YamlConfigSettingsSource):
     """config.yaml, refusing secrets: they belong in the environment."""
 
@@ -220,10 +233,13 @@ class _SecretFreeYaml(YamlConfigSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()
-        for section, key in SECRET_PATHS:
-            if (data.get(section) or {}).get(key):
-                env = f"LORECHAT_{section.upper()}__{key.upper()}"
-                raise ValueError(f"{section}.{key} must not be set in config.yaml; set {env} instead")
+        for path in SECRET_PATHS:
+            value: Any = data
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None:  # even an empty value: the key itself says someone meant to put one here
+                env = "LORECHAT_" + "__".join(key.upper() for key in path)
+                raise ValueError(f"{'.'.join(path)} must not be set in config.yaml; set {env} instead")
         return data
 
 

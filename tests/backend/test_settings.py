@@ -55,12 +55,45 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.index_path == tmp_path / "d" / "index"
 
 
-def test_secrets_in_the_file_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def secret_settings(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every SecretStr setting, found independently of backend.settings.SECRET_PATHS."""
+    found = []
+    for name, field in model.model_fields.items():
+        if "SecretStr" in str(field.annotation):
+            found.append((*prefix, name))
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found.extend(secret_settings(field.annotation, (*prefix, name)))
+    return found
+
+
+def test_the_secrets_are_known() -> None:
+    secrets = secret_settings(Settings)
+    assert ("auth", "admin_token") in secrets and ("auth", "jwt_secret") in secrets
+    assert ("index", "api_key") in secrets
+
+
+@pytest.mark.parametrize("path", secret_settings(Settings), ids=".".join)
+@pytest.mark.parametrize("value", ["hunter2", '""'])
+def test_admin_token_in_config_yaml_is_refused_like_every_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, path: tuple[str, ...], value: str
+) -> None:
+    # Issue 9: auth.admin_token was accepted from the file while jwt_secret and index.api_key were refused.
     config = tmp_path / "config.yaml"
-    config.write_text("auth:\n  jwt_secret: hunter2\n", encoding="utf-8")
+    text = "".join(f"{'  ' * depth}{key}:\n" for depth, key in enumerate(path[:-1]))
+    config.write_text(f"{text}{'  ' * (len(path) - 1)}{path[-1]}: {value}\n", encoding="utf-8")
     monkeypatch.setenv("LORECHAT_CONFIG", str(config))
-    with pytest.raises(ValueError, match="LORECHAT_AUTH__JWT_SECRET"):
+    env = "LORECHAT_" + "__".join(key.upper() for key in path)
+    with pytest.raises(ValueError, match=env):
         Settings()
+
+
+@pytest.mark.parametrize("path", secret_settings(Settings), ids=".".join)
+def test_every_secret_is_documented_as_environment_only(path: tuple[str, ...]) -> None:
+    text = CONFIG.read_text(encoding="utf-8")
+    env = "LORECHAT_" + "__".join(key.upper() for key in path)
+    assert f"# {path[-1]}: set {env}" in text  # commented out, naming the variable
+    assert ".".join(path) in text.splitlines()[3]  # and listed in the header's refusal note
+    assert f"\n{'  ' * (len(path) - 1)}{path[-1]}:" not in text  # never set
 
 
 @pytest.mark.parametrize(
