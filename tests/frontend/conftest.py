@@ -36,7 +36,7 @@ from tests.conftest import DEMO_CONTENT, REPO
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.live_server import LiveServer
 
-WIDGET = REPO / "frontend" / "dist" / "widget.js"
+WIDGET = REPO / "backend" / "static" / "widget.js"  # where scripts/build-frontend puts it for the service
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backend.api.site import router
+from backend.api.site import get_widget_path, router
 from backend.catalog import Catalog, CatalogCreator, CatalogDocument
 from pipeline.models import Creator
 
@@ -63,7 +63,7 @@ def app(tmp_path: Path) -> FastAPI:
     app = FastAPI()
     app.include_router(router)
     app.state.catalog = _catalog()
-    app.state.widget_path = tmp_path / "widget.js"
+    app.dependency_overrides[get_widget_path] = lambda: tmp_path / "widget.js"
     return app
 
 
@@ -112,7 +112,8 @@ def test_unknown_creator_is_a_404_page_with_the_slug_escaped(client: TestClient)
 
 
 def test_widget_js_is_served_with_a_js_type_and_short_cache(app: FastAPI, client: TestClient) -> None:
-    app.state.widget_path.write_text("customElements.define('lorechat-widget', class extends HTMLElement {});")
+    widget = app.dependency_overrides[get_widget_path]()
+    widget.write_text("customElements.define('lorechat-widget', class extends HTMLElement {});")
     response = client.get("/widget.js")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
@@ -131,3 +132,15 @@ def test_without_a_catalog_the_home_page_says_how_to_add_content() -> None:
     app.include_router(router)
     html = TestClient(app).get("/").text
     assert "No creators yet" in html and "lorechat ingest" in html
+
+
+def test_a_quote_in_a_creator_name_cannot_leave_its_attribute() -> None:
+    # The name lands inside aria-label="…" and heading="…": autoescaping must escape quotes, not only <>.
+    name = 'Eve" onfocus="alert(3)'
+    entry = CatalogCreator(creator=Creator(slug="eve", name=name), documents={})
+    app = FastAPI()
+    app.include_router(router)
+    app.state.catalog = Catalog(creators={"eve": entry})
+    html = TestClient(app).get("/creators/eve").text
+    assert 'onfocus="alert(3)' not in html
+    assert "Eve&#34; onfocus=&#34;alert(3)" in html
