@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +30,7 @@ from backend.settings import Settings, get_settings
 from backend.storage import repository
 from backend.storage.cache import HistoryCache, build_history_cache
 from backend.storage.db import create_engine, migrate, session_factory
+from backend.storage.leases import Leases
 from backend.storage.repository import Sessions
 
 log = logging.getLogger("lorechat")
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None, *, wait_for_models_seconds: flo
         limiter = RateLimiter(settings)
         cascade = Cascade(build_tiers(settings.llm), settings.llm.circuit)
         running = RunningTurns()
+        lease_keeper: asyncio.Task[None] | None = None
         try:
             embedder = await anyio.to_thread.run_sync(
                 partial(get_embedder, settings.embedding, data_dir=settings.data_dir)
@@ -70,13 +74,24 @@ def create_app(settings: Settings | None = None, *, wait_for_models_seconds: flo
             reaped = await repository.reap_streaming(sessions, older_than_seconds=settings.server.reaper_seconds)
             if reaped:
                 log.warning("marked %d answers left streaming by an earlier process as interrupted", reaped)
+            # Renews this process's streaming answers and reaps the lapsed ones of dead processes (F13).
+            leases = Leases(
+                sessions, seconds=settings.server.stream_lease_seconds, reaper_seconds=settings.server.reaper_seconds
+            )
+            lease_keeper = asyncio.get_running_loop().create_task(leases.run(), name="lorechat-leases")
             # Local models start in their own processes now, not on the first visitor's question; the API
             # serves meanwhile (a starting model is skipped). `lorechat ask` waits for them, bounded.
             await cascade.warm(wait_seconds=wait_for_models_seconds)
             catalog_file = CatalogFile(catalog_path(settings.data_dir))
             catalog = catalog_file.catalog
             chat_service = ChatService(
-                settings=settings, retriever=retriever, sessions=sessions, cache=cache, cascade=cascade, running=running
+                settings=settings,
+                retriever=retriever,
+                sessions=sessions,
+                cache=cache,
+                cascade=cascade,
+                running=running,
+                leases=leases,
             )
             yield State(
                 settings=settings,
@@ -94,6 +109,10 @@ def create_app(settings: Settings | None = None, *, wait_for_models_seconds: flo
             )
         finally:
             with anyio.CancelScope(shield=True):
+                if lease_keeper is not None:
+                    lease_keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await lease_keeper
                 running.stop_all(reason="shutdown")
                 await cascade.aclose()
                 await cache.close()

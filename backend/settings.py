@@ -161,7 +161,13 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(16_384, ge=1024)
     # A reader that accepts nothing for this long is dropped.
     send_timeout_seconds: float = Field(30.0, gt=0)
-    # Assistant messages still "streaming" after this long are marked interrupted at start-up.
+    # A turn whose process died (kill -9, a power cut) is recognised as dead once its lease lapses: a live
+    # process renews the leases of the answers it streams every third of this. Kept below the stream timeouts
+    # (send_timeout_seconds, a tier's idle_timeout_seconds), so a dead turn frees its conversation sooner than a
+    # live but silent one would be ended.
+    stream_lease_seconds: float = Field(15.0, ge=1)
+    # Answers still "streaming" this long after they started, without a lease (written before migration 0002),
+    # are marked interrupted; it also bounds how long a final write is retried while the database is away.
     reaper_seconds: float = Field(600.0, gt=0)
 
 

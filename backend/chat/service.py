@@ -32,6 +32,7 @@ from backend.retrieval.search import Retriever, snippet
 from backend.settings import Settings
 from backend.storage import repository
 from backend.storage.cache import HistoryCache
+from backend.storage.leases import Leases
 from backend.storage.repository import Sessions
 from pipeline.models import Creator
 
@@ -72,6 +73,7 @@ class ChatService:
         cache: HistoryCache,
         cascade: Cascade,
         running: RunningTurns,
+        leases: Leases | None = None,
     ) -> None:
         self._settings = settings
         self._retriever = retriever
@@ -79,6 +81,7 @@ class ChatService:
         self._cache = cache
         self._cascade = cascade
         self._running = running
+        self._leases = leases  # renewed while this process streams the turn (F13)
         self._retrying: set[asyncio.Task[None]] = set()  # final writes waiting for the database
         # Query embedding is CPU-bound: more threads than cores only makes every search slower.
         self._retrieval_slots = anyio.CapacityLimiter(settings.retrieval.max_concurrent)
@@ -97,7 +100,11 @@ class ChatService:
             creator=creator_slug,
             question=request.question,
             load_history=False,
+            lease_owner=self._leases.owner if self._leases is not None else None,
+            lease_until=self._leases.until() if self._leases is not None else None,
         )
+        if self._leases is not None:
+            self._leases.hold(turn.assistant_message_id)
         prepared = PreparedTurn(
             request=request,
             conversation_id=turn.conversation_id,
@@ -190,11 +197,18 @@ class ChatService:
             outcome.status = "interrupted"
         outcome.finalized = True
         try:
-            await self._write(turn, text, outcome, outcome.status, outcome.error.code if outcome.error else None)
+            written = await self._write(
+                turn, text, outcome, outcome.status, outcome.error.code if outcome.error else None
+            )
         except LorechatError as exc:
             log.warning("final write failed for message %s: %s", turn.assistant_message_id, exc.message)
             self._finish_later(turn, text, outcome)
             return EventName.error, _error_event(exc, turn.request.request_id)
+        if not written:
+            # Our lease lapsed (the database was unreachable for a whole lease) and another process reaped the
+            # answer as interrupted: what is stored is not this text, so no `done` (INV-2).
+            lost = LorechatError(ErrorCode.upstream_interrupted, "The answer could not be stored; please ask again.")
+            return EventName.error, _error_event(outcome.error or lost, turn.request.request_id)
         if outcome.status in ("done", "stopped"):
             await self._remember(turn, text)
         if outcome.error is not None:
@@ -211,8 +225,8 @@ class ChatService:
 
     async def _write(
         self, turn: PreparedTurn, text: str, outcome: _Outcome, status: str, code: ErrorCode | None
-    ) -> None:
-        await repository.finish_turn(
+    ) -> bool:
+        written = await repository.finish_turn(
             self._sessions,
             assistant_message_id=turn.assistant_message_id,
             content=text,
@@ -223,6 +237,9 @@ class ChatService:
             search_query=turn.search_query,
             error_code=code.value if code else None,
         )
+        if self._leases is not None:
+            self._leases.release(turn.assistant_message_id)  # stored, or already reaped: nothing to vouch for
+        return written
 
     def _finish_later(self, turn: PreparedTurn, text: str, outcome: _Outcome) -> None:
         """The final write failed (database lost, F5): retry it in the background, so the answer leaves
@@ -240,8 +257,11 @@ class ChatService:
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
             with contextlib.suppress(LorechatError):
-                return await self._write(turn, text, outcome, status, code)
+                await self._write(turn, text, outcome, status, code)
+                return
         log.warning("gave up storing message %s; the reaper will mark it", turn.assistant_message_id)
+        if self._leases is not None:
+            self._leases.release(turn.assistant_message_id)  # let its lease lapse, so the reaper may finish it
 
     async def _history(self, request: TurnRequest) -> list[tuple[str, str]]:
         key = _cache_key(request.conversation_id or "", request.owner_id)

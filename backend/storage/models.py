@@ -104,6 +104,10 @@ class Message(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # While "streaming": the process that streams it, and until when it vouches for it (renewed while it
+    # lives). A lapsed lease means that process died: the answer is finished as interrupted (INV-1, F13).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         # Orders messages inside a conversation, and makes two racing turns collide instead of interleave.
@@ -120,10 +124,17 @@ class Message(Base):
             postgresql_where=text("status = 'streaming'"),
             sqlite_where=text("status = 'streaming'"),
         ),
-        # The reaper looks for old streaming rows only.
+        # The reaper looks for old streaming rows only ...
         Index(
             "ix_messages_streaming_created",
             "created_at",
+            postgresql_where=text("status = 'streaming'"),
+            sqlite_where=text("status = 'streaming'"),
+        ),
+        # ... and for streaming rows whose lease lapsed.
+        Index(
+            "ix_messages_streaming_lease",
+            "lease_expires_at",
             postgresql_where=text("status = 'streaming'"),
             sqlite_where=text("status = 'streaming'"),
         ),

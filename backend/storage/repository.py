@@ -99,11 +99,14 @@ async def start_turn(
     question: str,
     history_limit: int | None = None,
     load_history: bool = True,
+    lease_owner: str | None = None,
+    lease_until: datetime | None = None,
 ) -> Turn:
-    """Store the question and a "streaming" answer placeholder in one transaction.
+    """Store the question and a "streaming" answer placeholder in one transaction, leased to `lease_owner`.
 
     Raises not_found (absent, deleted or another owner's), invalid_input (other creator), conflict (a turn
-    is already streaming in this conversation: D4), database_unavailable.
+    is already streaming in this conversation: D4), database_unavailable. An answer whose lease lapsed (its
+    process died) does not block: it is finished as interrupted here, in the same transaction (F13).
     """
     question = clean_text(question)
     now = utcnow()
@@ -141,15 +144,7 @@ async def start_turn(
                     raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
                 if row.creator != creator:
                     raise LorechatError(ErrorCode.invalid_input, "This conversation belongs to another creator")
-                streaming = await session.scalar(
-                    select(Message.id)
-                    .where(Message.conversation_id == conversation_id, Message.status == "streaming")
-                    .limit(1)
-                )
-                if streaming is not None:
-                    raise LorechatError(
-                        ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1
-                    )
+                await _no_live_turn(session, conversation_id, now)
                 last = await session.scalar(
                     select(func.max(Message.seq)).where(Message.conversation_id == conversation_id)
                 )
@@ -161,7 +156,8 @@ async def start_turn(
             )  # fmt: skip
             assistant = Message(
                 id=new_id(), conversation_id=conversation_id, seq=seq + 1, role="assistant", content="",
-                status="streaming", sources=[], search_query="", created_at=now,
+                status="streaming", sources=[], search_query="", created_at=now, lease_owner=lease_owner,
+                lease_expires_at=lease_until,
             )  # fmt: skip
             session.add_all([user, assistant])
     except IntegrityError as exc:
@@ -170,6 +166,32 @@ async def start_turn(
             ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1
         ) from exc
     return Turn(conversation_id, user.id, assistant.id, history, created)
+
+
+async def _no_live_turn(session: AsyncSession, conversation_id: str, now: datetime) -> None:
+    """409 while another answer streams in this conversation, unless its lease lapsed: then it is reaped."""
+    streaming = (
+        await session.execute(
+            select(Message.id, Message.lease_expires_at)
+            .where(Message.conversation_id == conversation_id, Message.status == "streaming")
+            .limit(1)
+        )
+    ).first()
+    if streaming is None:
+        return
+    if streaming.lease_expires_at is None or streaming.lease_expires_at >= now:
+        raise LorechatError(ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1)
+    log.warning("message %s: its process stopped renewing the lease; marked interrupted", streaming.id)
+    await session.execute(
+        update(Message)
+        .where(Message.id == streaming.id, Message.status == "streaming")
+        .values(**_interrupted(now))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _interrupted(now: datetime) -> dict[str, Any]:
+    return {"status": "interrupted", "error_code": ErrorCode.upstream_interrupted.value, "finished_at": now}
 
 
 async def finish_turn(
@@ -288,16 +310,26 @@ async def delete_conversation(sessions: Sessions, *, conversation_id: str, owner
 
 
 async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> int:
-    """Mark answers stuck in "streaming" (a crash mid-turn) as interrupted (INV-1); returns how many."""
+    """Mark answers stuck in "streaming" (a crash mid-turn) as interrupted (INV-1); returns how many.
+
+    Stuck means: its lease lapsed (the process that streamed it stopped renewing it), or it has no lease
+    (written before migration 0002) and started more than `older_than_seconds` ago.
+    """
     now = utcnow()
     async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
             update(Message)
             .where(
                 Message.status == "streaming",
-                Message.created_at < now - timedelta(seconds=older_than_seconds),
+                or_(
+                    Message.lease_expires_at < now,
+                    and_(
+                        Message.lease_expires_at.is_(None),
+                        Message.created_at < now - timedelta(seconds=older_than_seconds),
+                    ),
+                ),
             )
-            .values(status="interrupted", error_code=ErrorCode.upstream_interrupted.value, finished_at=now)
+            .values(**_interrupted(now))
             .execution_options(synchronize_session=False)
         )
     return int(result.rowcount)  # type: ignore[attr-defined]
