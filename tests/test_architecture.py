@@ -21,6 +21,7 @@ BOUNDARIES = {
     "sentence_transformers": {"backend/retrieval/embedder.py"},
     "sqlalchemy": {
         "backend/storage/db.py",
+        "backend/storage/leases.py",
         "backend/storage/models.py",
         "backend/storage/repository.py",
         "backend/storage/records.py",
