@@ -23,18 +23,23 @@ def serve(host: str | None, port: int | None) -> None:
 
     from backend.app import create_app
     from backend.logging import configure_logging
+    from backend.server import uvicorn_config
     from backend.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    uvicorn.run(
+    config = uvicorn_config(
         create_app(settings),
+        settings.server,
         host=host or settings.server.host,
         port=port or settings.server.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
-        proxy_headers=False,  # client IPs are resolved by our own trusted-proxy rules (S1)
     )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # as uvicorn.run: the app failed to start (the log says why)
 
 
 @click.command()

@@ -10,6 +10,7 @@ class ErrorCode(StrEnum):
     # input
     invalid_input = "invalid_input"
     payload_too_large = "payload_too_large"
+    headers_too_large = "headers_too_large"
     unknown_creator = "unknown_creator"
     not_found = "not_found"
     unauthorized = "unauthorized"
@@ -36,6 +37,7 @@ class ErrorCode(StrEnum):
 _TRAITS: dict[ErrorCode, tuple[int, bool, int]] = {
     ErrorCode.invalid_input: (422, False, 2),
     ErrorCode.payload_too_large: (413, False, 2),
+    ErrorCode.headers_too_large: (431, False, 2),
     ErrorCode.unknown_creator: (404, False, 2),
     ErrorCode.not_found: (404, False, 2),
     ErrorCode.unauthorized: (401, False, 2),

@@ -159,6 +159,11 @@ class ServerSettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
     keepalive_seconds: float = Field(15.0, gt=0)
     max_body_bytes: int = Field(16_384, ge=1024)
+    # Request line + headers larger than this get 431 before more of them is buffered (L5) ...
+    max_header_bytes: int = Field(65_536, ge=1024)
+    # ... and a connection that has not sent a complete request head this long after its first byte (or after
+    # it opened) is closed, so half-sent requests cannot pile up.
+    header_timeout_seconds: float = Field(10.0, gt=0)
     # A reader that accepts nothing for this long is dropped.
     send_timeout_seconds: float = Field(30.0, gt=0)
     # A turn whose process died (kill -9, a power cut) is recognised as dead once its lease lapses: a live

@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from backend.server import uvicorn_config
+
 
 class LiveServer:
     """uvicorn serving the app on a free 127.0.0.1 port from a background thread (lifespan included)."""
@@ -18,9 +20,16 @@ class LiveServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, loop="asyncio", lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=3
-        )
+        options: dict[str, Any] = {
+            "loop": "asyncio",
+            "lifespan": "on",
+            "log_level": "warning",
+            "access_log": False,
+            "timeout_graceful_shutdown": 3,
+        }
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        # Served as `lorechat serve` serves it (bounded request heads, L5) when the app carries its settings.
+        config = uvicorn_config(app, settings.server, **options) if settings else uvicorn.Config(app, **options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
 

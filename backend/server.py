@@ -1,0 +1,144 @@
+"""How the service is served: uvicorn's httptools protocol with a bounded request head (L5), for serve and tests.
+
+uvicorn with httptools buffers a request line and headers of any size for as long as the client likes: one
+client can hold megabytes per socket, and sockets that never finish their headers stay open forever. The
+protocol here counts the bytes of each request head as they arrive and refuses a head larger than
+`server.max_header_bytes` with 431 before buffering more of it, and closes a connection whose head is not
+complete `server.header_timeout_seconds` after its first byte (or after the connection opened). Bodies and
+responses go through httptools untouched, so the streaming path costs what it did (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from backend.errors import ErrorCode, LorechatError
+from backend.settings import ServerSettings
+
+log = logging.getLogger("lorechat.server")
+
+# After a 431, how long and how much of the rest of the refused request is read (and dropped) before closing.
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1 << 20
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol refusing oversized request heads (431) and closing connections slow to send one."""
+
+    max_head_bytes = 65_536
+    head_timeout_seconds = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # between requests and inside a request line + headers
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._discarding: int | None = None  # bytes read and dropped after a 431
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()  # a connection that never sends a byte is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_head:  # body bytes: the hot path, untouched
+            super().data_received(data)
+            return
+        if self._discarding is not None:
+            self._discard(len(data))
+            return
+        if self._head_timer is None:
+            self._arm_head_timer()
+        room = self.max_head_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            super().data_received(data)
+            return
+        # Feed only what fits: if the head ends inside it, the rest is body (or the next request).
+        self._head_bytes = self.max_head_bytes
+        if room > 0:
+            super().data_received(data[:room])
+        if self.transport.is_closing() or self.parser is None:
+            return
+        if self._in_head:
+            self._refuse_head()
+            return
+        self.data_received(data[room:])
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The next bytes on this connection start the next request's head; its clock starts with them.
+        self._in_head = True
+        self._head_bytes = 0
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            # Slow-loris: nothing useful to answer, and a response could interleave with a pipelined one.
+            log.info("closed a connection that sent no complete request head within %gs", self.head_timeout_seconds)
+            self.transport.close()
+
+    def _refuse_head(self) -> None:
+        log.info("refused a request head larger than %d bytes", self.max_head_bytes)
+        self._disarm_head_timer()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a response is still going out on this connection: no 431 in its middle
+            return
+        error = LorechatError(
+            ErrorCode.headers_too_large, f"Request line and headers are larger than {self.max_head_bytes} bytes"
+        )
+        body = json.dumps(error.body()).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        # Closing now, with the client's bytes unread, would make the kernel send a reset that destroys the
+        # 431 before the client reads it. So: half-close, then read and drop (never buffer) what the client is
+        # still sending, up to a bound in bytes and in time, then close.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._discarding = 0
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+    def _discard(self, size: int) -> None:
+        self._discarding = (self._discarding or 0) + size
+        if self._discarding > _LINGER_BYTES:
+            self.transport.close()
+
+
+def bounded_head_protocol(server: ServerSettings) -> type[BoundedHeadProtocol]:
+    """The protocol class uvicorn instantiates per connection, carrying this service's bounds."""
+    return type(
+        "LorechatHttpProtocol",
+        (BoundedHeadProtocol,),
+        {"max_head_bytes": server.max_header_bytes, "head_timeout_seconds": server.header_timeout_seconds},
+    )
+
+
+def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.Config:
+    """uvicorn.Config for the app with the bounded protocol; `options` are uvicorn's (host, port, log_level…)."""
+    options.setdefault("proxy_headers", False)  # client IPs are resolved by our own trusted-proxy rules (S1)
+    return uvicorn.Config(app, http=bounded_head_protocol(server), **options)
