@@ -106,3 +106,22 @@ async def test_i2_personality_weight_takes_json_numbers(main_app: LiveApp, upstr
         for weight in (0, 1, 0.5):
             reply = await post_chat(client, {"query": "What does salt do?", "personality_weight": weight})
             assert reply.status == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/creators/%00",
+        "/creators/hazel-marsh%00",
+        "/creators/%ED%A0%80",
+        "/api/v1/conversations?limit=%00",
+        "/api/v1/conversations/%00/stop",
+        "/%00",
+        "/api/v1/%00",
+    ],
+)
+async def test_i4_nul_anywhere_in_a_url_is_4xx_not_500(main_app: LiveApp, upstream: ScriptedOpenAI, path: str) -> None:
+    async with main_app.client(token=make_token("url-prober")) as client:
+        replies = [await client.get(path), await client.post(path), await client.delete(path)]
+    for reply in replies:
+        assert 400 <= reply.status_code < 500, (path, reply.status_code, reply.text[:200])
