@@ -177,4 +177,4 @@ async def test_f13_on_shared_postgresql_a_running_peer_reaps_a_dead_turn_and_spa
             await asyncio.sleep(0.2)
         assert status == ("interrupted", "upstream_interrupted")
         upstream.enqueue(Script(tokens=["Crisp", "."]))
-        assert await _next_turn(peer, conversation, within=1) < 1
+        await _next_turn(peer, conversation, within=0)  # the very first try is answered, no 409
