@@ -25,7 +25,7 @@ import pytest
 from backend.settings import DatabaseSettings, Settings
 from backend.storage.db import create_engine, session_factory
 from tests.backend.api.harness import Backend, upstream_tier
-from tests.backend.api.streams import post_chat, read_tokens, stored_turn
+from tests.backend.api.streams import parse_sse, post_chat, read_tokens, stored_turn
 from tests.conftest import REPO
 from tests.fakes import Script, ScriptedOpenAI
 
@@ -178,3 +178,29 @@ async def test_f13_on_shared_postgresql_a_running_peer_reaps_a_dead_turn_and_spa
         assert status == ("interrupted", "upstream_interrupted")
         upstream.enqueue(Script(tokens=["Crisp", "."]))
         await _next_turn(peer, conversation, within=0)  # the very first try is answered, no 409
+
+
+async def test_f13_an_answer_a_peer_reaped_ends_with_error_not_done(main_app, upstream: ScriptedOpenAI, db) -> None:
+    # This process could not renew for a whole lease (database away) and a peer finished the answer as
+    # interrupted: its final write finds nothing to write, so the client must not see `done` (INV-2).
+    from sqlalchemy import update
+
+    from backend.storage.models import Message
+
+    upstream.enqueue(Script(tokens=[f" w{i}" for i in range(20)], token_interval=0.05))
+    async with (
+        main_app.client() as client,
+        client.stream("POST", "/api/v1/chat", json={"query": QUESTION}) as response,
+    ):
+        chunks = response.aiter_raw()
+        raw = await read_tokens(chunks, 2)
+        async with db() as session, session.begin():
+            await session.execute(
+                update(Message)
+                .where(Message.conversation_id == response.headers["x-conversation-id"], Message.status == "streaming")
+                .values(status="interrupted", error_code="upstream_interrupted")
+            )
+        async for chunk in chunks:
+            raw += chunk
+    stream = parse_sse(raw)
+    assert stream.terminal.name == "error" and stream.terminal.data["retryable"] is True
