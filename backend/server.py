@@ -3,9 +3,10 @@
 uvicorn with httptools buffers a request line and headers of any size for as long as the client likes: one
 client can hold megabytes per socket, and sockets that never finish their headers stay open forever. The
 protocol here counts the bytes of each request head as they arrive and refuses a head larger than
-`server.max_header_bytes` with 431 before buffering more of it, and closes a connection whose head is not
-complete `server.header_timeout_seconds` after its first byte (or after the connection opened). Bodies and
-responses go through httptools untouched, so the streaming path costs what it did (BENCHMARKS.md).
+`server.max_header_bytes` with 431 before buffering more of it, and closes a connection whose request (head,
+then body) is not complete `server.header_timeout_seconds` after its first byte (or after the connection
+opened). Body bytes and responses go through httptools untouched, so the streaming path costs what it did
+(BENCHMARKS.md): one timer per request, nothing per token.
 """
 
 from __future__ import annotations
@@ -76,10 +77,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._disarm_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        # The clock runs until the whole request is in: a body trickled a byte at a time is the same attack as
+        # a head trickled a byte at a time (bodies are bounded in size by BodySizeLimit, I1).
+        self._disarm_head_timer()
         super().on_message_complete()
         # The next bytes on this connection start the next request's head; its clock starts with them.
         self._in_head = True
@@ -96,9 +99,9 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
+        if not self.transport.is_closing():
             # Slow-loris: nothing useful to answer, and a response could interleave with a pipelined one.
-            log.info("closed a connection that sent no complete request head within %gs", self.head_timeout_seconds)
+            log.info("closed a connection that sent no complete request within %gs", self.head_timeout_seconds)
             self.transport.close()
 
     def _refuse_head(self) -> None:

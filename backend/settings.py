@@ -161,8 +161,8 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(16_384, ge=1024)
     # Request line + headers larger than this get 431 before more of them is buffered (L5) ...
     max_header_bytes: int = Field(65_536, ge=1024)
-    # ... and a connection that has not sent a complete request head this long after its first byte (or after
-    # it opened) is closed, so half-sent requests cannot pile up.
+    # ... and a connection that has not sent a complete request (line, headers, then body) this long after its
+    # first byte (or after it opened) is closed, so half-sent requests cannot pile up.
     header_timeout_seconds: float = Field(10.0, gt=0)
     # A reader that accepts nothing for this long is dropped.
     send_timeout_seconds: float = Field(30.0, gt=0)

@@ -147,3 +147,24 @@ async def test_l5_healthz_and_chat_stay_fast_with_100_half_sent_requests(app: Li
     finally:
         for _, writer in sockets:
             writer.close()
+
+
+async def test_l5_a_body_trickled_past_the_timeout_is_closed_too(app: LiveApp) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(app))
+    started = time.monotonic()
+    writer.write(b"POST /api/v1/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+    writer.write(b"Content-Length: 4000\r\n\r\n")
+
+    async def trickle() -> None:
+        while True:
+            writer.write(b" ")
+            await asyncio.sleep(0.3)
+
+    dripping = asyncio.create_task(trickle())
+    try:
+        reply = await asyncio.wait_for(reader.read(), timeout=HEAD_TIMEOUT + 5)
+    finally:
+        dripping.cancel()
+        writer.close()
+    assert b"200 OK" not in reply
+    assert time.monotonic() - started < HEAD_TIMEOUT + 2
