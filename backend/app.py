@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from backend.api import admin, chat, conversations, creators, health, site
+from backend.api.admin import IngestRunner
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import BodySizeLimit, RequestContext
 from backend.catalog import Catalog, CatalogFile, catalog_path
@@ -51,7 +52,11 @@ class State(TypedDict):
     engine: object
 
 
-def create_app(settings: Settings | None = None, *, wait_for_models_seconds: float = 0.0) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, wait_for_models_seconds: float = 0.0, ingest: IngestRunner | None = None
+) -> FastAPI:
+    """The app. `ingest` (the pipeline's ingest function) enables `POST /api/v1/admin/ingest`; the composition
+    root passes it, so the backend itself never imports the pipeline."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -127,6 +132,7 @@ def create_app(settings: Settings | None = None, *, wait_for_models_seconds: flo
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.ingest = ingest
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

@@ -12,7 +12,7 @@ from backend.app import create_app
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
-from pipeline.search_output import format_timestamp
+from backend.stages import format_timestamp
 
 
 async def ask_in_terminal(

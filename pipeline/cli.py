@@ -1,4 +1,4 @@
-"""The `lorechat` command group: curator commands here, service commands registered from backend.cli.
+"""The `lorechat` command group: curator commands here; service and eval commands from their own modules.
 
 Progress and messages go to stderr, results to stdout (`--json` for machines). Expected failures
 (LorechatError) become one clear line and the error's exit code, never a traceback.
@@ -20,7 +20,9 @@ from rich.markup import escape
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings, get_settings
 from pipeline.creators import CreatorError
+from pipeline.eval_cli import eval_command
 from pipeline.progress import RichProgress
+from pipeline.service_cli import ask, doctor, serve
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -234,17 +236,8 @@ def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
     err.print(f"Deleted {removed} chunks of {target}.")
 
 
-def _register_service_commands() -> None:
-    # The service commands import FastAPI and friends; keep them out of the curator commands' import path.
-    from backend.cli import register
-
-    register(main)
-
-
-_register_service_commands()
-from pipeline.eval_cli import eval_command  # noqa: E402  (retrieval evaluation, owned by pipeline/eval_cli.py)
-
-main.add_command(eval_command)
+for command in (serve, ask, doctor, eval_command):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.models import Creator
+from backend.stages import Creator
 
 CREATOR_FILE = "creator.yaml"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

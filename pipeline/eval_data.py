@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from backend.errors import ErrorCode, LorechatError
+from backend.stages import Block, Document
 from pipeline.creators import CreatorError, discover_creators, load_creator
-from pipeline.models import Block, Document
 from pipeline.sources import ParseError, content_files, parse_file
 
 # The tenant every BEIR document is indexed under: a BEIR corpus has no creators.

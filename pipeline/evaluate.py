@@ -19,13 +19,13 @@ from typing import Any
 
 from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
-from backend.retrieval.models import Hit, SearchMode
+from backend.retrieval.models import SearchMode
 from backend.retrieval.search import Retriever, in_rank_order
 from backend.settings import ChunkingSettings, RetrievalSettings
+from backend.stages import Chunk, Hit
 from pipeline.chunk import chunk_document
 from pipeline.eval_data import EvalSet
 from pipeline.eval_metrics import mean_scores, score_query
-from pipeline.models import Chunk
 
 MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
 _WRITE_BATCH = 256

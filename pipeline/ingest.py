@@ -17,9 +17,9 @@ from backend.catalog import Catalog, CatalogCreator, CatalogDocument, catalog_pa
 from backend.retrieval.models import DocumentState
 from backend.retrieval.search import Retriever
 from backend.retrieval.store import Store
+from backend.stages import Chunk, Creator, Document
 from pipeline.chunk import chunk_document
 from pipeline.creators import CREATOR_FILE, CreatorError, discover_creators, load_creator
-from pipeline.models import Chunk, Creator, Document
 from pipeline.progress import Progress
 from pipeline.sources import ParseError, content_files, parse_file
 
@@ -159,9 +159,7 @@ def ingest(
     return report
 
 
-def delete(
-    *, store: Store, data_dir: Path, creator: str | None = None, document_id: str | None = None
-) -> int:
+def delete(*, store: Store, data_dir: Path, creator: str | None = None, document_id: str | None = None) -> int:
     """Remove a creator or a document from the index and the catalog; returns the chunks removed."""
     catalog = Catalog.load(catalog_path(data_dir))
     if creator is not None:
@@ -333,7 +331,4 @@ def _unlisted_document(state: DocumentState) -> CatalogDocument:
 
 
 def _catalog_fingerprint(catalog: Catalog) -> object:
-    return {
-        slug: (entry.creator, tuple(sorted(entry.documents.items())))
-        for slug, entry in catalog.creators.items()
-    }
+    return {slug: (entry.creator, tuple(sorted(entry.documents.items()))) for slug, entry in catalog.creators.items()}

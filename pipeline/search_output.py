@@ -9,8 +9,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.markup import escape
 
-from backend.retrieval.models import Hit
 from backend.retrieval.search import snippet
+from backend.stages import Hit, format_timestamp
 
 
 def hit_json(hit: Hit, snippet_chars: int) -> dict[str, Any]:
@@ -38,13 +38,6 @@ def print_hits(console: Console, hits: list[Hit], *, snippet_chars: int) -> None
             f"  [dim]{hit.score:.4f}  {escape(hit.source)}[/]"
         )
         console.print(f"   {escape(snippet(hit.text, snippet_chars))}\n")
-
-
-def format_timestamp(seconds: float) -> str:
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def read_batch(handle: IO[str]) -> Iterator[tuple[int, tuple[str, str | None] | str]]:

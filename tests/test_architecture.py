@@ -57,6 +57,58 @@ def test_only_the_adapter_imports(module: str) -> None:
     assert offenders == [], f"{module} imported outside its adapter"
 
 
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def first_party_imports(path: Path) -> set[str]:
+    """Every first-party module `path` imports, anywhere in it (also inside functions), relative ones resolved;
+    `from a.b import c` counts as importing a.b and, when c is a module, a.b.c."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = {module_name(path): path for path in python_files()}
+    return {name: {m for m in first_party_imports(path) if m in modules} for name, path in modules.items()}
+
+
+def test_imports_run_one_way_backend_never_reaches_pipeline() -> None:
+    """pipeline may import backend; backend never imports pipeline, not even through another module. The
+    composition root (pipeline/cli.py, pipeline/service_cli.py) joins them by passing functions in."""
+    graph = import_graph()
+    offenders = []
+    for start in sorted(name for name in graph if name.startswith("backend")):
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                if nxt.startswith("pipeline"):
+                    offenders.append(f"{start} -> {nxt}")
+                seen.add(nxt)
+                todo.append(nxt)
+    assert offenders == []
+
+
+def test_the_import_graph_sees_lazy_and_relative_imports() -> None:
+    graph = import_graph()
+    assert "backend.app" in graph["pipeline.service_cli"]  # imported inside the `serve` command
+    assert "backend.stages" in graph["pipeline.chunk"]
+
+
 def test_pipeline_and_service_share_one_embedder_and_store() -> None:
     # The CLI and the app must build the index through the same factory functions.
     cli = (REPO / "pipeline" / "cli.py").read_text()

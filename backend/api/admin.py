@@ -7,6 +7,7 @@ Paths are on the server's filesystem, as they would be for the CLI on that machi
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
+
+# `pipeline.ingest.ingest`: (paths, *, retriever, store, data_dir, size_tokens, overlap_tokens, only_creator,
+# prune, dry_run) -> a report with as_json().
+IngestRunner = Callable[..., Any]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=True)
 
@@ -49,8 +54,10 @@ class IngestRequest(BaseModel):
 @router.post("/ingest", dependencies=[Depends(require_admin)])
 async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
     """Run `lorechat ingest` inside the server; returns the same report as `lorechat ingest --json`."""
-    from pipeline.ingest import ingest as run_ingest
-
+    # Injected by the composition root (`lorechat serve`): the backend never imports the pipeline.
+    run_ingest: IngestRunner | None = request.app.state.ingest
+    if run_ingest is None:
+        raise LorechatError(ErrorCode.not_found, "Ingest over HTTP is not available in this process")
     settings: Settings = request.app.state.settings
     retriever = request.state.retriever
     if _INGEST_LOCK.locked():

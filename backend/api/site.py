@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 
 from backend.api.deps import CatalogDep
 from backend.catalog import CatalogCreator, CatalogDocument
+from backend.stages import format_timestamp
 
 router = APIRouter(tags=["site"], include_in_schema=False)
 
@@ -117,7 +118,7 @@ def _creator_card(entry: CatalogCreator) -> dict[str, Any]:
 def _document_item(doc: CatalogDocument) -> dict[str, Any]:
     meta = []
     if doc.duration_seconds:
-        meta.append(_duration(doc.duration_seconds))
+        meta.append(format_timestamp(doc.duration_seconds))
     if doc.published:
         meta.append(doc.published[:10])
     kind = doc.kind if doc.kind in _KIND_LABELS else "text"
@@ -143,13 +144,6 @@ def _safe_href(url: str) -> str | None:
     """Only absolute http(s) links reach a page: catalog data came from curator files."""
     parts = urlsplit(url.strip())
     return url.strip() if parts.scheme in ("http", "https") and parts.netloc else None
-
-
-def _duration(seconds: float) -> str:
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _count(n: int, noun: str) -> str:

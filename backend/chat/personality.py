@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.models import Creator
+from backend.stages import Creator
 
 # Band edges on the 0..1 dial: below LIGHT the voice is neutral (a light tone above 0), below WARM a warm
 # third-person mix, from WARM up the creator's own first-person voice.

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from backend.chat.personality import clamp_weight, style_instructions
 from backend.chat.tokens import count_tokens, truncate_tokens
-from backend.retrieval.models import Hit
-from pipeline.models import Creator
+from backend.stages import Creator, Hit
 
 # OpenAI's accounting: every message costs a few tokens of framing, and the reply is primed with 3.
 _MESSAGE_OVERHEAD = 4

@@ -27,14 +27,13 @@ from backend.chat.running import RunningTurns, TurnStop
 from backend.chat.tiers.base import Tier
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import STREAM_SECONDS, STREAMS_ACTIVE, TIER_ANSWERS, TIME_TO_FIRST_TOKEN, TIME_TO_SOURCES
-from backend.retrieval.models import Hit
 from backend.retrieval.search import Retriever, snippet
 from backend.settings import Settings
+from backend.stages import Creator, Hit
 from backend.storage import repository
 from backend.storage.cache import HistoryCache
 from backend.storage.leases import Leases
 from backend.storage.repository import Sessions
-from pipeline.models import Creator
 
 log = logging.getLogger(__name__)
 

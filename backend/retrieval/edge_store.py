@@ -12,7 +12,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.models import CreatorCounts, DocumentState, EmbeddedChunk, Hit, QueryVectors, SearchMode
+from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
 from backend.retrieval.store import (
     DENSE_VECTOR,
     DOCUMENT_FIELDS,
@@ -26,6 +26,7 @@ from backend.retrieval.store import (
     hit_from_payload,
     mismatch_error,
 )
+from backend.stages import EmbeddedChunk, Hit
 
 # Layout under the index path: the shard in its own folder, and what built it in a JSON file beside it.
 SHARD_DIR = "shard"

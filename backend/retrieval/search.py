@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
-from backend.retrieval.models import EmbeddedChunk, Hit, QueryVectors, SearchMode, SparseVector
+from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.sparse import bm25_document, bm25_query
 from backend.retrieval.store import Store
 from backend.settings import RetrievalSettings
-from pipeline.models import Chunk
+from backend.stages import Chunk, EmbeddedChunk, Hit, SparseVector
 
 _NO_TERMS = SparseVector(indices=(), values=())
 _WHITESPACE = re.compile(r"\s+")

@@ -16,7 +16,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.models import CreatorCounts, DocumentState, EmbeddedChunk, Hit, QueryVectors, SearchMode
+from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
 from backend.retrieval.store import (
     DENSE_VECTOR,
     DOCUMENT_FIELDS,
@@ -30,6 +30,7 @@ from backend.retrieval.store import (
     hit_from_payload,
     mismatch_error,
 )
+from backend.stages import EmbeddedChunk, Hit
 
 log = logging.getLogger(__name__)
 _UPSERT_BATCH = 256

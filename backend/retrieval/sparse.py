@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import qdrant_edge
 
-from backend.retrieval.models import SparseVector
+from backend.stages import SparseVector
 
 # Changing the language (stemmer, stopwords) changes every term id: that means re-ingesting.
 BM25_LANGUAGE = "english"

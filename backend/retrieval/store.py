@@ -7,15 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.models import (
-    CreatorCounts,
-    DocumentState,
-    EmbeddedChunk,
-    Hit,
-    QueryVectors,
-    SearchMode,
-)
-from pipeline.models import Chunk
+from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
+from backend.stages import Chunk, EmbeddedChunk, Hit
 
 # Payload keys, written by ingestion and read by retrieval. Changing one means re-ingesting.
 DENSE_VECTOR = "dense"

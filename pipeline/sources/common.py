@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.models import Block, Document
+from backend.stages import Block, Document
 
 
 class ParseError(ValueError):

@@ -7,7 +7,7 @@ import warnings
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
 
-from pipeline.models import Block, Document
+from backend.stages import Block, Document
 from pipeline.sources.common import (
     ParseResult,
     SourceContext,

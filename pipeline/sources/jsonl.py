@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.models import Document
+from backend.stages import Document
 from pipeline.sources.common import (
     ParseResult,
     SourceContext,

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.models import Block, Document
+from backend.stages import Block, Document
 from pipeline.sources.common import (
     ParseResult,
     SourceContext,

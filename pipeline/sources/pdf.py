@@ -9,7 +9,7 @@ import warnings
 
 from pypdf import PdfReader
 
-from pipeline.models import Block, Document
+from backend.stages import Block, Document
 from pipeline.sources.common import (
     ParseError,
     ParseResult,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.models import Block, Document
+from backend.stages import Block, Document
 from pipeline.sources.common import (
     ParseResult,
     SourceContext,

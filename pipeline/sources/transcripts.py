@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from pipeline.models import Block, Document
+from backend.stages import Block, Document
 from pipeline.sources.common import (
     ParseResult,
     SourceContext,

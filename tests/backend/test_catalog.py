@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backend.catalog import Catalog, CatalogCreator, CatalogDocument, CatalogFile
-from pipeline.models import Creator
+from backend.stages import Creator
 
 
 def catalog_with(*slugs: str) -> Catalog:

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from backend.api.site import get_widget_path, router
 from backend.catalog import Catalog, CatalogCreator, CatalogDocument
-from pipeline.models import Creator
+from backend.stages import Creator
 
 EVIL = "<script>alert(1)</script>"
 

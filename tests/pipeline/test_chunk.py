@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend.stages import Block, Chunk, Document
 from pipeline.chunk import chunk_document, count_tokens
-from pipeline.models import Block, Chunk, Document
 from pipeline.sources import content_files, parse_file
 
 CONTENT = Path(__file__).resolve().parents[2] / "examples" / "content"

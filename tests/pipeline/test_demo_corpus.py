@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.models import Document
+from backend.stages import Document
 from pipeline.sources import content_files, parse_file
 from tests.conftest import DEMO_CONTENT
 

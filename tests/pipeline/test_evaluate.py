@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from backend.errors import LorechatError
-from backend.retrieval.models import Hit
+from backend.stages import Hit
 from pipeline.cli import main
 from pipeline.eval_data import load_corpus, load_qrels, load_queries
 from pipeline.eval_metrics import mean_scores, mrr_at_k, ndcg_at_k, recall_at_k, score_query

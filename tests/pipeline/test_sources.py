@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from pipeline.models import Document
+from backend.stages import Document
 from pipeline.sources import SUPPORTED_SUFFIXES, ParseError, ParseResult, content_files, parse_file
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from backend.chat.personality import WARM
 from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import AlwaysReady, TextDelta
-from backend.retrieval.models import Hit
 from backend.settings import TierSettings
+from backend.stages import Hit
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Sentence ends: . ! ? (or a blank line) followed by space; keeps abbreviations mostly intact.

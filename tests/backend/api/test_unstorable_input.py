@@ -59,9 +59,7 @@ async def test_i4_nul_in_a_conversation_path_id_is_404_not_500(
         "abc\u0000",
     ],
 )
-async def test_i4_nul_in_a_list_cursor_is_422_not_500(
-    main_app: LiveApp, upstream: ScriptedOpenAI, cursor: str
-) -> None:
+async def test_i4_nul_in_a_list_cursor_is_422_not_500(main_app: LiveApp, upstream: ScriptedOpenAI, cursor: str) -> None:
     async with main_app.client(token=make_token("cursor-prober")) as client:
         reply = await client.get(f"/api/v1/conversations?cursor={quote(cursor)}")
     assert_error(reply, 422, "invalid_input")

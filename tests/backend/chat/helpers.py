@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from backend.chat.prompt import Prompt, build_prompt
-from backend.retrieval.models import Hit
-from pipeline.models import Creator
+from backend.stages import Creator, Hit
 
 ADA = Creator(
     slug="ada",

@@ -9,12 +9,11 @@ import pytest
 
 from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder, get_embedder
-from backend.retrieval.models import EmbeddedChunk
 from backend.retrieval.search import Retriever
 from backend.retrieval.server_store import ServerStore
 from backend.retrieval.store import Store
 from backend.settings import EmbeddingSettings, RetrievalSettings
-from pipeline.models import Chunk
+from backend.stages import Chunk, EmbeddedChunk
 
 
 def make_chunk(

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from backend.retrieval.embedder import Embedder
-from backend.retrieval.models import EmbeddedChunk, Hit
 from backend.retrieval.search import Retriever
 from backend.retrieval.store import Store
 from backend.settings import RetrievalSettings
+from backend.stages import EmbeddedChunk, Hit
 from tests.backend.retrieval.conftest import CORPUS, open_adapter
 
 QUERIES = (

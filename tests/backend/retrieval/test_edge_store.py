@@ -13,7 +13,7 @@ import pytest
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.edge_store import SIDECAR, EdgeStore
 from backend.retrieval.embedder import Embedder
-from backend.retrieval.models import EmbeddedChunk
+from backend.stages import EmbeddedChunk
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backend.retrieval.models import SparseVector
 from backend.retrieval.sparse import bm25_document, bm25_query
+from backend.stages import SparseVector
 
 
 def test_document_and_query_share_stemmed_terms() -> None:

@@ -9,10 +9,11 @@ import pytest
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
-from backend.retrieval.models import EmbeddedChunk, QueryVectors, SearchMode
+from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.search import Retriever
 from backend.retrieval.store import Store
 from backend.settings import RetrievalSettings
+from backend.stages import EmbeddedChunk
 from tests.backend.retrieval.conftest import CORPUS
 
 MODES: tuple[SearchMode, ...] = ("dense", "bm25", "hybrid")

@@ -1,14 +1,9 @@
-"""Service commands of the `lorechat` group: `serve` runs the API, `ask` chats in the terminal."""
+"""Service commands of the `lorechat` group: `serve` runs the API, `ask` chats in the terminal, `doctor` checks
+the local model. They import the web stack inside the commands, so curator commands stay light to start."""
 
 from __future__ import annotations
 
 import click
-
-
-def register(group: click.Group) -> None:
-    group.add_command(serve)
-    group.add_command(ask)
-    group.add_command(doctor)
 
 
 @click.command()
@@ -25,11 +20,13 @@ def serve(host: str | None, port: int | None) -> None:
     from backend.logging import configure_logging
     from backend.server import uvicorn_config
     from backend.settings import get_settings
+    from pipeline.ingest import ingest
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP).
     config = uvicorn_config(
-        create_app(settings),
+        create_app(settings, ingest=ingest),
         settings.server,
         host=host or settings.server.host,
         port=port or settings.server.port,

@@ -1,12 +1,13 @@
-"""The ingestion stage types. Glossary, in the order data flows:
+"""The stage types, in the order data flows: the glossary both sides share (pipeline writes, backend reads).
 
-- Creator   — a person whose content we hold; one folder with a creator.yaml.
-- Block     — a unit a parser keeps whole when it can: a heading, a paragraph, or a transcript cue.
-- Document  — one parsed source (file or JSON line): its blocks plus identity and a content hash.
-- Chunk     — a token-bounded run of blocks from one document, the unit we embed and retrieve.
+- Creator        — a person whose content we hold; one folder with a creator.yaml.
+- Block          — a unit a parser keeps whole when it can: a heading, a paragraph, or a transcript cue.
+- Document       — one parsed source (file or JSON line): its blocks plus identity and a content hash.
+- Chunk          — a token-bounded run of blocks from one document, the unit we embed and retrieve.
+- EmbeddedChunk  — a Chunk with its dense and sparse (BM25) vectors, as the index stores it.
+- Hit            — a retrieved chunk with its score, as search returns it.
 
-EmbeddedChunk (a Chunk with its vectors) and Hit (a retrieved chunk with a score) live with the
-index contract in backend/retrieval/models.py.
+The pipeline imports these from here; the backend never imports the pipeline (tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -95,3 +96,42 @@ class Chunk:
     def chunk_id(self) -> str:
         """Deterministic point id: the same document position always lands on the same point."""
         return str(uuid.uuid5(POINT_NAMESPACE, f"{self.document_id}#{self.position}"))
+
+
+@dataclass(frozen=True, slots=True)
+class SparseVector:
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedChunk:
+    chunk: Chunk
+    dense: tuple[float, ...]
+    sparse: SparseVector
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A retrieved chunk. `score` is the fused (RRF) score in hybrid mode, the raw score otherwise."""
+
+    chunk_id: str
+    creator: str
+    document_id: str
+    source: str
+    title: str
+    url: str | None
+    text: str
+    score: float
+    position: int = 0
+    heading: str = ""
+    start_seconds: float | None = None
+    end_seconds: float | None = None
+
+
+def format_timestamp(seconds: float) -> str:
+    """A transcript position as visitors read it: m:ss, or h:mm:ss from an hour on."""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
