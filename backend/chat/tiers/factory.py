@@ -6,13 +6,13 @@ from backend.chat.tiers.base import Tier
 from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.llama_cpp_tier import LlamaCppTier
 from backend.chat.tiers.openai_tier import OpenAITier
-from backend.settings import LLMSettings, TierSettings
+from backend.settings import LlamaCppTierSettings, LLMSettings, OpenAITierSettings, TierSettings
 
 
 def build_tier(settings: TierSettings) -> Tier:
-    if settings.kind == "openai":
+    if isinstance(settings, OpenAITierSettings):
         return OpenAITier(settings)
-    if settings.kind == "llama_cpp":
+    if isinstance(settings, LlamaCppTierSettings):
         return LlamaCppTier(settings)
     return ExtractiveTier(settings)
 

@@ -24,7 +24,7 @@ from backend.chat.tiers.base import TextDelta, TierError
 from backend.chat.tiers.model_process import ModelProcess, ModelState
 from backend.chat.tiers.openai_tier import OpenAITier
 from backend.chat.tokens import count_tokens
-from backend.settings import TierSettings
+from backend.settings import LlamaCppTierSettings, OpenAITierSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def default_model_path() -> Path:
 class LlamaCppTier:
     kind = "llama_cpp"
 
-    def __init__(self, settings: TierSettings) -> None:
+    def __init__(self, settings: LlamaCppTierSettings) -> None:
         self.name = settings.name
         self.settings = settings
         self.model_path = Path(settings.model_path) if settings.model_path else default_model_path()
@@ -138,9 +138,8 @@ class LlamaCppTier:
 
     def _openai(self) -> OpenAITier:
         if self._client is None or self._client_url != self.process.base_url:
-            settings = self.settings.model_copy(
-                update={"kind": "openai", "base_url": self.process.base_url, "model": self.name}
-            )
+            common = self.settings.model_dump(exclude={"kind", "model_path", "n_threads", "first_token_target_seconds"})
+            settings = OpenAITierSettings(**common, base_url=self.process.base_url, model=self.name)
             if self._client is not None:
                 self._old_clients.append(self._client)
             self._client, self._client_url = OpenAITier(settings), self.process.base_url

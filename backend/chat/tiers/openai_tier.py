@@ -9,13 +9,13 @@ import openai
 
 from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, TokenUsage, parse_retry_after
-from backend.settings import TierSettings
+from backend.settings import OpenAITierSettings
 
 
 class OpenAITier(AlwaysReady):
     kind = "openai"
 
-    def __init__(self, settings: TierSettings) -> None:
+    def __init__(self, settings: OpenAITierSettings) -> None:
         if not settings.base_url or not settings.model:
             raise ValueError(f"tier {settings.name!r}: kind openai needs base_url and model")
         self.name = settings.name

@@ -28,9 +28,11 @@ from backend.settings import (
     CircuitSettings,
     DatabaseSettings,
     EmbeddingSettings,
+    ExtractiveTierSettings,
     IndexSettings,
     LimitSettings,
     LLMSettings,
+    OpenAITierSettings,
     RedisSettings,
     RetrievalSettings,
     ServerSettings,
@@ -69,9 +71,8 @@ class Backend:
 
 
 def upstream_tier(fake: ScriptedOpenAI, *, name: str = UPSTREAM, first: float = 1.0, idle: float = 2.0) -> TierSettings:
-    return TierSettings(
+    return OpenAITierSettings(
         name=name,
-        kind="openai",
         base_url=fake.base_url,
         model="scripted",
         max_tokens=24,  # the fake's default echo stays short
@@ -81,7 +82,9 @@ def upstream_tier(fake: ScriptedOpenAI, *, name: str = UPSTREAM, first: float = 
 
 
 def extractive_tier() -> TierSettings:
-    return TierSettings(name=EXTRACTIVE, kind="extractive")
+    return ExtractiveTierSettings(
+        name=EXTRACTIVE,
+    )
 
 
 NO_LIMITS = LimitSettings(user_per_hour=0, ip_per_hour=0, creator_per_hour=0, concurrent_streams_per_ip=64)

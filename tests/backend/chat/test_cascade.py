@@ -16,7 +16,7 @@ from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.openai_tier import OpenAITier
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import REGISTRY
-from backend.settings import CircuitSettings, TierSettings
+from backend.settings import CircuitSettings, ExtractiveTierSettings, OpenAITierSettings
 from tests.backend.chat.helpers import ADA, hit
 from tests.fakes import Script, ScriptedOpenAI
 
@@ -39,9 +39,8 @@ def secondary() -> Iterator[ScriptedOpenAI]:
 def openai_tier(fake: ScriptedOpenAI, name: str, *, first: float = 1.0, idle: float = 1.0) -> OpenAITier:
     # Unique names: the metrics registry is process-wide.
     return OpenAITier(
-        TierSettings(
+        OpenAITierSettings(
             name=f"{name}-{uuid.uuid4().hex[:8]}",
-            kind="openai",
             base_url=fake.base_url,
             model="scripted",
             first_token_timeout_seconds=first,
@@ -51,7 +50,11 @@ def openai_tier(fake: ScriptedOpenAI, name: str, *, first: float = 1.0, idle: fl
 
 
 def extractive() -> Tier:
-    return ExtractiveTier(TierSettings(name=f"extractive-{uuid.uuid4().hex[:8]}", kind="extractive"))
+    return ExtractiveTier(
+        ExtractiveTierSettings(
+            name=f"extractive-{uuid.uuid4().hex[:8]}",
+        )
+    )
 
 
 def build(tier: Tier) -> Prompt:
@@ -223,7 +226,7 @@ async def test_all_circuits_open_reports_when_to_retry(primary, tiers_to_close) 
 async def test_connect_error_falls_back(tiers_to_close) -> None:
     with ScriptedOpenAI() as gone:
         url = gone.base_url
-    dead = OpenAITier(TierSettings(name=f"dead-{uuid.uuid4().hex[:8]}", kind="openai", base_url=url, model="m"))
+    dead = OpenAITier(OpenAITierSettings(name=f"dead-{uuid.uuid4().hex[:8]}", base_url=url, model="m"))
     stream = await cascade_of([dead, extractive()], tiers_to_close).start(build)
     assert stream.fallbacks == [(dead.name, "connect")]
     assert "[1]" in await drain(stream)

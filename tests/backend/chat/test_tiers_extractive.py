@@ -6,7 +6,7 @@ import re
 
 from backend.chat.prompt import build_prompt
 from backend.chat.tiers.extractive import ExtractiveTier, compose_answer
-from backend.settings import TierSettings
+from backend.settings import ExtractiveTierSettings
 from tests.backend.chat.helpers import ADA, hit
 
 SOURCES = [
@@ -29,7 +29,11 @@ def prompt_for(question: str, *, sources=SOURCES, creator=ADA, weight: float = 0
 
 
 async def collect(prompt) -> tuple[list[str], str | None]:
-    tier = ExtractiveTier(TierSettings(name="extractive", kind="extractive"))
+    tier = ExtractiveTier(
+        ExtractiveTierSettings(
+            name="extractive",
+        )
+    )
     texts, finish = [], None
     async for delta in tier.stream(prompt):
         texts.append(delta.text)

@@ -16,7 +16,7 @@ from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.llama_cpp_tier import LlamaCppTier, default_model_path
 from backend.chat.tiers.model_process import ModelState
 from backend.errors import LorechatError
-from backend.settings import CircuitSettings, TierSettings
+from backend.settings import CircuitSettings, ExtractiveTierSettings, LlamaCppTierSettings, TierSettings
 from tests.backend.chat.helpers import engine_prompt
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def local_settings(**changes: object) -> TierSettings:
     # A generous first-token target: these tests are about the process, not about this machine's speed.
     options: dict[str, object] = {"max_tokens": 8, "first_token_timeout_seconds": 30, "first_token_target_seconds": 60}
     options.update(changes)
-    return TierSettings(name="local", kind="llama_cpp", **options)  # type: ignore[arg-type]
+    return LlamaCppTierSettings(name="local", **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -45,7 +45,11 @@ def prompt(max_tokens: int = 8) -> Prompt:
 
 
 def extractive() -> ExtractiveTier:
-    return ExtractiveTier(TierSettings(name="extractive", kind="extractive"))
+    return ExtractiveTier(
+        ExtractiveTierSettings(
+            name="extractive",
+        )
+    )
 
 
 def test_default_model_is_the_bundled_smollm2() -> None:

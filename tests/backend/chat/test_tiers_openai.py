@@ -16,7 +16,7 @@ from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.llama_cpp_tier import default_model_path
 from backend.chat.tiers.openai_tier import OpenAITier
-from backend.settings import CircuitSettings, TierSettings
+from backend.settings import CircuitSettings, OpenAITierSettings
 from tests.backend.chat.helpers import engine_prompt
 from tests.fakes import Script, ScriptedOpenAI
 
@@ -29,7 +29,7 @@ def fake() -> Iterator[ScriptedOpenAI]:
 
 @pytest.fixture
 async def tier(fake: ScriptedOpenAI) -> AsyncIterator[OpenAITier]:
-    made = OpenAITier(TierSettings(name="remote", kind="openai", base_url=fake.base_url, model="scripted"))
+    made = OpenAITier(OpenAITierSettings(name="remote", base_url=fake.base_url, model="scripted"))
     yield made
     await made.aclose()
 
@@ -137,7 +137,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.slow
 async def test_against_llama_cpp_server(llama_server: str) -> None:
-    settings = TierSettings(name="llama-server", kind="openai", base_url=llama_server, model="smollm2", max_tokens=16)
+    settings = OpenAITierSettings(name="llama-server", base_url=llama_server, model="smollm2", max_tokens=16)
     tier = OpenAITier(settings)
     try:
         deltas = await collect(tier, prompt(max_tokens=16))
