@@ -41,6 +41,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._discarding: int | None = None  # bytes read and dropped after a 431
+        self._heads_done = 0  # request heads parsed on this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -66,17 +67,19 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             return
         # Feed only what fits: if the head ends inside it, the rest is body (or the next request).
         self._head_bytes = self.max_head_bytes
+        heads_before = self._heads_done
         if room > 0:
             super().data_received(data[:room])
         if self.transport.is_closing() or self.parser is None:
             return
-        if self._in_head:
+        if self._heads_done == heads_before:
             self._refuse_head()
             return
         self.data_received(data[room:])
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_done += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

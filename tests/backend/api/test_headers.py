@@ -17,7 +17,7 @@ from backend.settings import ServerSettings
 from tests.backend.api.harness import Backend, LiveApp, extractive_tier, live_app
 from tests.backend.api.streams import post_chat
 
-HEAD_TIMEOUT = 1.0
+HEAD_TIMEOUT = 2.0  # short for the tests, long enough that a busy machine still serves the good requests
 LIMIT = 65_536
 
 
@@ -99,7 +99,8 @@ async def test_l5_a_head_within_the_limit_is_served(app: LiveApp) -> None:
     assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
     # Keep-alive: the second request's head is counted from zero, not on top of the first one's.
     head = _get(40_000).replace(b"Connection: close\r\n", b"")
-    reply, _ = await _request(app, head + _get(40_000))
+    # One write: the server reads both heads in one chunk, past the limit, with the first one ending inside it.
+    reply, _ = await _request(app, head + _get(40_000), chunk=200_000)
     assert reply.count(b"HTTP/1.1 200 ") == 2, reply[:300]
 
 
@@ -135,7 +136,7 @@ async def test_l5_healthz_and_chat_stay_fast_with_100_half_sent_requests(app: Li
         async with app.client() as client:
             started = time.monotonic()
             assert (await client.get("/healthz")).status_code == 200
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 1
             reply = await post_chat(client, {"query": "What does salt do to the crumb?"})
             assert reply.stream.terminal.name == "done"
             assert time.monotonic() - started < 5
