@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -18,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.cleaning import clean_json, clean_text
+from backend.storage.cursors import decode_cursor, encode_cursor
 from backend.storage.models import (
     TERMINAL_STATUSES,
     TITLE_CHARS,
@@ -257,30 +255,12 @@ async def get_conversation(
         )  # fmt: skip
 
 
-def _encode_cursor(updated_at: datetime, conversation_id: str) -> str:
-    raw = json.dumps([updated_at.isoformat(), conversation_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, conversation_id = json.loads(raw)
-        updated_at = datetime.fromisoformat(stamp)
-        if updated_at.tzinfo is None or not _valid_id(conversation_id):
-            raise ValueError("bad cursor")
-        # Converted here, not at bind time: a time past year 9999 in UTC must be a 422, not a 500 (I4).
-        return updated_at.astimezone(UTC), conversation_id
-    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
-        raise LorechatError(ErrorCode.invalid_input, "Invalid cursor", extra={"field": "cursor"}) from exc
-
-
 async def list_conversations(sessions: Sessions, *, owner_id: str, limit: int, cursor: str | None) -> Page:
     """The owner's live conversations, most recently active first (keyset pagination on updated_at, id)."""
     limit = max(1, min(limit, MAX_PAGE))
     query = select(Conversation).where(Conversation.owner_id == owner_id, Conversation.deleted_at.is_(None))
     if cursor:
-        after_time, after_id = _decode_cursor(cursor)
+        after_time, after_id = decode_cursor(cursor)
         query = query.where(
             or_(
                 Conversation.updated_at < after_time,
@@ -291,7 +271,7 @@ async def list_conversations(sessions: Sessions, *, owner_id: str, limit: int, c
     async with db_errors(), sessions() as session:
         rows = list(await session.scalars(query))
     items = [ConversationSummary(c.id, c.title, c.creator, c.created_at, c.updated_at) for c in rows[:limit]]
-    next_cursor = _encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
+    next_cursor = encode_cursor(items[-1].updated_at, items[-1].id) if len(rows) > limit else None
     return Page(items, next_cursor)
 
 
