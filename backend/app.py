@@ -22,17 +22,20 @@ from backend.catalog import Catalog, CatalogFile, catalog_path
 from backend.chat.cascade import Cascade
 from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
+from backend.chat.stop_bus import StopBus
 from backend.chat.tiers.factory import build_tiers
-from backend.limits import RateLimiter, StreamSlots
+from backend.limits import RateLimiter
+from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import get_embedder
 from backend.retrieval.open_store import open_store
 from backend.retrieval.search import Retriever
 from backend.settings import Settings, get_settings
 from backend.storage import repository
-from backend.storage.cache import HistoryCache, build_history_cache
+from backend.storage.cache import HistoryCache, build_history_cache, redis_client
 from backend.storage.db import create_engine, migrate, session_factory
 from backend.storage.leases import Leases
 from backend.storage.repository import Sessions
+from backend.stream_slots import SharedStreamSlots, StreamSlots
 
 log = logging.getLogger("lorechat")
 
@@ -46,6 +49,7 @@ class State(TypedDict):
     slots: StreamSlots
     cascade: Cascade
     running: RunningTurns
+    stop_bus: StopBus
     chat: ChatService
     catalog: Catalog
     catalog_file: CatalogFile
@@ -63,10 +67,28 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         store = open_store(settings)
         engine = create_engine(settings)
-        cache = build_history_cache(settings)
-        limiter = RateLimiter(settings)
         cascade = Cascade(build_tiers(settings.llm), settings.llm.circuit)
         running = RunningTurns()
+        # One Redis client and one view of its health for every Redis user: the history cache, rate limits and,
+        # shared by replicas (scale-out), stream slots and stops. Without Redis all of them stay in process.
+        shared = (
+            redis_client(settings.redis.url, timeout_seconds=settings.redis.timeout_seconds)
+            if settings.redis.url
+            else None
+        )
+        health = RedisHealth()
+        cache = build_history_cache(settings, client=shared, health=health)
+        limiter = RateLimiter(settings, client=shared, health=health)
+        max_streams = settings.limits.concurrent_streams_per_ip
+        slots = (
+            SharedStreamSlots(shared, max_streams, timeout_seconds=settings.redis.timeout_seconds, health=health)
+            if shared is not None
+            else StreamSlots(max_streams)
+        )
+        stop_bus = StopBus(
+            running, client=shared, url=settings.redis.url, timeout_seconds=settings.redis.timeout_seconds
+        )
+        background: list[asyncio.Task[None]] = []
         lease_keeper: asyncio.Task[None] | None = None
         try:
             embedder = await anyio.to_thread.run_sync(
@@ -84,6 +106,8 @@ def create_app(
                 sessions, seconds=settings.server.stream_lease_seconds, reaper_seconds=settings.server.reaper_seconds
             )
             lease_keeper = asyncio.get_running_loop().create_task(leases.run(), name="lorechat-leases")
+            for name, work in (("lorechat-slots", slots.run()), ("lorechat-stops", stop_bus.run())):
+                background.append(asyncio.get_running_loop().create_task(work, name=name))
             # Local models start in their own processes now, not on the first visitor's question; the API
             # serves meanwhile (a starting model is skipped). `lorechat ask` waits for them, bounded.
             await cascade.warm(wait_seconds=wait_for_models_seconds)
@@ -104,9 +128,10 @@ def create_app(
                 sessions=sessions,
                 cache=cache,
                 limiter=limiter,
-                slots=StreamSlots(settings.limits.concurrent_streams_per_ip),
+                slots=slots,
                 cascade=cascade,
                 running=running,
+                stop_bus=stop_bus,
                 chat=chat_service,
                 catalog=catalog,
                 catalog_file=catalog_file,
@@ -114,14 +139,16 @@ def create_app(
             )
         finally:
             with anyio.CancelScope(shield=True):
-                if lease_keeper is not None:
-                    lease_keeper.cancel()
+                for task in [*background, *([lease_keeper] if lease_keeper is not None else [])]:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await lease_keeper
+                        await task
                 running.stop_all(reason="shutdown")
                 await cascade.aclose()
                 await cache.close()
                 await limiter.close()
+                if shared is not None:
+                    await shared.aclose()
                 await engine.dispose()
                 store.close()
 

@@ -1,4 +1,5 @@
-"""Rate limits (moving window, Redis or memory), the client address behind proxies, and stream slots."""
+"""Rate limits (moving window, Redis or memory) and the client address behind proxies (stream slots:
+backend/stream_slots.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import DEPENDENCY_FALLBACKS, LIMITER_REJECTIONS
+from backend.redis_health import RedisHealth
 from backend.settings import Settings
 from backend.storage.cache import redis_client
 
@@ -62,6 +63,8 @@ class RateLimiter:
         window_seconds: int = 3600,  # shorter only in tests (R2)
         key_prefix: str = "lorechat-limits",
         failure_cooldown_seconds: float = 5.0,
+        health: RedisHealth | None = None,  # shared with the other Redis users of the process
+        client: aioredis.Redis | None = None,  # the process's shared client (else one of its own)
     ) -> None:
         limits = settings.limits
         self._user = _item(limits.user_per_hour, window_seconds)
@@ -69,15 +72,14 @@ class RateLimiter:
         self._creator = _item(limits.creator_per_hour, window_seconds)
         self._policy = limits.on_storage_error
         self._timeout = settings.redis.timeout_seconds
-        self._cooldown = failure_cooldown_seconds
-        self._skip_redis_until = 0.0
+        self._health = health or RedisHealth(failure_cooldown_seconds)
         self._last_warning = -_LOG_EVERY_SECONDS
         # Serves when Redis is absent (single worker) or failing open.
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._client: aioredis.Redis | None = None
         self._redis: MovingWindowRateLimiter | None = None
         if settings.redis.url:
-            self._client = redis_client(settings.redis.url, timeout_seconds=self._timeout)
+            self._client = client or redis_client(settings.redis.url, timeout_seconds=self._timeout)
             storage = RedisStorage(
                 _async_uri(settings.redis.url),
                 implementation="redispy",
@@ -119,8 +121,7 @@ class RateLimiter:
 
     async def _consume(self, item: RateLimitItem, ids: tuple[str, str]) -> tuple[bool, int]:
         if self._redis is not None:
-            now = time.monotonic()
-            if now >= self._skip_redis_until:
+            if self._health.available():
                 try:
                     async with asyncio.timeout(self._timeout):
                         if await self._redis.hit(item, *ids):
@@ -130,7 +131,7 @@ class RateLimiter:
                 except _STORAGE_ERRORS as exc:
                     self._redis_failed(exc)
             if self._policy == "fail_closed":
-                wait = max(1, math.ceil(self._skip_redis_until - time.monotonic()))
+                wait = max(1, math.ceil(self._health.retry_in()))
                 raise LorechatError(ErrorCode.limiter_unavailable, "Rate limiting is unavailable", retry_after=wait)
             DEPENDENCY_FALLBACKS.labels(dependency="redis_limiter").inc()
         if await self._memory.hit(item, *ids):
@@ -138,15 +139,15 @@ class RateLimiter:
         return False, _retry_after(await self._memory.get_window_stats(item, *ids))
 
     def _redis_failed(self, exc: BaseException) -> None:
+        self._health.failed()
         now = time.monotonic()
-        self._skip_redis_until = now + self._cooldown
         if now - self._last_warning >= _LOG_EVERY_SECONDS:
             self._last_warning = now
             log.warning(
                 "redis rate limiter failed (%s); %s for %.0f s",
                 type(exc).__name__,
                 "serving from memory" if self._policy == "fail_open" else "refusing requests",
-                self._cooldown,
+                self._health.cooldown_seconds,
             )
 
     async def healthy(self) -> bool:
@@ -235,36 +236,3 @@ def client_ip(peer: str | None, headers: Mapping[str, str], trusted_proxies: Seq
         return str(nearest)
     real = _parse_ip(_header(headers, "x-real-ip"))
     return str(real or peer_ip)
-
-
-class StreamSlots:
-    """Concurrent streams per client IP, in this process (L4)."""
-
-    def __init__(self, max_per_ip: int) -> None:
-        self._max = max_per_ip
-        self._open: dict[str, int] = {}
-
-    def acquire(self, ip: str) -> None:
-        count = self._open.get(ip, 0)
-        if count >= self._max:
-            LIMITER_REJECTIONS.labels(scope="streams").inc()
-            raise LorechatError(ErrorCode.too_many_streams, "Too many open streams", retry_after=1)
-        self._open[ip] = count + 1
-
-    def release(self, ip: str) -> None:
-        count = self._open.get(ip, 0) - 1
-        if count > 0:
-            self._open[ip] = count
-        else:
-            self._open.pop(ip, None)
-
-    @contextmanager
-    def hold(self, ip: str) -> Iterator[None]:
-        self.acquire(ip)
-        try:
-            yield
-        finally:
-            self.release(ip)
-
-    def active(self, ip: str | None = None) -> int:
-        return self._open.get(ip, 0) if ip is not None else sum(self._open.values())

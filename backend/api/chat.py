@@ -86,7 +86,7 @@ async def chat(
         if creator is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
     await limiter.check(user_id=principal.user_id if principal else None, client_ip=ip, creator=body.creator)
-    slots.acquire(ip)
+    slot = await slots.acquire(ip)
     try:
         turn = await chat.prepare(
             TurnRequest(
@@ -99,11 +99,11 @@ async def chat(
             )
         )
     except BaseException:
-        slots.release(ip)
+        await slots.release(slot)
         raise
 
     async def on_close() -> None:
-        slots.release(ip)
+        await slots.release(slot)
         await chat.abandon(turn)
 
     return ChatStreamResponse(

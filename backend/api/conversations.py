@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from backend.api.deps import PrincipalDep, RunningDep, SessionsDep
+from backend.api.deps import PrincipalDep, SessionsDep, StopBusDep
 from backend.errors import ErrorCode, LorechatError
 from backend.storage import repository
 
@@ -89,11 +89,12 @@ async def delete_conversation(conversation_id: str, sessions: SessionsDep, princ
 
 
 @router.post("/{conversation_id}/stop", response_model=StopOut)
-async def stop(conversation_id: str, sessions: SessionsDep, principal: PrincipalDep, running: RunningDep) -> StopOut:
-    """Cancel the answer being generated; the stream ends with `done` (finish_reason "stopped")."""
+async def stop(conversation_id: str, sessions: SessionsDep, principal: PrincipalDep, stops: StopBusDep) -> StopOut:
+    """Cancel the answer being generated, on whichever replica streams it; the stream ends with `done`
+    (finish_reason "stopped")."""
     visible = await repository.get_conversation(
         sessions, conversation_id=conversation_id, owner_id=principal.user_id if principal else None
     )
     if visible is None:
         raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
-    return StopOut(stopped=running.stop(conversation_id))
+    return StopOut(stopped=await stops.stop(conversation_id))

@@ -10,9 +10,11 @@ from backend.auth import Principal, decode_bearer
 from backend.catalog import Catalog
 from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
-from backend.limits import RateLimiter, StreamSlots, client_ip
+from backend.chat.stop_bus import StopBus
+from backend.limits import RateLimiter, client_ip
 from backend.settings import Settings
 from backend.storage.repository import Sessions
+from backend.stream_slots import StreamSlots
 
 # request.state carries the lifespan's State (a copy per request of the same objects).
 
@@ -41,6 +43,10 @@ def _running(request: Request) -> RunningTurns:
     return request.state.running
 
 
+def _stop_bus(request: Request) -> StopBus:
+    return request.state.stop_bus
+
+
 def _catalog(request: Request) -> Catalog:
     """The lifespan's catalog, re-read when another process ingested; app.state's (site-only tests) or empty."""
     catalog_file = getattr(request.state, "catalog_file", None)
@@ -66,6 +72,7 @@ SessionsDep = Annotated[Sessions, Depends(_sessions)]
 LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
 SlotsDep = Annotated[StreamSlots, Depends(_slots)]
 RunningDep = Annotated[RunningTurns, Depends(_running)]
+StopBusDep = Annotated[StopBus, Depends(_stop_bus)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 PrincipalDep = Annotated[Principal | None, Depends(_principal)]
 ClientIpDep = Annotated[str, Depends(_client_ip)]

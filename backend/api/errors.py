@@ -15,8 +15,12 @@ from backend.errors import ErrorCode, LorechatError
 log = logging.getLogger("lorechat.api")
 
 _RATE_LIMIT_CODES = {ErrorCode.rate_limited, ErrorCode.creator_rate_limited, ErrorCode.too_many_streams}
-_HTTP_CODES = {401: ErrorCode.unauthorized, 404: ErrorCode.not_found, 409: ErrorCode.conflict,
-               413: ErrorCode.payload_too_large}
+_HTTP_CODES = {
+    401: ErrorCode.unauthorized,
+    404: ErrorCode.not_found,
+    409: ErrorCode.conflict,
+    413: ErrorCode.payload_too_large,
+}
 
 
 def request_id(request: Request) -> str | None:

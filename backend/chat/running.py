@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 
@@ -43,15 +43,26 @@ class RunningTurns:
     def __init__(self) -> None:
         self._stops: dict[str, TurnStop] = {}
         self._reasons: dict[str, str] = {}
+        # Told when a turn starts or ends here, so other replicas can find it (stop_bus.StopBus).
+        self.on_register: Callable[[str], None] | None = None
+        self.on_unregister: Callable[[str], None] | None = None
 
     def register(self, conversation_id: str, stop: TurnStop) -> None:
         self._stops[conversation_id] = stop
         self._reasons.pop(conversation_id, None)
+        if self.on_register is not None:
+            self.on_register(conversation_id)
 
     def unregister(self, conversation_id: str, stop: TurnStop) -> None:
         if self._stops.get(conversation_id) is stop:
             del self._stops[conversation_id]
             self._reasons.pop(conversation_id, None)
+            if self.on_unregister is not None:
+                self.on_unregister(conversation_id)
+
+    def conversations(self) -> list[str]:
+        """The conversations whose turn this process streams now."""
+        return list(self._stops)
 
     def stop(self, conversation_id: str, *, reason: str = "stopped") -> bool:
         """Stop the turn's generation; False when nothing is generating in that conversation."""

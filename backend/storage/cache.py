@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from backend.metrics import DEPENDENCY_FALLBACKS
+from backend.redis_health import RedisHealth
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,13 @@ class RedisHistoryCache:
         timeout_seconds: float,
         key_prefix: str = "lorechat:history:",
         failure_cooldown_seconds: float = 5.0,
+        health: RedisHealth | None = None,  # shared with the other Redis users of the process
     ) -> None:
         self._client = client
         self._ttl = ttl_seconds
         self._timeout = timeout_seconds
         self._prefix = key_prefix
-        self._cooldown = failure_cooldown_seconds
-        self._skip_until = 0.0  # monotonic
+        self._health = health or RedisHealth(failure_cooldown_seconds)
         self._missed_write_at = 0.0  # wall clock, comparable with the `at` stored in entries
         self._last_warning = -_LOG_EVERY_SECONDS
 
@@ -99,12 +100,12 @@ class RedisHistoryCache:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
         ok, value = False, None
-        if time.monotonic() >= self._skip_until:
+        if self._health.available():
             try:
                 async with asyncio.timeout(self._timeout):
                     ok, value = True, await call()
             except (RedisError, OSError, TimeoutError) as exc:
-                self._skip_until = time.monotonic() + self._cooldown
+                self._health.failed()
                 now = time.monotonic()
                 if now - self._last_warning >= _LOG_EVERY_SECONDS:
                     self._last_warning = now
@@ -151,10 +152,13 @@ def redis_client(url: str, *, timeout_seconds: float) -> aioredis.Redis:
     )
 
 
-def build_history_cache(settings: Settings, **redis_options: Any) -> HistoryCache:
-    """Redis when settings.redis.url is set, else an in-process LRU."""
+def build_history_cache(
+    settings: Settings, *, client: aioredis.Redis | None = None, **redis_options: Any
+) -> HistoryCache:
+    """Redis when settings.redis.url is set (on `client`, the process's shared one, when given), else an
+    in-process LRU."""
     ttl = settings.cache.history_ttl_seconds
     if not settings.redis.url:
         return MemoryHistoryCache(ttl_seconds=ttl)
-    client = redis_client(settings.redis.url, timeout_seconds=settings.redis.timeout_seconds)
+    client = client or redis_client(settings.redis.url, timeout_seconds=settings.redis.timeout_seconds)
     return RedisHistoryCache(client, ttl_seconds=ttl, timeout_seconds=settings.redis.timeout_seconds, **redis_options)

@@ -1,4 +1,4 @@
-"""Rate limits against real Redis and memory (R1-R4, F1/F2), client addresses (S1) and stream slots (L4)."""
+"""Rate limits against real Redis and memory (R1-R4, F1/F2), client addresses (S1)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from backend.errors import ErrorCode, LorechatError
-from backend.limits import RateLimiter, StreamSlots, client_ip
+from backend.limits import RateLimiter, client_ip
 from backend.settings import Settings
 from backend.storage.cache import redis_client
 from tests.backend.storage.services import DEAD_REDIS_URL, REDIS_URL, fallbacks, rejections, silent_server
@@ -215,20 +215,3 @@ def test_client_ip_honours_forwarding_only_from_trusted_proxies() -> None:
     # A second X-Forwarded-For line (appended by the proxy) is not hidden behind the client's own.
     repeated = Headers(raw=[(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"198.51.100.2")])
     assert client_ip("10.0.0.2", repeated, trusted) == "198.51.100.2"
-
-
-def test_stream_slots_cap_each_ip() -> None:
-    """L4: over the cap → too_many_streams with Retry-After 1; releasing frees the slot."""
-    slots = StreamSlots(max_per_ip=2)
-    slots.acquire("a")
-    with slots.hold("a"):
-        with pytest.raises(LorechatError) as caught:
-            slots.acquire("a")
-        assert caught.value.code is ErrorCode.too_many_streams and caught.value.retry_after == 1
-        slots.acquire("b")
-    assert slots.active("a") == 1 and slots.active() == 2
-    slots.acquire("a")
-    slots.release("a")
-    slots.release("a")
-    slots.release("b")
-    assert slots.active() == 0

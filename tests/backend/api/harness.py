@@ -42,6 +42,7 @@ from backend.settings import (
 from backend.storage.cache import redis_client
 from backend.storage.db import create_engine, session_factory
 from backend.storage.repository import Sessions
+from pipeline.ingest import ingest
 from tests.fakes import ScriptedOpenAI
 from tests.live_server import LiveServer
 
@@ -155,7 +156,8 @@ def live_app(
     data_dir = workdir / "data"
     shutil.copytree(template, data_dir)
     settings = make_settings(data_dir=data_dir, backend=backend, tiers=tiers, **options)
-    server = LiveServer(create_app(settings))
+    # Composed like `lorechat serve`: the pipeline's ingest behind the admin route.
+    server = LiveServer(create_app(settings, ingest=ingest))
     server.start()
     try:
         yield LiveApp(base_url=f"http://127.0.0.1:{server.port}", settings=settings, server=server)
