@@ -17,11 +17,15 @@ from pydantic_settings import (
 
 
 class EmbeddingSettings(BaseModel):
-    # Which runtime computes the vectors. The stored vectors record it, and a mismatch is refused.
-    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # Which runtime computes the vectors. The stored vectors record it, and a mismatch is refused (torch and
+    # onnx are both fp32 and give the same vectors, so either opens an index the other built).
+    backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
     batch_size: int = Field(32, ge=1, le=1024)
     # Directory of a sentence-transformers model; empty means the bundled all-MiniLM-L6-v2.
     model_path: str = ""
+    # Where ONNX exports are kept, shared by every data dir; empty: $LORECHAT_MODEL_CACHE, else
+    # ~/.cache/lorechat/models. scripts/setup exports the default model there once.
+    cache_dir: str = ""
 
 
 class ChunkingSettings(BaseModel):

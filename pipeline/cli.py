@@ -60,7 +60,7 @@ def open_index(settings: Settings) -> Iterator[Any]:
 
     store = open_store(settings)
     try:
-        embedder = get_embedder(settings.embedding, data_dir=settings.data_dir)
+        embedder = get_embedder(settings.embedding)
         yield Retriever(embedder=embedder, store=store, settings=settings.retrieval)
     finally:
         store.close()

@@ -74,7 +74,7 @@ def eval_command(
     eval_set = load_eval_set(corpus=corpus, content=content, queries=queries, qrels=qrels)
     err = Console(stderr=True, highlight=False)
     err.print(f"Indexing {len(eval_set.documents)} documents into a temporary store ({embedding.backend})…")
-    embedder = get_embedder(embedding, data_dir=settings.data_dir)
+    embedder = get_embedder(embedding)
     with tempfile.TemporaryDirectory(prefix="lorechat-eval-") as work:
         report = evaluate(
             eval_set,

@@ -20,9 +20,10 @@ REDIS_URL = os.environ.get("LORECHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="session")
-def shared_embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    """The real bundled model, loaded once for the whole run."""
-    return get_embedder(EmbeddingSettings(), data_dir=tmp_path_factory.mktemp("models"))
+def shared_embedder() -> Embedder:
+    """The real bundled model with the default backend (ONNX fp32, from the machine's model cache, which
+    scripts/setup fills), loaded once for the whole run."""
+    return get_embedder(EmbeddingSettings())
 
 
 @pytest.fixture

