@@ -91,9 +91,7 @@ def create_app(
         background: list[asyncio.Task[None]] = []
         lease_keeper: asyncio.Task[None] | None = None
         try:
-            embedder = await anyio.to_thread.run_sync(
-                partial(get_embedder, settings.embedding)
-            )
+            embedder = await anyio.to_thread.run_sync(partial(get_embedder, settings.embedding))
             retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
             await anyio.to_thread.run_sync(embedder.embed_query, "warm up")
             await migrate(engine)

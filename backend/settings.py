@@ -68,6 +68,9 @@ class DatabaseSettings(BaseModel):
     url: str = ""
     pool_size: int = Field(10, ge=1)
     pool_timeout_seconds: float = Field(5.0, gt=0)
+    # SQLite has one writer: turns queue for its one connection, fairly, at most this long (a spike of a few
+    # hundred turns clears in seconds; past this the turn gets 503 + Retry-After).
+    sqlite_queue_seconds: float = Field(30.0, gt=0)
     statement_timeout_seconds: float = Field(5.0, gt=0)
 
 

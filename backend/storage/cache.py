@@ -142,14 +142,22 @@ class RedisHistoryCache:
         await self._client.aclose()
 
 
-def redis_client(url: str, *, timeout_seconds: float) -> aioredis.Redis:
-    """A redis.asyncio client whose connects and reads give up after the timeout."""
-    return aioredis.Redis.from_url(
+def redis_client(url: str, *, timeout_seconds: float, max_connections: int = 512) -> aioredis.Redis:
+    """A redis.asyncio client whose connects and reads give up after the timeout.
+
+    One client serves every Redis user of a process (history cache, rate limits, stream slots, stops), so its
+    pool is large and blocking: a burst of turns waits (at most the timeout) for a connection instead of
+    failing with "too many connections" and sending everyone to the fallbacks.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout_seconds,
         socket_timeout=timeout_seconds,
         socket_connect_timeout=timeout_seconds,
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes its connections
 
 
 def build_history_cache(

@@ -32,12 +32,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # One connection, so one writer: SQLite has a single write lock, and connections racing for it fail
         # with "database is locked" under a spike (a deferred transaction that read first cannot wait for
         # it). The pool's queue is an asyncio queue, so turns wait their turn fairly in the event loop, each
-        # holding the connection for one short transaction; `pool_timeout_seconds` bounds the wait.
+        # holding the connection for one short transaction; `sqlite_queue_seconds` bounds the wait.
         engine = create_async_engine(
             url,
             pool_size=1,
             max_overflow=0,
-            pool_timeout=db.pool_timeout_seconds,
+            pool_timeout=db.sqlite_queue_seconds,
             # sqlite3's own busy timeout, in seconds; the PRAGMA below sets the same for every connection.
             connect_args={"timeout": db.statement_timeout_seconds},
         )

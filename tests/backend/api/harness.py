@@ -104,6 +104,7 @@ def make_settings(
     index: IndexSettings | None = None,
     retrieval: RetrievalSettings | None = None,
     admin_token: str | None = None,
+    pool_size: int = 5,
 ) -> Settings:
     # Every section is passed as a model so nothing comes from the checkout's config.yaml.
     return Settings(
@@ -112,7 +113,7 @@ def make_settings(
         chunking=ChunkingSettings(),
         index=index or IndexSettings(),
         retrieval=retrieval or RetrievalSettings(k=4),
-        database=DatabaseSettings(url=backend.database_url, pool_size=5),
+        database=DatabaseSettings(url=backend.database_url, pool_size=pool_size),
         redis=RedisSettings(url=backend.redis_url, timeout_seconds=redis_timeout),
         cache=CacheSettings(history_ttl_seconds=120),
         limits=limits,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from backend.settings import LimitSettings, RetrievalSettings, ServerSettings
+from backend.settings import DatabaseSettings, LimitSettings, RetrievalSettings, ServerSettings
 from backend.storage.repository import get_conversation
 from tests.backend.api.harness import Backend, live_app, upstream_tier
 from tests.backend.api.streams import parse_sse
@@ -46,6 +46,7 @@ async def test_two_hundred_concurrent_turns_and_a_burst_of_fifty_have_no_databas
         limits=limits,
         server=ServerSettings(keepalive_seconds=1, send_timeout_seconds=10, max_body_bytes=4096),
         retrieval=RetrievalSettings(k=4, mode="bm25", max_waiting=1000),
+        pool_size=DatabaseSettings().pool_size,  # the default install's pool (PostgreSQL; SQLite has one writer)
     ) as app:
         async with AsyncExitStack() as stack:
             pool = [await stack.enter_async_context(app.client(timeout=60)) for _ in range(CLIENTS)]
