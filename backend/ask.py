@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from rich.console import Console
 from rich.markup import escape
 
 from backend.app import create_app
+from backend.chat.events import DoneEvent, Source, SourcesEvent, TokenEvent
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
@@ -41,35 +41,29 @@ async def ask_in_terminal(
                 request_id="cli",
             )
         )
-        async for frame in chat.stream(turn):
-            name, data = _parse(frame)
-            if name == "sources":
-                _print_sources(err, data)
-            elif name == "token":
-                sys.stdout.write(data["text"])
+        async for event in chat.stream(turn):
+            if isinstance(event, SourcesEvent):
+                _print_sources(err, event.sources)
+            elif isinstance(event, TokenEvent):
+                sys.stdout.write(event.text)
                 sys.stdout.flush()
-            elif name == "done":
+            elif isinstance(event, DoneEvent):
                 sys.stdout.write("\n")
                 err.print(
-                    f"[dim]answered by {data['cascade_tier']} · conversation {data['conversation_id']} "
-                    f"(continue with --conversation {data['conversation_id']})[/]"
+                    f"[dim]answered by {event.cascade_tier} · conversation {event.conversation_id} "
+                    f"(continue with --conversation {event.conversation_id})[/]"
                 )
-            elif name == "error":
+            else:
                 sys.stdout.write("\n")
-                raise LorechatError(ErrorCode(data["code"]), data["message"])
+                raise LorechatError(ErrorCode(event.code), event.message)
 
 
-def _parse(frame: bytes) -> tuple[str, dict | list]:
-    fields = dict(line.split(": ", 1) for line in frame.decode().strip().splitlines() if ": " in line)
-    return fields["event"], json.loads(fields["data"])
-
-
-def _print_sources(console: Console, sources: list[dict]) -> None:
+def _print_sources(console: Console, sources: list[Source]) -> None:
     if not sources:
         console.print("[dim]No matching sources.[/]")
         return
     console.print("[bold]Sources[/]")
     for source in sources:
-        when = f" @ {format_timestamp(source['start_seconds'])}" if source["start_seconds"] is not None else ""
-        console.print(f"  [{source['index']}] [cyan]{escape(source['creator'])}[/] · {escape(source['title'])}{when}")
+        when = f" @ {format_timestamp(source.start_seconds)}" if source.start_seconds is not None else ""
+        console.print(f"  [{source.index}] [cyan]{escape(source.creator)}[/] · {escape(source.title)}{when}")
     console.print()

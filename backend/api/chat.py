@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from itertools import count
 from typing import Any
 
 import anyio
@@ -22,6 +23,7 @@ from backend.api.deps import (
     SettingsDep,
     SlotsDep,
 )
+from backend.chat.events import StreamEvent, frame
 from backend.chat.running import RunningTurns
 from backend.chat.service import PreparedTurn, TurnRequest
 from backend.errors import ErrorCode, LorechatError
@@ -107,10 +109,10 @@ async def chat(
         await chat.abandon(turn)
 
     return ChatStreamResponse(
-        chat.stream(turn),
+        sse_frames(chat.stream(turn)),
         on_close=on_close,
         ping=settings.server.keepalive_seconds,
-        # LF like every event (events.KEEPALIVE); sse-starlette's default is CRLF, which mixed endings in one stream.
+        # LF like every event (events.frame); sse-starlette's default is CRLF, which mixed endings in one stream.
         sep="\n",
         ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
         send_timeout=settings.server.send_timeout_seconds,
@@ -118,6 +120,18 @@ async def chat(
         shutdown_event=_StopOnShutdown(running, turn.conversation_id),  # type: ignore[arg-type]
         shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
+
+
+async def sse_frames(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+    """The turn's events as SSE frames, numbered 1, 2, 3… (the stream's one framing place)."""
+    ids = count(1)
+    try:
+        async for event in events:
+            yield frame(event, next(ids))
+    finally:
+        # Closed by the server (visitor gone, send timeout): close the turn's stream now, so its shielded
+        # cleanup stores the partial answer at once rather than whenever the generator is collected (D2).
+        await events.aclose()
 
 
 def _stream_headers(turn: PreparedTurn) -> dict[str, str]:

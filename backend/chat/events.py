@@ -1,10 +1,16 @@
-"""The chat stream's event vocabulary. frontend/src/events.ts is its TypeScript twin (checked by a test)."""
+"""The chat stream's event vocabulary. frontend/src/events.ts is its TypeScript twin (checked by a test).
+
+`ChatService.stream` yields these models (a union told apart by `type`, as onyx's streaming models are);
+`frame` is the one place that turns them into SSE bytes, at the edge (the API route). On the wire the type is
+the `event:` line and `data:` is the rest of the model as one JSON line (`sources` carries a bare array).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class EventName(StrEnum):
@@ -31,7 +37,13 @@ class Source(_Event):
     end_seconds: float | None
 
 
+class SourcesEvent(_Event):
+    type: Literal["sources"] = "sources"
+    sources: list[Source]
+
+
 class TokenEvent(_Event):
+    type: Literal["token"] = "token"
     text: str
 
 
@@ -48,6 +60,7 @@ class SkippedTier(_Event):
 
 
 class DoneEvent(_Event):
+    type: Literal["done"] = "done"
     conversation_id: str
     message_id: str
     cascade_tier: str
@@ -58,20 +71,20 @@ class DoneEvent(_Event):
 
 
 class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
     code: str
     message: str
     retryable: bool
     request_id: str | None = None
 
 
-# A comment line keeps proxies and browsers from timing out an idle stream.
-KEEPALIVE = ": keepalive\n\n"
+StreamEvent = Annotated[SourcesEvent | TokenEvent | DoneEvent | ErrorEvent, Field(discriminator="type")]
 
 
-def encode(name: EventName, payload: BaseModel | list[Source], event_id: int) -> str:
+def frame(event: StreamEvent, event_id: int) -> bytes:
     """One SSE frame. `data` is always a single JSON line, so text can never forge framing (I6)."""
-    if isinstance(payload, list):  # `sources` carries a bare JSON array
-        data = "[" + ",".join(source.model_dump_json() for source in payload) + "]"
+    if isinstance(event, SourcesEvent):  # `sources` carries a bare JSON array
+        data = "[" + ",".join(source.model_dump_json() for source in event.sources) + "]"
     else:
-        data = payload.model_dump_json()
-    return f"id: {event_id}\nevent: {name.value}\ndata: {data}\n\n"
+        data = event.model_dump_json(exclude={"type"})
+    return f"id: {event_id}\nevent: {event.type}\ndata: {data}\n\n".encode()

@@ -20,6 +20,7 @@ from sqlalchemy import update
 
 from backend.errors import LorechatError
 from backend.storage.models import Message, new_id, utcnow
+from backend.storage.records import MessageStatus
 from backend.storage.repository import Sessions, db_errors, reap_streaming
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Leases:
                     update(Message)
                     .where(
                         Message.id.in_(held[start : start + _RENEW_BATCH]),
-                        Message.status == "streaming",
+                        Message.status == MessageStatus.streaming,
                         Message.lease_owner == self.owner,
                     )
                     .values(lease_expires_at=until)

@@ -23,9 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from backend.storage.records import MessageStatus
+
 ROLES = ("user", "assistant")
-MESSAGE_STATUSES = ("done", "streaming", "error", "interrupted", "stopped")
-TERMINAL_STATUSES = frozenset({"done", "error", "interrupted", "stopped"})
+MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 TITLE_CHARS = 120
 
 
@@ -114,7 +115,7 @@ class Message(Base):
         UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
         CheckConstraint("role IN ('user', 'assistant')", name="ck_messages_role"),
         CheckConstraint(
-            "status IN ('done', 'streaming', 'error', 'interrupted', 'stopped')", name="ck_messages_status"
+            "status IN ({})".format(", ".join(f"'{status}'" for status in MESSAGE_STATUSES)), name="ck_messages_status"
         ),
         # D4: at most one answer streaming per conversation, enforced by the database itself.
         Index(

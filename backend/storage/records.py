@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 # (role, content) pairs, oldest first.
 History = list[tuple[str, str]]
+
+
+class MessageStatus(StrEnum):
+    """Where a stored message stands. frontend/src/events.ts declares the same values (checked by a test)."""
+
+    streaming = "streaming"  # an answer being generated now (at most one per conversation: D4)
+    done = "done"  # complete (questions are stored done)
+    stopped = "stopped"  # the visitor stopped it; what was said is kept
+    interrupted = "interrupted"  # cut off: the visitor left, the model failed mid-answer, or its process died
+    error = "error"  # nothing could be answered
+
+
+TERMINAL_STATUSES = frozenset(MessageStatus) - {MessageStatus.streaming}
+# The one rule for which past messages a follow-up sees (cache, SQL and prompt alike): what the visitor read
+# in full or chose to stop, never an answer that failed or was cut off.
+HISTORY_STATUSES = frozenset({MessageStatus.done, MessageStatus.stopped})
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +32,7 @@ class Turn:
     conversation_id: str
     user_message_id: str
     assistant_message_id: str
-    # Earlier "done" messages, oldest first (empty when load_history=False).
+    # Earlier messages in HISTORY_STATUSES, oldest first (empty when load_history=False).
     history: History
     created: bool
 

@@ -17,7 +17,6 @@ from backend.errors import ErrorCode, LorechatError
 from backend.storage.cleaning import clean_json, clean_text
 from backend.storage.cursors import decode_cursor, encode_cursor
 from backend.storage.models import (
-    TERMINAL_STATUSES,
     TITLE_CHARS,
     Conversation,
     Message,
@@ -25,7 +24,17 @@ from backend.storage.models import (
     new_id,
     utcnow,
 )
-from backend.storage.records import ConversationDetail, ConversationSummary, History, MessageView, Page, Turn
+from backend.storage.records import (
+    HISTORY_STATUSES,
+    TERMINAL_STATUSES,
+    ConversationDetail,
+    ConversationSummary,
+    History,
+    MessageStatus,
+    MessageView,
+    Page,
+    Turn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +88,7 @@ def make_title(question: str) -> str:
 async def _history(session: AsyncSession, conversation_id: str, limit: int | None) -> History:
     query = (
         select(Message.role, Message.content)
-        .where(Message.conversation_id == conversation_id, Message.status == "done")
+        .where(Message.conversation_id == conversation_id, Message.status.in_(HISTORY_STATUSES), Message.content != "")
         .order_by(Message.seq.desc())
     )
     if limit is not None:
@@ -150,11 +159,11 @@ async def start_turn(
                 history = await _history(session, conversation_id, history_limit) if load_history else []
             user = Message(
                 id=new_id(), conversation_id=conversation_id, seq=seq, role="user", content=question,
-                status="done", sources=[], search_query="", created_at=now, finished_at=now,
+                status=MessageStatus.done, sources=[], search_query="", created_at=now, finished_at=now,
             )  # fmt: skip
             assistant = Message(
                 id=new_id(), conversation_id=conversation_id, seq=seq + 1, role="assistant", content="",
-                status="streaming", sources=[], search_query="", created_at=now, lease_owner=lease_owner,
+                status=MessageStatus.streaming, sources=[], search_query="", created_at=now, lease_owner=lease_owner,
                 lease_expires_at=lease_until,
             )  # fmt: skip
             session.add_all([user, assistant])
@@ -171,7 +180,7 @@ async def _no_live_turn(session: AsyncSession, conversation_id: str, now: dateti
     streaming = (
         await session.execute(
             select(Message.id, Message.lease_expires_at)
-            .where(Message.conversation_id == conversation_id, Message.status == "streaming")
+            .where(Message.conversation_id == conversation_id, Message.status == MessageStatus.streaming)
             .limit(1)
         )
     ).first()
@@ -182,14 +191,14 @@ async def _no_live_turn(session: AsyncSession, conversation_id: str, now: dateti
     log.warning("message %s: its process stopped renewing the lease; marked interrupted", streaming.id)
     await session.execute(
         update(Message)
-        .where(Message.id == streaming.id, Message.status == "streaming")
+        .where(Message.id == streaming.id, Message.status == MessageStatus.streaming)
         .values(**_interrupted(now))
         .execution_options(synchronize_session=False)
     )
 
 
 def _interrupted(now: datetime) -> dict[str, Any]:
-    return {"status": "interrupted", "error_code": ErrorCode.upstream_interrupted.value, "finished_at": now}
+    return {"status": MessageStatus.interrupted, "error_code": ErrorCode.upstream_interrupted.value, "finished_at": now}
 
 
 async def finish_turn(
@@ -197,7 +206,7 @@ async def finish_turn(
     *,
     assistant_message_id: str,
     content: str,
-    status: str,
+    status: MessageStatus,
     cascade_tier: str | None,
     sources: list[dict[str, Any]],
     usage: dict[str, Any] | None,
@@ -210,7 +219,7 @@ async def finish_turn(
     async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
             update(Message)
-            .where(Message.id == assistant_message_id, Message.status == "streaming")
+            .where(Message.id == assistant_message_id, Message.status == MessageStatus.streaming)
             .values(
                 content=clean_text(content),
                 status=status,
@@ -300,7 +309,7 @@ async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> in
         result = await session.execute(
             update(Message)
             .where(
-                Message.status == "streaming",
+                Message.status == MessageStatus.streaming,
                 or_(
                     Message.lease_expires_at < now,
                     and_(

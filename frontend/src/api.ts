@@ -1,13 +1,8 @@
 // HTTP client for the lorechat service: the streaming chat call, stop, creators.
-import type { ChatEvent } from "./events";
+import type { ChatEvent, ChatRequest } from "./events";
 import { readChatEvents } from "./sse";
 
-export interface ChatRequest {
-  query: string;
-  creator: string | null;
-  conversation_id: string | null;
-  personality_weight: number;
-}
+export type { ChatRequest } from "./events";
 
 export interface CreatorInfo {
   slug: string;

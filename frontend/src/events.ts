@@ -1,9 +1,22 @@
 // The chat stream's event vocabulary: TypeScript twin of backend/chat/events.py.
 // tests/frontend/test_event_twin.py parses this file and compares it to the Pydantic models, so keep one
-// field per line in the form `name: type;` (or `name?: type;` for fields with a default).
+// field per line in the form `name: type;` (or `name?: type;` for fields with a default). Each event's `type`
+// travels as the SSE `event:` line (ChatEvent.type below), not inside `data`.
 
 export const EVENT_NAMES = ["sources", "token", "done", "error"] as const;
 export type EventName = (typeof EVENT_NAMES)[number];
+
+// Where a stored message stands (backend/storage/records.py MessageStatus).
+export const MESSAGE_STATUSES = ["streaming", "done", "stopped", "interrupted", "error"] as const;
+export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
+
+// The body of POST /api/v1/chat (backend/api/chat.py ChatRequest).
+export interface ChatRequest {
+  query: string;
+  creator?: string | null;
+  conversation_id?: string | null;
+  personality_weight?: number;
+}
 
 export interface Source {
   index: number;

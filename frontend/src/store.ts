@@ -1,7 +1,7 @@
 // The conversation kept in localStorage, so a page reload shows it again.
-import type { Source } from "./events";
+import type { MessageStatus, Source } from "./events";
 
-export type MessageStatus = "streaming" | "done" | "error" | "stopped" | "interrupted";
+export type { MessageStatus } from "./events";
 
 export interface StoredError {
   code: string;

@@ -78,7 +78,11 @@ export class LorechatWidget extends HTMLElement {
   attributeChangedCallback(name: string, previous: string | null, value: string | null): void {
     // An upgrade reports every attribute before connectedCallback: build once, there.
     if (!this.ready || previous === value) return;
+    // Presentation changes apply in place: an answer in flight keeps streaming (only a new API or creator,
+    // i.e. another conversation, rebuilds the widget and ends it).
     if (name === "accent") this.applyAccent();
+    else if (name === "heading") this.renderTitle();
+    else if (name === "personality" || name === "personality-weight") this.applyPersonality();
     else this.setup();
   }
 
@@ -86,10 +90,7 @@ export class LorechatWidget extends HTMLElement {
   private setup(): void {
     this.controller?.abort();
     this.applyAccent();
-    // A page that neither shows the slider nor sets a weight gets the neutral voice (0), not the slider's default.
-    const weight = Number.parseFloat(this.getAttribute("personality-weight") ?? "");
-    const fallback = this.getAttribute("personality") === "on" ? 0.5 : 0;
-    this.weight = Number.isFinite(weight) ? Math.min(1, Math.max(0, weight)) : fallback;
+    this.readWeight();
     this.session = loadSession(this.storageKey, this.fixedCreator);
     this.isOpen = !this.launcherMode || this.hasAttribute("open");
 
@@ -185,6 +186,18 @@ export class LorechatWidget extends HTMLElement {
       parts.push(personalitySlider(this.weight, (weight) => (this.weight = weight)));
     }
     this.els.options.replaceChildren(...parts);
+  }
+
+  private readWeight(): void {
+    // A page that neither shows the slider nor sets a weight gets the neutral voice (0), not the slider's default.
+    const weight = Number.parseFloat(this.getAttribute("personality-weight") ?? "");
+    const fallback = this.getAttribute("personality") === "on" ? 0.5 : 0;
+    this.weight = Number.isFinite(weight) ? Math.min(1, Math.max(0, weight)) : fallback;
+  }
+
+  private applyPersonality(): void {
+    this.readWeight();
+    this.renderOptions();
   }
 
   private renderTitle(): void {

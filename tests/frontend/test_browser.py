@@ -197,6 +197,25 @@ def test_stop_ends_the_answer_and_the_server_stores_it_as_stopped(
     assert fake_llm.wait_streams_closed(5)  # the upstream call was cancelled, not left running
 
 
+def test_changing_the_heading_mid_answer_does_not_abort_it(
+    tab: Tab, live_app: LiveApp, fake_llm: ScriptedOpenAI
+) -> None:
+    words = [f" word{i}" for i in range(12)]
+    fake_llm.default = Script(tokens=words, token_interval=0.1)
+    page = tab.page
+    page.goto(f"{live_app.origin}/creators/{CREATOR}")
+    ask(page, "Tell me about salt.")
+    page.wait_for_function(
+        "() => (document.querySelector('lorechat-widget').shadowRoot"
+        ".querySelector('[data-testid=\"lorechat-answer\"]')?.textContent ?? '').includes('word2')"
+    )
+    page.evaluate("() => document.querySelector('lorechat-widget').setAttribute('heading', 'Ask the baker')")
+    page.evaluate("() => document.querySelector('lorechat-widget').setAttribute('personality-weight', '0.9')")
+    expect(page.locator("lorechat-widget h2#lc-title")).to_have_text("Ask the baker")
+    wait_status(page, "done")  # kept streaming to the end: a presentation change is not a new conversation
+    assert answer_text(page).split() == "".join(words).split()
+
+
 # ---- 4. reload keeps the conversation ---------------------------------------------------------------------
 def test_reload_keeps_the_conversation_and_a_follow_up_continues_it(
     tab: Tab, live_app: LiveApp, fake_llm: ScriptedOpenAI

@@ -6,11 +6,13 @@ import inspect
 import re
 import types
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, create_model
 
+from backend.api.chat import ChatRequest
 from backend.chat import events
+from backend.storage.records import MessageStatus
 
 EVENTS_TS = Path(__file__).resolve().parents[2] / "frontend" / "src" / "events.ts"
 
@@ -35,10 +37,13 @@ def _ts_type(annotation: Any) -> frozenset[str]:
 
 
 def python_shape(models: list[type[BaseModel]]) -> Shape:
-    """Model name -> field -> (optional, TypeScript types), from the Pydantic models."""
+    """Model name -> field -> (optional, TypeScript types), from the Pydantic models. An event's `type` is the
+    SSE `event:` line, not part of `data`: it is checked through ChatEvent's union instead."""
     return {
         model.__name__: {
-            name: (not field.is_required(), _ts_type(field.annotation)) for name, field in model.model_fields.items()
+            name: (not field.is_required(), _ts_type(field.annotation))
+            for name, field in model.model_fields.items()
+            if not (name == "type" and get_origin(field.annotation) is Literal)
         }
         for model in models
     }
@@ -57,6 +62,7 @@ def typescript_shape(source: str) -> Shape:
 
 
 def backend_models() -> list[type[BaseModel]]:
+    """The event models whose `data` is a JSON object, plus the chat request body."""
     return [
         cls
         for name, cls in vars(events).items()
@@ -64,13 +70,14 @@ def backend_models() -> list[type[BaseModel]]:
         and issubclass(cls, BaseModel)
         and cls.__module__ == events.__name__
         and not name.startswith("_")
-    ]
+        and cls is not events.SourcesEvent  # its data is a bare Source[] (test_chat_event_union_...)
+    ] + [ChatRequest]
 
 
 def test_interfaces_match_models() -> None:
     python = python_shape(backend_models())
     typescript = typescript_shape(EVENTS_TS.read_text(encoding="utf-8"))
-    assert {"Source", "TokenEvent", "Usage", "DoneEvent", "ErrorEvent"} <= set(python)
+    assert {"Source", "TokenEvent", "Usage", "DoneEvent", "ErrorEvent", "ChatRequest"} <= set(python)
     assert typescript == python
 
 
@@ -88,6 +95,21 @@ def test_chat_event_union_carries_each_event_model() -> None:
     expected = {"sources": "Source[]", "token": "TokenEvent", "done": "DoneEvent", "error": "ErrorEvent"}
     assert union == expected
     assert set(union) == {member.value for member in events.EventName}
+    # The Python union yields the same four, each model's `type` literal naming its SSE event.
+    models = get_args(get_args(events.StreamEvent)[0])
+    assert {get_args(model.model_fields["type"].annotation)[0]: model.__name__ for model in models} == {
+        "sources": "SourcesEvent",
+        "token": "TokenEvent",
+        "done": "DoneEvent",
+        "error": "ErrorEvent",
+    }
+
+
+def test_message_statuses_match() -> None:
+    source = EVENTS_TS.read_text(encoding="utf-8")
+    declared = re.search(r"export const MESSAGE_STATUSES = \[(.*?)\] as const;", source)
+    assert declared, "events.ts must declare MESSAGE_STATUSES"
+    assert [name.strip().strip('"') for name in declared[1].split(",")] == [status.value for status in MessageStatus]
 
 
 def test_check_catches_a_renamed_ts_field() -> None:
