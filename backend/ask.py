@@ -27,6 +27,7 @@ async def ask_in_terminal(
     # A one-shot question: wait for the local model to start (bounded) instead of skipping it.
     app = create_app(settings, wait_for_models_seconds=60.0)
     async with app.router.lifespan_context(app) as state:
+        assert state is not None  # our lifespan always yields its State
         profile = state["catalog"].creator(creator) if creator else None
         if creator and profile is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{creator}'")

@@ -85,7 +85,7 @@ class RateLimiter:
                 implementation="redispy",
                 key_prefix=key_prefix,
                 wrap_exceptions=True,
-                connection_pool=self._client.connection_pool,
+                connection_pool=self._client.connection_pool,  # type: ignore[arg-type]  # passed on to redis-py
             )
             self._redis = MovingWindowRateLimiter(storage)
 

@@ -67,7 +67,8 @@ class DatabaseSettings(BaseModel):
     # Empty means SQLite at <data_dir>/lorechat.db. PostgreSQL: postgresql+asyncpg://user@host/db
     url: str = ""
     pool_size: int = Field(10, ge=1)
-    pool_timeout_seconds: float = Field(5.0, gt=0)
+    # A burst of turns queues for a pooled connection this long before 503 (connecting gives up sooner).
+    pool_timeout_seconds: float = Field(15.0, gt=0)
     # SQLite has one writer: turns queue for its one connection, fairly, at most this long (a spike of a few
     # hundred turns clears in seconds; past this the turn gets 503 + Retry-After).
     sqlite_queue_seconds: float = Field(30.0, gt=0)
@@ -175,13 +176,12 @@ class CircuitSettings(BaseModel):
     cooldown_seconds: float = Field(30.0, gt=0)
 
 
+def _default_tiers() -> list[TierSettings]:
+    return [LlamaCppTierSettings(name="local"), ExtractiveTierSettings(name="extractive")]
+
+
 class LLMSettings(BaseModel):
-    tiers: list[TierSettings] = Field(
-        default_factory=lambda: [
-            LlamaCppTierSettings(name="local"),
-            ExtractiveTierSettings(name="extractive"),
-        ]
-    )
+    tiers: list[TierSettings] = Field(default_factory=lambda: _default_tiers())
     circuit: CircuitSettings = Field(default_factory=CircuitSettings)
 
     @field_validator("tiers")

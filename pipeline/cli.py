@@ -198,7 +198,7 @@ def creators(as_json: bool) -> None:
     rows = [
         {
             "slug": c.creator,
-            "name": (catalog.creator(c.creator).name if catalog.creator(c.creator) else c.creator),
+            "name": getattr(catalog.creator(c.creator), "name", c.creator),
             "documents": c.documents,
             "chunks": c.chunks,
         }

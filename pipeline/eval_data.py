@@ -58,7 +58,7 @@ def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise _bad(path, number, f"invalid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or not str(record.get("_id", "")).strip():
             raise _bad(path, number, 'expected an object with a non-empty "_id"')

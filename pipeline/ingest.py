@@ -268,7 +268,11 @@ def _collect(
             files.append((plan, single))
 
     seen: set[Path] = set()
-    unique = [(plan, file) for plan, file in files if not (file in seen or seen.add(file))]
+    unique: list[tuple[_Plan, Path]] = []
+    for plan, file in files:  # a file named twice (or inside a folder also named) is ingested once
+        if file not in seen:
+            seen.add(file)
+            unique.append((plan, file))
     progress.start(files=len(unique))
     for plan, file in unique:
         source = _relative(file, plan.root.parent)

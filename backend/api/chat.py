@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from itertools import count
 from typing import Any
 
@@ -117,12 +117,12 @@ async def chat(
         ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
         send_timeout=settings.server.send_timeout_seconds,
         headers=_stream_headers(turn),
-        shutdown_event=_StopOnShutdown(running, turn.conversation_id),  # type: ignore[arg-type]
+        shutdown_event=_StopOnShutdown(running, turn.conversation_id),
         shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
     )
 
 
-async def sse_frames(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+async def sse_frames(events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[bytes]:
     """The turn's events as SSE frames, numbered 1, 2, 3… (the stream's one framing place)."""
     ids = count(1)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -131,7 +131,7 @@ class ChatService:
         ]
         return prepared
 
-    async def stream(self, turn: PreparedTurn) -> AsyncIterator[StreamEvent]:
+    async def stream(self, turn: PreparedTurn) -> AsyncGenerator[StreamEvent, None]:
         """The turn's events, framed at the edge. Ends with exactly one `done` or `error` (INV-3), after the
         final write (INV-2)."""
         turn.streamed = True
@@ -174,7 +174,7 @@ class ChatService:
         if not turn.streamed:
             await self._finish(turn, "", TurnOutcome())
 
-    async def _generate(self, turn: PreparedTurn, outcome: TurnOutcome) -> AsyncIterator[str]:
+    async def _generate(self, turn: PreparedTurn, outcome: TurnOutcome) -> AsyncGenerator[str, None]:
         request = turn.request
         build: Callable[[Tier], Prompt] = partial(
             _prompt_for,

@@ -217,7 +217,11 @@ class EdgeStore:
             if has_terms:
                 prefetches.append(qe.Prefetch(limit=prefetch_limit, query=sparse))
             request = qe.QueryRequest(
-                limit=k, prefetches=prefetches, query=qe.Fusion.Rrf(k=RRF_K), filter=where, with_payload=True
+                limit=k,
+                prefetches=prefetches,
+                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stubs omit Fusion's variants
+                filter=where,
+                with_payload=True,
             )
         try:
             points = self._shard.query(request)

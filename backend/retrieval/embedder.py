@@ -197,7 +197,7 @@ def main() -> None:
     """`python -m backend.retrieval.embedder [BACKEND]`: export the model for a backend now (scripts/setup)."""
     import sys
 
-    settings = EmbeddingSettings(**({"backend": sys.argv[1]} if len(sys.argv) > 1 else {}))
+    settings = EmbeddingSettings.model_validate({"backend": sys.argv[1]} if len(sys.argv) > 1 else {})
     embedder = Embedder(settings)
     where = model_cache_dir(settings) if settings.backend != "torch" else "the bundled model"
     print(f"embedder {embedder.embedder_id} ready ({where})")

@@ -56,7 +56,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
             max_overflow=0,
             pool_timeout=db.pool_timeout_seconds,
             pool_pre_ping=True,
-            connect_args={"timeout": db.pool_timeout_seconds, "server_settings": server_settings},
+            # A database that does not answer fails fast; a busy pool is waited for (a spike queues).
+            connect_args={"timeout": min(db.pool_timeout_seconds, 5.0), "server_settings": server_settings},
         )
     raise ValueError(f"unsupported database URL scheme {url.drivername!r} (use sqlite+aiosqlite or postgresql+asyncpg)")
 

@@ -69,7 +69,7 @@ def _unavailable_sqlstate(exc: DBAPIError) -> bool:
 
 def _visible(conversation_id: str, owner_id: str | None) -> ColumnElement[bool]:
     """Live conversations the caller may see: anonymous ones by id, owned ones by their owner only."""
-    owner = Conversation.owner_id.is_(None)
+    owner: ColumnElement[bool] = Conversation.owner_id.is_(None)
     if owner_id is not None:
         owner = or_(owner, Conversation.owner_id == owner_id)
     return and_(Conversation.id == conversation_id, Conversation.deleted_at.is_(None), owner)

@@ -73,7 +73,7 @@ def _title(soup: BeautifulSoup) -> str | None:
 
 def _canonical(soup: BeautifulSoup) -> str | None:
     for link in soup.find_all("link", href=True):
-        rel = link.get("rel") or []
+        rel: object = link.get("rel") or []
         rels = rel if isinstance(rel, list) else str(rel).split()
         if "canonical" in (r.lower() for r in rels):
             href = collapse(str(link["href"]))

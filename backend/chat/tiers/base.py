@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -41,7 +41,11 @@ class TierError(Exception):
 class Tier(Protocol):
     name: str
     kind: str
-    settings: TierSettings
+
+    @property
+    def settings(self) -> TierSettings:
+        """The tier's own settings (read-only here: each kind has its own settings class)."""
+        ...
 
     @property
     def prompt_budget(self) -> int | None:
@@ -61,7 +65,7 @@ class Tier(Protocol):
         """Start or load what the tier needs (from the lifespan), waiting at most `wait_seconds`."""
         ...
 
-    def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
+    def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
         """An async generator of deltas; closing it (aclose) must release the upstream promptly."""
         ...
 

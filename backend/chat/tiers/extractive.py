@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from backend.chat.personality import WARM
@@ -89,7 +89,7 @@ class ExtractiveTier(AlwaysReady):
         self.name = settings.name
         self.settings = settings
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
+    async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
         words = re.findall(r"\S+\s*", compose_answer(prompt))
         for word in words:
             yield TextDelta(text=word)

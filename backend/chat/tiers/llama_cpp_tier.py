@@ -14,7 +14,7 @@ import contextlib
 import importlib.util
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import httpx
@@ -145,7 +145,7 @@ class LlamaCppTier:
             self._client, self._client_url = OpenAITier(settings), self.process.base_url
         return self._client
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
+    async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
         if self.process.state is not ModelState.ready:
             raise TierError("unavailable", f"{self.name}: local model is {self.process.state.value}")
         self._in_flight += 1

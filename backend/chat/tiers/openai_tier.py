@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import openai
 
@@ -32,12 +33,12 @@ class OpenAITier(AlwaysReady):
             timeout=openai.Timeout(slowest + 5.0, connect=settings.first_token_timeout_seconds),
         )
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
+    async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
         stream = None
         try:
             stream = await self._client.chat.completions.create(
                 model=self.settings.model,
-                messages=prompt.messages,  # type: ignore[arg-type]
+                messages=cast(Any, prompt.messages),  # plain role/content dicts, as the API takes them
                 max_tokens=prompt.max_tokens,
                 temperature=self.settings.temperature,
                 stream=True,
