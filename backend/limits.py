@@ -1,5 +1,5 @@
-"""Rate limits (moving window, Redis or memory) and the client address behind proxies (stream slots:
-backend/stream_slots.py)."""
+"""Rate limits: moving windows per user (or IP) and per creator, in Redis or in memory (the client address is
+resolved in backend/client_ip.py, stream slots are counted in backend/stream_slots.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
-from typing import Any
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -30,7 +27,6 @@ log = logging.getLogger(__name__)
 
 _STORAGE_ERRORS = (StorageError, RedisError, OSError, TimeoutError)
 _LOG_EVERY_SECONDS = 60.0
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _item(per_window: int, window_seconds: int) -> RateLimitItem | None:
@@ -174,65 +170,3 @@ def _ip_bucket(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
-
-
-@lru_cache(maxsize=32)
-def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in trusted if entry.strip())
-
-
-def _parse_ip(value: str | None) -> IPAddress | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("["):  # [v6]:port
-        value = value[1 : value.find("]")] if "]" in value else value
-    elif value.count(":") == 1:  # v4:port
-        value = value.split(":", 1)[0]
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return mapped or ip
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    getlist: Any = getattr(headers, "getlist", None)
-    if getlist is not None:  # Starlette: a repeated header must not hide the proxy's own hop
-        values = getlist(name)
-        return ",".join(values) if values else None
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
-
-
-def client_ip(peer: str | None, headers: Mapping[str, str], trusted_proxies: Sequence[str]) -> str:
-    """The address to key limits on (S1): forwarding headers count only when the peer is a trusted proxy.
-
-    X-Forwarded-For is read right to left, skipping trusted proxies; the first untrusted hop is the client.
-    """
-    peer_ip = _parse_ip(peer)
-    if peer_ip is None:
-        return peer or "unknown"
-    networks = _networks(tuple(trusted_proxies))
-
-    def trusted(ip: IPAddress) -> bool:
-        return any(ip in network for network in networks)
-
-    if not trusted(peer_ip):
-        return str(peer_ip)
-    forwarded = _header(headers, "x-forwarded-for")
-    if forwarded:
-        nearest = peer_ip
-        for hop in reversed(forwarded.split(",")):
-            ip = _parse_ip(hop)
-            if ip is None:  # garbage: stop at the last address a trusted proxy vouched for
-                return str(nearest)
-            if not trusted(ip):
-                return str(ip)
-            nearest = ip
-        return str(nearest)
-    real = _parse_ip(_header(headers, "x-real-ip"))
-    return str(real or peer_ip)

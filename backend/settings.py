@@ -50,6 +50,12 @@ class IndexSettings(BaseModel):
     hnsw_ef: int = Field(128, ge=8)
     timeout_seconds: float = Field(5.0, gt=0)
 
+    @model_validator(mode="after")
+    def _server_needs_a_url(self) -> IndexSettings:
+        if self.kind == "server" and not self.url:
+            raise ValueError("index.url must be set when index.kind is 'server' (e.g. http://qdrant:6333)")
+        return self
+
 
 class RetrievalSettings(BaseModel):
     k: int = Field(8, ge=1, le=100)

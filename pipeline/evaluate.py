@@ -134,7 +134,7 @@ def index_documents(eval_set: EvalSet, *, retriever: Retriever, chunking: Chunki
         written += len(pending)
     if written >= 5_000:
         # Past a few thousand points Edge searches unindexed segments by brute force: build HNSW as ingest does.
-        retriever.store.optimize()  # type: ignore[attr-defined]
+        retriever.store.optimize()
     return written
 
 

@@ -149,9 +149,7 @@ def ingest(
     report.chunks_written = writer.written
     if writer.written >= OPTIMIZE_AFTER_CHUNKS and not dry_run:
         # Large writes land in unindexed segments; building the HNSW graph now keeps queries fast.
-        optimize = getattr(store, "optimize", None)
-        if optimize is not None:
-            optimize()
+        store.optimize()
     if not dry_run and _catalog_fingerprint(catalog) != catalog_before:
         catalog.save(catalog_path(data_dir))
     progress.finish()

@@ -11,7 +11,8 @@ from backend.catalog import Catalog
 from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
 from backend.chat.stop_bus import StopBus
-from backend.limits import RateLimiter, client_ip
+from backend.client_ip import client_ip
+from backend.limits import RateLimiter
 from backend.settings import Settings
 from backend.storage.repository import Sessions
 from backend.stream_slots import StreamSlots

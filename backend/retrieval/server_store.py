@@ -127,7 +127,7 @@ class ServerStore:
         self._client.close()
 
     def optimize(self) -> None:
-        """A server optimizes on its own; here for parity with EdgeStore. Not in the Store protocol."""
+        """A server optimizes on its own (Store.optimize is a no-op here)."""
 
     # --- writes ------------------------------------------------------------------------------------
 

@@ -48,6 +48,10 @@ class Store(Protocol):
     def points(self) -> int:
         """How many chunks the index holds; cheap (no scan), so readiness checks can call it."""
 
+    def optimize(self) -> None:
+        """Build the ANN index over what was just written (after large writes); a no-op where the engine does
+        it on its own (a Qdrant server)."""
+
     def close(self) -> None: ...
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from starlette.datastructures import Headers
 
+from backend.client_ip import client_ip
 from backend.errors import ErrorCode, LorechatError
-from backend.limits import RateLimiter, client_ip
+from backend.limits import RateLimiter
 from backend.settings import Settings
 from backend.storage.cache import redis_client
 from tests.backend.storage.services import DEAD_REDIS_URL, REDIS_URL, fallbacks, rejections, silent_server

@@ -73,7 +73,7 @@ def test_config_yaml_is_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text("retrieval:\n  k: 5\nindex:\n  kind: server\n", encoding="utf-8")
+    config.write_text("retrieval:\n  k: 5\nindex:\n  kind: server\n  url: http://qdrant.test:6333\n", encoding="utf-8")
     monkeypatch.setenv("LORECHAT_CONFIG", str(config))
     monkeypatch.setenv("LORECHAT_RETRIEVAL__K", "3")
     monkeypatch.setenv("LORECHAT_DATA_DIR", str(tmp_path / "d"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.edge_store import EdgeStore
@@ -37,9 +38,10 @@ def test_server_local_modes(tmp_path: Path) -> None:
 
 
 def test_server_without_url_is_a_settings_error(tmp_path: Path) -> None:
-    with pytest.raises(LorechatError) as caught:
-        open_store(Settings(data_dir=tmp_path, index=IndexSettings(kind="server")))
-    assert caught.value.code is ErrorCode.invalid_input
+    # Refused when the settings are read (serve, ingest, any command), before anything is opened.
+    with pytest.raises(ValidationError) as caught:
+        Settings(data_dir=tmp_path, index=IndexSettings(kind="server"))
+    assert "index.url must be set" in str(caught.value)
 
 
 def test_unreachable_server_is_index_unavailable(tmp_path: Path) -> None:
