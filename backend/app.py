@@ -27,8 +27,8 @@ from backend.chat.tiers.factory import build_tiers
 from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import get_embedder
-from backend.retrieval.open_store import open_store
 from backend.retrieval.search import Retriever
+from backend.retrieval.stores import open_store
 from backend.settings import Settings, get_settings
 from backend.storage import repository
 from backend.storage.cache import HistoryCache, build_history_cache, redis_client

@@ -55,8 +55,8 @@ def main() -> None:
 def open_index(settings: Settings) -> Iterator[Any]:
     """The embedder, store and retriever, exactly as the service builds them."""
     from backend.retrieval.embedder import get_embedder
-    from backend.retrieval.open_store import open_store
     from backend.retrieval.search import Retriever
+    from backend.retrieval.stores import open_store
 
     store = open_store(settings)
     try:

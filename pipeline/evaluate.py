@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import SearchMode
 from backend.retrieval.search import Retriever, in_rank_order
+from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
 from backend.stages import Chunk, Hit
 from pipeline.chunk import chunk_document

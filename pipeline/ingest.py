@@ -16,7 +16,7 @@ from typing import Any
 from backend.catalog import Catalog, CatalogCreator, CatalogDocument, catalog_path
 from backend.retrieval.models import DocumentState
 from backend.retrieval.search import Retriever
-from backend.retrieval.store import Store
+from backend.retrieval.stores.protocol import Store
 from backend.stages import Chunk, Creator, Document
 from pipeline.chunk import chunk_document
 from pipeline.creators import CREATOR_FILE, CreatorError, discover_creators, load_creator

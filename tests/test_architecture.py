@@ -13,8 +13,8 @@ PACKAGES = ("backend", "pipeline")
 
 # module prefix -> the only files allowed to import it
 BOUNDARIES = {
-    "qdrant_edge": {"backend/retrieval/edge_store.py", "backend/retrieval/sparse.py"},
-    "qdrant_client": {"backend/retrieval/server_store.py"},
+    "qdrant_edge": {"backend/retrieval/stores/edge.py", "backend/retrieval/sparse.py"},
+    "qdrant_client": {"backend/retrieval/stores/server.py"},
     "openai": {"backend/chat/tiers/openai_tier.py"},
     # native model code runs only in the model's own process (llama_cpp_child), never in the API
     "llama_cpp": {"backend/chat/tiers/llama_cpp_child.py"},

@@ -13,7 +13,7 @@ from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.sparse import bm25_document, bm25_query
-from backend.retrieval.store import Store
+from backend.retrieval.stores.protocol import Store
 from backend.settings import RetrievalSettings
 from backend.stages import Chunk, EmbeddedChunk, Hit, SparseVector
 

@@ -18,9 +18,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from backend.app import create_app
-from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
+from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import (
     DatabaseSettings,
     ExtractiveTierSettings,

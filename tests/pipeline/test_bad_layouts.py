@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
+from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import RetrievalSettings
 from pipeline.cli import main
 from pipeline.ingest import IngestReport, ingest

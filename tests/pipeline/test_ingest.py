@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from backend.catalog import Catalog, catalog_path
-from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
+from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import RetrievalSettings
 from pipeline.ingest import IngestReport, delete, ingest
 from tests.conftest import DEMO_CONTENT

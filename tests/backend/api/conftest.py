@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy.engine import make_url
 
-from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
+from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
 from backend.storage.cache import redis_client
 from backend.storage.repository import Sessions

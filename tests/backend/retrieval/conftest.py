@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.retrieval.edge_store import EdgeStore
 from backend.retrieval.embedder import Embedder, get_embedder
 from backend.retrieval.search import Retriever
-from backend.retrieval.server_store import ServerStore
-from backend.retrieval.store import Store
+from backend.retrieval.stores.edge import EdgeStore
+from backend.retrieval.stores.protocol import Store
+from backend.retrieval.stores.server import ServerStore
 from backend.settings import EmbeddingSettings, RetrievalSettings
 from backend.stages import Chunk, EmbeddedChunk
 

@@ -8,7 +8,7 @@ import pytest
 
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
-from backend.retrieval.store import Store
+from backend.retrieval.stores.protocol import Store
 from backend.settings import RetrievalSettings
 from backend.stages import EmbeddedChunk, Hit
 from tests.backend.retrieval.conftest import CORPUS, open_adapter

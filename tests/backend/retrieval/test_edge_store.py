@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.edge_store import SIDECAR, EdgeStore
 from backend.retrieval.embedder import Embedder
+from backend.retrieval.stores.edge import SIDECAR, EdgeStore
 from backend.stages import EmbeddedChunk
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,7 +23,7 @@ OPEN_FROM_ANOTHER_PROCESS = textwrap.dedent(
     import sys
     from pathlib import Path
     from backend.errors import LorechatError
-    from backend.retrieval.edge_store import EdgeStore
+    from backend.retrieval.stores.edge import EdgeStore
     try:
         store = EdgeStore(Path(sys.argv[1]), hnsw_ef=64)
         store.ensure_collection(dense_size=int(sys.argv[2]), embedder_id=sys.argv[3])

@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.edge_store import EdgeStore
-from backend.retrieval.open_store import open_store
-from backend.retrieval.server_store import ServerStore
+from backend.retrieval.stores import open_store
+from backend.retrieval.stores.edge import EdgeStore
+from backend.retrieval.stores.server import ServerStore
 from backend.settings import IndexSettings, Settings
 
 

@@ -11,7 +11,7 @@ from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.search import Retriever
-from backend.retrieval.store import Store
+from backend.retrieval.stores.protocol import Store
 from backend.settings import RetrievalSettings
 from backend.stages import EmbeddedChunk
 from tests.backend.retrieval.conftest import CORPUS

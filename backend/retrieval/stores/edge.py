@@ -13,7 +13,7 @@ import qdrant_edge as qe
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
-from backend.retrieval.store import (
+from backend.retrieval.stores.protocol import (
     DENSE_VECTOR,
     DOCUMENT_FIELDS,
     INDEX_SCHEMA_VERSION,
