@@ -29,6 +29,12 @@ const PREFIX = "lorechat:v1:";
 // localStorage is small and shared with the host page: keep only the recent turns.
 const MAX_MESSAGES = 40;
 
+/** Remove an answer and the question before it (a retry, or a question the service did not accept). */
+export function removeTurn(session: Session, answer: ChatMessage): void {
+  const at = session.messages.indexOf(answer);
+  if (at > 0) session.messages.splice(at - 1, 2);
+}
+
 export function emptySession(creator: string | null): Session {
   return { conversationId: null, creator, messages: [] };
 }

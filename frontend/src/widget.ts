@@ -1,7 +1,7 @@
 // <lorechat-widget>: the custom element. Owns the session state and the one stream in flight.
 import { type CreatorInfo, listCreators, stopConversation } from "./api";
 import { formatWait } from "./format";
-import { type ChatMessage, clearSession, emptySession, loadSession, type Session, saveSession } from "./store";
+import { type ChatMessage, clearSession, emptySession, loadSession, removeTurn, type Session, saveSession } from "./store";
 import { STYLES } from "./styles";
 import { runTurn } from "./turn";
 import {
@@ -94,13 +94,34 @@ export class LorechatWidget extends HTMLElement {
     this.session = loadSession(this.storageKey, this.fixedCreator);
     this.isOpen = !this.launcherMode || this.hasAttribute("open");
 
-    const launcher = this.launcherMode
-      ? (h("button", {
-          type: "button", class: "launcher", "data-testid": "lorechat-launcher", "aria-controls": "lc-panel",
-        }) as HTMLButtonElement)
-      : null;
-    launcher?.appendChild(chatIcon());
-    launcher?.addEventListener("click", () => this.setOpen(!this.isOpen));
+    const launcher = this.buildLauncher();
+    const panel = this.buildPanel();
+    const style = document.createElement("style");
+    style.textContent = STYLES;
+    const wrap = h("div", { class: this.launcherMode ? "floating" : "inline" }, launcher, panel);
+    this.shadow.replaceChildren(style, wrap);
+    this.els.launcher = launcher;
+    this.renderOptions();
+    this.renderTitle();
+    this.renderMessages();
+    this.setOpen(this.isOpen, false);
+    // The list feeds the picker, and with a fixed creator still gives the heading a name instead of a slug.
+    void this.loadCreators();
+  }
+
+  /** The round button that opens the panel (launcher mode only). */
+  private buildLauncher(): HTMLButtonElement | null {
+    if (!this.launcherMode) return null;
+    const launcher = h("button", {
+      type: "button", class: "launcher", "data-testid": "lorechat-launcher", "aria-controls": "lc-panel",
+    }) as HTMLButtonElement;
+    launcher.appendChild(chatIcon());
+    launcher.addEventListener("click", () => this.setOpen(!this.isOpen));
+    return launcher;
+  }
+
+  /** Header, options, messages, notice and the question form; fills `this.els` (but the launcher). */
+  private buildPanel(): HTMLElement {
     const title = h("h2", { id: "lc-title" });
     const newChat = h("button", { type: "button", class: "icon-btn", "data-testid": "lorechat-new-conversation" }, "New chat");
     newChat.addEventListener("click", () => this.newConversation());
@@ -108,13 +129,7 @@ export class LorechatWidget extends HTMLElement {
       ? h("button", { type: "button", class: "icon-btn", "aria-label": "Close chat", "data-testid": "lorechat-close" }, "✕")
       : null;
     close?.addEventListener("click", () => this.setOpen(false));
-    const input = h("textarea", {
-      id: "lc-input", rows: "1", maxlength: String(MAX_QUERY), "data-testid": "lorechat-input",
-      placeholder: this.getAttribute("placeholder") ?? "Ask a question…",
-    }) as HTMLTextAreaElement;
-    const send = h("button", { type: "submit", class: "primary", "data-testid": "lorechat-send" }, "Send") as HTMLButtonElement;
-    const stop = h("button", { type: "button", class: "secondary", "data-testid": "lorechat-stop", hidden: true }, "Stop") as HTMLButtonElement;
-    const form = h("form", {}, h("label", { class: "sr-only", for: "lc-input" }, "Your question"), input, send, stop);
+    const { form, input, send, stop } = this.buildForm();
     const messages = h("div", { class: "messages", role: "log", "aria-live": "polite", "aria-labelledby": "lc-title" });
     const notice = h("div", { class: "notice", role: "status", "data-testid": "lorechat-rate-limit", hidden: true });
     const options = h("div", { class: "options" });
@@ -125,8 +140,25 @@ export class LorechatWidget extends HTMLElement {
       options, messages, notice, form,
       h("div", { class: "footer" }, "Answers cite their sources. Check them."),
     );
-    this.els = { launcher, panel, title, options, messages, notice, input, send, stop };
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.launcherMode) {
+        event.stopPropagation();
+        this.setOpen(false);
+      }
+    });
+    this.els = { launcher: null, panel, title, options, messages, notice, input, send, stop };
+    return panel;
+  }
 
+  /** The question box: Enter sends, Shift+Enter adds a line, Stop cancels the answer in flight. */
+  private buildForm(): { form: HTMLElement; input: HTMLTextAreaElement; send: HTMLButtonElement; stop: HTMLButtonElement } {
+    const input = h("textarea", {
+      id: "lc-input", rows: "1", maxlength: String(MAX_QUERY), "data-testid": "lorechat-input",
+      placeholder: this.getAttribute("placeholder") ?? "Ask a question…",
+    }) as HTMLTextAreaElement;
+    const send = h("button", { type: "submit", class: "primary", "data-testid": "lorechat-send" }, "Send") as HTMLButtonElement;
+    const stop = h("button", { type: "button", class: "secondary", "data-testid": "lorechat-stop", hidden: true }, "Stop") as HTMLButtonElement;
+    const form = h("form", {}, h("label", { class: "sr-only", for: "lc-input" }, "Your question"), input, send, stop);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       void this.send(input.value);
@@ -139,23 +171,7 @@ export class LorechatWidget extends HTMLElement {
     });
     input.addEventListener("input", () => this.autosize());
     stop.addEventListener("click", () => void this.stop());
-    panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && this.launcherMode) {
-        event.stopPropagation();
-        this.setOpen(false);
-      }
-    });
-
-    const style = document.createElement("style");
-    style.textContent = STYLES;
-    const wrap = h("div", { class: this.launcherMode ? "floating" : "inline" }, launcher, panel);
-    this.shadow.replaceChildren(style, wrap);
-    this.renderOptions();
-    this.renderTitle();
-    this.renderMessages();
-    this.setOpen(this.isOpen, false);
-    // The list feeds the picker, and with a fixed creator still gives the heading a name instead of a slug.
-    void this.loadCreators();
+    return { form, input, send, stop };
   }
 
   private applyAccent(): void {
@@ -283,7 +299,7 @@ export class LorechatWidget extends HTMLElement {
     const at = this.session.messages.findIndex((message) => message.id === messageId);
     const question = at > 0 ? this.session.messages[at - 1] : undefined;
     if (!question || question.role !== "user" || this.controller) return;
-    this.session.messages.splice(at - 1, 2);
+    removeTurn(this.session, this.session.messages[at]);
     void this.send(question.content);
   }
 
@@ -324,7 +340,7 @@ export class LorechatWidget extends HTMLElement {
       });
       if (outcome.rateLimited) {
         // Nothing was accepted: take the question back into the box and say how long to wait.
-        session.messages.splice(session.messages.indexOf(assistant) - 1, 2);
+        removeTurn(session, assistant);
         this.els.input.value = query;
         this.showRateLimit(outcome.retryAfter);
       }
