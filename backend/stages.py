@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 BlockKind = Literal["heading", "paragraph", "cue"]
+# What a document is, set by the parser that read it (the site labels it; transcripts count as talks).
+DocumentKind = Literal["article", "page", "pdf", "transcript", "text", "record"]
 
 # Fixed namespace so point ids are the same on every machine and every run.
 POINT_NAMESPACE = uuid.UUID("6f1c2f4e-6d1b-4b7e-9a52-5c3f0b3e7a11")
@@ -56,6 +58,7 @@ class Document:
     url: str | None = None
     published: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    kind: DocumentKind = "text"
 
     @property
     def text(self) -> str:

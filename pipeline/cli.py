@@ -79,19 +79,14 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
     or single files inside a creator folder. Unchanged documents are skipped, so re-running is cheap.
     Exits 1 when any file failed; the other files are still indexed.
     """
+    from pipeline.indexer import Indexer
     from pipeline.ingest import IngestReport
-    from pipeline.ingest import ingest as run_ingest
 
     settings = get_settings()
     try:
         with open_index(settings) as retriever:
-            report = run_ingest(
+            report = Indexer.from_settings(settings, retriever).ingest(
                 list(paths),
-                retriever=retriever,
-                store=retriever.store,
-                data_dir=settings.data_dir,
-                size_tokens=settings.chunking.size_tokens,
-                overlap_tokens=settings.chunking.overlap_tokens,
                 only_creator=only_creator,
                 prune=prune,
                 dry_run=dry_run,
@@ -219,7 +214,7 @@ def creators(as_json: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
     """Delete a creator's or a document's content from the index."""
-    from pipeline.ingest import delete as run_delete
+    from pipeline.indexer import Indexer
 
     if (creator is None) == (document_id is None):
         raise click.UsageError("give exactly one of --creator or --document")
@@ -228,9 +223,7 @@ def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
         click.confirm(f"Delete every chunk of {target}?", abort=True, err=True)
     settings = get_settings()
     with open_index(settings) as retriever:
-        removed = run_delete(
-            store=retriever.store, data_dir=settings.data_dir, creator=creator, document_id=document_id
-        )
+        removed = Indexer.from_settings(settings, retriever).delete(creator=creator, document_id=document_id)
     if removed == 0:
         raise LorechatError(ErrorCode.not_found, f"nothing indexed for {target}")
     err.print(f"Deleted {removed} chunks of {target}.")

@@ -22,13 +22,12 @@ from backend.retrieval.models import SearchMode
 from backend.retrieval.search import Retriever, in_rank_order
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
-from backend.stages import Chunk, Hit
-from pipeline.chunk import chunk_document
+from backend.stages import Hit
 from pipeline.eval_data import EvalSet
 from pipeline.eval_metrics import mean_scores, score_query
+from pipeline.indexer import Indexer
 
 MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
-_WRITE_BATCH = 256
 # Chunks fetched per document wanted in the deep search: documents longer than one chunk need a margin.
 _CHUNKS_PER_DOCUMENT = 4
 
@@ -118,24 +117,9 @@ def evaluate(
 
 
 def index_documents(eval_set: EvalSet, *, retriever: Retriever, chunking: ChunkingSettings) -> int:
-    """Chunk, embed and upsert every document (the ingest path, without its catalog); returns the chunk count."""
-    pending: list[Chunk] = []
-    written = 0
-    for document in eval_set.documents:
-        pending.extend(
-            chunk_document(document, size_tokens=chunking.size_tokens, overlap_tokens=chunking.overlap_tokens)
-        )
-        if len(pending) >= _WRITE_BATCH:
-            retriever.store.upsert(retriever.embed_chunks(pending))
-            written += len(pending)
-            pending = []
-    if pending:
-        retriever.store.upsert(retriever.embed_chunks(pending))
-        written += len(pending)
-    if written >= 5_000:
-        # Past a few thousand points Edge searches unindexed segments by brute force: build HNSW as ingest does.
-        retriever.store.optimize()
-    return written
+    """Chunk, embed and upsert every document with the indexer (without the catalog); returns the chunk count."""
+    indexer = Indexer(retriever=retriever, data_dir=Path(tempfile.gettempdir()), chunking=chunking)
+    return indexer.write_documents(eval_set.documents)
 
 
 def rank_all(

@@ -30,18 +30,6 @@ WRITE_BATCH_CHUNKS = 256
 # Past this many new chunks in one run, the store's segments are optimized (HNSW built) before returning.
 OPTIMIZE_AFTER_CHUNKS = 5_000
 
-_KIND_BY_SUFFIX = {
-    ".md": "article",
-    ".markdown": "article",
-    ".html": "page",
-    ".htm": "page",
-    ".pdf": "pdf",
-    ".srt": "transcript",
-    ".vtt": "transcript",
-    ".txt": "text",
-    ".jsonl": "record",
-}
-
 
 @dataclass(slots=True)
 class Failure:
@@ -113,7 +101,7 @@ def ingest(
 
     catalog = Catalog.load(catalog_path(data_dir))
     catalog_before = _catalog_fingerprint(catalog)
-    writer = _BatchWriter(retriever=retriever, store=store, dry_run=dry_run, progress=progress)
+    writer = BatchWriter(retriever=retriever, store=store, dry_run=dry_run, progress=progress)
 
     for plan in plans:
         indexed = store.documents(plan.creator.slug)
@@ -173,7 +161,7 @@ def delete(*, store: Store, data_dir: Path, creator: str | None = None, document
     return removed
 
 
-class _BatchWriter:
+class BatchWriter:
     """Buffers chunks so embedding runs in full batches across documents, then writes them."""
 
     def __init__(self, *, retriever: Retriever, store: Store, dry_run: bool, progress: Progress) -> None:
@@ -306,15 +294,13 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _catalog_document(document: Document, chunks: int) -> CatalogDocument:
-    suffix = Path(document.source.split("#", 1)[0]).suffix.lower()
-    kind = _KIND_BY_SUFFIX.get(suffix, "text")
     ends = [block.end_seconds for block in document.blocks if block.end_seconds is not None]
     return CatalogDocument(
         document_id=document.document_id,
         title=document.title,
         source=document.source,
         url=document.url,
-        kind=kind,
+        kind=document.kind,
         chunks=chunks,
         published=document.published,
         duration_seconds=max(ends) if ends else None,

@@ -3,6 +3,8 @@ the local model. They import the web stack inside the commands, so curator comma
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
 
@@ -20,13 +22,13 @@ def serve(host: str | None, port: int | None) -> None:
     from backend.logging import configure_logging
     from backend.server import uvicorn_config
     from backend.settings import get_settings
-    from pipeline.ingest import ingest
+    from pipeline.indexer import Indexer
 
     settings = get_settings()
     configure_logging(settings.log_level)
     # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP).
     config = uvicorn_config(
-        create_app(settings, ingest=ingest),
+        create_app(settings, ingest=partial(Indexer.from_settings, settings)),
         settings.server,
         host=host or settings.server.host,
         port=port or settings.server.port,

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
 
-# `pipeline.ingest.ingest`: (paths, *, retriever, store, data_dir, size_tokens, overlap_tokens, only_creator,
-# prune, dry_run) -> a report with as_json().
-IngestRunner = Callable[..., Any]
+# Given the service's retriever, the pipeline's indexer for it (`pipeline.indexer.Indexer.from_settings`): its
+# `ingest(paths, *, only_creator, prune, dry_run)` returns a report with as_json().
+IngestRunner = Callable[[Any], Any]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=True)
 
@@ -55,23 +55,17 @@ class IngestRequest(BaseModel):
 async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
     """Run `lorechat ingest` inside the server; returns the same report as `lorechat ingest --json`."""
     # Injected by the composition root (`lorechat serve`): the backend never imports the pipeline.
-    run_ingest: IngestRunner | None = request.app.state.ingest
-    if run_ingest is None:
+    indexer_for: IngestRunner | None = request.app.state.ingest
+    if indexer_for is None:
         raise LorechatError(ErrorCode.not_found, "Ingest over HTTP is not available in this process")
-    settings: Settings = request.app.state.settings
     retriever = request.state.retriever
     if _INGEST_LOCK.locked():
         raise LorechatError(ErrorCode.conflict, "Another ingest is running; try again when it finishes", retry_after=5)
     async with _INGEST_LOCK:
         report = await anyio.to_thread.run_sync(
             partial(
-                run_ingest,
+                indexer_for(retriever).ingest,
                 [Path(path) for path in body.paths],
-                retriever=retriever,
-                store=retriever.store,
-                data_dir=settings.data_dir,
-                size_tokens=settings.chunking.size_tokens,
-                overlap_tokens=settings.chunking.overlap_tokens,
                 only_creator=body.creator,
                 prune=body.prune,
                 dry_run=body.dry_run,

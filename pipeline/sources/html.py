@@ -51,6 +51,7 @@ def parse_html(ctx: SourceContext) -> ParseResult:
     if not title:
         title = next((b.text for b in blocks if b.kind == "heading"), None) or title_from_name(ctx.path)
     document = Document(
+        kind="page",
         creator=ctx.creator,
         document_id=ctx.document_id,
         source=ctx.source,

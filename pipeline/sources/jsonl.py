@@ -68,6 +68,7 @@ def _document(ctx: SourceContext, line: str, number: int) -> Document:
         raise _LineError("field 'text' has no text")
     prefix = f"{ctx.creator}/"
     return Document(
+        kind="record",
         creator=ctx.creator,
         document_id=doc_id if doc_id.startswith(prefix) else prefix + doc_id,
         source=f"{ctx.source}#L{number}",

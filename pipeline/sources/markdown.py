@@ -33,6 +33,7 @@ def parse_markdown(ctx: SourceContext) -> ParseResult:
     blocks = _blocks(body)
     title = _meta_str(ctx, meta, "title") or _first_heading(blocks) or title_from_name(ctx.path)
     document = Document(
+        kind="article",
         creator=ctx.creator,
         document_id=ctx.document_id,
         source=ctx.source,

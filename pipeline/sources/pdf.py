@@ -49,6 +49,7 @@ def parse_pdf(ctx: SourceContext) -> ParseResult:
     if not blocks:
         raise ctx.error("the PDF has no extractable text (a scan? run OCR first)")
     document = Document(
+        kind="pdf",
         creator=ctx.creator,
         document_id=ctx.document_id,
         source=ctx.source,

@@ -24,6 +24,7 @@ def parse_text(ctx: SourceContext) -> ParseResult:
     else:
         title = title_from_name(ctx.path)
     document = Document(
+        kind="text",
         creator=ctx.creator,
         document_id=ctx.document_id,
         source=ctx.source,

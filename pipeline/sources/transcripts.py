@@ -80,6 +80,7 @@ def _result(ctx: SourceContext, cues: list[Block], *, title: str | None) -> Pars
     if not cues:
         raise ctx.error("no cues with text found")
     document = Document(
+        kind="transcript",
         creator=ctx.creator,
         document_id=ctx.document_id,
         source=ctx.source,

@@ -22,6 +22,7 @@ from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import (
+    ChunkingSettings,
     DatabaseSettings,
     ExtractiveTierSettings,
     LimitSettings,
@@ -32,7 +33,7 @@ from backend.settings import (
     ServerSettings,
     Settings,
 )
-from pipeline.ingest import ingest
+from pipeline.indexer import Indexer
 from tests.conftest import DEMO_CONTENT, REPO
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.live_server import LiveServer
@@ -218,9 +219,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder
     store = EdgeStore(data_dir / "index", hnsw_ef=128)
     try:
         retriever = Retriever(embedder=shared_embedder, store=store, settings=RetrievalSettings())
-        report = ingest(
-            [content], retriever=retriever, store=store, data_dir=data_dir, size_tokens=256, overlap_tokens=32
-        )
+        chunking = ChunkingSettings(size_tokens=256, overlap_tokens=32)
+        report = Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest([content])
     finally:
         store.close()
     assert not report.failed, report.as_json()

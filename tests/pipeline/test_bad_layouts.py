@@ -17,9 +17,10 @@ from click.testing import CliRunner
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
-from backend.settings import RetrievalSettings
+from backend.settings import ChunkingSettings, RetrievalSettings
 from pipeline.cli import main
-from pipeline.ingest import IngestReport, ingest
+from pipeline.indexer import Indexer
+from pipeline.ingest import IngestReport
 from tests.conftest import DEMO_CONTENT
 
 
@@ -31,8 +32,8 @@ def index(tmp_path: Path, shared_embedder: Embedder) -> Retriever:
 
 
 def run(paths: list[Path], retriever: Retriever, data_dir: Path) -> IngestReport:
-    store = retriever.store
-    return ingest(paths, retriever=retriever, store=store, data_dir=data_dir, size_tokens=64, overlap_tokens=8)
+    chunking = ChunkingSettings(size_tokens=64, overlap_tokens=8)
+    return Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest(paths)
 
 
 def no_creators(tmp_path: Path) -> Path:

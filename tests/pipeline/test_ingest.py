@@ -11,8 +11,9 @@ from backend.catalog import Catalog, catalog_path
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
-from backend.settings import RetrievalSettings
-from pipeline.ingest import IngestReport, delete, ingest
+from backend.settings import ChunkingSettings, RetrievalSettings
+from pipeline.indexer import Indexer
+from pipeline.ingest import IngestReport, delete
 from tests.conftest import DEMO_CONTENT
 
 ARTICLE = """---
@@ -56,15 +57,8 @@ def index(tmp_path: Path, shared_embedder: Embedder) -> Retriever:
 
 
 def run(paths: list[Path], retriever: Retriever, data_dir: Path, **options: object) -> IngestReport:
-    return ingest(
-        paths,
-        retriever=retriever,
-        store=retriever.store,
-        data_dir=data_dir,
-        size_tokens=64,
-        overlap_tokens=8,
-        **options,
-    )
+    chunking = ChunkingSettings(size_tokens=64, overlap_tokens=8)
+    return Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest(paths, **options)
 
 
 def test_second_run_writes_nothing(corpus: Path, index: Retriever, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
 from backend.storage.cache import redis_client
 from backend.storage.repository import Sessions
-from pipeline.ingest import ingest
+from pipeline.indexer import Indexer
 from tests.backend.api.harness import SESSION_NET, Backend, LiveApp, extractive_tier, live_app, upstream_tier
 from tests.conftest import DEMO_CONTENT, PG_URL, REDIS_URL
 from tests.databases import throwaway_database
@@ -70,14 +70,7 @@ def api_index(shared_embedder: Embedder, tmp_path_factory: pytest.TempPathFactor
     try:
         chunking = ChunkingSettings()
         retriever = Retriever(embedder=shared_embedder, store=store, settings=RetrievalSettings())
-        report = ingest(
-            [content],
-            retriever=retriever,
-            store=store,
-            data_dir=data_dir,
-            size_tokens=chunking.size_tokens,
-            overlap_tokens=chunking.overlap_tokens,
-        )
+        report = Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest([content])
     finally:
         store.close()  # the apps open their own copies
     assert report.added > 0 and not report.failed, report.as_json()

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from backend.settings import (
 from backend.storage.cache import redis_client
 from backend.storage.db import create_engine, session_factory
 from backend.storage.repository import Sessions
-from pipeline.ingest import ingest
+from pipeline.indexer import Indexer
 from tests.fakes import ScriptedOpenAI
 from tests.live_server import LiveServer
 
@@ -158,7 +159,7 @@ def live_app(
     shutil.copytree(template, data_dir)
     settings = make_settings(data_dir=data_dir, backend=backend, tiers=tiers, **options)
     # Composed like `lorechat serve`: the pipeline's ingest behind the admin route.
-    server = LiveServer(create_app(settings, ingest=ingest))
+    server = LiveServer(create_app(settings, ingest=partial(Indexer.from_settings, settings)))
     server.start()
     try:
         yield LiveApp(base_url=f"http://127.0.0.1:{server.port}", settings=settings, server=server)
