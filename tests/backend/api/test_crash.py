@@ -60,7 +60,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(*, data_dir: Path, database_url: str, fake: ScriptedOpenAI, log: Path) -> Iterator[Served]:
+def serve(
+    *, data_dir: Path, database_url: str, fake: ScriptedOpenAI, log: Path, env_extra: dict[str, str] | None = None
+) -> Iterator[Served]:
     """`python -m pipeline.cli serve` on `data_dir`, configured only through LORECHAT_* variables."""
     port = _free_port()
     tier = upstream_tier(fake).model_dump(include={"name", "kind", "base_url", "model"})
@@ -75,6 +77,7 @@ def serve(*, data_dir: Path, database_url: str, fake: ScriptedOpenAI, log: Path)
         "LORECHAT_LLM__TIERS": json.dumps([tier]),
         "LORECHAT_LOG_LEVEL": "WARNING",
     }
+    env |= env_extra or {}
     with log.open("ab") as output:
         command = [sys.executable, "-m", "pipeline.cli", "serve"]
         process = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
