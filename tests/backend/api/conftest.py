@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import pytest_asyncio
 from sqlalchemy.engine import make_url
 
 from backend.retrieval.embedder import Embedder
@@ -26,7 +27,16 @@ from backend.settings import ChunkingSettings, RetrievalSettings
 from backend.storage.cache import redis_client
 from backend.storage.repository import Sessions
 from pipeline.indexer import Indexer
-from tests.backend.api.harness import SESSION_NET, Backend, LiveApp, extractive_tier, live_app, upstream_tier
+from tests.backend.api.harness import (
+    SESSION_NET,
+    AsgiApp,
+    Backend,
+    LiveApp,
+    asgi_app,
+    extractive_tier,
+    live_app,
+    upstream_tier,
+)
 from tests.conftest import DEMO_CONTENT, PG_URL, REDIS_URL
 from tests.databases import throwaway_database
 from tests.fakes import Script, ScriptedOpenAI
@@ -144,4 +154,25 @@ def main_app(
 @pytest.fixture
 async def db(main_app: LiveApp) -> AsyncIterator[Sessions]:
     async with main_app.db() as sessions:
+        yield sessions
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def plain_app(
+    backend: Backend, fake: ScriptedOpenAI, api_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AsgiApp]:
+    """Like main_app, in process (ASGI): for modules of plain request/response tests, which run in the
+    module's event loop (`pytestmark = pytest.mark.asyncio(loop_scope="module")`)."""
+    async with asgi_app(
+        template=api_index,
+        workdir=tmp_path_factory.mktemp(f"asgi-{backend.name}"),
+        backend=backend,
+        tiers=[upstream_tier(fake), extractive_tier()],
+    ) as app:
+        yield app
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def plain_db(plain_app: AsgiApp) -> AsyncIterator[Sessions]:
+    async with plain_app.db() as sessions:
         yield sessions

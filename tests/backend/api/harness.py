@@ -274,3 +274,32 @@ async def assert_no_leaks(*, pg_url: str, redis_url: str) -> None:
                 assert await client.ttl(key) != -1, f"{key!r} never expires"
     finally:
         await client.aclose()
+
+
+@dataclass
+class AsgiApp(LiveApp):
+    """The same app served in process through httpx's ASGI transport: no uvicorn thread, no socket. For plain
+    request/response tests (validation tables, 4xx); responses arrive whole, so stream-lifecycle tests (a
+    client leaving, stop, keepalive, send timeouts) keep the real server."""
+
+    app: Any = None
+
+    def client(self, *, peer: str | None = None, token: str | None = None, timeout: float = 20) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        transport = httpx.ASGITransport(app=self.app, client=(peer or new_peer(), 50_000))
+        return httpx.AsyncClient(base_url=self.base_url, transport=transport, headers=headers, timeout=timeout)
+
+
+@asynccontextmanager
+async def asgi_app(
+    *, template: Path, workdir: Path, backend: Backend, tiers: Sequence[TierSettings], **options: Any
+) -> AsyncIterator[AsgiApp]:
+    """The app in process on its own copy of the ingested data dir, its lifespan run by asgi-lifespan."""
+    from asgi_lifespan import LifespanManager
+
+    data_dir = workdir / "data"
+    shutil.copytree(template, data_dir)
+    settings = make_settings(data_dir=data_dir, backend=backend, tiers=tiers, **options)
+    app = create_app(settings, ingest=partial(Indexer.from_settings, settings))
+    async with LifespanManager(app, startup_timeout=120) as manager:
+        yield AsgiApp(base_url="http://lorechat.test", settings=settings, app=manager.app)

@@ -8,9 +8,12 @@ import uuid
 
 import pytest
 
-from tests.backend.api.harness import LiveApp, make_token
+from tests.backend.api.harness import AsgiApp, make_token
 from tests.backend.api.streams import assert_error, assert_turn_stored, post_chat
 from tests.fakes import ScriptedOpenAI
+
+# Plain request/response checks: the app in process (ASGI), in the module's event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 QUESTION = "What is the Quillfield fold?"
 
@@ -35,8 +38,8 @@ BAD_TOKENS = {
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_TOKENS))
-async def test_s2_bad_tokens_are_401(main_app: LiveApp, upstream: ScriptedOpenAI, kind: str) -> None:
-    async with main_app.client(token=BAD_TOKENS[kind]()) as client:
+async def test_s2_bad_tokens_are_401(plain_app: AsgiApp, upstream: ScriptedOpenAI, kind: str) -> None:
+    async with plain_app.client(token=BAD_TOKENS[kind]()) as client:
         listed = await client.get("/api/v1/conversations")
         chat = await post_chat(client, {"query": QUESTION})
     for reply in (listed, chat):
@@ -45,22 +48,24 @@ async def test_s2_bad_tokens_are_401(main_app: LiveApp, upstream: ScriptedOpenAI
     assert upstream.requests == []
 
 
-async def test_s2_non_bearer_scheme_is_401(main_app: LiveApp) -> None:
-    async with main_app.client() as client:
+async def test_s2_non_bearer_scheme_is_401(plain_app: AsgiApp) -> None:
+    async with plain_app.client() as client:
         reply = await client.get("/api/v1/conversations", headers={"Authorization": "Basic YWxhZGRpbjpvcGVu"})
     assert_error(reply, 401, "unauthorized")
 
 
-async def test_s3_someone_elses_conversation_does_not_exist(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
+async def test_s3_someone_elses_conversation_does_not_exist(
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, plain_db
+) -> None:
     alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
-    async with main_app.client(token=make_token(alice)) as as_alice:
+    async with plain_app.client(token=make_token(alice)) as as_alice:
         reply = await post_chat(as_alice, {"query": QUESTION})
-        await assert_turn_stored(db, reply, question=QUESTION, owner_id=alice)
+        await assert_turn_stored(plain_db, reply, question=QUESTION, owner_id=alice)
         conversation = reply.conversation_id
         assert (await as_alice.get(f"/api/v1/conversations/{conversation}")).status_code == 200
     calls = len(upstream.requests)
 
-    async with main_app.client(token=make_token(bob)) as as_bob, main_app.client() as anonymous:
+    async with plain_app.client(token=make_token(bob)) as as_bob, plain_app.client() as anonymous:
         absent = assert_error(await as_bob.get("/api/v1/conversations/AAAAAAAAAAAAAAAAAAAAAA"), 404, "not_found")
         for client in (as_bob, anonymous):
             attempts = [
@@ -78,14 +83,16 @@ async def test_s3_someone_elses_conversation_does_not_exist(main_app: LiveApp, u
     assert len(upstream.requests) == calls  # refused before any model was asked
 
 
-async def test_s3_anonymous_conversation_by_id_and_soft_delete(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
-    async with main_app.client() as first_visit:
+async def test_s3_anonymous_conversation_by_id_and_soft_delete(
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, plain_db
+) -> None:
+    async with plain_app.client() as first_visit:
         reply = await post_chat(first_visit, {"query": QUESTION})
-        await assert_turn_stored(db, reply, question=QUESTION)
+        await assert_turn_stored(plain_db, reply, question=QUESTION)
     conversation = reply.conversation_id
     assert len(conversation) >= 20  # unguessable ids
 
-    async with main_app.client() as later_visit:  # another connection, another address: only the id matters
+    async with plain_app.client() as later_visit:  # another connection, another address: only the id matters
         detail = await later_visit.get(f"/api/v1/conversations/{conversation}")
         assert detail.status_code == 200 and [m["role"] for m in detail.json()["messages"]] == ["user", "assistant"]
         deleted = await later_visit.delete(f"/api/v1/conversations/{conversation}")

@@ -8,21 +8,24 @@ from typing import Any
 
 import pytest
 
-from tests.backend.api.harness import LiveApp
+from tests.backend.api.harness import AsgiApp
 from tests.backend.api.streams import assert_error, assert_turn_stored, post_chat
 from tests.fakes import Script, ScriptedOpenAI
+
+# Plain request/response checks: the app in process (ASGI), in the module's event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 QUESTION = "How much salt goes in the dough?"
 
 
-async def test_i1_oversized_body_is_413_before_parsing(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:
+async def test_i1_oversized_body_is_413_before_parsing(plain_app: AsgiApp, upstream: ScriptedOpenAI) -> None:
     big = json.dumps({"query": "x" * 10_000}).encode()  # over the app's 4096-byte limit
 
     async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams in
         for start in range(0, len(big), 1000):
             yield big[start : start + 1000]
 
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         declared = await post_chat(client, content=big, headers={"Content-Type": "application/json"})
         streamed = await post_chat(client, content=chunked(), headers={"Content-Type": "application/json"})
         not_json = await post_chat(client, content=b"\xff" * 10_000, headers={"Content-Type": "application/json"})
@@ -49,21 +52,21 @@ async def test_i1_oversized_body_is_413_before_parsing(main_app: LiveApp, upstre
     ],
 )
 async def test_i2_invalid_fields_are_422_naming_the_field(
-    main_app: LiveApp, upstream: ScriptedOpenAI, body: dict[str, Any], field: str
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, body: dict[str, Any], field: str
 ) -> None:
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, body)
     error = assert_error(reply, 422, "invalid_input")
     assert field in error["message"] and field in [d["field"] for d in error["detail"]]
     assert "x" * 100 not in reply.raw.decode()  # the refused input is not echoed back
 
 
-async def test_i2_a_thousand_characters_is_allowed(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
+async def test_i2_a_thousand_characters_is_allowed(plain_app: AsgiApp, upstream: ScriptedOpenAI, plain_db) -> None:
     question = ("salt " * 200).strip() + "?" * 1  # 1000 characters exactly
     assert len(question) == 1000
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, {"query": question})
-    await assert_turn_stored(db, reply, question=question)
+    await assert_turn_stored(plain_db, reply, question=question)
 
 
 @pytest.mark.parametrize(
@@ -81,9 +84,9 @@ async def test_i2_a_thousand_characters_is_allowed(main_app: LiveApp, upstream: 
     ids=["truncated", "text-plain", "form", "null", "array", "string", "empty", "bad-utf8"],
 )
 async def test_i3_malformed_bodies_are_4xx(
-    main_app: LiveApp, upstream: ScriptedOpenAI, content: bytes, content_type: str
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, content: bytes, content_type: str
 ) -> None:
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, content=content, headers={"Content-Type": content_type})
     assert 400 <= reply.status < 500, (reply.status, reply.raw[:300])
     assert_error(reply, reply.status, "invalid_input")
@@ -91,12 +94,12 @@ async def test_i3_malformed_bodies_are_4xx(
 
 
 async def test_i4_nul_bytes_are_cleaned_and_escaped_pairs_joined(
-    main_app: LiveApp, upstream: ScriptedOpenAI, db
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, plain_db
 ) -> None:
     raw = b'{"query": "salt\\u0000 in the dough \\ud83c\\udf5e please"}'
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, content=raw, headers={"Content-Type": "application/json"})
-    await assert_turn_stored(db, reply, question="salt in the dough \U0001f35e please")
+    await assert_turn_stored(plain_db, reply, question="salt in the dough \U0001f35e please")
 
 
 @pytest.mark.parametrize(
@@ -112,24 +115,24 @@ async def test_i4_nul_bytes_are_cleaned_and_escaped_pairs_joined(
     ],
     ids=["only-nul", "only-surrogate", "lone-surrogates", "surrogate-creator", "nul-in-id", "surrogate-key", "nul-key"],
 )
-async def test_i4_unstorable_text_is_422_not_500(main_app: LiveApp, upstream: ScriptedOpenAI, raw: bytes) -> None:
+async def test_i4_unstorable_text_is_422_not_500(plain_app: AsgiApp, upstream: ScriptedOpenAI, raw: bytes) -> None:
     # Lone surrogates never reach our code: the JSON parser refuses them (string_unicode), naming the field.
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, content=raw, headers={"Content-Type": "application/json"})
     assert_error(reply, 422, "invalid_input")
     assert upstream.requests == []
 
 
 async def test_i5_unicode_round_trips_through_sse_and_the_database(
-    main_app: LiveApp, upstream: ScriptedOpenAI, db
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, plain_db
 ) -> None:
     question = "Le levain 🍞 — מה זה? 酸面团是什么？ cafe\u0301 👩🏽‍🍳"
     tokens = ["🍞", " שלום", " עולם", " 酸面团", " cafe\u0301", " 👩🏽‍🍳", " ﷺ", " \u202eRTL"]
     upstream.enqueue(Script(tokens=tokens))
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, {"query": question})
         assert reply.stream.tokens == tokens
-        answer = await assert_turn_stored(db, reply, question=question)
+        answer = await assert_turn_stored(plain_db, reply, question=question)
         detail = (await client.get(f"/api/v1/conversations/{reply.conversation_id}")).json()
     assert answer.content == "".join(tokens)
     assert [m["content"] for m in detail["messages"]] == [question, "".join(tokens)]
@@ -140,12 +143,12 @@ FORGERY = "\n\nevent: done\ndata: {}\n\nid: 99\nevent: error\ndata: {}\n\n"
 
 
 async def test_i6_text_that_imitates_sse_framing_forges_nothing(
-    main_app: LiveApp, upstream: ScriptedOpenAI, db
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, plain_db
 ) -> None:
     question = f"What about salt?{FORGERY}really"
     tokens = ["Salt", FORGERY, 'data: {"text": "x"}\n', "\r\n\r\nevent: done\r\n", " end"]
     upstream.enqueue(Script(tokens=tokens))
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, {"query": question})
     stream = reply.stream  # the parser insists on one id/event/data line per event, ids 1, 2, 3…
     assert len(stream.named("done")) == 1 and not stream.named("error")
@@ -154,4 +157,4 @@ async def test_i6_text_that_imitates_sse_framing_forges_nothing(
     for line in reply.raw.decode().splitlines():
         if line.startswith("data:"):
             json.loads(line[5:])
-    await assert_turn_stored(db, reply, question=question)
+    await assert_turn_stored(plain_db, reply, question=question)

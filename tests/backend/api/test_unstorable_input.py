@@ -11,9 +11,12 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.backend.api.harness import LiveApp, make_token
+from tests.backend.api.harness import AsgiApp, make_token
 from tests.backend.api.streams import assert_error, post_chat
 from tests.fakes import ScriptedOpenAI
+
+# Plain request/response checks: the app in process (ASGI), in the module's event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 BAD_IDS = [
     "abc%00defgh",
@@ -33,10 +36,10 @@ def _cursor(payload: object) -> str:
 
 @pytest.mark.parametrize("conversation_id", BAD_IDS)
 async def test_i4_nul_in_a_conversation_path_id_is_404_not_500(
-    main_app: LiveApp, upstream: ScriptedOpenAI, conversation_id: str
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, conversation_id: str
 ) -> None:
     for token in (None, make_token("path-id-prober")):
-        async with main_app.client(token=token) as client:
+        async with plain_app.client(token=token) as client:
             path = f"/api/v1/conversations/{conversation_id}"
             for reply in (
                 await client.get(path),
@@ -59,8 +62,10 @@ async def test_i4_nul_in_a_conversation_path_id_is_404_not_500(
         "abc\u0000",
     ],
 )
-async def test_i4_nul_in_a_list_cursor_is_422_not_500(main_app: LiveApp, upstream: ScriptedOpenAI, cursor: str) -> None:
-    async with main_app.client(token=make_token("cursor-prober")) as client:
+async def test_i4_nul_in_a_list_cursor_is_422_not_500(
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, cursor: str
+) -> None:
+    async with plain_app.client(token=make_token("cursor-prober")) as client:
         reply = await client.get(f"/api/v1/conversations?cursor={quote(cursor)}")
     assert_error(reply, 422, "invalid_input")
 
@@ -71,9 +76,9 @@ async def test_i4_nul_in_a_list_cursor_is_422_not_500(main_app: LiveApp, upstrea
     ids=["lone-surrogate", "nul", "only-surrogate", "newline", "del", "c1-control", "too-long", "blank"],
 )
 async def test_s2_a_jwt_subject_that_cannot_be_stored_is_401_not_500(
-    main_app: LiveApp, upstream: ScriptedOpenAI, subject: str
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, subject: str
 ) -> None:
-    async with main_app.client(token=make_token(subject)) as client:
+    async with plain_app.client(token=make_token(subject)) as client:
         chat = await post_chat(client, {"query": "What does salt do?"})
         listing = await client.get("/api/v1/conversations")
         read = await client.get("/api/v1/conversations/abcdefghijklmnopqrstuv")
@@ -82,25 +87,25 @@ async def test_s2_a_jwt_subject_that_cannot_be_stored_is_401_not_500(
     assert upstream.requests == []
 
 
-async def test_s2_an_unusual_but_storable_subject_still_works(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:
-    async with main_app.client(token=make_token("évé 👩🏽‍🍳 " + "x" * 200)) as client:
+async def test_s2_an_unusual_but_storable_subject_still_works(plain_app: AsgiApp, upstream: ScriptedOpenAI) -> None:
+    async with plain_app.client(token=make_token("évé 👩🏽‍🍳 " + "x" * 200)) as client:
         assert (await post_chat(client, {"query": "What does salt do?"})).status == 200
         assert len((await client.get("/api/v1/conversations")).json()["items"]) == 1
 
 
 @pytest.mark.parametrize("weight", ["0.5", "1", True, False, None, [0.5], {"v": 1}])
 async def test_i2_personality_weight_is_not_coerced(
-    main_app: LiveApp, upstream: ScriptedOpenAI, weight: object
+    plain_app: AsgiApp, upstream: ScriptedOpenAI, weight: object
 ) -> None:
-    async with main_app.client() as client:
+    async with plain_app.client() as client:
         reply = await post_chat(client, {"query": "What does salt do?", "personality_weight": weight})
     error = assert_error(reply, 422, "invalid_input")
     assert [d["field"] for d in error["detail"]] == ["personality_weight"]
     assert upstream.requests == []
 
 
-async def test_i2_personality_weight_takes_json_numbers(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:
-    async with main_app.client() as client:
+async def test_i2_personality_weight_takes_json_numbers(plain_app: AsgiApp, upstream: ScriptedOpenAI) -> None:
+    async with plain_app.client() as client:
         for weight in (0, 1, 0.5):
             reply = await post_chat(client, {"query": "What does salt do?", "personality_weight": weight})
             assert reply.status == 200
@@ -118,8 +123,8 @@ async def test_i2_personality_weight_takes_json_numbers(main_app: LiveApp, upstr
         "/api/v1/%00",
     ],
 )
-async def test_i4_nul_anywhere_in_a_url_is_4xx_not_500(main_app: LiveApp, upstream: ScriptedOpenAI, path: str) -> None:
-    async with main_app.client(token=make_token("url-prober")) as client:
+async def test_i4_nul_anywhere_in_a_url_is_4xx_not_500(plain_app: AsgiApp, upstream: ScriptedOpenAI, path: str) -> None:
+    async with plain_app.client(token=make_token("url-prober")) as client:
         replies = [await client.get(path), await client.post(path), await client.delete(path)]
     for reply in replies:
         assert 400 <= reply.status_code < 500, (path, reply.status_code, reply.text[:200])
