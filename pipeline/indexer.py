@@ -16,8 +16,9 @@ from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import Store
 from backend.settings import ChunkingSettings, Settings
 from backend.stages import Document
+from pipeline.catalog_update import delete
 from pipeline.chunk import chunk_document
-from pipeline.ingest import OPTIMIZE_AFTER_CHUNKS, BatchWriter, IngestReport, delete, ingest
+from pipeline.ingest import OPTIMIZE_AFTER_CHUNKS, BatchWriter, IngestReport, ingest
 from pipeline.progress import Progress
 
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend.catalog import Catalog, CatalogCreator, CatalogDocument, catalog_path
-from backend.retrieval.models import DocumentState
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import Store
 from backend.stages import Chunk, Creator, Document
+from pipeline.catalog_update import Listing, catalog_document, update_catalog
 from pipeline.chunk import chunk_document
 from pipeline.creators import CREATOR_FILE, CreatorError, discover_creators, load_creator
 from pipeline.progress import Progress
@@ -99,19 +98,18 @@ def ingest(
     report = IngestReport(dry_run=dry_run)
     plans = _collect(paths, only_creator=only_creator, report=report, progress=progress)
 
-    catalog = Catalog.load(catalog_path(data_dir))
-    catalog_before = _catalog_fingerprint(catalog)
     writer = BatchWriter(retriever=retriever, store=store, dry_run=dry_run, progress=progress)
+    listings: list[Listing] = []
 
     for plan in plans:
         indexed = store.documents(plan.creator.slug)
-        entry = catalog.creators.setdefault(plan.creator.slug, CatalogCreator(creator=plan.creator))
-        entry.creator = plan.creator
+        listing = Listing(creator=plan.creator)
+        listings.append(listing)
         for document in plan.documents:
             known = indexed.get(document.document_id)
             if known is not None and known.content_hash == document.content_hash:
                 report.unchanged += 1
-                entry.documents[document.document_id] = _catalog_document(document, known.chunk_count)
+                listing.documents[document.document_id] = catalog_document(document, known.chunk_count)
                 continue
             chunks = chunk_document(document, size_tokens=size_tokens, overlap_tokens=overlap_tokens)
             if known is None:
@@ -120,45 +118,26 @@ def ingest(
                 report.updated += 1
                 writer.replace(document.document_id)
             writer.add(chunks)
-            entry.documents[document.document_id] = _catalog_document(document, len(chunks))
+            listing.documents[document.document_id] = catalog_document(document, len(chunks))
         if prune and plan.scanned_whole_folder:
             seen = {doc.document_id for doc in plan.documents} | plan.failed_ids
-            gone = sorted(set(indexed) - seen)
-            report.pruned += len(gone)
-            writer.remove(gone)
-            for document_id in gone:
-                entry.documents.pop(document_id, None)
+            listing.gone = sorted(set(indexed) - seen)
+            report.pruned += len(listing.gone)
+            writer.remove(listing.gone)
         elif not prune:
             # Without --prune, vanished documents stay indexed; keep them listed so the catalog tells the truth.
-            for document_id, state in indexed.items():
-                entry.documents.setdefault(document_id, _unlisted_document(state))
+            listing.still_indexed = indexed
 
     writer.flush()
     report.chunks_written = writer.written
     if writer.written >= OPTIMIZE_AFTER_CHUNKS and not dry_run:
         # Large writes land in unindexed segments; building the HNSW graph now keeps queries fast.
         store.optimize()
-    if not dry_run and _catalog_fingerprint(catalog) != catalog_before:
-        catalog.save(catalog_path(data_dir))
+    if not dry_run:
+        update_catalog(data_dir, listings)
     progress.finish()
     report.seconds = time.perf_counter() - started
     return report
-
-
-def delete(*, store: Store, data_dir: Path, creator: str | None = None, document_id: str | None = None) -> int:
-    """Remove a creator or a document from the index and the catalog; returns the chunks removed."""
-    catalog = Catalog.load(catalog_path(data_dir))
-    if creator is not None:
-        removed = store.delete_creator(creator)
-        catalog.creators.pop(creator, None)
-    elif document_id is not None:
-        removed = store.delete_documents([document_id])
-        for entry in catalog.creators.values():
-            entry.documents.pop(document_id, None)
-    else:
-        raise ValueError("delete needs a creator or a document id")
-    catalog.save(catalog_path(data_dir))
-    return removed
 
 
 class BatchWriter:
@@ -291,32 +270,3 @@ def _relative(path: Path, base: Path) -> str:
         return path.relative_to(base).as_posix()
     except ValueError:
         return str(path)
-
-
-def _catalog_document(document: Document, chunks: int) -> CatalogDocument:
-    ends = [block.end_seconds for block in document.blocks if block.end_seconds is not None]
-    return CatalogDocument(
-        document_id=document.document_id,
-        title=document.title,
-        source=document.source,
-        url=document.url,
-        kind=document.kind,
-        chunks=chunks,
-        published=document.published,
-        duration_seconds=max(ends) if ends else None,
-    )
-
-
-def _unlisted_document(state: DocumentState) -> CatalogDocument:
-    return CatalogDocument(
-        document_id=state.document_id,
-        title=state.document_id.rsplit("/", 1)[-1],
-        source=state.document_id,
-        url=None,
-        kind="text",
-        chunks=state.chunk_count,
-    )
-
-
-def _catalog_fingerprint(catalog: Catalog) -> object:
-    return {slug: (entry.creator, tuple(sorted(entry.documents.items()))) for slug, entry in catalog.creators.items()}

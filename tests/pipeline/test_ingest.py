@@ -12,8 +12,9 @@ from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
+from pipeline.catalog_update import delete
 from pipeline.indexer import Indexer
-from pipeline.ingest import IngestReport, delete
+from pipeline.ingest import IngestReport
 from tests.conftest import DEMO_CONTENT
 
 ARTICLE = """---
