@@ -2,10 +2,11 @@
 import { type CreatorInfo, listCreators, stopConversation } from "./api";
 import { formatWait } from "./format";
 import { type ChatMessage, clearSession, emptySession, loadSession, removeTurn, type Session, saveSession } from "./store";
+import { buildLauncher, buildPanel, type PanelElements } from "./panel";
 import { STYLES } from "./styles";
 import { runTurn } from "./turn";
 import {
-  cardId, chatIcon, creatorPicker, fillAnswer, h, type MessageActions, messageView, personalitySlider,
+  cardId, creatorPicker, fillAnswer, h, type MessageActions, messageView, personalitySlider,
 } from "./view";
 
 const MAX_QUERY = 1000;
@@ -26,17 +27,7 @@ export class LorechatWidget extends HTMLElement {
   private live: { message: ChatMessage; answer: HTMLElement | null } | null = null;
   private frame = 0;
   private noticeTimer: ReturnType<typeof setInterval> | undefined;
-  private els!: {
-    launcher: HTMLButtonElement | null;
-    panel: HTMLElement;
-    title: HTMLElement;
-    options: HTMLElement;
-    messages: HTMLElement;
-    notice: HTMLElement;
-    input: HTMLTextAreaElement;
-    send: HTMLButtonElement;
-    stop: HTMLButtonElement;
-  };
+  private els!: PanelElements & { launcher: HTMLButtonElement | null };
   private readonly actions: MessageActions = {
     onCite: (messageId, index) => this.highlightSource(messageId, index),
     onRetry: (messageId) => this.retry(messageId),
@@ -94,84 +85,30 @@ export class LorechatWidget extends HTMLElement {
     this.session = loadSession(this.storageKey, this.fixedCreator);
     this.isOpen = !this.launcherMode || this.hasAttribute("open");
 
-    const launcher = this.buildLauncher();
-    const panel = this.buildPanel();
+    const launcher = this.launcherMode ? buildLauncher(() => this.setOpen(!this.isOpen)) : null;
+    this.els = {
+      launcher,
+      ...buildPanel({
+        launcherMode: this.launcherMode,
+        maxQuery: MAX_QUERY,
+        placeholder: this.getAttribute("placeholder") ?? "Ask a question…",
+        onNewChat: () => this.newConversation(),
+        onClose: () => this.setOpen(false),
+        onSend: (text) => void this.send(text),
+        onStop: () => void this.stop(),
+        onInput: () => this.autosize(),
+      }),
+    };
     const style = document.createElement("style");
     style.textContent = STYLES;
-    const wrap = h("div", { class: this.launcherMode ? "floating" : "inline" }, launcher, panel);
+    const wrap = h("div", { class: this.launcherMode ? "floating" : "inline" }, launcher, this.els.panel);
     this.shadow.replaceChildren(style, wrap);
-    this.els.launcher = launcher;
     this.renderOptions();
     this.renderTitle();
     this.renderMessages();
     this.setOpen(this.isOpen, false);
     // The list feeds the picker, and with a fixed creator still gives the heading a name instead of a slug.
     void this.loadCreators();
-  }
-
-  /** The round button that opens the panel (launcher mode only). */
-  private buildLauncher(): HTMLButtonElement | null {
-    if (!this.launcherMode) return null;
-    const launcher = h("button", {
-      type: "button", class: "launcher", "data-testid": "lorechat-launcher", "aria-controls": "lc-panel",
-    }) as HTMLButtonElement;
-    launcher.appendChild(chatIcon());
-    launcher.addEventListener("click", () => this.setOpen(!this.isOpen));
-    return launcher;
-  }
-
-  /** Header, options, messages, notice and the question form; fills `this.els` (but the launcher). */
-  private buildPanel(): HTMLElement {
-    const title = h("h2", { id: "lc-title" });
-    const newChat = h("button", { type: "button", class: "icon-btn", "data-testid": "lorechat-new-conversation" }, "New chat");
-    newChat.addEventListener("click", () => this.newConversation());
-    const close = this.launcherMode
-      ? h("button", { type: "button", class: "icon-btn", "aria-label": "Close chat", "data-testid": "lorechat-close" }, "✕")
-      : null;
-    close?.addEventListener("click", () => this.setOpen(false));
-    const { form, input, send, stop } = this.buildForm();
-    const messages = h("div", { class: "messages", role: "log", "aria-live": "polite", "aria-labelledby": "lc-title" });
-    const notice = h("div", { class: "notice", role: "status", "data-testid": "lorechat-rate-limit", hidden: true });
-    const options = h("div", { class: "options" });
-    const panel = h(
-      "section",
-      { class: "panel", id: "lc-panel", role: this.launcherMode ? "dialog" : "region", "aria-labelledby": "lc-title" },
-      h("header", {}, title, newChat, close),
-      options, messages, notice, form,
-      h("div", { class: "footer" }, "Answers cite their sources. Check them."),
-    );
-    panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && this.launcherMode) {
-        event.stopPropagation();
-        this.setOpen(false);
-      }
-    });
-    this.els = { launcher: null, panel, title, options, messages, notice, input, send, stop };
-    return panel;
-  }
-
-  /** The question box: Enter sends, Shift+Enter adds a line, Stop cancels the answer in flight. */
-  private buildForm(): { form: HTMLElement; input: HTMLTextAreaElement; send: HTMLButtonElement; stop: HTMLButtonElement } {
-    const input = h("textarea", {
-      id: "lc-input", rows: "1", maxlength: String(MAX_QUERY), "data-testid": "lorechat-input",
-      placeholder: this.getAttribute("placeholder") ?? "Ask a question…",
-    }) as HTMLTextAreaElement;
-    const send = h("button", { type: "submit", class: "primary", "data-testid": "lorechat-send" }, "Send") as HTMLButtonElement;
-    const stop = h("button", { type: "button", class: "secondary", "data-testid": "lorechat-stop", hidden: true }, "Stop") as HTMLButtonElement;
-    const form = h("form", {}, h("label", { class: "sr-only", for: "lc-input" }, "Your question"), input, send, stop);
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      void this.send(input.value);
-    });
-    input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        void this.send(input.value);
-      }
-    });
-    input.addEventListener("input", () => this.autosize());
-    stop.addEventListener("click", () => void this.stop());
-    return { form, input, send, stop };
   }
 
   private applyAccent(): void {
