@@ -18,7 +18,7 @@ from backend.api.deps import (
     ChatDep,
     ClientIpDep,
     LimiterDep,
-    PrincipalDep,
+    OwnerDep,
     RunningDep,
     SettingsDep,
     SlotsDep,
@@ -77,7 +77,7 @@ async def chat(
     catalog: CatalogDep,
     limiter: LimiterDep,
     slots: SlotsDep,
-    principal: PrincipalDep,
+    owner: OwnerDep,
     ip: ClientIpDep,
     settings: SettingsDep,
     running: RunningDep,
@@ -87,7 +87,7 @@ async def chat(
         creator = catalog.creator(body.creator)
         if creator is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
-    await limiter.check(user_id=principal.user_id if principal else None, client_ip=ip, creator=body.creator)
+    await limiter.check(user_id=owner, client_ip=ip, creator=body.creator)
     slot = await slots.acquire(ip)
     try:
         turn = await chat.prepare(
@@ -96,7 +96,7 @@ async def chat(
                 creator=creator,
                 conversation_id=body.conversation_id,
                 personality_weight=body.personality_weight,
-                owner_id=principal.user_id if principal else None,
+                owner_id=owner,
                 request_id=request.state.request_id,
             )
         )

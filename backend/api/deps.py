@@ -61,6 +61,11 @@ def _principal(request: Request) -> Principal | None:
     return decode_bearer(request.headers.get("authorization"), request.app.state.settings.auth)
 
 
+def _owner(principal: Annotated[Principal | None, Depends(_principal)]) -> str | None:
+    """Whose conversations the caller may see: the signed-in user, or None for an anonymous visitor."""
+    return principal.user_id if principal else None
+
+
 def _client_ip(request: Request) -> str:
     settings: Settings = request.app.state.settings
     peer = request.client.host if request.client else None
@@ -76,4 +81,5 @@ RunningDep = Annotated[RunningTurns, Depends(_running)]
 StopBusDep = Annotated[StopBus, Depends(_stop_bus)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 PrincipalDep = Annotated[Principal | None, Depends(_principal)]
+OwnerDep = Annotated[str | None, Depends(_owner)]
 ClientIpDep = Annotated[str, Depends(_client_ip)]
