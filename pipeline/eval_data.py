@@ -1,8 +1,10 @@
 """Evaluation inputs: a BEIR-format set (corpus.jsonl, queries.jsonl, qrels TSV) or a content folder as the corpus.
 
-BEIR formats: corpus lines {"_id", "title", "text"}; query lines {"_id", "text"}; qrels a TSV with the header
-`query-id corpus-id score`. A content folder (creator folders, as `lorechat ingest` takes) is parsed by the
-ingest parsers, so its document ids are exactly the ones ingest assigns ("<creator>/<path>", or a JSON line's id).
+BEIR formats: corpus lines {"_id", "title", "text"}; query lines {"_id", "text"} plus, optionally, "creator" (the
+question is asked of that creator only: retrieval is scoped to it, as a chat with that creator is); qrels a TSV
+with the header `query-id corpus-id score`. A content folder (creator folders, as `lorechat ingest` takes) is parsed
+by the ingest parsers, so its document ids are exactly the ones ingest assigns ("<creator>/<path>", or a JSON
+line's id).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ class EvalSet:
     queries: dict[str, str]
     # query id -> {document id: grade}
     qrels: dict[str, dict[str, int]]
+    # query id -> creator slug, for questions asked of one creator (retrieval scoped to it)
+    query_creators: dict[str, str] = field(default_factory=dict)
 
     def judged_queries(self) -> dict[str, str]:
         """Queries with at least one relevant document: the only ones scored (as trec_eval does)."""
@@ -99,6 +103,19 @@ def load_queries(path: Path) -> dict[str, str]:
     return queries
 
 
+def load_query_creators(path: Path) -> dict[str, str]:
+    """The optional "creator" of each query line: query id -> creator slug, for creator-scoped questions."""
+    creators = {}
+    for number, record in _jsonl(path):
+        creator = record.get("creator")
+        if creator is None:
+            continue
+        if not isinstance(creator, str) or not creator.strip():
+            raise _bad(path, number, f'query {record["_id"]!r}: "creator" must be a non-empty string')
+        creators[str(record["_id"])] = creator.strip()
+    return creators
+
+
 def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     """TSV `query-id corpus-id score` with a header line; scores are integer grades (0 = not relevant)."""
     try:
@@ -145,7 +162,12 @@ def load_eval_set(*, queries: Path, qrels: Path, corpus: Path | None = None, con
     if (corpus is None) == (content is None):
         raise ValueError("give exactly one of corpus or content")
     documents = load_corpus(corpus) if corpus is not None else load_content(content)  # type: ignore[arg-type]
-    return EvalSet(documents=documents, queries=load_queries(queries), qrels=load_qrels(qrels))
+    creators = load_query_creators(queries)
+    known = {d.creator for d in documents}
+    unknown = sorted(set(creators.values()) - known)
+    if unknown:
+        raise _bad(queries, None, f"queries name creators the corpus does not have: {', '.join(unknown)}")
+    return EvalSet(documents=documents, queries=load_queries(queries), qrels=load_qrels(qrels), query_creators=creators)
 
 
 def corpus_records(documents: list[Document]) -> list[dict[str, str]]:

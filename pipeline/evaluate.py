@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,13 @@ def evaluate(
         )
         started = time.perf_counter()
         runs = [
-            rank_all(queries, retriever=retriever, modes=modes, deep_chunks=deep_k * _CHUNKS_PER_DOCUMENT)
+            rank_all(
+                queries,
+                retriever=retriever,
+                modes=modes,
+                deep_chunks=deep_k * _CHUNKS_PER_DOCUMENT,
+                creators=eval_set.query_creators,
+            )
             for _ in range(max(1, repeats))
         ]
         report.search_seconds = time.perf_counter() - started
@@ -123,18 +129,34 @@ def index_documents(eval_set: EvalSet, *, retriever: Retriever, chunking: Chunki
 
 
 def rank_all(
-    queries: dict[str, str], *, retriever: Retriever, modes: Sequence[SearchMode], deep_chunks: int
+    queries: dict[str, str],
+    *,
+    retriever: Retriever,
+    modes: Sequence[SearchMode],
+    deep_chunks: int,
+    creators: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, list[str]]]:
-    """mode -> query id -> document ids, best first. Each query is embedded once and reused by every mode."""
+    """mode -> query id -> document ids, best first. Each query is embedded once and reused by every mode;
+    a query with a creator (in `creators`) is scoped to it, as a chat with that creator is."""
     prefetch = retriever.settings.prefetch_limit
     rankings: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
     for qid, text in queries.items():
         vectors = retriever.query_vectors(text, mode="hybrid")
+        creator = (creators or {}).get(qid)
         for mode in modes:
-            top = retriever.store.search(vectors, k=prefetch, mode=mode, prefetch_limit=prefetch)
+            top = retriever.store.search(
+                vectors, k=prefetch, mode=mode, creator=creator, prefetch_limit=prefetch, fusion=retriever.fusion
+            )
             deep: list[Hit] = []
             if deep_chunks > prefetch:
-                deep = retriever.store.search(vectors, k=deep_chunks, mode=mode, prefetch_limit=deep_chunks)
+                deep = retriever.store.search(
+                    vectors,
+                    k=deep_chunks,
+                    mode=mode,
+                    creator=creator,
+                    prefetch_limit=deep_chunks,
+                    fusion=retriever.fusion,
+                )
             rankings[mode][qid] = documents_by_best_chunk([*in_rank_order(top), *in_rank_order(deep)])
     return rankings
 

@@ -69,7 +69,10 @@ class Indexer:
         for document in documents:
             writer.add(
                 chunk_document(
-                    document, size_tokens=self.chunking.size_tokens, overlap_tokens=self.chunking.overlap_tokens
+                    document,
+                    size_tokens=self.chunking.size_tokens,
+                    overlap_tokens=self.chunking.overlap_tokens,
+                    window=self.retriever.embedder,
                 )
             )
         writer.flush()

@@ -111,7 +111,9 @@ def ingest(
                 report.unchanged += 1
                 listing.documents[document.document_id] = catalog_document(document, known.chunk_count)
                 continue
-            chunks = chunk_document(document, size_tokens=size_tokens, overlap_tokens=overlap_tokens)
+            chunks = chunk_document(
+                document, size_tokens=size_tokens, overlap_tokens=overlap_tokens, window=retriever.embedder
+            )
             if known is None:
                 report.added += 1
             else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -11,9 +12,10 @@ import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
+from tokenizers import Tokenizer as _FastTokenizer
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import EmbeddingSettings
@@ -39,6 +41,15 @@ _ONNX_FILES: dict[str, str] = {
 
 log = logging.getLogger(__name__)
 _export_lock = threading.Lock()
+
+
+class TokenWindow(Protocol):
+    """What the chunker needs from a model to cut chunks it reads whole: its window and its own token count."""
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
 
 
 def bundled_model_path() -> Path:
@@ -74,8 +85,19 @@ class Embedder:
         if dimension is None:
             raise LorechatError(ErrorCode.internal, f"model {source} does not report its embedding size")
         self.dimension: int = int(dimension)
-        # Tokenizers are not safe to share across threads mid-call; encode calls are serialized.
+        # The model reads at most this many of its own tokens (special tokens included) and silently drops the
+        # rest; chunks are cut to fit it (pipeline/chunk.py), and the index records it.
+        self.max_tokens: int = _window(self._model, source)
+        # Tokenizers are not safe to share across threads mid-call; encode calls are serialized. Counting
+        # (chunking) uses its own copy, so it never waits for a batch being encoded.
         self._lock = threading.Lock()
+        # Asymmetric models (e5, bge, nomic...) declare prompts in config_sentence_transformers.json: "query" for
+        # questions, "document" (or "passage") for what is indexed. The document prompt takes window room too.
+        prompts = dict(self._model.prompts or {})
+        self._query_prompt: str = prompts.get("query") or ""
+        self._document_prompt: str = prompts.get("document") or prompts.get("passage") or ""
+        self._counter: Any = _counting_tokenizer(self._model.tokenizer)
+        self._counter_lock = threading.Lock()
 
     def _load(self, source: Path, *, cache: Path) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
@@ -84,7 +106,10 @@ class Embedder:
             return SentenceTransformer(str(source), device="cpu", local_files_only=True)
         import onnxruntime
 
-        model_dir = _onnx_export(source, backend=self.backend, cache=cache)
+        # A model directory that ships its own ONNX export (onnx/model.onnx, e.g. one exported by this code, or
+        # downloaded with it) is used as is; anything else is exported once into the cache.
+        shipped = (source / _ONNX_FILES[self.backend]).is_file()
+        model_dir = source if shipped else _onnx_export(source, backend=self.backend, cache=cache)
         options = onnxruntime.SessionOptions()
         # ONNX Runtime's idle worker threads spin by default: after every query they burn a core for a while,
         # which on a small machine starves the event loop that relays every stream (measured: 100 queries
@@ -103,23 +128,60 @@ class Embedder:
             },
         )
 
+    def count_tokens(self, text: str) -> int:
+        """The model's tokens in `text` as a document (its prompt and [CLS]/[SEP] or equivalents included),
+        untruncated."""
+        text = self._document_prompt + text
+        with self._counter_lock:
+            if isinstance(self._counter, _FastTokenizer):
+                return len(self._counter.encode(text, add_special_tokens=True).ids)
+            return len(self._counter(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
     def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Shape (len(texts), dimension), L2-normalized, float32."""
+        return self._encode(texts, prompt=self._document_prompt, batch_size=batch_size or self.batch_size)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Shape (dimension,). all-MiniLM-L6-v2 is symmetric (no prompts); other models may prefix queries."""
+        return self._encode([text], prompt=self._query_prompt, batch_size=1)[0]
+
+    def _encode(self, texts: Sequence[str], *, prompt: str, batch_size: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
             vectors = self._model.encode(
                 list(texts),
-                batch_size=batch_size or self.batch_size,
+                prompt=prompt or None,
+                batch_size=batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        """Shape (dimension,). all-MiniLM-L6-v2 is symmetric: queries and documents share one encoding."""
-        return self.embed_documents([text], batch_size=1)[0]
+
+def _counting_tokenizer(tokenizer: Any) -> Any:
+    """A private copy for counting: the Rust tokenizer itself when there is one (the transformers wrapper costs
+    ~0.4 ms a call, and chunking counts once per paragraph), without truncation or padding."""
+    fast = getattr(tokenizer, "backend_tokenizer", None)
+    if isinstance(fast, _FastTokenizer):
+        counter = copy.deepcopy(fast)
+        counter.no_truncation()
+        counter.no_padding()
+        return counter
+    return copy.deepcopy(tokenizer)
+
+
+def _window(model: SentenceTransformer, source: Path) -> int:
+    """max_seq_length, as sentence-transformers applies it (sentence_bert_config.json, else the tokenizer's)."""
+    window = model.max_seq_length
+    if not window or window < 8:
+        raise LorechatError(
+            ErrorCode.invalid_input,
+            f"embedding model {source} declares no usable max_seq_length ({window!r}); set it in its "
+            f"sentence_bert_config.json",
+        )
+    return int(window)
 
 
 def _limit_threads() -> None:
@@ -182,9 +244,16 @@ def model_cache_dir(settings: EmbeddingSettings) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lorechat" / "models"
 
 
+# One model load at a time: two threads loading at once (the app's warm-up, the extractive tier's background
+# loader) would each import transformers/optimum half-way and fail with "cannot import name …", and would load
+# the same weights twice.
+_LOADING = threading.Lock()
+
+
 def get_embedder(settings: EmbeddingSettings) -> Embedder:
     """The process-wide embedder for these settings: ingestion and the API share this one code path."""
-    return _cached_embedder(settings.model_dump_json())
+    with _LOADING:
+        return _cached_embedder(settings.model_dump_json())
 
 
 @lru_cache(maxsize=4)

@@ -13,7 +13,7 @@ from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.sparse import bm25_document, bm25_query
-from backend.retrieval.stores.protocol import Store
+from backend.retrieval.stores.protocol import Fusion, Store
 from backend.settings import RetrievalSettings
 from backend.stages import Chunk, EmbeddedChunk, Hit, SparseVector
 
@@ -21,18 +21,40 @@ _NO_TERMS = SparseVector(indices=(), values=())
 _WHITESPACE = re.compile(r"\s+")
 
 
+# Bump when what gets embedded for a chunk changes (the prefix rules below, or how chunks are fitted to the
+# model's window): the index records it with the window, and a different record asks for a re-ingest.
+EMBED_TEXT_VERSION = 2
+# A title or heading trail longer than this is cut (with an ellipsis) in the prefix, so the prefix can
+# never take most of the model's window away from the chunk's own text.
+PREFIX_MAX_CHARS = 160
+
+
 def embed_text(chunk: Chunk) -> str:
-    """What gets embedded (dense and BM25) for a chunk: its title and heading trail, then its text.
+    """What gets embedded (dense and BM25) for a chunk: its title and heading trail, then its text."""
+    return compose_embed_text(title=chunk.title, heading=chunk.heading, text=chunk.text)
+
+
+def compose_embed_text(*, title: str, heading: str, text: str) -> str:
+    """A chunk's title and heading trail as context lines, then its text (the chunker measures this too).
 
     A chunk like "Preheat to 220°C." means little alone; prefixed with "Sourdough basics / Baking" it
     matches questions about sourdough. Lines the chunk text already starts with are not repeated, so a
-    heading block kept in the chunk does not count twice for BM25. The model reads 256 word pieces at
-    most, so the prefix is kept to two short lines.
+    heading block kept in the chunk does not count twice for BM25. The chunker sizes chunks so that this
+    whole text, prefix included, fits the model's window (pipeline/chunk.py).
     """
-    context = [line for line in (chunk.title, chunk.heading) if line and not chunk.text.startswith(line)]
-    if len(context) == 2 and chunk.heading.startswith(chunk.title):
-        context = [chunk.heading]
-    return "\n".join([*context, chunk.text])
+    context = [line for line in (title, heading) if line and not text.startswith(line)]
+    if len(context) == 2 and heading.startswith(title):
+        context = [heading]
+    return "\n".join([*(_short(line) for line in context), text])
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= PREFIX_MAX_CHARS else line[: PREFIX_MAX_CHARS - 1].rstrip() + "…"
+
+
+def chunking_id(max_tokens: int) -> str:
+    """Recorded with the index: chunks were fitted, prefix included, to a window of this many model tokens."""
+    return f"embed-text v{EMBED_TEXT_VERSION}, window {max_tokens}"
 
 
 def snippet(text: str, max_chars: int) -> str:
@@ -64,7 +86,21 @@ class Retriever:
         self.store = store
         self.settings = settings
         # Refuses (index_mismatch) an index built by another embedder before any query can be mis-ranked.
-        store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+        # The window is recorded too: chunks cut for another window would be read truncated (or needlessly small).
+        store.ensure_collection(
+            dense_size=embedder.dimension,
+            embedder_id=embedder.embedder_id,
+            chunking=chunking_id(embedder.max_tokens),
+        )
+
+    @property
+    def fusion(self) -> Fusion:
+        return Fusion(
+            method=self.settings.fusion,
+            rrf_k=self.settings.rrf_k,
+            dense_weight=self.settings.dense_weight,
+            bm25_weight=self.settings.bm25_weight,
+        )
 
     def query_vectors(self, query: str, *, mode: SearchMode) -> QueryVectors:
         """Only what the mode uses is computed: a bm25 search never runs the model."""
@@ -99,6 +135,7 @@ class Retriever:
             mode=chosen,
             creator=creator,
             prefetch_limit=max(self.settings.prefetch_limit, fetched),
+            fusion=self.fusion,
         )
         return in_rank_order(hits)[:limit]
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend.retrieval.embedder import Embedder, TokenWindow
+from backend.retrieval.search import embed_text
 from backend.stages import Block, Chunk, Document
 from pipeline.chunk import chunk_document, count_tokens
 from pipeline.sources import content_files, parse_file
@@ -238,3 +242,80 @@ def test_demo_corpus_chunks() -> None:
                 if path.suffix == ".md":
                     assert chunks[0].heading  # every article opens with a heading
     assert total > 50
+
+
+# --- issue 15: every chunk, with its title/heading prefix, fits the embedding model's window -------------
+
+
+@dataclass(frozen=True)
+class NarrowWindow:
+    """The real model's tokenizer with a smaller window, so short generated documents hit the limit often."""
+
+    embedder: Embedder
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int:
+        return self.embedder.count_tokens(text)
+
+
+def assert_fits_window(chunks: list[Chunk], window: TokenWindow) -> None:
+    for chunk in chunks:
+        embedded = embed_text(chunk)
+        # A prefix that leaves (almost) no room is the one case the chunker cannot help: it is cut in
+        # embed_text to PREFIX_MAX_CHARS per line, which the real 256-token window always has room for.
+        room = window.max_tokens - window.count_tokens(embed_text(replace(chunk, text="x")))
+        if room >= 8:
+            assert window.count_tokens(embedded) <= window.max_tokens, (chunk.heading, chunk.text)
+
+
+@PROPERTY
+@given(
+    blocks=st.lists(st.one_of(paragraph_blocks, heading_blocks), max_size=25),
+    title=sentences,
+    window_tokens=st.integers(min_value=48, max_value=160),
+    size=st.integers(min_value=16, max_value=300),
+    data=st.data(),
+)
+def test_chunks_fit_the_model_window_with_their_prefix(
+    shared_embedder: Embedder, blocks: list[Block], title: str, window_tokens: int, size: int, data: st.DataObject
+) -> None:
+    overlap = data.draw(st.integers(min_value=0, max_value=size - 1))
+    doc = dataclasses.replace(document(blocks), title=title)
+    window = NarrowWindow(shared_embedder, window_tokens)
+    chunks = chunk_document(doc, size_tokens=size, overlap_tokens=overlap, window=window)
+    for chunk in chunks:
+        assert count_tokens(chunk.text) <= size  # the prompt budget still holds
+    assert_fits_window(chunks, window)
+    doc_chars = [ch for ch in doc.text if not ch.isspace()]
+    assert is_subsequence(doc_chars, [ch for c in chunks for ch in c.text if not ch.isspace()])
+    assert chunk_document(doc, size_tokens=size, overlap_tokens=overlap, window=window) == chunks
+
+
+def test_technical_prose_is_cut_for_the_model_not_for_tiktoken(shared_embedder: Embedder) -> None:
+    """The bug: 256 cl100k tokens of identifier-heavy prose are well over 256 word pieces."""
+    prose = " ".join(
+        f"Set max_wal_senders_{i} and wal_keep_size before pg_basebackup streams WAL segment 0000000{i}."
+        for i in range(60)
+    )
+    doc = dataclasses.replace(
+        document([Block(text="Streaming replication setup", kind="heading"), Block(text=prose)]),
+        title="High Availability, Load Balancing, and Replication",
+    )
+    old = chunk_document(doc, size_tokens=256, overlap_tokens=32)
+    assert any(shared_embedder.count_tokens(embed_text(c)) > shared_embedder.max_tokens for c in old)
+    fitted = chunk_document(doc, size_tokens=256, overlap_tokens=32, window=shared_embedder)
+    assert len(fitted) > len(old)
+    for chunk in fitted:
+        assert shared_embedder.count_tokens(embed_text(chunk)) <= shared_embedder.max_tokens
+        assert chunk.heading == "Streaming replication setup"
+    assert is_subsequence(prose.split(), [w for c in fitted for w in c.text.split()])
+
+
+def test_demo_corpus_fits_the_bundled_model(shared_embedder: Embedder) -> None:
+    for creator_root in sorted(p for p in CONTENT.iterdir() if p.is_dir()):
+        for path in content_files(creator_root):
+            for doc in parse_file(path, creator=creator_root.name, creator_root=creator_root).documents:
+                chunks = chunk_document(doc, size_tokens=256, overlap_tokens=32, window=shared_embedder)
+                assert chunks
+                for chunk in chunks:
+                    assert shared_embedder.count_tokens(embed_text(chunk)) <= shared_embedder.max_tokens

@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from backend.errors import LorechatError
+from backend.settings import RetrievalSettings
 from backend.stages import Hit
 from pipeline.cli import main
-from pipeline.eval_data import load_corpus, load_qrels, load_queries
+from pipeline.eval_data import load_corpus, load_eval_set, load_qrels, load_queries, load_query_creators
 from pipeline.eval_metrics import mean_scores, mrr_at_k, ndcg_at_k, recall_at_k, score_query
-from pipeline.evaluate import documents_by_best_chunk
+from pipeline.evaluate import documents_by_best_chunk, rank_all
 from tests.conftest import DEMO_CONTENT, REPO
 
 EVAL_DIR = REPO / "examples" / "eval"
@@ -225,3 +226,54 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert both.exit_code == 2 and "exactly one of" in both.output
     neither = CliRunner().invoke(main, ["eval", "--queries", str(queries), "--qrels", str(qrels)])
     assert neither.exit_code == 2
+
+
+def test_queries_may_name_a_creator(tmp_path: Path) -> None:
+    """Issue 15: creator-scoped questions (retrieval is scoped to that creator, as its chat is)."""
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        json.dumps({"_id": "q1", "text": "salt?", "creator": "hazel-marsh"})
+        + "\n"
+        + json.dumps({"_id": "q2", "text": "flour?"})
+        + "\n",
+        encoding="utf-8",
+    )
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\nq1\tx\t1\n", encoding="utf-8")
+    assert load_query_creators(queries) == {"q1": "hazel-marsh"}
+    eval_set = load_eval_set(content=DEMO_CONTENT, queries=queries, qrels=qrels)
+    assert eval_set.query_creators == {"q1": "hazel-marsh"}
+    queries.write_text(json.dumps({"_id": "q1", "text": "salt?", "creator": "nobody"}) + "\n", encoding="utf-8")
+    with pytest.raises(LorechatError, match="creators the corpus does not have: nobody"):
+        load_eval_set(content=DEMO_CONTENT, queries=queries, qrels=qrels)
+    queries.write_text(json.dumps({"_id": "q1", "text": "salt?", "creator": 7}) + "\n", encoding="utf-8")
+    with pytest.raises(LorechatError, match="non-empty string"):
+        load_query_creators(queries)
+
+
+def test_a_creator_scoped_query_only_ranks_that_creators_documents() -> None:
+    class Recorder:
+        """A store that answers one hit per creator asked: what rank_all scoped the search to."""
+
+        def search(self, vectors: object, *, creator: str | None = None, **_: object) -> list[Hit]:
+            doc = f"{creator or 'any'}/doc"
+            fields = {"source": "", "title": "", "url": None, "text": "", "score": 1.0}
+            return [Hit(chunk_id=doc, creator=creator or "", document_id=doc, **fields)]  # type: ignore[arg-type]
+
+    class FakeRetriever:
+        store = Recorder()
+        settings = RetrievalSettings()
+        fusion = None
+
+        def query_vectors(self, text: str, *, mode: str) -> object:
+            return text
+
+    rankings = rank_all(
+        {"q1": "a", "q2": "b"},
+        retriever=FakeRetriever(),  # type: ignore[arg-type]
+        modes=("bm25", "dense", "hybrid"),
+        deep_chunks=400,
+        creators={"q1": "hazel-marsh"},
+    )
+    for mode in ("bm25", "dense", "hybrid"):
+        assert rankings[mode] == {"q1": ["hazel-marsh/doc"], "q2": ["any/doc"]}

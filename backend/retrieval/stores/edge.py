@@ -14,13 +14,15 @@ import qdrant_edge as qe
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
 from backend.retrieval.stores.protocol import (
+    DEFAULT_FUSION,
     DENSE_VECTOR,
     DOCUMENT_FIELDS,
     INDEX_SCHEMA_VERSION,
-    RRF_K,
     SPARSE_VECTOR,
     TENANT_FIELD,
+    Fusion,
     aggregate_documents,
+    check_chunking,
     chunk_payload,
     count_by_creator,
     hit_from_payload,
@@ -65,13 +67,14 @@ class EdgeStore:
                 ) from exc
             raise LorechatError(ErrorCode.index_unavailable, f"Cannot open the index at {self.path}: {exc}") from exc
 
-    def ensure_collection(self, *, dense_size: int, embedder_id: str) -> None:
+    def ensure_collection(self, *, dense_size: int, embedder_id: str, chunking: str = "") -> None:
         if self._shard is not None or self._shard_path.exists():
             record = self._read_sidecar()
             built_with = f"{record.get('embedder_id')} ({record.get('dense_size')} dims)"
             wanted = f"{embedder_id} ({dense_size} dims)"
             if not same_vectors(record.get("embedder_id"), embedder_id) or record.get("dense_size") != dense_size:
                 raise mismatch_error(where=str(self.path), built_with=built_with, wanted=wanted)
+            check_chunking(where=str(self.path), recorded=record.get("chunking"), wanted=chunking)
             if self._shard is None:
                 self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))
             return
@@ -89,7 +92,12 @@ class EdgeStore:
         self._shard = shard
         # Written after the shard exists: a crash in between leaves a shard without a record, which the
         # next open refuses rather than guessing what built it.
-        record = {"embedder_id": embedder_id, "dense_size": dense_size, "schema": INDEX_SCHEMA_VERSION}
+        record = {
+            "embedder_id": embedder_id,
+            "dense_size": dense_size,
+            "chunking": chunking,
+            "schema": INDEX_SCHEMA_VERSION,
+        }
         tmp = self._sidecar.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, self._sidecar)
@@ -195,6 +203,7 @@ class EdgeStore:
         mode: SearchMode,
         creator: str | None = None,
         prefetch_limit: int = 50,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[Hit]:
         if self._shard is None:
             return []
@@ -219,7 +228,7 @@ class EdgeStore:
             request = qe.QueryRequest(
                 limit=k,
                 prefetches=prefetches,
-                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stubs omit Fusion's variants
+                query=_fusion(fusion, has_terms=has_terms),
                 filter=where,
                 with_payload=True,
             )
@@ -228,6 +237,13 @@ class EdgeStore:
         except Exception as exc:  # engine errors arrive as bare Exceptions; keep internals out of replies
             raise LorechatError(ErrorCode.index_unavailable, "The vector index failed to answer.") from exc
         return [hit_from_payload(point.id, point.score, point.payload or {}) for point in points]
+
+
+def _fusion(fusion: Fusion, *, has_terms: bool) -> Any:
+    # Returned as Any: the stubs type QueryRequest.query narrowly.
+    if fusion.method == "dbsf":
+        return qe.Fusion.Dbsf()
+    return qe.Fusion.Rrf(k=fusion.rrf_k, weights=fusion.weights(has_terms=has_terms))
 
 
 def _match(key: str, value: str | list[str]) -> qe.FieldCondition:

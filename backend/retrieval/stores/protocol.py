@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
 from backend.stages import Chunk, EmbeddedChunk, Hit
+
+log = logging.getLogger(__name__)
 
 # Payload keys, written by ingestion and read by retrieval. Changing one means re-ingesting.
 DENSE_VECTOR = "dense"
@@ -16,11 +20,39 @@ SPARSE_VECTOR = "bm25"
 TENANT_FIELD = "creator"
 
 
+# Reciprocal-rank-fusion constant: 60 is the value from the original RRF paper and damps rank-1 spikes.
+RRF_K = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Fusion:
+    """How hybrid mode fuses its dense and BM25 candidates, inside the engine (both adapters, same meaning).
+
+    rrf: sum over lists of weight / (k + rank); dbsf: Qdrant's distribution-based score fusion (each list's
+    scores normalised by mean ± 3 standard deviations, then summed; weights do not apply).
+    """
+
+    method: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = RRF_K
+    dense_weight: float = 1.0
+    bm25_weight: float = 1.0
+
+    def weights(self, *, has_terms: bool) -> list[float] | None:
+        """Per-prefetch RRF weights (dense first), or None for plain RRF."""
+        if self.dense_weight == self.bm25_weight == 1.0:
+            return None
+        return [self.dense_weight, self.bm25_weight] if has_terms else [self.dense_weight]
+
+
+DEFAULT_FUSION = Fusion()
+
+
 class Store(Protocol):
     """Synchronous on purpose: both engines answer in milliseconds; async callers use a worker thread."""
 
-    def ensure_collection(self, *, dense_size: int, embedder_id: str) -> None:
-        """Create the collection if missing; refuse (index_mismatch) if it was built by another embedder."""
+    def ensure_collection(self, *, dense_size: int, embedder_id: str, chunking: str = "") -> None:
+        """Create the collection if missing; refuse (index_mismatch) if it was built by another embedder, or its
+        chunks were fitted to another window (`chunking`, see search.chunking_id; see check_chunking)."""
 
     def upsert(self, chunks: Sequence[EmbeddedChunk]) -> None: ...
 
@@ -40,6 +72,7 @@ class Store(Protocol):
         mode: SearchMode,
         creator: str | None = None,
         prefetch_limit: int = 50,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[Hit]:
         """Top-k chunks; `creator` scopes inside the engine's query (tenant filter), never afterwards."""
 
@@ -61,8 +94,6 @@ class Store(Protocol):
 INDEX_SCHEMA_VERSION = 1
 # The only payload keys documents() needs: reading whole chunks to list documents would be wasteful.
 DOCUMENT_FIELDS = ("document_id", TENANT_FIELD, "document_hash")
-# Reciprocal-rank-fusion constant: 60 is the value from the original RRF paper and damps rank-1 spikes.
-RRF_K = 60
 
 
 def chunk_payload(chunk: Chunk) -> dict[str, Any]:
@@ -126,6 +157,30 @@ def same_vectors(built_with: object, embedder_id: str) -> bool:
     built_model, _, built_runtime = built_with.rpartition("/")
     model, _, runtime = embedder_id.rpartition("/")
     return built_model == model and {built_runtime, runtime} <= _FP32_RUNTIMES
+
+
+def check_chunking(*, where: str, recorded: object, wanted: str) -> None:
+    """An index records how its chunks were fitted to the model's window. Another record → re-ingest.
+
+    An index from before the record (none stored) is still served, with a warning: its vectors are
+    comparable, only the tails of its longest chunks were never embedded.
+    """
+    if not wanted or recorded == wanted:
+        return
+    if not recorded:
+        log.warning(
+            "the index at %s does not record how its chunks were sized (built before chunks were fitted to the "
+            "model's window, so long chunks were embedded truncated); re-ingest into a fresh data dir to fix",
+            where,
+        )
+        return
+    raise LorechatError(
+        ErrorCode.index_mismatch,
+        f"The index at {where} holds chunks sized for {recorded!r}, but this process sizes them for "
+        f"{wanted!r} (another model window or embed-text version). Re-ingest into a fresh data dir (or a "
+        f"new index path / collection), or go back to the model that built the index.",
+        extra={"index_chunking": str(recorded), "chunking": wanted},
+    )
 
 
 def mismatch_error(*, where: str, built_with: str, wanted: str) -> LorechatError:

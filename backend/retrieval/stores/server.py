@@ -18,13 +18,15 @@ from qdrant_client.http.exceptions import ApiException, UnexpectedResponse
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
 from backend.retrieval.stores.protocol import (
+    DEFAULT_FUSION,
     DENSE_VECTOR,
     DOCUMENT_FIELDS,
     INDEX_SCHEMA_VERSION,
-    RRF_K,
     SPARSE_VECTOR,
     TENANT_FIELD,
+    Fusion,
     aggregate_documents,
+    check_chunking,
     chunk_payload,
     count_by_creator,
     hit_from_payload,
@@ -93,7 +95,7 @@ class ServerStore:
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
-    def ensure_collection(self, *, dense_size: int, embedder_id: str) -> None:
+    def ensure_collection(self, *, dense_size: int, embedder_id: str, chunking: str = "") -> None:
         with self._guard():
             if self._client.collection_exists(self.collection):
                 metadata = self._client.get_collection(self.collection).config.metadata or {}
@@ -106,12 +108,22 @@ class ServerStore:
                         built_with=f"{metadata.get('embedder_id')} ({metadata.get('dense_size')} dims)",
                         wanted=f"{embedder_id} ({dense_size} dims)",
                     )
+                check_chunking(
+                    where=f"{self._where}, collection {self.collection!r}",
+                    recorded=metadata.get("chunking"),
+                    wanted=chunking,
+                )
                 return
             self._client.create_collection(
                 self.collection,
                 vectors_config={DENSE_VECTOR: qm.VectorParams(size=dense_size, distance=qm.Distance.COSINE)},
                 sparse_vectors_config={SPARSE_VECTOR: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
-                metadata={"embedder_id": embedder_id, "dense_size": dense_size, "schema": INDEX_SCHEMA_VERSION},
+                metadata={
+                    "embedder_id": embedder_id,
+                    "dense_size": dense_size,
+                    "chunking": chunking,
+                    "schema": INDEX_SCHEMA_VERSION,
+                },
             )
             if not self.local:
                 self._client.create_payload_index(
@@ -197,6 +209,7 @@ class ServerStore:
         mode: SearchMode,
         creator: str | None = None,
         prefetch_limit: int = 50,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[Hit]:
         # Same placement as EdgeStore: the tenant filter on the request scopes every prefetch server-side.
         where = qm.Filter(must=[_match(TENANT_FIELD, creator)]) if creator else None
@@ -214,7 +227,7 @@ class ServerStore:
             prefetch = [qm.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, params=self._params)]
             if has_terms:
                 prefetch.append(qm.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=prefetch_limit))
-            arguments.update(prefetch=prefetch, query=qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)))
+            arguments.update(prefetch=prefetch, query=_fusion(fusion, has_terms=has_terms))
         with self._guard():
             # One round trip per query on a server (a missing collection answers 404 → unavailable);
             # local mode raises a bare ValueError instead, so check there.
@@ -222,6 +235,12 @@ class ServerStore:
                 return []
             response = self._client.query_points(self.collection, **arguments)
         return [hit_from_payload(point.id, point.score, point.payload or {}) for point in response.points]
+
+
+def _fusion(fusion: Fusion, *, has_terms: bool) -> qm.FusionQuery | qm.RrfQuery:
+    if fusion.method == "dbsf":
+        return qm.FusionQuery(fusion=qm.Fusion.DBSF)
+    return qm.RrfQuery(rrf=qm.Rrf(k=fusion.rrf_k, weights=fusion.weights(has_terms=has_terms)))
 
 
 def _match(key: str, value: str | list[str]) -> qm.FieldCondition:

@@ -8,7 +8,7 @@ import pytest
 
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
-from backend.retrieval.stores.protocol import Store
+from backend.retrieval.stores.protocol import Fusion, Store
 from backend.settings import RetrievalSettings
 from backend.stages import EmbeddedChunk, Hit
 from tests.backend.retrieval.conftest import CORPUS, open_adapter
@@ -72,3 +72,39 @@ def test_same_hybrid_top_results(both: dict[str, Retriever]) -> None:
             )
             assert edge, (query, creator)
             assert {h.chunk_id for h in edge} == {h.chunk_id for h in server}, (query, creator)
+
+
+@pytest.mark.parametrize(
+    "fusion",
+    [Fusion(rrf_k=10), Fusion(dense_weight=1.0, bm25_weight=0.5), Fusion(method="dbsf")],
+    ids=["rrf-k10", "weighted-rrf", "dbsf"],
+)
+def test_same_hybrid_top_results_for_every_fusion(both: dict[str, Retriever], fusion: Fusion) -> None:
+    """Issue 15: every fusion the settings offer means the same in both engines."""
+    for query in QUERIES:
+        for creator in CREATORS:
+            edge, server = (
+                [
+                    h.chunk_id
+                    for h in both[kind].store.search(
+                        both[kind].query_vectors(query, mode="hybrid"),
+                        k=len(CORPUS),
+                        mode="hybrid",
+                        creator=creator,
+                        fusion=fusion,
+                    )
+                ]
+                for kind in ("edge", "server")
+            )
+            assert edge, (query, creator)
+            assert edge[:2] == server[:2] or set(edge[:3]) == set(server[:3]), (query, creator, edge, server)
+
+
+def test_fusion_settings_reach_the_engine(both: dict[str, Retriever]) -> None:
+    """A weight that silences BM25 ranks hybrid like dense alone (both adapters)."""
+    for kind, retriever in both.items():
+        retriever.settings = RetrievalSettings(k=5, dense_weight=1.0, bm25_weight=0.001)
+        query = "steam in the oven for a crisp crust"
+        hybrid = [h.chunk_id for h in retriever.search(query, mode="hybrid")]
+        dense = [h.chunk_id for h in retriever.search(query, mode="dense")]
+        assert hybrid[:3] == dense[:3], kind

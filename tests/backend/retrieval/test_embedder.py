@@ -93,3 +93,22 @@ def test_exports_live_in_one_cache_per_machine(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("LORECHAT_MODEL_CACHE", str(tmp_path / "shared"))
     assert model_cache_dir(EmbeddingSettings()) == tmp_path / "shared"
     assert model_cache_dir(EmbeddingSettings(cache_dir="/srv/models")) == Path("/srv/models")
+
+
+def test_window_and_token_count_are_the_models_own(embedder: Embedder) -> None:
+    """Issue 15: the window is the model's max_seq_length, and count_tokens counts what encode() reads."""
+    model = embedder._model
+    assert embedder.max_tokens == model.max_seq_length == 256
+    for text in ("", "PostgreSQL's VACUUM reclaims storage.", "pg_stat_statements " * 40):
+        # tokenize() truncates at the window: below it, both counts agree exactly.
+        truncated = len(model.tokenize([text])["input_ids"][0])
+        assert min(embedder.count_tokens(text), embedder.max_tokens) == truncated
+    assert embedder.count_tokens("word " * 400) > embedder.max_tokens  # counting never truncates
+
+
+def test_a_text_past_the_window_embeds_like_its_head(embedder: Embedder) -> None:
+    """Why chunks must fit: whatever follows the 256th model token changes nothing in the vector."""
+    head = "The checkpointer writes dirty buffers to disk. " * 30
+    assert embedder.count_tokens(head) > embedder.max_tokens
+    a, b = embedder.embed_documents([head, head + "Completely different tail about sourdough bread."])
+    np.testing.assert_allclose(a, b, atol=1e-6)

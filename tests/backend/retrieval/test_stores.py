@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
-from backend.retrieval.search import Retriever
+from backend.retrieval.search import Retriever, chunking_id
 from backend.retrieval.stores.protocol import Store
 from backend.settings import RetrievalSettings
 from backend.stages import EmbeddedChunk
-from tests.backend.retrieval.conftest import CORPUS
+from tests.backend.retrieval.conftest import CORPUS, open_adapter
 
 MODES: tuple[SearchMode, ...] = ("dense", "bm25", "hybrid")
 
@@ -144,3 +145,31 @@ def test_concurrent_searches_from_worker_threads(retriever: Retriever) -> None:
 
 def test_points_counts_without_a_scan(retriever: Retriever) -> None:
     assert retriever.store.points() == sum(c.chunks for c in retriever.store.counts()) > 0
+
+
+def test_chunks_sized_for_another_window_are_refused(tmp_path: Path, embedder: Embedder) -> None:
+    """Issue 15: the index records the window its chunks were fitted to; another window asks for a re-ingest."""
+    for kind in ("edge", "server"):
+        store = open_adapter(kind, tmp_path / kind)
+        try:
+            built = chunking_id(embedder.max_tokens)
+            store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id, chunking=built)
+            # The same record (every Retriever passes it) opens; another window is refused, naming both.
+            Retriever(embedder=embedder, store=store, settings=RetrievalSettings())
+            other = chunking_id(512)
+            with pytest.raises(LorechatError) as caught:
+                store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id, chunking=other)
+            assert caught.value.code is ErrorCode.index_mismatch
+            assert built in caught.value.message and other in caught.value.message
+            assert "Re-ingest" in caught.value.message
+        finally:
+            store.close()
+
+
+def test_an_index_from_before_the_window_record_is_served_with_a_warning(
+    store: Store, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The fixture built it without a chunking record, as every index before issue 15 was.
+    with caplog.at_level("WARNING", logger="backend.retrieval.stores.protocol"):
+        Retriever(embedder=embedder, store=store, settings=RetrievalSettings())
+    assert "re-ingest" in caplog.text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.retrieval.search import embed_text, snippet
+from backend.retrieval.search import PREFIX_MAX_CHARS, embed_text, snippet
 from tests.backend.retrieval.conftest import make_chunk
 
 
@@ -28,3 +28,10 @@ def test_snippet() -> None:
     assert cut.endswith("…")
     assert not cut[:-1].endswith(" ")
     assert snippet("x" * 100, 40) == "x" * 39 + "…"
+
+
+def test_a_long_title_or_heading_is_cut_in_the_prefix_only() -> None:
+    chunk = make_chunk("baker", "baker/a.md", 0, "Text.", title="T" * 500, heading="H" * 500)
+    title, heading, text = embed_text(chunk).split("\n")
+    assert len(title) == len(heading) == PREFIX_MAX_CHARS and title.endswith("…")
+    assert text == "Text."
