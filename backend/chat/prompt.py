@@ -32,6 +32,8 @@ class Prompt:
     personality_weight: float = 0.0
     dropped_history: int = field(default=0)  # history messages left out for space
     dropped_sources: int = field(default=0)  # lowest-ranked sources left out for space
+    # False when retrieval confidence was too low to answer (coverage.py): every tier then says so instead.
+    covered: bool = True
 
 
 def system_prompt(creator: Creator | None, personality_weight: float) -> str:

@@ -1,97 +1,102 @@
-"""The `extractive` tier: no model; quotes the source sentences that best match the question, cited."""
+"""The `extractive` tier: no model; quotes the source sentences that answer the question, each cited.
+
+Sentences are ranked by the retrieval model's similarity to the question (without its boilerplate and the
+creator's name), the question's rarer words present, and whether they carry the kind of fact asked for
+(relevance.py); the picks are diverse (MMR) and read in source order. The personality weight changes the
+framing line only: the quoted sentences are the same at every dial position.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import re
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import AsyncGenerator
+from functools import partial
 
+import anyio
+
+from backend.chat.coverage import refusal_text
 from backend.chat.personality import WARM
-from backend.chat.prompt import Prompt
+from backend.chat.prompt import Prompt, search_query_for
+from backend.chat.relevance import FactKind, rank, read_question, select
+from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.base import AlwaysReady, TextDelta
-from backend.settings import TierSettings
-from backend.stages import Hit
+from backend.settings import EmbeddingSettings, TierSettings
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Sentence ends: . ! ? (or a blank line) followed by space; keeps abbreviations mostly intact.
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n")
-_STOPWORDS = frozenset(
-    "a an and are as at be but by can could did do does for from had has have how i if in into is it its "
-    "me my of on or our so than that the their them then there these they this to was we were what when "
-    "where which who whom why will with would you your about does should tell explain".split()
-)
 _MAX_SENTENCES = 3
-_MAX_SENTENCE_CHARS = 400
+_MAX_STEPS = 4  # "how do I" answers read better with one more step
+_WORD = re.compile(r"\S+\s*")
 
 
-@dataclass(frozen=True, slots=True)
-class _Sentence:
-    source: int  # 1-based citation number
-    order: int  # position across all sources, for stable ties
-    text: str
+def _history(prompt: Prompt) -> list[tuple[str, str]]:
+    """The conversation before this question, as the prompt carries it (system first, the question last)."""
+    return [(m["role"], m["content"]) for m in prompt.messages[1:-1]]
 
 
-def _terms(text: str) -> set[str]:
-    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOPWORDS and len(w) > 1}
-
-
-def _sentences(sources: Sequence[Hit]) -> list[_Sentence]:
-    found: list[_Sentence] = []
-    for number, hit in enumerate(sources, start=1):
-        for piece in _SENTENCE.split(hit.text):
-            piece = " ".join(piece.split())
-            if len(piece) >= 12:
-                found.append(_Sentence(number, len(found), piece[:_MAX_SENTENCE_CHARS]))
-    return found
-
-
-def select_sentences(question: str, sources: Sequence[Hit], *, limit: int = _MAX_SENTENCES) -> list[_Sentence]:
-    """Best sentences by IDF-weighted overlap with the question, then by source rank; in reading order."""
-    sentences = _sentences(sources)
-    wanted = _terms(question)
-    if not sentences:
-        return []
-    term_sets = [_terms(s.text) for s in sentences]
-    # Rare words (a name, a tool) say more about relevance than common ones.
-    idf = {t: math.log(1 + len(sentences) / (1 + sum(t in ts for ts in term_sets))) for t in wanted}
-    scored = [(sum(idf[t] for t in wanted & ts), s) for s, ts in zip(sentences, term_sets, strict=True)]
-    best = sorted((item for item in scored if item[0] > 0), key=lambda item: (-item[0], item[1].order))
-    if not best:
-        # Nothing overlaps: the retriever still ranked source 1 first, so quote its opening.
-        return [s for s in sentences if s.source == 1][:1]
-    return sorted((s for _, s in best[:limit]), key=lambda s: s.order)
-
-
-def compose_answer(prompt: Prompt) -> str:
-    """The whole answer text, deterministic for a given prompt; never says more than the sources do."""
+def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
+    """The whole answer, deterministic for a prompt; never says more than the sources do. CPU-bound (a
+    thread): the question, and any source sentence not seen before, are embedded. Without `vectors` (the
+    model still loading) the words and the kind of fact alone pick the sentences."""
     creator = prompt.creator
     first_person = creator is not None and prompt.personality_weight >= WARM
-    if not prompt.sources:
-        whose = "my" if first_person else (f"{creator.name}'s" if creator else "the available")
-        return f"Sorry, I couldn't find anything about this in {whose} content."
-    picked = select_sentences(prompt.question, prompt.sources)
+    if not prompt.covered or not prompt.sources:
+        return refusal_text(creator, prompt.personality_weight, [hit.title for hit in prompt.sources])
+    expanded = search_query_for(prompt.question, _history(prompt))
+    context = expanded[: -len(prompt.question)].strip() if expanded.endswith(prompt.question) else ""
+    question = read_question(prompt.question, creator=creator, context=context)
+    context_focus = read_question(context, creator=creator).focus if context else ""
+    ranked = rank(question, prompt.sources, vectors, context_focus=context_focus)
+    picked = select(ranked, limit=_MAX_STEPS if question.kind is FactKind.steps else _MAX_SENTENCES)
+    if not picked:
+        return refusal_text(creator, prompt.personality_weight, [hit.title for hit in prompt.sources])
     if first_person:
         lead = "Here is what I wrote about it:"
     elif creator is not None:
         lead = f"Here is what {creator.name}'s content says:"
     else:
         lead = "Here is what the sources say:"
-    quoted = " ".join(f"{s.text} [{s.source}]" for s in picked)
-    return f"{lead} {quoted}"
+    quoted: list[str] = []
+    starts = {(c.source, c.span.start) for c in picked}
+    for c in picked:
+        if c.leans_back and c.previous is not None and (c.source, c.previous.start) not in starts:
+            quoted.append(f"{c.previous.text} [{c.source}]")
+        quoted.append(f"{c.span.text} [{c.source}]")
+        if c.is_brief and c.following is not None and (c.source, c.following.start) not in starts:
+            quoted.append(f"{c.following.text} [{c.source}]")
+    return f"{lead} {' '.join(quoted)}"
+
+
+def default_vectors() -> SentenceVectors:
+    """The default embedding model, loaded on first use (the app passes the one it configured)."""
+    from backend.retrieval.embedder import get_embedder
+
+    return SentenceVectors(partial(get_embedder, EmbeddingSettings()))
 
 
 class ExtractiveTier(AlwaysReady):
     kind = "extractive"
 
-    def __init__(self, settings: TierSettings) -> None:
+    def __init__(self, settings: TierSettings, *, vectors: SentenceVectors | None = None) -> None:
         self.name = settings.name
         self.settings = settings
+        self._vectors = vectors or default_vectors()
+        self._loader: threading.Thread | None = None
+
+    async def warm(self, *, wait_seconds: float = 0.0) -> None:
+        # The service loads the model before this (the retriever's own): resolving it here is instant.
+        await anyio.to_thread.run_sync(self._vectors.load)
 
     async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
-        words = re.findall(r"\S+\s*", compose_answer(prompt))
-        for word in words:
+        # The last resort never waits for a model load (seconds on a small machine): until the model is in
+        # memory (loading in the background) it answers from words alone.
+        vectors = self._vectors if self._vectors.loaded else None
+        if vectors is None and self._loader is None:
+            self._loader = threading.Thread(target=self._vectors.load, name="lorechat-extractive-model", daemon=True)
+            self._loader.start()
+        # Embedding is CPU-bound: off the event loop, so other streams keep flowing meanwhile.
+        answer = await anyio.to_thread.run_sync(compose_answer, prompt, vectors)
+        for word in _WORD.findall(answer):
             yield TextDelta(text=word)
             # Yield control between words so many extractive streams share the loop fairly.
             await asyncio.sleep(0)

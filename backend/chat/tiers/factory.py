@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.base import Tier
 from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.llama_cpp_tier import LlamaCppTier
@@ -9,15 +10,15 @@ from backend.chat.tiers.openai_tier import OpenAITier
 from backend.settings import LlamaCppTierSettings, LLMSettings, OpenAITierSettings, TierSettings
 
 
-def build_tier(settings: TierSettings) -> Tier:
+def build_tier(settings: TierSettings, *, vectors: SentenceVectors | None = None) -> Tier:
     if isinstance(settings, OpenAITierSettings):
         return OpenAITier(settings)
     if isinstance(settings, LlamaCppTierSettings):
         return LlamaCppTier(settings)
-    return ExtractiveTier(settings)
+    return ExtractiveTier(settings, vectors=vectors)
 
 
-def build_tiers(settings: LLMSettings) -> list[Tier]:
+def build_tiers(settings: LLMSettings, *, vectors: SentenceVectors | None = None) -> list[Tier]:
     """One tier per `llm.tiers` entry, same order. Nothing heavy happens here: models load on first use
     (or in `warm()`), HTTP connections open on the first call."""
-    return [build_tier(tier) for tier in settings.tiers]
+    return [build_tier(tier, vectors=vectors) for tier in settings.tiers]

@@ -1,12 +1,17 @@
-"""The extractive tier quotes the best-matching source sentences with citations, and never invents."""
+"""The extractive tier quotes the source sentences that answer the question, cited, and never invents."""
 
 from __future__ import annotations
 
 import re
 
-from backend.chat.prompt import build_prompt
+import pytest
+
+from backend.chat.prompt import Prompt, build_prompt
+from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.extractive import ExtractiveTier, compose_answer
+from backend.retrieval.embedder import Embedder
 from backend.settings import ExtractiveTierSettings
+from backend.stages import Creator
 from tests.backend.chat.helpers import ADA, hit
 
 SOURCES = [
@@ -14,10 +19,32 @@ SOURCES = [
     hit(2, "The engine reads punched cards, an idea borrowed from the Jacquard loom. Cards hold operations."),
     hit(3, "Babbage never finished building the analytical engine in his lifetime."),
 ]
+HAZEL = Creator(slug="hazel-marsh", name="Hazel Marsh")
+# Hazel's salt article as retrieval returns it: her name and "salt" everywhere, one sentence with the number.
+SALT = [
+    hit(
+        1,
+        "Hazel Marsh here. Right, kettle on, because this one is a confession. For the first two years I forgot "
+        "the salt about once a month. So let me tell you how I handle salt now.",
+        creator="hazel-marsh",
+    ),
+    hit(
+        2,
+        "How much salt I use\n\nI use two percent salt, by the weight of the flour. For my usual loaf of five "
+        "hundred grams of flour, that is ten grams of fine sea salt. I weigh it into a little egg cup.",
+        creator="hazel-marsh",
+    ),
+    hit(3, "For beginners I always say sixty-eight percent hydration.", creator="hazel-marsh"),
+]
 
 
-def prompt_for(question: str, *, sources=SOURCES, creator=ADA, weight: float = 0.0):
-    return build_prompt(
+@pytest.fixture(scope="module")
+def vectors(shared_embedder: Embedder) -> SentenceVectors:
+    return SentenceVectors(shared_embedder)
+
+
+def prompt_for(question: str, *, sources=SOURCES, creator=ADA, weight: float = 0.0, covered: bool = True) -> Prompt:
+    prompt = build_prompt(
         question=question,
         sources=sources,
         history=[],
@@ -26,61 +53,65 @@ def prompt_for(question: str, *, sources=SOURCES, creator=ADA, weight: float = 0
         context_window=4096,
         max_tokens=256,
     )
+    prompt.covered = covered
+    return prompt
 
 
-async def collect(prompt) -> tuple[list[str], str | None]:
-    tier = ExtractiveTier(
-        ExtractiveTierSettings(
-            name="extractive",
-        )
-    )
+async def test_streams_the_matching_sentence_with_its_citation(vectors: SentenceVectors) -> None:
+    tier = ExtractiveTier(ExtractiveTierSettings(name="extractive"), vectors=vectors)
     texts, finish = [], None
-    async for delta in tier.stream(prompt):
+    async for delta in tier.stream(prompt_for("Where did the punched cards idea come from?")):
         texts.append(delta.text)
         finish = delta.finish_reason or finish
-    return texts, finish
-
-
-async def test_answers_with_the_matching_sentence_and_its_citation() -> None:
-    texts, finish = await collect(prompt_for("Where did the punched cards idea come from?"))
     answer = "".join(texts)
-
     assert "an idea borrowed from the Jacquard loom. [2]" in answer
     assert answer.startswith("Here is what Ada Lovelace's content says:")
     assert finish == "stop"
     assert len([t for t in texts if t]) > 5  # streamed word by word
 
 
-async def test_every_quoted_sentence_comes_from_its_cited_source() -> None:
+def test_the_creators_name_and_boilerplate_do_not_pick_the_sentences(vectors: SentenceVectors) -> None:
+    # Issue 12: "What does Hazel say about salt?" quoted her name and her hydration number, not her salt.
+    answer = compose_answer(prompt_for("What does Hazel say about salt?", sources=SALT, creator=HAZEL), vectors)
+    assert "I use two percent salt, by the weight of the flour. [2]" in answer
+    assert "Hazel Marsh here" not in answer
+    assert "sixty-eight" not in answer
+
+
+def test_a_how_much_question_gets_the_sentence_with_the_number(vectors: SentenceVectors) -> None:
+    answer = compose_answer(prompt_for("How much salt for a 500 g loaf?", sources=SALT, creator=HAZEL), vectors)
+    assert "ten grams of fine sea salt. [2]" in answer
+
+
+def test_every_quoted_sentence_comes_from_its_cited_source(vectors: SentenceVectors) -> None:
     prompt = prompt_for("Who computed Bernoulli numbers and who built the engine?")
-    answer = compose_answer(prompt)
-    quoted = re.findall(r"([^:\]]+?) \[(\d)\]", answer)
+    answer = compose_answer(prompt, vectors)
+    quoted = re.findall(r"(?:^|\] |: )([^:\]]+?) \[(\d)\]", answer)
     assert quoted
     for sentence, number in quoted:
         assert sentence.strip() in prompt.sources[int(number) - 1].text
 
 
-def test_is_deterministic() -> None:
+def test_is_deterministic(vectors: SentenceVectors) -> None:
     prompt = prompt_for("What did Babbage build?")
-    assert compose_answer(prompt) == compose_answer(prompt)
-    assert "[3]" in compose_answer(prompt)
+    assert compose_answer(prompt, vectors) == compose_answer(prompt, vectors)
+    assert "[3]" in compose_answer(prompt, vectors)
 
 
-def test_without_sources_it_says_it_found_nothing() -> None:
-    assert compose_answer(prompt_for("Anything?", sources=[])) == (
-        "Sorry, I couldn't find anything about this in Ada Lovelace's content."
-    )
-    assert "my content" in compose_answer(prompt_for("Anything?", sources=[], weight=1.0))
-    assert "the available content" in compose_answer(prompt_for("Anything?", sources=[], creator=None))
+def test_uncovered_or_sourceless_questions_get_the_honest_reply(vectors: SentenceVectors) -> None:
+    assert compose_answer(prompt_for("Anything?", sources=[]), vectors) == "Ada Lovelace's content doesn't cover this."
+    refusal = compose_answer(prompt_for("What about tea?", covered=False), vectors)
+    assert refusal.startswith("Ada Lovelace's content doesn't cover this.")
+    assert refusal.endswith("The closest topics it does cover: “Document 1”, “Document 2” and “Document 3”.")
+    assert "[" not in refusal
+    assert compose_answer(prompt_for("Anything?", sources=[], weight=1.0), vectors).startswith("I haven't covered")
+    assert "The available content" in compose_answer(prompt_for("Anything?", sources=[], creator=None), vectors)
 
 
-def test_first_person_at_full_weight_same_citations() -> None:
-    neutral = compose_answer(prompt_for("Where did the punched cards idea come from?"))
-    personal = compose_answer(prompt_for("Where did the punched cards idea come from?", weight=1.0))
-    assert personal.startswith("Here is what I wrote about it:")
-    assert neutral.split(":", 1)[1] == personal.split(":", 1)[1]
-
-
-def test_no_overlap_quotes_the_top_source_opening() -> None:
-    answer = compose_answer(prompt_for("zzz qqq?"))
-    assert answer.endswith("Ada wrote the first published program. [1]")
+def test_the_dial_changes_the_framing_only(vectors: SentenceVectors) -> None:
+    answers = [
+        compose_answer(prompt_for("How much salt does Hazel use?", sources=SALT, creator=HAZEL, weight=w), vectors)
+        for w in (0.0, 0.5, 1.0)
+    ]
+    assert answers[2].startswith("Here is what I wrote about it:")
+    assert len({answer.split(":", 1)[1] for answer in answers}) == 1

@@ -1,0 +1,107 @@
+"""Source text as sentences with their character offsets, and their embeddings, cached by text.
+
+The extractive tier, the coverage check and the claim check all compare a question or an answer with source
+sentences. A source sentence is embedded once per process (LRU, keyed by its text), so a turn over chunks seen
+before costs only the question's (or the answer's) own embedding plus a little numpy.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+import numpy as np
+
+# A sentence ends at . ! ? (or a colon that opens a new capitalised sentence) followed by space, at a line
+# break between transcript cues or list items, or at a blank line.
+_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|(?<=:)\s+(?=[A-Z])|\s*\n\s*")
+_MIN_CHARS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int  # character offsets into the text it was cut from
+    end: int
+    text: str  # the same characters, whitespace collapsed
+
+    @property
+    def is_heading(self) -> bool:
+        """A short line without closing punctuation: a heading or a label, not something to quote as an answer."""
+        return not self.text.endswith((".", "!", "?", "…", '"', "”", ")")) and len(self.text.split()) < 9
+
+
+@lru_cache(maxsize=4096)
+def split_sentences(text: str) -> tuple[Span, ...]:
+    """The sentences of `text`, in order, with offsets such that text[start:end] is the sentence as written.
+    Cached: the same chunks come back turn after turn."""
+    spans: list[Span] = []
+    start = 0
+    for boundary in [*_BOUNDARY.finditer(text), None]:
+        end = boundary.start() if boundary else len(text)
+        piece = text[start:end]
+        stripped = piece.strip()
+        if len(stripped) >= _MIN_CHARS:
+            lead = len(piece) - len(piece.lstrip())
+            spans.append(Span(start + lead, start + lead + len(stripped), " ".join(stripped.split())))
+        if boundary is not None:
+            start = boundary.end()
+    return tuple(spans)
+
+
+class TextEmbedder(Protocol):
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray: ...
+
+
+class SentenceVectors:
+    """Normalized sentence embeddings from the retrieval model, cached by text. Thread-safe; CPU-bound on a miss,
+    so async callers use a worker thread."""
+
+    def __init__(self, embedder: TextEmbedder | Callable[[], TextEmbedder], *, max_entries: int = 20_000) -> None:
+        # A callable is resolved on first use: the tiers are built before the lifespan has loaded the model.
+        self._embedder = embedder
+        self._max = max_entries
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """The model is in memory: encoding costs milliseconds, not a model load."""
+        return hasattr(self._embedder, "embed_documents")
+
+    def load(self) -> None:
+        self._model()
+
+    def _model(self) -> TextEmbedder:
+        if not hasattr(self._embedder, "embed_documents"):
+            with self._loading:
+                if callable(self._embedder) and not hasattr(self._embedder, "embed_documents"):
+                    self._embedder = self._embedder()
+        return self._embedder
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Shape (len(texts), dimension); misses are embedded together in one batch."""
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vector = self._cache.get(text)
+                if vector is not None:
+                    self._cache.move_to_end(text)
+                    found[text] = vector
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            fresh = self._model().embed_documents(missing, batch_size=32)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    found[text] = vector
+                    self._cache[text] = vector
+                while len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[text] for text in texts])

@@ -1,0 +1,82 @@
+"""The shipped answer set through the real service path, with floors (issue 12): the extractive tier on embedded
+defaults, then the openai tier against a scripted upstream that adds a deliberately unsupported claim to every
+answer (each must be flagged)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from backend.settings import RetrievalSettings, Settings
+from pipeline.eval_answers import TurnResult, load_questions, run_questions, summarize
+from pipeline.eval_answers_cli import indexed_settings
+from tests.backend.api.harness import Backend, extractive_tier, make_settings, upstream_tier
+from tests.conftest import DEMO_CONTENT, REPO
+from tests.fakes import Script, ScriptedOpenAI
+
+ANSWERS = REPO / "examples" / "eval" / "answers.jsonl"
+INVENTED = " She also bakes it at 300 degrees for 3 hours in a copper pan [1]."
+
+
+def settings_for(tiers: list, work: Path) -> Settings:
+    # Embedded defaults for retrieval (k = 8), not the HTTP suite's smaller k.
+    base = make_settings(
+        data_dir=work / "unused", backend=Backend("embedded", "", ""), tiers=tiers, retrieval=RetrievalSettings()
+    )
+    return indexed_settings(base, DEMO_CONTENT, work)
+
+
+@pytest.fixture(scope="module")
+def extractive_run(tmp_path_factory: pytest.TempPathFactory) -> list[TurnResult]:
+    settings = settings_for([extractive_tier()], tmp_path_factory.mktemp("eval-extractive"))
+    return anyio.run(run_questions, settings, load_questions(ANSWERS))
+
+
+def test_the_shipped_set_is_big_enough() -> None:
+    questions = load_questions(ANSWERS)
+    turns = len(questions) + sum(1 for q in questions if q.follow_up)
+    assert turns >= 50
+    assert sum(1 for q in questions if q.follow_up) >= 5
+    assert sum(1 for q in questions if q.unanswerable) >= 10
+
+
+def test_extractive_tier_meets_the_floors(extractive_run: list[TurnResult]) -> None:
+    report = summarize(extractive_run)
+    assert set(report) == {"extractive"}, report
+    figures = report["extractive"]
+    assert figures["errors"] == 0
+    assert figures["fact_recall"] >= 0.95, figures
+    assert figures["citation_precision"] >= 0.95, figures
+    assert figures["missed_refusal_rate"] <= 0.10, figures
+    assert figures["false_refusal_rate"] <= 0.05, figures
+
+
+@pytest.fixture
+def upstream() -> Iterator[ScriptedOpenAI]:
+    with ScriptedOpenAI() as server:
+        yield server
+
+
+def test_openai_tier_with_invented_claims_gets_every_one_flagged(
+    extractive_run: list[TurnResult], upstream: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    # The upstream replays the extractive answers (faithful, cited), each answerable one with an invented
+    # sentence appended: a temperature, a time and a pan no source mentions, cited as [1].
+    for result in extractive_run:
+        text = result.answer if result.unanswered else result.answer + INVENTED
+        upstream.enqueue(Script(tokens=[word + " " for word in text.split(" ")]))
+    settings = settings_for([upstream_tier(upstream, first=10.0, idle=10.0), extractive_tier()], tmp_path)
+    results = anyio.run(run_questions, settings, load_questions(ANSWERS))
+
+    report = summarize(results)
+    assert set(report) == {"upstream"}, report
+    figures = report["upstream"]
+    assert figures["fact_recall"] >= 0.95, figures
+    assert figures["missed_refusal_rate"] <= 0.10 and figures["false_refusal_rate"] <= 0.05, figures
+    invented = [r.citations[-1] for r in results if not r.unanswered]
+    assert invented and not any(c.supported for c in invented)  # every deliberate invention flagged
+    genuine = [c for r in results for c in (r.citations if r.unanswered else r.citations[:-1]) if c.claim and c.sources]
+    assert sum(c.supported for c in genuine) / len(genuine) >= 0.95
