@@ -1,0 +1,129 @@
+"""`lorechat sites`: register the sites that embed the widget, their origins, creators and daily budget."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from backend.errors import ErrorCode, LorechatError
+from backend.settings import get_settings
+
+if TYPE_CHECKING:
+    from backend.storage.curator_sites import SiteView
+
+_NAME = "a-z, 0-9 and '-', starting with a letter or digit, at most 64 characters"
+
+
+def _site_json(site: SiteView) -> dict[str, Any]:
+    return {
+        "name": site.name,
+        "origins": site.origins,
+        "creators": site.creators,
+        "daily_limit": site.daily_limit,
+        "requests_today": site.requests_today,
+        "refused_today": site.refused_today,
+        "requests_total": site.requests_total,
+        "created_at": site.created_at.isoformat(),
+    }
+
+
+def _check_name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name):
+        raise click.BadParameter(f"{name!r}: a site name uses {_NAME}", param_hint="NAME")
+    return name
+
+
+@click.group()
+def sites() -> None:
+    """Sites that embed the widget: `<lorechat-widget site="NAME">` is accepted only from the site's origins,
+    for its creators, within its daily budget. See docs/curation.md for what this does and does not protect."""
+
+
+@sites.command("add")
+@click.argument("name")
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    required=True,
+    metavar="URL",
+    help="An origin the site's pages are served from, e.g. https://blog.example.com (repeatable).",
+)
+@click.option(
+    "--creator",
+    "creators",
+    multiple=True,
+    metavar="SLUG",
+    help="A creator the site may ask (repeatable; default: every creator).",
+)
+@click.option(
+    "--daily-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Chat requests per UTC day for this site (default: no budget of its own).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the site as JSON.")
+def add(name: str, origins: tuple[str, ...], creators: tuple[str, ...], daily_limit: int | None, as_json: bool) -> None:
+    """Register site NAME."""  # fmt: skip
+    from backend.sites import normalize_origin
+    from backend.storage import curator_sites
+    from pipeline.curator_db import with_sessions
+
+    _check_name(name)
+    try:
+        normalized = sorted({normalize_origin(origin) for origin in origins})
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--origin") from exc
+    settings = get_settings()
+    site = with_sessions(
+        settings,
+        lambda sessions: curator_sites.add_site(
+            sessions, name=name, origins=normalized, creators=sorted(set(creators)), daily_limit=daily_limit
+        ),
+    )
+    if as_json:
+        click.echo(json.dumps(_site_json(site), ensure_ascii=False))
+        return
+    click.echo(f"Added site {name}: {', '.join(site.origins)}")
+    missing = [origin for origin in site.origins if origin not in settings.server.cors_origins]
+    if missing:
+        click.echo(f"note: add {', '.join(missing)} to server.cors_origins so browsers may call the API", err=True)
+
+
+@sites.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the sites as a JSON array.")
+def list_(as_json: bool) -> None:
+    """List sites with today's usage."""
+    from backend.storage import curator_sites
+    from pipeline.curator_db import with_sessions
+
+    rows = with_sessions(get_settings(), curator_sites.list_sites)
+    if as_json:
+        click.echo(json.dumps([_site_json(site) for site in rows], ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("No sites registered: `lorechat sites add NAME --origin https://…`.", err=True)
+    for site in rows:
+        budget = (
+            f"{site.requests_today}/{site.daily_limit}" if site.daily_limit is not None else f"{site.requests_today}"
+        )
+        creators = ", ".join(site.creators) or "every creator"
+        click.echo(
+            f"{site.name}  {' '.join(site.origins)}  [{creators}]  today {budget} (refused {site.refused_today})"
+        )
+
+
+@sites.command("remove")
+@click.argument("name")
+def remove(name: str) -> None:
+    """Remove site NAME (requests naming it are refused from then on)."""
+    from backend.storage import curator_sites
+    from pipeline.curator_db import with_sessions
+
+    removed = with_sessions(get_settings(), lambda sessions: curator_sites.remove_site(sessions, name=name))
+    if not removed:
+        raise LorechatError(ErrorCode.not_found, f"no site named '{name}'")
+    click.echo(f"Removed site {name}.", err=True)

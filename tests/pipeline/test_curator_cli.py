@@ -1,0 +1,131 @@
+"""`lorechat sites` and `lorechat gaps` on a real SQLite database in a fresh data dir: JSON shapes, exit codes,
+usage errors; and `lorechat ingest` recording its run for the dashboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from backend.settings import get_settings
+from backend.storage import curator_runs
+from backend.storage import repository as repo
+from backend.storage.models import Message
+from backend.storage.repository import Sessions
+from pipeline.cli import main
+from pipeline.curator_db import with_sessions
+
+SITE_KEYS = {
+    "name",
+    "origins",
+    "creators",
+    "daily_limit",
+    "requests_today",
+    "refused_today",
+    "requests_total",
+    "created_at",
+}
+TOPIC_KEYS = {"id", "creator", "status", "label", "count", "first_seen", "last_seen", "examples", "sources", "signals",
+              "resolved_at"}  # fmt: skip
+
+
+def run(*args: str) -> Any:
+    result = CliRunner().invoke(main, list(args))
+    return result
+
+
+def test_sites_add_list_remove(lorechat_env: Path) -> None:
+    added = run("sites", "add", "bakery", "--origin", "https://Blog.Example.com:443/", "--origin", "http://localhost:3000",
+                "--creator", "ada", "--daily-limit", "50", "--json")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    site = json.loads(added.stdout)
+    assert set(site) == SITE_KEYS
+    assert site["origins"] == ["http://localhost:3000", "https://blog.example.com"]  # normalized, sorted
+    assert (site["creators"], site["daily_limit"], site["requests_today"]) == (["ada"], 50, 0)
+
+    listed = run("sites", "list", "--json")
+    assert listed.exit_code == 0 and [s["name"] for s in json.loads(listed.stdout)] == ["bakery"]
+    plain = run("sites", "list")
+    assert "bakery" in plain.stdout and "today 0/50" in plain.stdout
+
+    duplicate = run("sites", "add", "bakery", "--origin", "https://other.example")
+    assert duplicate.exit_code == 1 and "exists already" in duplicate.output
+    assert run("sites", "remove", "bakery").exit_code == 0
+    assert json.loads(run("sites", "list", "--json").stdout) == []
+    missing = run("sites", "remove", "bakery")
+    assert missing.exit_code == 2 and "no site named 'bakery'" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["sites", "add", "x", "--origin", "ftp://files.example"], "not an http(s) origin"),
+        (["sites", "add", "x", "--origin", "https://a.example/path"], "scheme://host[:port] only"),
+        (["sites", "add", "Bad Name", "--origin", "https://a.example"], "site name uses"),
+        (["sites", "add", "x"], "Missing option '--origin'"),
+        (["sites", "add", "x", "--origin", "https://a.example", "--daily-limit", "-1"], "-1"),
+        (["gaps", "--since", "yesterday"], "is not a date"),
+    ],
+)
+def test_bad_input_is_a_usage_error(lorechat_env: Path, args: list[str], complaint: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2 and complaint in result.output, result.output
+
+
+async def _seed(sessions: Sessions) -> None:
+    for creator, question, column in (
+        ("ada", "How do I fold croissant dough?", {"unanswered": True}),
+        ("ada", "What is the way to fold croissant dough?", {"unsupported_claims": 1}),
+        ("ada", "Which oven temperature for rye?", {"unanswered": True}),
+        (None, "Who invented bread?", {"unanswered": True}),
+        ("ada", "A question answered well", {}),
+    ):
+        turn = await repo.start_turn(sessions, conversation_id=None, owner_id=None, creator=creator, question=question)
+        await repo.finish_turn(
+            sessions, assistant_message_id=turn.assistant_message_id, content="…", status=repo.MessageStatus.done,
+            cascade_tier="local", sources=[{"document_id": "ada/a.md", "title": "Folding", "score": 0.3}], usage=None,
+            search_query=question, error_code=None,
+        )  # fmt: skip
+        if column:
+            async with sessions() as session, session.begin():
+                await session.execute(update(Message).where(Message.id == turn.assistant_message_id).values(**column))
+
+
+def test_gaps_lists_most_frequent_first_and_resolves(lorechat_env: Path) -> None:
+    with_sessions(get_settings(), _seed)
+    listed = run("gaps", "--json")
+    assert listed.exit_code == 0, listed.output
+    topics = json.loads(listed.stdout)
+    assert all(set(topic) == TOPIC_KEYS for topic in topics)
+    assert (topics[0]["creator"], topics[0]["count"]) == ("ada", 2)
+    assert sorted((t["creator"] or "", t["count"]) for t in topics) == [("", 1), ("ada", 1), ("ada", 2)]
+    assert topics[0]["sources"][0]["title"] == "Folding" and topics[0]["status"] == "open"
+
+    only_ada = json.loads(run("gaps", "--creator", "ada", "--json").stdout)
+    assert {t["creator"] for t in only_ada} == {"ada"} and len(only_ada) == 2
+    assert json.loads(run("gaps", "--since", "2999-01-01", "--json").stdout) == []
+    plain = run("gaps")
+    assert "How do I fold croissant dough?" in plain.stdout or "What is the way" in plain.stdout
+
+    resolved = run("gaps", "resolve", topics[0]["id"])
+    assert resolved.exit_code == 0
+    assert topics[0]["id"] not in {t["id"] for t in json.loads(run("gaps", "--json").stdout)}
+    everything = json.loads(run("gaps", "--all", "--json").stdout)
+    assert {t["id"]: t["status"] for t in everything}[topics[0]["id"]] == "resolved"
+    unknown = run("gaps", "resolve", "AAAAAAAAAAAAAAAAAAAAAA")
+    assert unknown.exit_code == 2 and "no gap topic" in unknown.output
+
+
+def test_ingest_records_its_run(lorechat_env: Path, tmp_path: Path) -> None:
+    creator = tmp_path / "content" / "ada"
+    creator.mkdir(parents=True)
+    (creator / "creator.yaml").write_text("name: Ada\n", encoding="utf-8")
+    (creator / "notes.md").write_text("# Notes\n\nRye ferments fast.\n", encoding="utf-8")
+    result = run("ingest", str(tmp_path / "content"), "--json")
+    assert result.exit_code == 0, result.output
+    runs = with_sessions(get_settings(), curator_runs.recent_runs)
+    assert [(r.origin, r.ok, r.dry_run, r.report["added"]) for r in runs] == [("cli", True, False, 1)]
