@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from backend.app import create_app
-from backend.chat.events import DoneEvent, Source, SourcesEvent, TokenEvent
+from backend.chat.events import DoneEvent, ErrorEvent, Source, SourcesEvent
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
@@ -42,21 +42,30 @@ async def ask_in_terminal(
                 request_id="cli",
             )
         )
-        async for event in chat.stream(turn):
-            if isinstance(event, SourcesEvent):
-                _print_sources(err, event.sources)
-            elif isinstance(event, TokenEvent):
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-            elif isinstance(event, DoneEvent):
-                sys.stdout.write("\n")
-                err.print(
-                    f"[dim]answered by {event.cascade_tier} · conversation {event.conversation_id} "
-                    f"(continue with --conversation {event.conversation_id})[/]"
-                )
-            else:
-                sys.stdout.write("\n")
-                raise LorechatError(ErrorCode(event.code), event.message)
+        await chat.run(turn, _TerminalSink(err))
+
+
+class _TerminalSink:
+    """The turn's events in the terminal: sources and the closing line on stderr, the answer on stdout."""
+
+    def __init__(self, err: Console) -> None:
+        self._err = err
+
+    async def send(self, event: SourcesEvent | DoneEvent | ErrorEvent) -> None:
+        if isinstance(event, SourcesEvent):
+            _print_sources(self._err, event.sources)
+            return
+        sys.stdout.write("\n")
+        if isinstance(event, ErrorEvent):
+            raise LorechatError(ErrorCode(event.code), event.message)
+        self._err.print(
+            f"[dim]answered by {event.cascade_tier} · conversation {event.conversation_id} "
+            f"(continue with --conversation {event.conversation_id})[/]"
+        )
+
+    async def send_text(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _print_sources(console: Console, sources: list[Source]) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -148,3 +150,33 @@ def uvicorn_config(app: Any, server: ServerSettings, **options: Any) -> uvicorn.
     """uvicorn.Config for the app with the bounded protocol; `options` are uvicorn's (host, port, log_level…)."""
     options.setdefault("proxy_headers", False)  # client IPs are resolved by our own trusted-proxy rules (S1)
     return uvicorn.Config(app, http=bounded_head_protocol(server), **options)
+
+
+class ExitSignal:
+    """SIGTERM, passed to the app at once. uvicorn on its own only stops accepting and waits for open
+    connections to close, which a stream never does by itself: the app binds a callback that stops every
+    open turn (each stores its partial answer and ends with a retryable error, F12)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callback: Callable[[], object] | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+        self._loop = loop
+        self._callback = callback
+
+    def set(self) -> None:
+        """Safe from a signal handler or another thread: the callback runs on the app's loop."""
+        loop, callback = self._loop, self._callback
+        if loop is not None and callback is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, telling the app about SIGTERM/SIGINT as soon as it arrives (`ExitSignal`)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        exit_signal = getattr(getattr(self.config.app, "state", None), "exit_signal", None)
+        if isinstance(exit_signal, ExitSignal):
+            exit_signal.set()

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 class TierStream:
     """The answer of the tier that produced a first token. Iterates non-empty text pieces.
 
-    After the first token nothing falls back: an upstream failure raises upstream_interrupted and a
-    silence longer than the tier's idle timeout raises upstream_stalled (F9, F10). Consume and close it
-    from one task; `aclose()` releases the upstream at once (D2).
+    After the first token nothing falls back: an upstream failure raises upstream_interrupted (F9); a silence
+    longer than `idle_seconds` is the turn's watchdog's to catch (running.py), which then reports `stalled()`
+    (F10). No timer per piece: that cost more than relaying it. Consume and close it from one task;
+    `aclose()` releases the upstream at once (D2).
     """
 
     def __init__(
@@ -43,7 +44,7 @@ class TierStream:
         self.fallbacks = fallbacks  # (tier, reason) for each tier skipped or failed before this one
         self.finish_reason = finish_reason
         self._deltas = deltas
-        self._idle = tier.settings.idle_timeout_seconds
+        self.idle_seconds = tier.settings.idle_timeout_seconds
         self._pending: str | None = first
         self._parts: list[str] = []
         self._upstream_usage = usage
@@ -73,24 +74,16 @@ class TierStream:
         if self._finished or self._closed:
             raise StopAsyncIteration
         try:
-            async with asyncio.timeout(self._idle):
-                while True:
-                    delta = await anext(self._deltas)
-                    self._absorb(delta)
-                    if delta.text:
-                        self._parts.append(delta.text)
-                        return delta.text
+            while True:
+                delta = await anext(self._deltas)
+                self._absorb(delta)
+                if delta.text:
+                    self._parts.append(delta.text)
+                    return delta.text
         except StopAsyncIteration:
             self._finished = True
             self.finish_reason = self.finish_reason or "stop"
             raise
-        except TimeoutError:
-            await self.aclose()
-            raise LorechatError(
-                ErrorCode.upstream_stalled,
-                "The answer stopped arriving; please try again.",
-                extra={"tier": self.tier},
-            ) from None
         except Exception as exc:  # a TierError, or anything else the upstream client threw mid-answer
             await self.aclose()
             log.warning("tier %s failed mid-answer: %s", self.tier, getattr(exc, "reason", type(exc).__name__))
@@ -99,6 +92,12 @@ class TierStream:
                 "The answer was interrupted; please try again.",
                 extra={"tier": self.tier},
             ) from None
+
+    def stalled(self) -> LorechatError:
+        """The error for a tier silent past its idle timeout (the turn's watchdog measures it: running.py)."""
+        return LorechatError(
+            ErrorCode.upstream_stalled, "The answer stopped arriving; please try again.", extra={"tier": self.tier}
+        )
 
     def _absorb(self, delta: TextDelta) -> None:
         if delta.finish_reason:

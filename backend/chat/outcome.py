@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.chat.running import SHUTDOWN, STALLED, STOPPED
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.records import MessageStatus
 
@@ -17,7 +18,16 @@ class TurnOutcome:
         self.usage: dict[str, int] | None = None
         self.error: LorechatError | None = None
         self.finalized = False
+        self._sent: list[str] = []  # the text the visitor was sent, piece by piece
         self._stream: Any = None  # the cascade's TierStream once a tier answered
+
+    @property
+    def text(self) -> str:
+        """The answer as sent: what gets stored (INV-2)."""
+        return "".join(self._sent)
+
+    def sent(self, text: str) -> None:
+        self._sent.append(text)
 
     def attach(self, stream: Any) -> None:
         self._stream = stream
@@ -31,13 +41,12 @@ class TurnOutcome:
 
     def failed(self, error: LorechatError) -> None:
         # Nothing streamed yet: a plain error. Something streamed: the partial answer is interrupted (F9).
-        streamed = self._stream is not None and self._stream.text
-        self.status = MessageStatus.interrupted if streamed else MessageStatus.error
+        self.status = MessageStatus.interrupted if self._sent else MessageStatus.error
         self.error = error
         self._take_usage()
 
     def stopped(self, reason: str) -> None:
-        if reason == "shutdown":
+        if reason == SHUTDOWN:
             self.failed(LorechatError(ErrorCode.shutting_down, "The server is restarting; please ask again."))
             self.status = MessageStatus.interrupted
             return
@@ -45,6 +54,16 @@ class TurnOutcome:
         self.finish_reason = "stopped"
         self.error = None
         self._take_usage()
+
+    def cancelled(self, reason: str) -> None:
+        """The generation was cancelled from outside (running.py's reasons)."""
+        if reason in (STOPPED, SHUTDOWN):
+            self.stopped(reason)
+        elif reason == STALLED and self._stream is not None:
+            self.failed(self._stream.stalled())
+        else:  # the visitor left or stopped reading: no terminal event reaches them; the partial is kept (D2)
+            self.status = MessageStatus.interrupted
+            self._take_usage()
 
     async def close_upstream(self) -> None:
         if self._stream is not None:

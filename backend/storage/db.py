@@ -92,9 +92,19 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
+# Any constant shared by every lorechat process: "lorechat" as the bytes of a 64-bit integer.
+_MIGRATION_LOCK = int.from_bytes(b"lorechat", "big") - (1 << 63)
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the latest revision (Alembic `upgrade head`) on a connection of this engine."""
+    """Bring the schema to the latest revision (Alembic `upgrade head`) on a connection of this engine.
+
+    Replicas starting together on one PostgreSQL migrate one at a time: a transaction-scoped advisory lock
+    serialises them, and the later ones find the schema at head (without it they race to create the same
+    tables and all but one fail to start)."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await connection.run_sync(_upgrade)
     log.info("database schema is at head")
 

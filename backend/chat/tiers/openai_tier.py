@@ -6,10 +6,12 @@ import os
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
+import httpx2
 import openai
 
 from backend.chat.prompt import Prompt
-from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, TokenUsage, parse_retry_after
+from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, parse_retry_after
+from backend.chat.tiers.sse_deltas import ChatStreamDecoder
 from backend.settings import OpenAITierSettings
 
 
@@ -34,40 +36,35 @@ class OpenAITier(AlwaysReady):
         )
 
     async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
-        stream = None
+        """One delta per network read: the SDK opens the request (auth, errors, status mapping) and hands us
+        its raw response, whose bytes `ChatStreamDecoder` reads without building a typed chunk per token."""
         try:
-            stream = await self._client.chat.completions.create(
+            # Closed on normal end, on error and when the consumer closes us (D2): the socket is released now.
+            async with self._client.chat.completions.with_streaming_response.create(
                 model=self.settings.model,
                 messages=cast(Any, prompt.messages),  # plain role/content dicts, as the API takes them
                 max_tokens=prompt.max_tokens,
                 temperature=self.settings.temperature,
                 stream=True,
                 stream_options={"include_usage": True},
-            )
-            async for chunk in stream:
-                usage = None
-                if chunk.usage is not None:
-                    usage = TokenUsage(
-                        prompt_tokens=chunk.usage.prompt_tokens or 0,
-                        completion_tokens=chunk.usage.completion_tokens or 0,
-                    )
-                choice = chunk.choices[0] if chunk.choices else None
-                text = (choice.delta.content or "") if choice and choice.delta else ""
-                finish = choice.finish_reason if choice else None
-                if text or finish or usage:
-                    yield TextDelta(text=text, finish_reason=finish, usage=usage)
+            ) as response:
+                decoder = ChatStreamDecoder()
+                async for chunk in response.http_response.aiter_bytes():
+                    delta = decoder.feed(chunk)
+                    if delta is not None:
+                        yield delta
+                    if decoder.done:
+                        return
         except openai.APIStatusError as exc:
             raise _status_error(exc) from None
-        except openai.APITimeoutError:
+        except (openai.APITimeoutError, httpx2.TimeoutException):
             raise TierError("timeout", f"{self.name}: upstream timed out") from None
-        except openai.APIConnectionError:
+        except (openai.APIConnectionError, httpx2.TransportError):  # refused, or broken while reading the stream
             raise TierError("connect", f"{self.name}: upstream connection failed") from None
-        except openai.APIError as exc:  # an error object sent inside the stream
-            raise TierError("stream_error", f"{self.name}: upstream error in stream: {exc.message}") from None
-        finally:
-            # Runs on normal end, on error and when the consumer closes us (D2): release the socket now.
-            if stream is not None:
-                await stream.close()
+        except openai.APIError as exc:
+            raise TierError("stream_error", f"{self.name}: upstream error: {exc.message}") from None
+        except httpx2.HTTPError as exc:  # a stream the client could not read (bad encoding, …)
+            raise TierError("stream_error", f"{self.name}: upstream stream unreadable: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from backend.storage import repository as repo
 from backend.storage.db import alembic_config, create_engine, migrate, ping, session_factory
 from backend.storage.models import Base
 from tests.backend.storage.conftest import settings_for
-from tests.backend.storage.services import closed_port
+from tests.backend.storage.services import PG_URL, closed_port
+from tests.databases import throwaway_database
 
 pytestmark = pytest.mark.services
 
@@ -113,3 +116,25 @@ async def test_exhausted_pool_is_a_retryable_503(postgresql_url: str, tmp_path: 
 def test_unsupported_url_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported"):
         create_engine(settings_for("mysql+aiomysql://u@h/db", tmp_path))
+
+
+@pytest.fixture
+def empty_postgresql() -> Iterator[str]:
+    with throwaway_database(PG_URL, prefix="lorechat_migrate") as url:
+        yield url
+
+
+async def test_replicas_starting_together_on_a_fresh_postgresql_all_migrate(
+    empty_postgresql: str, tmp_path: Path
+) -> None:
+    """Three processes' engines migrate one empty database at once: one creates the schema, the others wait for
+    it (advisory lock) and find it at head; none fails to start."""
+    engines = [create_engine(settings_for(empty_postgresql, tmp_path / str(i))) for i in range(3)]
+    try:
+        await asyncio.gather(*(migrate(engine) for engine in engines))
+        async with engines[0].connect() as connection:
+            revision, diff = await connection.run_sync(_schema_state)
+        assert revision == ScriptDirectory.from_config(alembic_config()).get_current_head() and diff == []
+    finally:
+        for engine in engines:
+            await engine.dispose()

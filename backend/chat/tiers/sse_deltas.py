@@ -1,0 +1,102 @@
+"""An OpenAI-compatible chat stream read as raw SSE bytes: one `TextDelta` per network read, no typed chunks.
+
+The SDK builds a pydantic `ChatCompletionChunk` for every token and walks several generator layers to do it,
+which cost more CPU than passing the token on (BENCHMARKS.md §3). Here the bytes of one read are split into
+events, each event's JSON is parsed with orjson, and every piece of text found in that read becomes one
+delta: tokens that arrived together travel together from here to the visitor's socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from backend.chat.tiers.base import TextDelta, TierError, TokenUsage
+
+
+class ChatStreamDecoder:
+    """Feed it the stream's bytes as they arrive; it returns what they completed. Follows the SSE rules that
+    matter here: LF or CRLF line ends, `data:` lines of one event joined by LF, a blank line ends the event,
+    comments and other fields ignored, `[DONE]` ends the stream."""
+
+    __slots__ = ("_data", "_partial", "done")
+
+    def __init__(self) -> None:
+        self._partial = b""  # an incomplete last line, kept until the rest of it arrives
+        self._data: list[bytes] = []  # data lines of the event being read
+        self.done = False
+
+    def feed(self, chunk: bytes) -> TextDelta | None:
+        """Everything the completed events in `chunk` (and before) said, merged into one delta; None if none."""
+        if self._partial:
+            chunk = self._partial + chunk
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            self._partial = chunk
+            return None
+        self._partial = chunk[end + 1 :]
+        texts: list[str] = []
+        finish: str | None = None
+        usage: TokenUsage | None = None
+        for payload in self._events(chunk[: end + 1]):
+            if payload == b"[DONE]":
+                self.done = True
+                break
+            text, event_finish, event_usage = _read_event(payload)
+            if text:
+                texts.append(text)
+            finish = event_finish or finish
+            usage = event_usage or usage
+        if not texts and finish is None and usage is None:
+            return None
+        return TextDelta(text="".join(texts), finish_reason=finish, usage=usage)
+
+    def _events(self, lines_block: bytes) -> Iterator[bytes]:
+        for line in lines_block.split(b"\n"):
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:  # end of an event
+                if self._data:
+                    payload = b"\n".join(self._data)
+                    self._data = []
+                    yield payload
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+            # ":" comments, event:, id: and retry: lines carry nothing a chat completion needs.
+
+
+def _read_event(payload: bytes) -> tuple[str, str | None, TokenUsage | None]:
+    try:
+        event: Any = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise TierError("stream_error", "upstream sent an event that is not JSON") from None
+    if not isinstance(event, dict):
+        raise TierError("stream_error", "upstream sent an event that is not a JSON object")
+    if "error" in event:  # an error object sent inside the stream
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise TierError("stream_error", f"upstream error in stream: {message}")
+    text = ""
+    finish = None
+    choices = event.get("choices")
+    if choices and isinstance(choices, list) and isinstance(choices[0], dict):
+        choice = choices[0]
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            if isinstance(content, str):
+                text = content
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            finish = reason
+    usage = None
+    figures = event.get("usage")
+    if isinstance(figures, dict):
+        usage = TokenUsage(
+            prompt_tokens=int(figures.get("prompt_tokens") or 0),
+            completion_tokens=int(figures.get("completion_tokens") or 0),
+        )
+    return text, finish, usage
