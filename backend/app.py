@@ -14,13 +14,15 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from backend.api import admin, chat, conversations, creators, health, site
+from backend.api import admin, admin_dashboard, chat, conversations, creators, feedback, health, site
 from backend.api.admin import IngestRunner
 from backend.api.errors import install_error_handlers
+from backend.api.feedback import feedback_limiter
 from backend.api.middleware import BodySizeLimit, RequestContext
 from backend.catalog import Catalog, CatalogFile, catalog_path
 from backend.chat.cascade import Cascade
-from backend.chat.running import RunningTurns
+from backend.chat.running import SHUTDOWN, RunningTurns
+from backend.chat.sentences import SentenceVectors
 from backend.chat.service import ChatService
 from backend.chat.stop_bus import StopBus
 from backend.chat.tiers.factory import build_tiers
@@ -29,6 +31,7 @@ from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import get_embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores import open_store
+from backend.server import ExitSignal
 from backend.settings import Settings, get_settings
 from backend.storage import repository
 from backend.storage.cache import HistoryCache, build_history_cache, redis_client
@@ -46,6 +49,7 @@ class State(TypedDict):
     sessions: Sessions
     cache: HistoryCache
     limiter: RateLimiter
+    feedback_limiter: RateLimiter
     slots: StreamSlots
     cascade: Cascade
     running: RunningTurns
@@ -67,8 +71,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
         store = open_store(settings)
         engine = create_engine(settings)
-        cascade = Cascade(build_tiers(settings.llm), settings.llm.circuit)
-        running = RunningTurns()
+        # Source sentences embedded once for the extractive tier, the coverage and the claim checks alike; the
+        # model is the retriever's own (get_embedder is per process), resolved on first use.
+        vectors = SentenceVectors(partial(get_embedder, settings.embedding))
+        cascade = Cascade(build_tiers(settings.llm, vectors=vectors), settings.llm.circuit)
+        running = RunningTurns(send_timeout_seconds=settings.server.send_timeout_seconds)
         # One Redis client and one view of its health for every Redis user: the history cache, rate limits and,
         # shared by replicas (scale-out), stream slots and stops. Without Redis all of them stay in process.
         shared = (
@@ -79,6 +86,7 @@ def create_app(
         health = RedisHealth()
         cache = build_history_cache(settings, client=shared, health=health)
         limiter = RateLimiter(settings, client=shared, health=health)
+        rating_limiter = feedback_limiter(settings, client=shared, health=health)
         max_streams = settings.limits.concurrent_streams_per_ip
         slots = (
             SharedStreamSlots(shared, max_streams, timeout_seconds=settings.redis.timeout_seconds, health=health)
@@ -104,7 +112,14 @@ def create_app(
                 sessions, seconds=settings.server.stream_lease_seconds, reaper_seconds=settings.server.reaper_seconds
             )
             lease_keeper = asyncio.get_running_loop().create_task(leases.run(), name="lorechat-leases")
-            for name, work in (("lorechat-slots", slots.run()), ("lorechat-stops", stop_bus.run())):
+            # SIGTERM (backend/server.py) stops every open stream at once: each stores its partial answer and
+            # ends with a retryable error while uvicorn waits for the connections to close (F12).
+            app.state.exit_signal.bind(asyncio.get_running_loop(), partial(running.stop_all, reason=SHUTDOWN))
+            for name, work in (
+                ("lorechat-slots", slots.run()),
+                ("lorechat-stops", stop_bus.run()),
+                ("lorechat-stream-watchdog", running.watch()),
+            ):
                 background.append(asyncio.get_running_loop().create_task(work, name=name))
             # Local models start in their own processes now, not on the first visitor's question; the API
             # serves meanwhile (a starting model is skipped). `lorechat ask` waits for them, bounded.
@@ -119,6 +134,7 @@ def create_app(
                 cascade=cascade,
                 running=running,
                 leases=leases,
+                vectors=vectors,
             )
             yield State(
                 settings=settings,
@@ -126,6 +142,7 @@ def create_app(
                 sessions=sessions,
                 cache=cache,
                 limiter=limiter,
+                feedback_limiter=rating_limiter,
                 slots=slots,
                 cascade=cascade,
                 running=running,
@@ -145,6 +162,7 @@ def create_app(
                 await cascade.aclose()
                 await cache.close()
                 await limiter.close()
+                await rating_limiter.close()
                 if shared is not None:
                     await shared.aclose()
                 await engine.dispose()
@@ -157,6 +175,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.exit_signal = ExitSignal()
     app.state.ingest = ingest
     install_error_handlers(app)
     app.add_middleware(
@@ -170,6 +189,6 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestContext)
-    for module in (chat, conversations, creators, health, admin, site):
+    for module in (chat, conversations, creators, health, admin, site, feedback, admin_dashboard):
         app.include_router(module.router)
     return app

@@ -14,11 +14,13 @@ class ErrorCode(StrEnum):
     unknown_creator = "unknown_creator"
     not_found = "not_found"
     unauthorized = "unauthorized"
+    forbidden = "forbidden"
     conflict = "conflict"
     # limits
     rate_limited = "rate_limited"
     creator_rate_limited = "creator_rate_limited"
     too_many_streams = "too_many_streams"
+    site_budget_exhausted = "site_budget_exhausted"
     # dependencies
     index_unavailable = "index_unavailable"
     index_locked = "index_locked"
@@ -41,10 +43,12 @@ _TRAITS: dict[ErrorCode, tuple[int, bool, int]] = {
     ErrorCode.unknown_creator: (404, False, 2),
     ErrorCode.not_found: (404, False, 2),
     ErrorCode.unauthorized: (401, False, 2),
+    ErrorCode.forbidden: (403, False, 2),
     ErrorCode.conflict: (409, True, 1),
     ErrorCode.rate_limited: (429, True, 1),
     ErrorCode.creator_rate_limited: (429, True, 1),
     ErrorCode.too_many_streams: (429, True, 1),
+    ErrorCode.site_budget_exhausted: (429, True, 1),
     ErrorCode.index_unavailable: (503, True, 3),
     ErrorCode.index_locked: (503, True, 3),
     ErrorCode.index_mismatch: (503, False, 3),

@@ -62,11 +62,19 @@ class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     # Candidates each retriever hands to reciprocal-rank fusion.
     prefetch_limit: int = Field(50, ge=1, le=1000)
+    # Hybrid fusion inside the engine: rrf (weighted reciprocal rank) or dbsf (distribution-based score fusion).
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    rrf_k: int = Field(60, ge=1, le=1000)
+    # RRF weight of each retriever's list (dbsf ignores them).
+    dense_weight: float = Field(1.0, gt=0, le=10)
+    bm25_weight: float = Field(1.0, gt=0, le=10)
     snippet_chars: int = Field(320, ge=40)
     # Searches run at once in the service (query embedding is CPU-bound: about the core count) ...
     max_concurrent: int = Field(2, ge=1, le=64)
-    # ... and how many may wait for a turn before new questions get a quick 503 with Retry-After.
-    max_waiting: int = Field(64, ge=0)
+    # ... and how long a new question may expect to wait for one (from recent search times), or how many may
+    # wait, before new questions get a quick 503 with Retry-After.
+    max_wait_seconds: float = Field(2.0, gt=0, le=60)
+    max_waiting: int = Field(256, ge=0)
 
 
 class DatabaseSettings(BaseModel):
@@ -102,6 +110,8 @@ class LimitSettings(BaseModel):
     trusted_proxies: list[str] = Field(default_factory=list)
     # When the limiter's Redis is unreachable: serve from an in-process limiter, or refuse with 503.
     on_storage_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    # Feedback (👍/👎) posts per hour per user, or per IP when anonymous (a budget of its own, not the chat's).
+    feedback_per_hour: int = Field(120, ge=0)
 
 
 class AuthSettings(BaseModel):
@@ -215,6 +225,9 @@ class ServerSettings(BaseModel):
     header_timeout_seconds: float = Field(10.0, gt=0)
     # A reader that accepts nothing for this long is dropped.
     send_timeout_seconds: float = Field(30.0, gt=0)
+    # Tokens arriving less than two windows apart are gathered for one window and written together: fewer
+    # writes while an upstream streams fast, no delay at all at a steady 20 tokens/s. 0 writes every read.
+    token_coalesce_seconds: float = Field(0.015, ge=0, le=0.25)
     # A turn whose process died (kill -9, a power cut) is recognised as dead once its lease lapses: a live
     # process renews the leases of the answers it streams every third of this. Kept below the stream timeouts
     # (send_timeout_seconds, a tier's idle_timeout_seconds), so a dead turn frees its conversation sooner than a
@@ -223,6 +236,13 @@ class ServerSettings(BaseModel):
     # Answers still "streaming" this long after they started, without a lease (written before migration 0002),
     # are marked interrupted; it also bounds how long a final write is retried while the database is away.
     reaper_seconds: float = Field(600.0, gt=0)
+
+
+class SiteSettings(BaseModel):
+    # Refuse chat requests that name no registered embedding site (`lorechat sites add`); off keeps the open API.
+    require_site: bool = False
+    # The curator dashboard's login lasts this long (an HttpOnly, SameSite=Strict cookie signed with the token).
+    admin_session_hours: float = Field(8.0, gt=0, le=24 * 30)
 
 
 class Settings(BaseSettings):
@@ -245,6 +265,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    sites: SiteSettings = Field(default_factory=SiteSettings)
 
     @classmethod
     def settings_customise_sources(

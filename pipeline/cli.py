@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,12 @@ from rich.markup import escape
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings, get_settings
 from pipeline.creators import CreatorError
+from pipeline.eval_answers_cli import eval_answers
 from pipeline.eval_cli import eval_command
+from pipeline.gaps_cli import gaps
 from pipeline.progress import RichProgress
 from pipeline.service_cli import ask, doctor, serve
+from pipeline.sites_cli import sites
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -81,8 +85,10 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
     """
     from pipeline.indexer import Indexer
     from pipeline.ingest import IngestReport
+    from pipeline.ingest_runs import record_cli_run
 
     settings = get_settings()
+    started = datetime.now(UTC)
     try:
         with open_index(settings) as retriever:
             report = Indexer.from_settings(settings, retriever).ingest(
@@ -92,6 +98,11 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
                 dry_run=dry_run,
                 progress=RichProgress(err, enabled=not as_json or sys.stderr.isatty()),
             )
+        # In SQL for the curator dashboard and the gap inbox (an ingest through the server records itself).
+        record_cli_run(
+            settings, paths=list(paths), creator=only_creator, dry_run=dry_run, report=report.as_json(),
+            started_at=started,
+        )  # fmt: skip
     except LorechatError as exc:
         if exc.code is not ErrorCode.index_locked or settings.auth.admin_token is None:
             raise
@@ -229,7 +240,7 @@ def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
     err.print(f"Deleted {removed} chunks of {target}.")
 
 
-for command in (serve, ask, doctor, eval_command):
+for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps):
     main.add_command(command)
 
 

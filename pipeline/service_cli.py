@@ -16,11 +16,9 @@ def serve(host: str | None, port: int | None) -> None:
 
     One worker: the embedded index (Qdrant Edge) belongs to a single process.
     """
-    import uvicorn
-
     from backend.app import create_app
     from backend.logging import configure_logging
-    from backend.server import uvicorn_config
+    from backend.server import Server, uvicorn_config
     from backend.settings import get_settings
     from pipeline.indexer import Indexer
 
@@ -35,7 +33,7 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
+    server = Server(config)  # uvicorn's, telling open streams about SIGTERM at once (F12)
     server.run()
     if not server.started:
         raise SystemExit(3)  # as uvicorn.run: the app failed to start (the log says why)

@@ -25,6 +25,12 @@ BOUNDARIES = {
         "backend/storage/models.py",
         "backend/storage/repository.py",
         "backend/storage/records.py",
+        "backend/storage/upsert.py",
+        "backend/storage/curator_feedback.py",
+        "backend/storage/curator_sites.py",
+        "backend/storage/curator_gaps.py",
+        "backend/storage/curator_runs.py",
+        "backend/storage/curator_stats.py",
     },
 }
 

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
+from backend.storage import curator_runs
+from backend.storage.models import utcnow
 
 # Given the service's retriever, the pipeline's indexer for it (`pipeline.indexer.Indexer.from_settings`): its
 # `ingest(paths, *, only_creator, prune, dry_run)` returns a report with as_json().
@@ -62,6 +64,7 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
     if _INGEST_LOCK.locked():
         raise LorechatError(ErrorCode.conflict, "Another ingest is running; try again when it finishes", retry_after=5)
     async with _INGEST_LOCK:
+        started = utcnow()
         report = await anyio.to_thread.run_sync(
             partial(
                 indexer_for(retriever).ingest,
@@ -71,6 +74,12 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
                 dry_run=body.dry_run,
             )
         )
+    result: dict[str, Any] = report.as_json()
+    # In SQL for the curator dashboard and the gap inbox's "reopen after the next ingest" rule.
+    await curator_runs.record_run(
+        request.state.sessions, origin="admin", creator=body.creator, paths=body.paths, dry_run=body.dry_run,
+        ok=not result.get("failed"), report=result, error=None, started_at=started, finished_at=utcnow(),
+    )  # fmt: skip
     if not body.dry_run:
         request.state.catalog_file.refresh(force=True)  # visible to the site and the chat at once
-    return report.as_json()
+    return result

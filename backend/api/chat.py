@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from itertools import count
-from typing import Any
+from functools import partial
 
-import anyio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
 
 from backend.api.deps import (
     CatalogDep,
@@ -19,21 +14,19 @@ from backend.api.deps import (
     ClientIpDep,
     LimiterDep,
     OwnerDep,
-    RunningDep,
+    SessionsDep,
     SettingsDep,
     SlotsDep,
 )
-from backend.chat.events import StreamEvent, frame
-from backend.chat.running import RunningTurns
+from backend.api.event_stream import TurnEventStream
 from backend.chat.service import PreparedTurn, TurnRequest
 from backend.errors import ErrorCode, LorechatError
+from backend.sites import admit_site
 from backend.storage.cleaning import clean_text
 from backend.storage.models import ID_PATTERN
 
 router = APIRouter(tags=["chat"])
 
-# On SIGTERM a running answer is stopped at once and given this long to store itself and send its error.
-SHUTDOWN_GRACE_SECONDS = 5.0
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -46,6 +39,7 @@ class ChatRequest(BaseModel):
     creator: str | None = Field(None, pattern=SLUG_PATTERN, description="Scope retrieval to one creator.")
     conversation_id: str | None = Field(None, min_length=8, max_length=64, pattern=ID_PATTERN)
     personality_weight: float = Field(0.0, ge=0.0, le=1.0, description="0 neutral voice … 1 the creator's own.")
+    site: str | None = Field(None, pattern=SLUG_PATTERN, description="The registered site embedding the widget.")
 
     @field_validator("query")
     @classmethod
@@ -59,12 +53,13 @@ class ChatRequest(BaseModel):
 
 @router.post(
     "/api/v1/chat",
-    response_class=EventSourceResponse,
+    response_class=TurnEventStream,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "sources, token…, then done or error"},
         404: {"description": "Unknown creator or conversation"},
         409: {"description": "An answer is already streaming in this conversation"},
         413: {"description": "Body too large"},
+        403: {"description": "The named site may not be used from this origin or for this creator"},
         422: {"description": "Invalid request"},
         429: {"description": "Rate limited (Retry-After)"},
         503: {"description": "A dependency is unavailable (Retry-After)"},
@@ -80,14 +75,16 @@ async def chat(
     owner: OwnerDep,
     ip: ClientIpDep,
     settings: SettingsDep,
-    running: RunningDep,
-) -> EventSourceResponse:
+    sessions: SessionsDep,
+) -> TurnEventStream:
     creator = None
     if body.creator is not None:
         creator = catalog.creator(body.creator)
         if creator is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
     await limiter.check(user_id=owner, client_ip=ip, creator=body.creator)
+    # Origin, creators and daily budget of the named site (403 / 429), counted per site: backend/sites.py.
+    await admit_site(sessions, settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator)
     slot = await slots.acquire(ip)
     try:
         turn = await chat.prepare(
@@ -108,30 +105,12 @@ async def chat(
         await slots.release(slot)
         await chat.abandon(turn)
 
-    return ChatStreamResponse(
-        sse_frames(chat.stream(turn)),
+    return TurnEventStream(
+        partial(chat.run, turn),
         on_close=on_close,
-        ping=settings.server.keepalive_seconds,
-        # LF like every event (events.frame); sse-starlette's default is CRLF, which mixed endings in one stream.
-        sep="\n",
-        ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
-        send_timeout=settings.server.send_timeout_seconds,
         headers=_stream_headers(turn),
-        shutdown_event=_StopOnShutdown(running, turn.conversation_id),
-        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+        keepalive_seconds=settings.server.keepalive_seconds,
     )
-
-
-async def sse_frames(events: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[bytes]:
-    """The turn's events as SSE frames, numbered 1, 2, 3… (the stream's one framing place)."""
-    ids = count(1)
-    try:
-        async for event in events:
-            yield frame(event, next(ids))
-    finally:
-        # Closed by the server (visitor gone, send timeout): close the turn's stream now, so its shielded
-        # cleanup stores the partial answer at once rather than whenever the generator is collected (D2).
-        await events.aclose()
 
 
 def _stream_headers(turn: PreparedTurn) -> dict[str, str]:
@@ -141,30 +120,3 @@ def _stream_headers(turn: PreparedTurn) -> dict[str, str]:
         # Known before the first event, so the widget can stop a turn even before `done` names it.
         "X-Conversation-Id": turn.conversation_id,
     }
-
-
-class ChatStreamResponse(EventSourceResponse):
-    """Runs `on_close` however the response ends, even if the stream never started (client gone at once)."""
-
-    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._on_close()
-
-
-class _StopOnShutdown:
-    """Stands in for sse-starlette's shutdown event, which it only ever `set()`s: on server shutdown the turn
-    is stopped with reason "shutdown", so it stores its partial answer and ends with a retryable error (F12)."""
-
-    def __init__(self, running: RunningTurns, conversation_id: str) -> None:
-        self._running = running
-        self._conversation_id = conversation_id
-
-    def set(self) -> None:
-        self._running.stop(self._conversation_id, reason="shutdown")

@@ -28,6 +28,10 @@ class MessageOut(BaseModel):
     search_query: str
     created_at: datetime
     finished_at: datetime | None
+    # Answers: the claim check per sentence (as in the `done` event) and whether the sources covered the question.
+    citations: list[dict[str, Any]] | None = None
+    unsupported_claims: int = 0
+    unanswered: bool = False
 
 
 class ConversationOut(BaseModel):

@@ -14,7 +14,12 @@ from backend.errors import ErrorCode, LorechatError
 
 log = logging.getLogger("lorechat.api")
 
-_RATE_LIMIT_CODES = {ErrorCode.rate_limited, ErrorCode.creator_rate_limited, ErrorCode.too_many_streams}
+_RATE_LIMIT_CODES = {
+    ErrorCode.rate_limited,
+    ErrorCode.creator_rate_limited,
+    ErrorCode.too_many_streams,
+    ErrorCode.site_budget_exhausted,
+}
 _HTTP_CODES = {
     401: ErrorCode.unauthorized,
     404: ErrorCode.not_found,

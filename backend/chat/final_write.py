@@ -36,6 +36,10 @@ class FinalAnswer:
     sources: list[dict[str, Any]]
     usage: dict[str, int] | None
     search_query: str
+    # The claim check (citations.py): per sentence its span, citations, quote and support.
+    citations: list[dict[str, Any]] | None = None
+    unsupported_claims: int = 0
+    unanswered: bool = False  # retrieval confidence was too low: the answer said the content does not cover it
 
 
 class FinalWriter:
@@ -57,6 +61,9 @@ class FinalWriter:
             usage=answer.usage,
             search_query=answer.search_query,
             error_code=answer.error_code.value if answer.error_code else None,
+            citations=answer.citations,
+            unsupported_claims=answer.unsupported_claims,
+            unanswered=answer.unanswered,
         )
         if self._leases is not None:
             self._leases.release(answer.assistant_message_id)  # stored, or already reaped: nothing to vouch for

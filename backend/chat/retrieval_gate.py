@@ -1,13 +1,17 @@
 """Retrieval under back-pressure: a bounded number of searches at once, bursts refused, each one bounded in time.
 
 Query embedding is CPU-bound, so more searches than `retrieval.max_concurrent` at once only slow every one of
-them; beyond `retrieval.max_waiting` queued searches a new one is refused at once (503, Retry-After 1) rather
-than after the full timeout. Each search runs in a worker thread bounded by `index.timeout_seconds` (F6); on
+them. A new search waits its turn while the searches queued ahead of it should finish within
+`retrieval.max_wait_seconds` (estimated from recent search times) and fewer than `retrieval.max_waiting` wait;
+beyond either it is refused at once (503, Retry-After 1) rather than after the full timeout. Admission by time,
+not by count alone: on a busy machine a search takes longer, and a burst the queue can still clear in a second
+or two is served, not refused. Each search runs in a worker thread bounded by `index.timeout_seconds` (F6); on
 timeout the thread is abandoned, not awaited (a thread cannot be cancelled, and waiting would void the bound).
 """
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import anyio
@@ -17,21 +21,42 @@ from backend.retrieval.search import Retriever
 from backend.settings import Settings
 from backend.stages import Hit
 
+_SMOOTHING = 0.2  # weight of the newest search in the running mean of search times
+
 
 class RetrievalGate:
     def __init__(self, retriever: Retriever, settings: Settings) -> None:
         self._retriever = retriever
         self._max_waiting = settings.retrieval.max_waiting
+        self._max_wait = settings.retrieval.max_wait_seconds
         self._timeout = settings.index.timeout_seconds
         self._slots = anyio.CapacityLimiter(settings.retrieval.max_concurrent)
+        self._search_seconds = 0.0  # running mean of one search's time in its thread
+
+    def _busy(self) -> bool:
+        slots = self._slots.statistics()
+        if slots.borrowed_tokens < slots.total_tokens:
+            return False
+        if slots.tasks_waiting >= self._max_waiting:
+            return True
+        expected_wait = (slots.tasks_waiting + 1) * self._search_seconds / slots.total_tokens
+        return expected_wait > self._max_wait
+
+    def _timed_search(self, query: str, creator: str | None) -> list[Hit]:
+        started = time.perf_counter()
+        try:
+            return self._retriever.search(query, creator=creator)
+        finally:
+            took = time.perf_counter() - started
+            mean = self._search_seconds
+            self._search_seconds = took if mean == 0.0 else mean + _SMOOTHING * (took - mean)
 
     async def search(self, query: str, *, creator: str | None) -> list[Hit]:
-        slots = self._slots.statistics()
-        if slots.borrowed_tokens >= slots.total_tokens and slots.tasks_waiting >= self._max_waiting:
+        if self._busy():
             raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
         try:
             with anyio.fail_after(self._timeout):
-                search = partial(self._retriever.search, query, creator=creator)
+                search = partial(self._timed_search, query, creator)
                 return await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._slots)
         except TimeoutError as exc:
             raise LorechatError(

@@ -1,7 +1,7 @@
 """One chat turn, end to end: `prepare` does everything that can fail as a plain HTTP error, `stream` the rest.
 
 prepare: history (history.py) → search query → retrieval (retrieval_gate.py) → store the question and a
-"streaming" placeholder. stream: `sources` → tokens from the first tier that answers (cascade.py) → final write
+"streaming" placeholder. run: `sources` → tokens from the first tier that answers (cascade.py) → final write
 (final_write.py) → `done`, or an `error` event once the first byte is out. No DB session is held while
 streaming: writes are short and the final one is shielded from cancellation, so a visitor who leaves still gets
 their partial answer stored. How the turn ended is tracked in outcome.py.
@@ -9,23 +9,26 @@ their partial answer stored. How the turn ended is tracked in outcome.py.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
 
+from backend.chat.answer_checks import AnswerChecks
 from backend.chat.cascade import Cascade
+from backend.chat.coverage import Coverage, uncovered_prompt
 from backend.chat.events import (
+    Citation,
     DoneEvent,
     ErrorEvent,
+    EventSink,
     SkippedTier,
     Source,
     SourcesEvent,
-    StreamEvent,
-    TokenEvent,
     Usage,
 )
 from backend.chat.final_write import FinalAnswer, FinalWriter
@@ -33,7 +36,8 @@ from backend.chat.history import ConversationHistory
 from backend.chat.outcome import TurnOutcome
 from backend.chat.prompt import Prompt, build_prompt, search_query_for
 from backend.chat.retrieval_gate import RetrievalGate
-from backend.chat.running import RunningTurns, TurnStop
+from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, RunningTurns, TurnControl
+from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.base import Tier
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import STREAM_SECONDS, STREAMS_ACTIVE, TIER_ANSWERS, TIME_TO_FIRST_TOKEN, TIME_TO_SOURCES
@@ -69,6 +73,7 @@ class PreparedTurn:
     hits: list[Hit]
     started: float
     sources: list[Source] = field(default_factory=list)
+    coverage: Coverage | None = None  # do the sources answer the question at all (coverage.py)
     # Set once the body starts streaming; until then `abandon` owns the placeholder answer.
     streamed: bool = False
 
@@ -84,14 +89,18 @@ class ChatService:
         cascade: Cascade,
         running: RunningTurns,
         leases: Leases | None = None,
+        vectors: SentenceVectors | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._cascade = cascade
         self._running = running
+        self._coalesce_seconds = settings.server.token_coalesce_seconds
         self._leases = leases  # renewed while this process streams the turn (F13)
         self._history = ConversationHistory(sessions=sessions, cache=cache, limit=settings.cache.history_messages)
         self._retrieval = RetrievalGate(retriever, settings)
+        # Coverage before the tiers, the claim check after the answer (answer_checks.py).
+        self._checks = AnswerChecks(vectors or SentenceVectors(retriever.embedder))
         self._writer = FinalWriter(sessions=sessions, leases=leases, retry_for_seconds=settings.server.reaper_seconds)
 
     async def prepare(self, request: TurnRequest) -> PreparedTurn:
@@ -131,40 +140,48 @@ class ChatService:
         ]
         return prepared
 
-    async def stream(self, turn: PreparedTurn) -> AsyncGenerator[StreamEvent, None]:
-        """The turn's events, framed at the edge. Ends with exactly one `done` or `error` (INV-3), after the
-        final write (INV-2)."""
+    async def run(self, turn: PreparedTurn, sink: EventSink, control: TurnControl | None = None) -> None:
+        """Stream the turn into `sink`: `sources`, text, then exactly one `done` or `error` (INV-3), sent only
+        after the final write (INV-2). `control` is the turn's one cancel scope and clocks (running.py): stop,
+        shutdown, the watchdog's deadlines and the visitor leaving all end the generation through it."""
         turn.streamed = True
-        parts: list[str] = []
+        control = control or TurnControl()
         outcome = TurnOutcome()
         STREAMS_ACTIVE.inc()
-        stop = TurnStop()
-        self._running.register(turn.conversation_id, stop)  # the stop endpoint and shutdown reach it here
-        pieces = self._generate(turn, outcome)
+        self._running.register(turn.conversation_id, control)  # the stop endpoint and shutdown reach it here
         try:
-            yield SourcesEvent(sources=turn.sources)
-            TIME_TO_SOURCES.observe(time.perf_counter() - turn.started)
-            while (piece := await stop.next_piece(pieces)) is not None:
-                parts.append(piece)
-                yield TokenEvent(text=piece)
-            if stop.stopped:
-                outcome.stopped(self._running.reason(turn.conversation_id))
+            with anyio.CancelScope() as scope:
+                control.scope = scope
+                if control.stopped:  # stopped before the scope existed
+                    scope.cancel()
+                await self._send_timed(control, sink.send(SourcesEvent(sources=turn.sources)))
+                TIME_TO_SOURCES.observe(time.perf_counter() - turn.started)
+                # Whether the sources answer the question at all decides what the tiers are asked; it embeds
+                # source sentences (milliseconds to tens of them), so it runs after `sources` is out, not before.
+                turn.coverage = await self._checks.coverage(
+                    question=turn.request.question,
+                    search_query=turn.search_query,
+                    hits=turn.hits,
+                    creator=turn.request.creator,
+                )
+                await self._generate(turn, outcome, sink, control)
+            if control.reason is not None and outcome.status is MessageStatus.streaming:
+                outcome.cancelled(control.reason)
             with anyio.CancelScope(shield=True):
-                await pieces.aclose()
                 await outcome.close_upstream()
-                terminal = await self._finish(turn, "".join(parts), outcome)
-            yield terminal
+                terminal = await self._finish(turn, outcome.text, outcome)
+            if control.reason not in (SEND_TIMEOUT, DISCONNECTED):  # nobody is reading any more
+                await sink.send(terminal)
         except BaseException:
-            # The visitor left mid-stream (cancellation, or the server closing this generator): keep what was
-            # said (D2) and release the upstream at once.
+            # Cancelled from outside, or the sink failed (the connection broke): keep what was said (D2) and
+            # release the upstream at once.
             with anyio.CancelScope(shield=True):
-                await pieces.aclose()
                 await outcome.close_upstream()
                 if not outcome.finalized:
-                    await self._finish(turn, "".join(parts), outcome)
+                    await self._finish(turn, outcome.text, outcome)
             raise
         finally:
-            self._running.unregister(turn.conversation_id, stop)
+            self._running.unregister(turn.conversation_id, control)
             STREAMS_ACTIVE.dec()
             STREAM_SECONDS.labels(outcome.status).observe(time.perf_counter() - turn.started)
 
@@ -174,7 +191,23 @@ class ChatService:
         if not turn.streamed:
             await self._finish(turn, "", TurnOutcome())
 
-    async def _generate(self, turn: PreparedTurn, outcome: TurnOutcome) -> AsyncGenerator[str, None]:
+    @staticmethod
+    async def _send_timed(control: TurnControl, sending: Awaitable[None]) -> None:
+        """A write the watchdog may time out (L3): `sending` and `since` are its clocks."""
+        control.sending = True
+        control.since = control.now()
+        await sending
+        control.sending = False
+        control.since = control.now()
+
+    async def _generate(self, turn: PreparedTurn, outcome: TurnOutcome, sink: EventSink, control: TurnControl) -> None:
+        """The token loop, the service's hot path: per network read of the upstream, one write to the sink.
+
+        No timer or scope per piece (the watchdog reads `control`'s clocks). While pieces come less than two
+        coalescing windows apart, the loop waits one window before reading again, so what arrived meanwhile
+        goes out in one write (the upstream's socket buffers it): fewer, larger writes only while tokens are
+        dense; at a steady 20 tokens/s no piece waits.
+        """
         request = turn.request
         build: Callable[[Tier], Prompt] = partial(
             _prompt_for,
@@ -183,6 +216,7 @@ class ChatService:
             history=turn.history,
             creator=request.creator,
             weight=request.personality_weight,
+            covered=turn.coverage.covered if turn.coverage else True,
         )
         try:
             stream = await self._cascade.start(build)
@@ -191,13 +225,22 @@ class ChatService:
             return
         outcome.attach(stream)
         TIER_ANSWERS.labels(stream.tier).inc()
-        first = True
+        TIME_TO_FIRST_TOKEN.labels(stream.tier).observe(time.perf_counter() - turn.started)
+        control.idle_seconds = stream.idle_seconds
+        window = self._coalesce_seconds
+        now = control.now
+        last = now()
         try:
-            async for piece in stream:
-                if first:
-                    TIME_TO_FIRST_TOKEN.labels(stream.tier).observe(time.perf_counter() - turn.started)
-                    first = False
-                yield piece
+            async for text in stream:
+                control.sending = True
+                control.since = now()
+                await sink.send_text(text)
+                outcome.sent(text)  # only what reached the sink is the answer (INV-2)
+                control.sending = False
+                previous, last = last, now()
+                control.since = last
+                if last - previous < 2 * window:  # dense: let the next pieces gather for one write
+                    await asyncio.sleep(window)
         except LorechatError as exc:
             outcome.failed(exc)
             return
@@ -208,6 +251,8 @@ class ChatService:
         if outcome.status is MessageStatus.streaming:
             outcome.status = MessageStatus.interrupted
         outcome.finalized = True
+        check = await self._checks.check(text=text, hits=turn.hits, creator=turn.request.creator)
+        unanswered = turn.coverage is not None and not turn.coverage.covered
         answer = FinalAnswer(
             assistant_message_id=turn.assistant_message_id,
             text=text,
@@ -217,6 +262,9 @@ class ChatService:
             sources=[source.model_dump() for source in turn.sources],
             usage=outcome.usage,
             search_query=turn.search_query,
+            citations=check.as_json(),
+            unsupported_claims=check.unsupported_claims,
+            unanswered=unanswered,
         )
         try:
             written = await self._writer.write(answer)
@@ -247,6 +295,8 @@ class ChatService:
             finish_reason=outcome.finish_reason,
             search_query=turn.search_query,
             usage=Usage(**(outcome.usage or {"prompt_tokens": 0, "completion_tokens": 0})),
+            citations=[Citation.model_validate(item) for item in answer.citations or []],
+            unanswered=unanswered,
         )
 
 
@@ -258,8 +308,9 @@ def _prompt_for(
     history: list[tuple[str, str]],
     creator: Creator | None,
     weight: float,
+    covered: bool = True,
 ) -> Prompt:
-    return build_prompt(
+    prompt = build_prompt(
         question=question,
         sources=hits,
         history=history,
@@ -269,6 +320,7 @@ def _prompt_for(
         max_tokens=tier.settings.max_tokens,
         prompt_budget=tier.prompt_budget,
     )
+    return prompt if covered else uncovered_prompt(prompt)
 
 
 def _source(index: int, hit: Hit, snippet_chars: int) -> Source:
@@ -283,6 +335,7 @@ def _source(index: int, hit: Hit, snippet_chars: int) -> Source:
         score=hit.score,
         start_seconds=hit.start_seconds,
         end_seconds=hit.end_seconds,
+        text=hit.text,
     )
 
 

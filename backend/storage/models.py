@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -109,6 +111,13 @@ class Message(Base):
     # lives). A lapsed lease means that process died: the answer is finished as interrupted (INV-1, F13).
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The claim check (issue 12): per answer sentence its span, cited sources, supporting quote, supported.
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    unsupported_claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Retrieval confidence was below the threshold: the answer said the sources do not cover the question.
+    unanswered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Milliseconds from the request to the first answer token (issue 13's dashboard: TTFT p50); None if untimed.
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # Orders messages inside a conversation, and makes two racing turns collide instead of interleave.
@@ -140,3 +149,109 @@ class Message(Base):
             sqlite_where=text("status = 'streaming'"),
         ),
     )
+
+
+# ---- the curator loop (issue 13): feedback, sites, gap topics, ingest runs ---------------------------------
+# The dashboard's per-day and per-tier counts read a time window of one role; status and tier ride along so the
+# per-tier count never touches the table (4× faster at 100k turns on SQLite: scripts/bench/curator).
+Index("ix_messages_role_created", Message.role, Message.created_at, Message.status, Message.cascade_tier)
+
+FEEDBACK_RATINGS = ("up", "down")
+
+
+class Feedback(Base):
+    """A visitor's 👍/👎 on one answer; one per message, a change replaces it."""
+
+    __tablename__ = "feedback"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    rating: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("rating IN ('up', 'down')", name="ck_feedback_rating"),
+        Index("ix_feedback_rating_updated", "rating", "updated_at"),
+    )
+
+
+class Site(Base):
+    """A site that embeds the widget: the origins it may be used from, its creators and its daily budget."""
+
+    __tablename__ = "sites"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    origins: Mapped[list[str]] = mapped_column(JSON)
+    # Empty: every creator.
+    creators: Mapped[list[str]] = mapped_column(JSON)
+    # None: no budget of its own (the per-IP and per-creator limits still apply).
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SiteUsage(Base):
+    """Chat requests per site and UTC day: accepted ones (counted against the budget) and refused ones."""
+
+    __tablename__ = "site_usage"
+
+    site: Mapped[str] = mapped_column(ForeignKey("sites.name", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    refused: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class GapTopic(Base):
+    """Similar questions the content did not answer well, grouped; resolved by a curator, reopened by new ones."""
+
+    __tablename__ = "gap_topics"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    creator: Mapped[str | None] = mapped_column(String(255))  # None: questions asked without a creator
+    label: Mapped[str] = mapped_column(Text)
+    centroid: Mapped[list[float]] = mapped_column(JSON)
+    count: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    examples: Mapped[list[str]] = mapped_column(JSON)
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # How often each signal was seen: unanswered, unsupported, thumbs_down, extractive.
+    signals: Mapped[dict[str, int]] = mapped_column(JSON)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_gap_topics_creator_count", "creator", "count"),)
+
+
+class GapMember(Base):
+    """Which topic an answer's question was grouped into (each answer once, so a refresh is incremental)."""
+
+    __tablename__ = "gap_members"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    topic_id: Mapped[str] = mapped_column(ForeignKey("gap_topics.id", ondelete="CASCADE"))
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    # By topic (counts since a date); by time (a refresh starts at the newest grouped question).
+    __table_args__ = (Index("ix_gap_members_topic", "topic_id"), Index("ix_gap_members_asked", "asked_at"))
+
+
+INGEST_ORIGINS = ("cli", "admin")
+
+
+class IngestRun(Base):
+    """One `lorechat ingest` (CLI or the admin route) and its report."""
+
+    __tablename__ = "ingest_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    origin: Mapped[str] = mapped_column(String(16))
+    creator: Mapped[str | None] = mapped_column(String(255))
+    paths: Mapped[list[str]] = mapped_column(JSON)
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_ingest_runs_finished", "finished_at"),)

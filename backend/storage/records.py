@@ -51,6 +51,10 @@ class MessageView:
     error_code: str | None
     created_at: datetime
     finished_at: datetime | None
+    # The claim check of an answer (issue 12): per sentence span, citations, quote, supported; None if unchecked.
+    citations: list[dict[str, Any]] | None = None
+    unsupported_claims: int = 0
+    unanswered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,9 @@ async def finish_turn(
     usage: dict[str, Any] | None,
     search_query: str,
     error_code: str | None,
+    citations: list[dict[str, Any]] | None = None,
+    unsupported_claims: int = 0,
+    unanswered: bool = False,
 ) -> bool:
     """Move a streaming answer to its terminal state; False when it already left "streaming" (idempotent)."""
     if status not in TERMINAL_STATUSES:
@@ -228,6 +231,9 @@ async def finish_turn(
                 usage=clean_json(usage),
                 search_query=clean_text(search_query),
                 error_code=error_code,
+                citations=clean_json(citations),
+                unsupported_claims=unsupported_claims,
+                unanswered=unanswered,
                 finished_at=utcnow(),
             )
             .execution_options(synchronize_session=False)
@@ -240,7 +246,8 @@ def _message_view(message: Message) -> MessageView:
         id=message.id, seq=message.seq, role=message.role, content=message.content, status=message.status,
         cascade_tier=message.cascade_tier, sources=message.sources or [], usage=message.usage,
         search_query=message.search_query, error_code=message.error_code, created_at=message.created_at,
-        finished_at=message.finished_at,
+        finished_at=message.finished_at, citations=message.citations, unsupported_claims=message.unsupported_claims,
+        unanswered=message.unanswered,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ export interface ChatRequest {
   creator?: string | null;
   conversation_id?: string | null;
   personality_weight?: number;
+  site?: string | null;
 }
 
 export interface Source {
@@ -29,6 +30,7 @@ export interface Source {
   score: number;
   start_seconds: number | null;
   end_seconds: number | null;
+  text: string;
 }
 
 export interface TokenEvent {
@@ -45,6 +47,22 @@ export interface SkippedTier {
   reason: string;
 }
 
+export interface Quote {
+  source: number;
+  start: number;
+  end: number;
+}
+
+export interface Citation {
+  start: number;
+  end: number;
+  sources: number[];
+  quote: Quote | null;
+  supported: boolean;
+  score: number;
+  claim: boolean;
+}
+
 export interface DoneEvent {
   conversation_id: string;
   message_id: string;
@@ -53,6 +71,8 @@ export interface DoneEvent {
   finish_reason: string;
   search_query: string;
   usage: Usage;
+  citations?: Citation[];
+  unanswered?: boolean;
 }
 
 export interface ErrorEvent {

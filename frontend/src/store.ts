@@ -1,5 +1,5 @@
 // The conversation kept in localStorage, so a page reload shows it again.
-import type { MessageStatus, Source } from "./events";
+import type { Citation, MessageStatus, Source } from "./events";
 
 export type { MessageStatus } from "./events";
 
@@ -17,6 +17,11 @@ export interface ChatMessage {
   sources: Source[];
   error?: StoredError;
   tier?: string;
+  /** The service's id for this answer (from `done`): what feedback is sent for. */
+  serverId?: string;
+  feedback?: { rating: "up" | "down"; comment?: string };
+  /** The claim check of each answer sentence (from `done`, claims.ts). */
+  citations?: Citation[];
 }
 
 export interface Session {

@@ -71,6 +71,10 @@ header h2 { font-size: 1rem; margin: 0; flex: 1 1 auto; min-width: 0; overflow: 
 .card { flex: 0 0 min(220px, 78%); scroll-snap-align: start; border: 1px solid var(--lc-line);
   border-radius: calc(var(--lc-radius) * 0.7); padding: 8px 10px; background: var(--lc-soft); font-size: 0.8rem;
   transition: box-shadow 0.2s, border-color 0.2s; }
+.card.quoting { border-color: var(--lc-accent); }
+.card mark.quote { background: var(--lc-accent-soft); color: inherit; border-radius: 2px; }
+.claim-unsupported { text-decoration: underline dotted; text-decoration-color: #b7791f; text-underline-offset: 3px; }
+.cite.unsupported { background: transparent; outline: 1px dashed #b7791f; }
 .card.highlight { border-color: var(--lc-accent); box-shadow: 0 0 0 3px var(--lc-accent-soft); }
 .card .num { display: inline-block; min-width: 1.6em; text-align: center; border-radius: 6px;
   background: var(--lc-accent); color: #fff; font-weight: 600; margin-right: 4px; font-size: 0.75rem; }
@@ -100,6 +104,11 @@ header h2 { font-size: 1rem; margin: 0; flex: 1 1 auto; min-width: 0; overflow: 
 @keyframes blink { 50% { opacity: 0; } }
 @media (prefers-reduced-motion: reduce) { .streaming .answer > :last-child::after { animation: none; } }
 
+.feedback { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; font-size: 0.8rem; color: var(--lc-muted); }
+.feedback .fb[aria-pressed="true"] { background: var(--lc-accent-soft); border-color: var(--lc-accent); }
+.fb-comment { display: flex; gap: 6px; flex: 1 1 100%; }
+.fb-comment textarea { flex: 1; min-width: 0; resize: vertical; border: 1px solid var(--lc-line); border-radius: 8px;
+  padding: 4px 8px; background: var(--lc-bg); }
 .status { font-size: 0.8rem; color: var(--lc-muted); display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
 .error { color: #b42318; background: color-mix(in srgb, #b42318 8%, var(--lc-bg)); border-radius: 8px;
   padding: 6px 10px; font-size: 0.85rem; display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }

@@ -44,6 +44,8 @@ export async function runTurn({
         hooks.onConversationId(event.data.conversation_id);
         message.status = event.data.finish_reason === "stopped" ? "stopped" : "done";
         message.tier = event.data.cascade_tier;
+        message.serverId = event.data.message_id;
+        message.citations = event.data.citations ?? [];
       } else {
         fail(event.data.code, event.data.message, event.data.retryable);
       }

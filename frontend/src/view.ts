@@ -1,5 +1,6 @@
 // DOM builders for the widget: messages, source cards, citations. Text always goes in as text nodes.
 import type { CreatorInfo } from "./api";
+import { decorateClaims } from "./claims";
 import type { Source } from "./events";
 import { formatTimestamp, sourceHref } from "./format";
 import { renderMarkdown } from "./markdown";
@@ -53,6 +54,8 @@ export function sourceCard(messageId: string, source: Source): HTMLElement {
 export interface MessageActions {
   onCite: (messageId: string, index: number) => void;
   onRetry: (messageId: string) => void;
+  /** The 👍/👎 row for a finished answer the service knows (feedback.ts), or null. */
+  feedback?: (message: ChatMessage) => HTMLElement | null;
 }
 
 /** Sources come first, then the answer, then a status line (error + retry, or "stopped"). */
@@ -76,6 +79,8 @@ export function messageView(message: ChatMessage, actions: MessageActions): HTML
   root.appendChild(answer);
   const status = statusLine(message, actions);
   if (status) root.appendChild(status);
+  const feedback = actions.feedback?.(message);
+  if (feedback) root.appendChild(feedback);
   return root;
 }
 
@@ -100,6 +105,9 @@ export function fillAnswer(answer: HTMLElement, message: ChatMessage, actions: M
   answer.querySelectorAll<HTMLButtonElement>("button.cite").forEach((button) => {
     button.addEventListener("click", () => actions.onCite(message.id, Number(button.dataset.index)));
   });
+  // The cards are the answer's siblings once the message is on screen: looked up when a [n] is hovered.
+  const root = () => answer.getRootNode() as Document | ShadowRoot;
+  decorateClaims(answer, message, (n) => root().getElementById?.(cardId(message.id, n)) ?? null);
 }
 
 function statusLine(message: ChatMessage, actions: MessageActions): HTMLElement | null {

@@ -1,5 +1,6 @@
 // <lorechat-widget>: the custom element. Owns the session state and the one stream in flight.
 import { type CreatorInfo, listCreators, stopConversation } from "./api";
+import { feedbackBar, type GivenFeedback, sendFeedback } from "./feedback";
 import { formatWait } from "./format";
 import { type ChatMessage, clearSession, emptySession, loadSession, removeTurn, type Session, saveSession } from "./store";
 import { buildLauncher, buildPanel, type PanelElements } from "./panel";
@@ -14,7 +15,9 @@ let counter = 0;
 const newId = () => `m${Date.now().toString(36)}${(counter++).toString(36)}`;
 
 export class LorechatWidget extends HTMLElement {
-  static observedAttributes = ["api", "creator", "mode", "personality", "personality-weight", "accent", "heading"];
+  static observedAttributes = [
+    "api", "creator", "mode", "personality", "personality-weight", "accent", "heading", "site",
+  ];
 
   private readonly shadow: ShadowRoot;
   private session: Session = emptySession(null);
@@ -31,6 +34,10 @@ export class LorechatWidget extends HTMLElement {
   private readonly actions: MessageActions = {
     onCite: (messageId, index) => this.highlightSource(messageId, index),
     onRetry: (messageId) => this.retry(messageId),
+    feedback: (message) =>
+      message.role === "assistant" && message.serverId && (message.status === "done" || message.status === "stopped")
+        ? feedbackBar(message, (rated, given) => this.giveFeedback(rated, given))
+        : null,
   };
 
   constructor() {
@@ -74,6 +81,7 @@ export class LorechatWidget extends HTMLElement {
     if (name === "accent") this.applyAccent();
     else if (name === "heading") this.renderTitle();
     else if (name === "personality" || name === "personality-weight") this.applyPersonality();
+    else if (name === "site") return; // read at each send
     else this.setup();
   }
 
@@ -257,8 +265,10 @@ export class LorechatWidget extends HTMLElement {
     // Later events update this turn's session even if the visitor has started a new one meanwhile.
     const session = this.session;
     saveSession(this.storageKey, session);
+    const site = this.getAttribute("site");
     const request = {
       query, creator: this.creator, conversation_id: session.conversationId, personality_weight: this.weight,
+      ...(site ? { site } : {}),
     };
     try {
       const outcome = await runTurn({
@@ -291,6 +301,19 @@ export class LorechatWidget extends HTMLElement {
       if (this.session.messages.includes(assistant)) this.rerender(assistant);
       else this.renderMessages();
     }
+  }
+
+  /** Store the visitor's rating on the message and send it; an error message for the row, or null. */
+  private async giveFeedback(message: ChatMessage, given: GivenFeedback): Promise<string | null> {
+    if (!message.serverId) return "This answer cannot be rated.";
+    try {
+      await sendFeedback(this.api, message.serverId, given);
+    } catch (error) {
+      return error instanceof Error ? error.message : "The feedback could not be sent.";
+    }
+    message.feedback = given;
+    saveSession(this.storageKey, this.session);
+    return null;
   }
 
   /** Stop: tell the service (when the conversation is known), then drop the connection. */

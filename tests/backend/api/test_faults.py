@@ -381,3 +381,42 @@ async def test_f6_a_burst_beyond_the_search_queue_is_refused_at_once(
     assert refused_after < 0.5, f"refusing a question took {refused_after:.2f}s"
     assert answered.stream.done
     assert len(upstream.requests) == 1  # the refused question never reached the model
+
+
+@pytest.mark.parametrize(("max_wait", "refused"), [(0.5, True), (5.0, False)])
+async def test_f6_the_search_queue_admits_by_expected_wait(
+    fake: ScriptedOpenAI, upstream: ScriptedOpenAI, api_index: Path, tmp_path: Path, max_wait: float, refused: bool
+) -> None:
+    """Searches take 1 s: with one running, a new question would wait ~1 s. Refused at once when that exceeds
+    retrieval.max_wait_seconds, served after its turn in the queue when it does not."""
+    backend = Backend("embedded", "", "")
+    retrieval = RetrievalSettings(k=4, max_concurrent=1, max_waiting=100, max_wait_seconds=max_wait)
+    with live_app(
+        template=api_index, workdir=tmp_path, backend=backend, tiers=[upstream_tier(fake)], retrieval=retrieval
+    ) as app:
+        assert app.server is not None
+        retriever = app.server.state["retriever"]
+        real_store = retriever.store
+        slow = SlowStore(real_store, delay=1.0)
+        retriever.store = slow  # test instrumentation: the same store, made slow
+        try:
+            async with app.client() as first_client, app.client() as second_client:
+                assert (await post_chat(first_client, {"query": QUESTION})).stream.done  # the gate learns 1 s
+                slow.busy.clear()
+                first = asyncio.create_task(post_chat(first_client, {"query": QUESTION}))
+                assert await asyncio.to_thread(slow.busy.wait, 10), await first
+                started = time.monotonic()
+                second = await post_chat(second_client, {"query": FOLLOW_UP})
+                waited = time.monotonic() - started
+                answered = await first
+        finally:
+            await asyncio.to_thread(slow.idle.wait, 10)
+            retriever.store = real_store
+    assert answered.stream.done
+    if refused:
+        body = assert_error(second, 503, "index_unavailable")
+        assert second.headers["retry-after"] == "1" and body["retryable"] is True
+        assert waited < 0.5, f"refusing a question took {waited:.2f}s"
+    else:
+        assert second.stream.done, second
+        assert waited > 1.0  # it queued behind the running search

@@ -83,7 +83,7 @@ async def test_f9_drop_after_tokens_is_an_error_with_the_partial_kept(
     async with main_app.client() as client:
         reply = await post_chat(client, {"query": QUESTION})
     stream = reply.stream
-    assert stream.tokens == TOKENS[:3]  # no silent switch to another tier mid-answer
+    assert stream.text == "".join(TOKENS[:3])  # no silent switch to another tier mid-answer
     error = stream.terminal.data
     assert stream.terminal.name == "error" and error["code"] == "upstream_interrupted" and error["retryable"]
     answer = await assert_turn_stored(db, reply, question=QUESTION)
@@ -98,7 +98,7 @@ async def test_f10_stall_mid_answer_is_an_error_while_keepalive_continues(
     async with main_app.client() as client:
         reply = await post_chat(client, {"query": QUESTION})
     stream = reply.stream
-    assert stream.tokens == TOKENS[:2] and stream.terminal.data["code"] == "upstream_stalled"
+    assert stream.text == "".join(TOKENS[:2]) and stream.terminal.data["code"] == "upstream_stalled"
     assert stream.terminal.data["retryable"] is True
     assert stream.comments.count("keepalive") >= 5  # every 0.2 s while the upstream was silent
     answer = await assert_turn_stored(db, reply, question=QUESTION)
