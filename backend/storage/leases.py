@@ -80,7 +80,9 @@ class Leases:
             await anyio.sleep(self.seconds / 3)
             try:
                 await self.renew()
-                reaped = await reap_streaming(self._sessions, older_than_seconds=self._reaper_seconds)
+                reaped = await reap_streaming(
+                    self._sessions, older_than_seconds=self._reaper_seconds, alive=list(self._held)
+                )
             except LorechatError as exc:  # the database is away: try again next round; leases may lapse
                 log.warning("could not renew streaming leases: %s", exc.message)
                 continue

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -305,11 +305,13 @@ async def delete_conversation(sessions: Sessions, *, conversation_id: str, owner
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> int:
+async def reap_streaming(sessions: Sessions, *, older_than_seconds: float, alive: Sequence[str] = ()) -> int:
     """Mark answers stuck in "streaming" (a crash mid-turn) as interrupted (INV-1); returns how many.
 
     Stuck means: its lease lapsed (the process that streamed it stopped renewing it), or it has no lease
-    (written before migration 0002) and started more than `older_than_seconds` ago.
+    (written before migration 0002) and started more than `older_than_seconds` ago. `alive` are answers the
+    calling process is streaming right now: never its own to reap, even when a database too busy to take the
+    renewals let their leases lapse (another process may still reap them: to it they are not vouched for).
     """
     now = utcnow()
     async with db_errors(), sessions() as session, session.begin():
@@ -317,6 +319,7 @@ async def reap_streaming(sessions: Sessions, *, older_than_seconds: float) -> in
             update(Message)
             .where(
                 Message.status == MessageStatus.streaming,
+                Message.id.not_in(alive) if alive else true(),
                 or_(
                     Message.lease_expires_at < now,
                     and_(

@@ -85,3 +85,15 @@ async def test_rows_without_a_lease_are_reaped_by_age_only(sessions: Sessions) -
             .values(created_at=utcnow() - timedelta(hours=1))
         )
     assert await repo.reap_streaming(sessions, older_than_seconds=600) == 1
+
+
+async def test_f13_a_process_never_reaps_the_answers_it_is_streaming(sessions: Sessions) -> None:
+    """A database too busy to take the renewals lets a live turn's lease lapse: its own process keeps it (the
+    turn is still streaming there), any other process may reap it."""
+    mine = Leases(sessions, seconds=30, reaper_seconds=600)
+    live = await _start(sessions, mine)
+    await _lapse(sessions, live)
+    assert await repo.reap_streaming(sessions, older_than_seconds=600, alive=[live.assistant_message_id]) == 0
+    assert await _status(sessions, live) == "streaming"
+    assert await repo.reap_streaming(sessions, older_than_seconds=600) == 1
+    assert await _status(sessions, live) == "interrupted"
