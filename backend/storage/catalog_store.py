@@ -7,17 +7,22 @@ one-row version counter lets a reader notice a change with one tiny query instea
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields, replace
+from typing import Any, TypeVar
 
 from sqlalchemy import Update, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.catalog import Catalog, CatalogCreator, CatalogDocument
 from backend.stages import Creator
+from backend.storage.cleaning import clean_text
 from backend.storage.models import CatalogCreatorRow, CatalogDocumentRow, CatalogVersion
 from backend.storage.repository import Sessions, db_errors
 
 # Document ids per DELETE: far under SQLite's bound-parameter limit, few statements for a large prune.
 _DELETE_BATCH = 500
+
+T = TypeVar("T")
 
 
 class _NothingChanged(Exception):
@@ -50,7 +55,7 @@ async def edit_catalog(sessions: Sessions, edit: Callable[[Catalog], None]) -> b
                 {slug: CatalogCreator(entry.creator, dict(entry.documents)) for slug, entry in before.creators.items()}
             )
             edit(after)
-            if not await _write_difference(session, before, after):
+            if not await _write_difference(session, before, _storable(after)):
                 raise _NothingChanged
     except _NothingChanged:
         return False
@@ -64,7 +69,7 @@ async def import_if_never_written(sessions: Sessions, catalog: Catalog) -> bool:
         taken = await session.execute(_bump().where(CatalogVersion.version == 0))
         if taken.rowcount == 0:  # type: ignore[attr-defined]
             return False
-        await _write_difference(session, Catalog(), catalog)
+        await _write_difference(session, Catalog(), _storable(catalog))
     return True
 
 
@@ -122,6 +127,31 @@ async def _write_difference(session: AsyncSession, before: Catalog, after: Catal
             await session.execute(insert(CatalogDocumentRow), [_document_row(slug, doc) for doc in fresh])
         changed = changed or bool(stale or fresh)
     return changed
+
+
+def _storable(catalog: Catalog) -> Catalog:
+    """Every string as the database can hold it (I4: no NUL, no lone surrogate; titles come from curators'
+    files), so the comparison with what is stored holds and an unchanged re-run writes nothing."""
+    return Catalog(
+        {
+            clean_text(slug): CatalogCreator(
+                _cleaned(entry.creator), {clean_text(key): _cleaned(doc) for key, doc in entry.documents.items()}
+            )
+            for slug, entry in catalog.creators.items()
+        }
+    )
+
+
+def _cleaned(item: T) -> T:
+    """A copy of the dataclass `item` with clean_text applied to its strings and tuples of strings."""
+    changes: dict[str, Any] = {}
+    for field in fields(item):  # type: ignore[arg-type]
+        value = getattr(item, field.name)
+        if isinstance(value, str):
+            changes[field.name] = clean_text(value)
+        elif isinstance(value, tuple):
+            changes[field.name] = tuple(clean_text(part) for part in value)
+    return replace(item, **changes)  # type: ignore[type-var]
 
 
 def _creator_row(creator: Creator) -> dict[str, object]:

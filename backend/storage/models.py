@@ -288,7 +288,7 @@ class CatalogDocumentRow(Base):
     url: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(16))
     chunks: Mapped[int] = mapped_column(Integer)
-    published: Mapped[str | None] = mapped_column(String(64))
+    published: Mapped[str | None] = mapped_column(Text)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
 
 

@@ -87,8 +87,8 @@ def catalog_in(retriever: Retriever, data_dir: Path, database_url: str = "") -> 
     return read_catalog(writer.database, data_dir)
 
 
-def catalog_version(retriever: Retriever, data_dir: Path) -> int:
-    writer = indexer_at(retriever, data_dir).catalog
+def catalog_version(retriever: Retriever, data_dir: Path, database_url: str = "") -> int:
+    writer = indexer_at(retriever, data_dir, database_url).catalog
     assert writer is not None
     return writer.database.run(catalog_store.catalog_version)
 
@@ -210,6 +210,9 @@ def test_ingest_writes_the_catalog_to_the_database(
     )
     assert documents["ada/talk.srt"].duration_seconds == 69.0
     assert not (tmp_path / "catalog.json").exists()
+    version = catalog_version(index, tmp_path, database_url)
+    indexer_at(index, tmp_path, database_url).ingest([corpus])
+    assert catalog_version(index, tmp_path, database_url) == version  # unchanged: nothing written
 
     (corpus / "ada" / "salt.md").unlink()
     indexer_at(index, tmp_path, database_url).ingest([corpus], prune=True)

@@ -87,6 +87,21 @@ async def test_an_edit_replaces_changed_and_drops_removed_rows(catalog_sessions:
     assert catalog.creators["ada"].documents == {"ada/salt.md": document("ada", "salt.md", chunks=7)}
 
 
+async def test_strings_a_database_refuses_are_cleaned_and_a_rerun_writes_nothing(catalog_sessions: Sessions) -> None:
+    dirty = CatalogDocument(
+        document_id="ada/odd.pdf", title="Odd\x00 title \ud800", source="ada/odd.pdf", url=None, kind="pdf", chunks=1
+    )
+
+    def change(catalog: Catalog) -> None:
+        catalog.creators["ada"] = CatalogCreator(Creator(slug="ada", name="Ada\x00"), {dirty.document_id: dirty})
+
+    assert await catalog_store.edit_catalog(catalog_sessions, change)
+    _, catalog = await catalog_store.load_catalog(catalog_sessions)
+    assert catalog.creators["ada"].creator.name == "Ada"
+    assert catalog.creators["ada"].documents["ada/odd.pdf"].title == "Odd title "
+    assert not await catalog_store.edit_catalog(catalog_sessions, change)
+
+
 async def test_a_replica_sees_another_replicas_write_without_restart(
     catalog_sessions: Sessions, database_url: str, tmp_path: Path
 ) -> None:

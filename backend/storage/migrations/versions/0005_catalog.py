@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=True),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("chunks", sa.Integer(), nullable=False),
-        sa.Column("published", sa.String(64), nullable=True),
+        sa.Column("published", sa.Text(), nullable=True),
         sa.Column("duration_seconds", sa.Float(), nullable=True),
     )
     version = op.create_table(
