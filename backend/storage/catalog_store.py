@@ -78,21 +78,27 @@ def _bump() -> Update:
 
 
 async def _read(session: AsyncSession) -> Catalog:
-    catalog = Catalog()
-    for row in await session.scalars(select(CatalogCreatorRow).order_by(CatalogCreatorRow.slug)):
-        creator = Creator(
-            slug=row.slug, name=row.name, bio=row.bio, personality=row.personality,
-            phrases=tuple(row.phrases), links=tuple(row.links),
-        )  # fmt: skip
-        catalog.creators[row.slug] = CatalogCreator(creator=creator)
-    documents = select(CatalogDocumentRow).order_by(
-        CatalogDocumentRow.creator, CatalogDocumentRow.source, CatalogDocumentRow.document_id
+    # One statement, so one snapshot on either database: a write committing meanwhile can never show a document
+    # whose creator row this read did not see (READ COMMITTED gives each statement its own).
+    rows = await session.execute(
+        select(CatalogCreatorRow, CatalogDocumentRow)
+        .outerjoin(CatalogDocumentRow, CatalogDocumentRow.creator == CatalogCreatorRow.slug)
+        .order_by(CatalogCreatorRow.slug, CatalogDocumentRow.source, CatalogDocumentRow.document_id)
     )
-    for doc in await session.scalars(documents):
-        catalog.creators[doc.creator].documents[doc.document_id] = CatalogDocument(
-            document_id=doc.document_id, title=doc.title, source=doc.source, url=doc.url, kind=doc.kind,
-            chunks=doc.chunks, published=doc.published, duration_seconds=doc.duration_seconds,
-        )  # fmt: skip
+    catalog = Catalog()
+    for row, doc in rows.tuples():
+        entry = catalog.creators.get(row.slug)
+        if entry is None:
+            creator = Creator(
+                slug=row.slug, name=row.name, bio=row.bio, personality=row.personality,
+                phrases=tuple(row.phrases), links=tuple(row.links),
+            )  # fmt: skip
+            entry = catalog.creators[row.slug] = CatalogCreator(creator=creator)
+        if doc is not None:
+            entry.documents[doc.document_id] = CatalogDocument(
+                document_id=doc.document_id, title=doc.title, source=doc.source, url=doc.url, kind=doc.kind,
+                chunks=doc.chunks, published=doc.published, duration_seconds=doc.duration_seconds,
+            )  # fmt: skip
     return catalog
 
 
