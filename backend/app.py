@@ -19,7 +19,7 @@ from backend.api.admin import IngestRunner
 from backend.api.errors import install_error_handlers
 from backend.api.feedback import feedback_limiter
 from backend.api.middleware import BodySizeLimit, RequestContext
-from backend.catalog import Catalog, CatalogFile, catalog_path
+from backend.catalog import Catalog
 from backend.chat.cascade import Cascade
 from backend.chat.running import SHUTDOWN, RunningTurns
 from backend.chat.sentences import SentenceVectors
@@ -33,6 +33,7 @@ from backend.retrieval.search import Retriever
 from backend.retrieval.stores import open_store
 from backend.server import ExitSignal
 from backend.settings import Settings, get_settings
+from backend.shared_catalog import SharedCatalog, adopt_legacy_catalog
 from backend.storage import repository
 from backend.storage.cache import HistoryCache, build_history_cache, redis_client
 from backend.storage.db import create_engine, migrate, session_factory
@@ -56,7 +57,7 @@ class State(TypedDict):
     stop_bus: StopBus
     chat: ChatService
     catalog: Catalog
-    catalog_file: CatalogFile
+    shared_catalog: SharedCatalog
     engine: object
 
 
@@ -124,8 +125,11 @@ def create_app(
             # Local models start in their own processes now, not on the first visitor's question; the API
             # serves meanwhile (a starting model is skipped). `lorechat ask` waits for them, bounded.
             await cascade.warm(wait_seconds=wait_for_models_seconds)
-            catalog_file = CatalogFile(catalog_path(settings.data_dir))
-            catalog = catalog_file.catalog
+            # The catalog is in the database, shared by every replica; an install from before keeps its creators.
+            await adopt_legacy_catalog(sessions, settings.data_dir)
+            shared_catalog = SharedCatalog(sessions)
+            await shared_catalog.refresh(force=True)
+            catalog = shared_catalog.catalog
             chat_service = ChatService(
                 settings=settings,
                 retriever=retriever,
@@ -149,7 +153,7 @@ def create_app(
                 stop_bus=stop_bus,
                 chat=chat_service,
                 catalog=catalog,
-                catalog_file=catalog_file,
+                shared_catalog=shared_catalog,
                 engine=engine,
             )
         finally:

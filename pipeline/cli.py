@@ -195,10 +195,11 @@ def _check_creator(creator: str | None, known: set[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def creators(as_json: bool) -> None:
     """List indexed creators with their document and chunk counts."""
-    from backend.catalog import Catalog, catalog_path
+    from pipeline.catalog_update import read_catalog
+    from pipeline.curator_db import OwnEngine
 
     settings = get_settings()
-    catalog = Catalog.load(catalog_path(settings.data_dir))
+    catalog = read_catalog(OwnEngine(settings), settings.data_dir)
     with open_index(settings) as retriever:
         counts = retriever.store.counts()
     rows = [

@@ -124,7 +124,7 @@ def evaluate(
 
 def index_documents(eval_set: EvalSet, *, retriever: Retriever, chunking: ChunkingSettings) -> int:
     """Chunk, embed and upsert every document with the indexer (without the catalog); returns the chunk count."""
-    indexer = Indexer(retriever=retriever, data_dir=Path(tempfile.gettempdir()), chunking=chunking)
+    indexer = Indexer(retriever=retriever, chunking=chunking, catalog=None)
     return indexer.write_documents(eval_set.documents)
 
 

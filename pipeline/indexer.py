@@ -1,9 +1,9 @@
 """The indexer: one object, built from settings, that owns what an ingest writes to.
 
 It holds the retriever (the one embedder and the store, shared with the service's search), the chunking
-budgets and the data dir whose catalog lists creators and documents. The CLI, the admin route (through the
-composition root), the benches, the eval command and the tests all build it the same way instead of wiring
-the pieces by hand.
+budgets and the catalog writer (the service's database, listing creators and documents). The CLI, the admin
+route (through the composition root), the benches, the eval command and the tests all build it the same way
+instead of wiring the pieces by hand.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import Store
 from backend.settings import ChunkingSettings, Settings
 from backend.stages import Document
-from pipeline.catalog_update import delete
+from backend.storage.repository import Sessions
+from pipeline.catalog_update import CatalogWriter, delete
 from pipeline.chunk import chunk_document
+from pipeline.curator_db import OwnEngine, ServiceLoop
 from pipeline.ingest import OPTIMIZE_AFTER_CHUNKS, BatchWriter, IngestReport, ingest
 from pipeline.progress import Progress
 
@@ -25,12 +27,21 @@ from pipeline.progress import Progress
 @dataclass(frozen=True, slots=True)
 class Indexer:
     retriever: Retriever
-    data_dir: Path
     chunking: ChunkingSettings
+    # None: only `write_documents` (evaluation sets, which have no catalog).
+    catalog: CatalogWriter | None
 
     @classmethod
-    def from_settings(cls, settings: Settings, retriever: Retriever) -> Indexer:
-        return cls(retriever=retriever, data_dir=settings.data_dir, chunking=settings.chunking)
+    def from_settings(cls, settings: Settings, retriever: Retriever, *, sessions: Sessions | None = None) -> Indexer:
+        """The catalog goes to settings' database: through `sessions` on the service's loop when given (an
+        ingest in the server's worker thread), else through an engine of its own (the CLI, tests)."""
+        database = ServiceLoop(sessions) if sessions is not None else OwnEngine(settings)
+        return cls(retriever=retriever, chunking=settings.chunking, catalog=CatalogWriter(database, settings.data_dir))
+
+    def _catalog(self) -> CatalogWriter:
+        if self.catalog is None:
+            raise ValueError("this indexer has no catalog: build it with Indexer.from_settings")
+        return self.catalog
 
     @property
     def store(self) -> Store:
@@ -50,7 +61,7 @@ class Indexer:
             paths,
             retriever=self.retriever,
             store=self.store,
-            data_dir=self.data_dir,
+            catalog=self._catalog(),
             size_tokens=self.chunking.size_tokens,
             overlap_tokens=self.chunking.overlap_tokens,
             only_creator=only_creator,
@@ -60,7 +71,7 @@ class Indexer:
         )
 
     def delete(self, *, creator: str | None = None, document_id: str | None = None) -> int:
-        return delete(store=self.store, data_dir=self.data_dir, creator=creator, document_id=document_id)
+        return delete(store=self.store, catalog=self._catalog(), creator=creator, document_id=document_id)
 
     def write_documents(self, documents: Iterable[Document]) -> int:
         """Chunk, embed and upsert already-parsed documents with ingest's own batch writer, without the hash gate

@@ -16,7 +16,7 @@ from typing import Any
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import Store
 from backend.stages import Chunk, Creator, Document
-from pipeline.catalog_update import Listing, catalog_document, update_catalog
+from pipeline.catalog_update import CatalogWriter, Listing, catalog_document, update_catalog
 from pipeline.chunk import chunk_document
 from pipeline.creators import CREATOR_FILE, CreatorError, discover_creators, load_creator
 from pipeline.progress import Progress
@@ -85,7 +85,7 @@ def ingest(
     *,
     retriever: Retriever,
     store: Store,
-    data_dir: Path,
+    catalog: CatalogWriter,
     size_tokens: int,
     overlap_tokens: int,
     only_creator: str | None = None,
@@ -136,7 +136,7 @@ def ingest(
         # Large writes land in unindexed segments; building the HNSW graph now keeps queries fast.
         store.optimize()
     if not dry_run:
-        update_catalog(data_dir, listings)
+        update_catalog(catalog, listings)  # one transaction, after the index writes
     progress.finish()
     report.seconds = time.perf_counter() - started
     return report

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from backend.retrieval.embedder import Embedder, get_embedder
-from backend.settings import EmbeddingSettings, get_settings
+from backend.retrieval.search import Retriever
+from backend.settings import (
+    ChunkingSettings,
+    DatabaseSettings,
+    EmbeddingSettings,
+    RedisSettings,
+    Settings,
+    get_settings,
+)
+from pipeline.indexer import Indexer
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONTENT = REPO / "examples" / "content"
@@ -17,6 +26,15 @@ DEMO_CONTENT = REPO / "examples" / "content"
 # scripts/test exports these (reusing or starting servers); the defaults are this machine kind's own.
 PG_URL = os.environ.get("LORECHAT_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LORECHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def indexer(retriever: Retriever, data_dir: Path, *, chunking: ChunkingSettings, database_url: str = "") -> Indexer:
+    """The pipeline's indexer as `lorechat ingest` builds it, its catalog in `database_url` (empty: the SQLite
+    database under `data_dir`, which travels with a copy of the data dir)."""
+    settings = Settings(
+        data_dir=data_dir, chunking=chunking, database=DatabaseSettings(url=database_url), redis=RedisSettings(url="")
+    )
+    return Indexer.from_settings(settings, retriever)
 
 
 @pytest.fixture(scope="session")

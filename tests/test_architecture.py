@@ -31,6 +31,7 @@ BOUNDARIES = {
         "backend/storage/curator_gaps.py",
         "backend/storage/curator_runs.py",
         "backend/storage/curator_stats.py",
+        "backend/storage/catalog_store.py",
     },
 }
 

@@ -21,9 +21,10 @@ from backend.settings import Settings
 from backend.storage import curator_runs
 from backend.storage.models import utcnow
 
-# Given the service's retriever, the pipeline's indexer for it (`pipeline.indexer.Indexer.from_settings`): its
-# `ingest(paths, *, only_creator, prune, dry_run)` returns a report with as_json().
-IngestRunner = Callable[[Any], Any]
+# Given the service's retriever and its database sessions, the pipeline's indexer for them
+# (`pipeline.indexer.Indexer.from_settings`): its `ingest(paths, *, only_creator, prune, dry_run)`, run in a worker
+# thread, writes the catalog through those sessions on the service's event loop and returns a report with as_json().
+IngestRunner = Callable[..., Any]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=True)
 
@@ -67,7 +68,7 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
         started = utcnow()
         report = await anyio.to_thread.run_sync(
             partial(
-                indexer_for(retriever).ingest,
+                indexer_for(retriever, sessions=request.state.sessions).ingest,
                 [Path(path) for path in body.paths],
                 only_creator=body.creator,
                 prune=body.prune,
@@ -81,5 +82,5 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
         ok=not result.get("failed"), report=result, error=None, started_at=started, finished_at=utcnow(),
     )  # fmt: skip
     if not body.dry_run:
-        request.state.catalog_file.refresh(force=True)  # visible to the site and the chat at once
+        await request.state.shared_catalog.refresh(force=True)  # this replica sees it now, the others within a second
     return result

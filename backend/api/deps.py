@@ -48,11 +48,11 @@ def _stop_bus(request: Request) -> StopBus:
     return request.state.stop_bus
 
 
-def _catalog(request: Request) -> Catalog:
+async def _catalog(request: Request) -> Catalog:
     """The lifespan's catalog, re-read when another process ingested; app.state's (site-only tests) or empty."""
-    catalog_file = getattr(request.state, "catalog_file", None)
-    if catalog_file is not None:
-        return catalog_file.current()
+    shared = getattr(request.state, "shared_catalog", None)
+    if shared is not None:
+        return await shared.current()
     catalog = getattr(request.app.state, "catalog", None)
     return catalog if isinstance(catalog, Catalog) else Catalog()
 

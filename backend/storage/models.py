@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -255,3 +256,46 @@ class IngestRun(Base):
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_ingest_runs_finished", "finished_at"),)
+
+
+# ---- the catalog (issue 14): creators and their documents as last ingested, shared by every replica -------
+
+
+class CatalogCreatorRow(Base):
+    """A creator's profile and voice, as its creator.yaml said at the last ingest."""
+
+    __tablename__ = "catalog_creators"
+
+    slug: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    bio: Mapped[str] = mapped_column(Text)
+    personality: Mapped[str] = mapped_column(Text)
+    phrases: Mapped[list[str]] = mapped_column(JSON)
+    links: Mapped[list[str]] = mapped_column(JSON)
+
+
+class CatalogDocumentRow(Base):
+    """One document of a creator as last ingested (titles and kinds for the site, the API and the prompt)."""
+
+    __tablename__ = "catalog_documents"
+
+    creator: Mapped[str] = mapped_column(
+        String(255), ForeignKey("catalog_creators.slug", ondelete="CASCADE"), primary_key=True
+    )
+    document_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    chunks: Mapped[int] = mapped_column(Integer)
+    published: Mapped[str | None] = mapped_column(Text)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class CatalogVersion(Base):
+    """One row, bumped in the transaction of every catalog write: replicas poll it to know when to re-read."""
+
+    __tablename__ = "catalog_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)

@@ -23,6 +23,18 @@ DEMO_CONTENT = REPO / "examples" / "content"
 EVAL_DIR = REPO / "examples" / "eval"
 
 
+def indexer(retriever: Any, data_dir: Path, chunking: Any, *, database_url: str = "") -> Any:
+    """The pipeline's indexer as `lorechat ingest` builds it: the catalog goes to `database_url` (empty: the
+    SQLite database under `data_dir`), so an ingest is timed with its catalog write."""
+    from backend.settings import DatabaseSettings, RedisSettings, Settings
+    from pipeline.indexer import Indexer
+
+    settings = Settings(
+        data_dir=data_dir, chunking=chunking, database=DatabaseSettings(url=database_url), redis=RedisSettings(url="")
+    )
+    return Indexer.from_settings(settings, retriever)
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:

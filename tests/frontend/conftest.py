@@ -33,8 +33,7 @@ from backend.settings import (
     ServerSettings,
     Settings,
 )
-from pipeline.indexer import Indexer
-from tests.conftest import DEMO_CONTENT, REPO
+from tests.conftest import DEMO_CONTENT, REPO, indexer
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.live_server import LiveServer
 
@@ -220,7 +219,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, shared_embedder: Embedder
     try:
         retriever = Retriever(embedder=shared_embedder, store=store, settings=RetrievalSettings())
         chunking = ChunkingSettings(size_tokens=256, overlap_tokens=32)
-        report = Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest([content])
+        report = indexer(retriever, data_dir, chunking=chunking).ingest([content])
     finally:
         store.close()
     assert not report.failed, report.as_json()

@@ -19,9 +19,8 @@ from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
 from pipeline.cli import main
-from pipeline.indexer import Indexer
 from pipeline.ingest import IngestReport
-from tests.conftest import DEMO_CONTENT
+from tests.conftest import DEMO_CONTENT, indexer
 
 
 @pytest.fixture
@@ -33,7 +32,7 @@ def index(tmp_path: Path, shared_embedder: Embedder) -> Retriever:
 
 def run(paths: list[Path], retriever: Retriever, data_dir: Path) -> IngestReport:
     chunking = ChunkingSettings(size_tokens=64, overlap_tokens=8)
-    return Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest(paths)
+    return indexer(retriever, data_dir, chunking=chunking).ingest(paths)
 
 
 def no_creators(tmp_path: Path) -> Path:

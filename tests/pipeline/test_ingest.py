@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from backend.catalog import Catalog, catalog_path
+from backend.catalog import Catalog
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, RetrievalSettings
-from pipeline.catalog_update import delete
+from backend.storage import catalog_store
+from pipeline.catalog_update import read_catalog
 from pipeline.indexer import Indexer
 from pipeline.ingest import IngestReport
-from tests.conftest import DEMO_CONTENT
+from tests.conftest import DEMO_CONTENT, PG_URL, indexer
+from tests.databases import throwaway_database
 
 ARTICLE = """---
 title: Salt and the Crumb
@@ -57,23 +61,49 @@ def index(tmp_path: Path, shared_embedder: Embedder) -> Retriever:
     store.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database every "host" of a test shares: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shared' / 'lorechat.db'}"
+        return
+    with throwaway_database(PG_URL, prefix="lorechat_ingest") as url:
+        yield url
+
+
+def indexer_at(retriever: Retriever, data_dir: Path, database_url: str = "") -> Indexer:
+    return indexer(
+        retriever, data_dir, chunking=ChunkingSettings(size_tokens=64, overlap_tokens=8), database_url=database_url
+    )
+
+
 def run(paths: list[Path], retriever: Retriever, data_dir: Path, **options: object) -> IngestReport:
-    chunking = ChunkingSettings(size_tokens=64, overlap_tokens=8)
-    return Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest(paths, **options)
+    return indexer_at(retriever, data_dir).ingest(paths, **options)
+
+
+def catalog_in(retriever: Retriever, data_dir: Path, database_url: str = "") -> Catalog:
+    writer = indexer_at(retriever, data_dir, database_url).catalog
+    assert writer is not None
+    return read_catalog(writer.database, data_dir)
+
+
+def catalog_version(retriever: Retriever, data_dir: Path, database_url: str = "") -> int:
+    writer = indexer_at(retriever, data_dir, database_url).catalog
+    assert writer is not None
+    return writer.database.run(catalog_store.catalog_version)
 
 
 def test_second_run_writes_nothing(corpus: Path, index: Retriever, tmp_path: Path) -> None:
     first = run([corpus], index, tmp_path)
     assert (first.added, first.updated, first.unchanged, first.failed) == (3, 0, 0, [])
     assert first.chunks_written > 0
-    catalog_file = catalog_path(tmp_path)
-    stamp = catalog_file.stat().st_mtime_ns
+    version = catalog_version(index, tmp_path)
 
     second = run([corpus], index, tmp_path)
 
     assert second.as_json() == {"added": 0, "updated": 0, "unchanged": 3, "pruned": 0, "failed": []}
     assert second.chunks_written == 0
-    assert catalog_file.stat().st_mtime_ns == stamp
+    assert catalog_version(index, tmp_path) == version  # the catalog was not rewritten: no replica reloads
 
 
 def test_changed_document_replaces_every_old_chunk(corpus: Path, index: Retriever, tmp_path: Path) -> None:
@@ -101,7 +131,7 @@ def test_prune_removes_vanished_documents_only_when_asked(corpus: Path, index: R
     pruned = run([corpus], index, tmp_path, prune=True)
     assert pruned.pruned == 1
     assert "ada/notes/oven.txt" not in index.store.documents("ada")
-    assert "ada/notes/oven.txt" not in Catalog.load(catalog_path(tmp_path)).creators["ada"].documents
+    assert "ada/notes/oven.txt" not in catalog_in(index, tmp_path).creators["ada"].documents
 
 
 def test_prune_keeps_documents_whose_file_failed_to_parse(corpus: Path, index: Retriever, tmp_path: Path) -> None:
@@ -132,7 +162,7 @@ def test_dry_run_reports_without_writing(corpus: Path, index: Retriever, tmp_pat
     report = run([corpus], index, tmp_path, dry_run=True)
     assert report.added == 3
     assert index.store.documents("ada") == {}
-    assert not catalog_path(tmp_path).exists()
+    assert catalog_in(index, tmp_path).creators == {}
 
 
 def test_transcript_hits_carry_their_timestamps(corpus: Path, index: Retriever, tmp_path: Path) -> None:
@@ -146,11 +176,12 @@ def test_transcript_hits_carry_their_timestamps(corpus: Path, index: Retriever, 
 
 def test_delete_document_and_creator(corpus: Path, index: Retriever, tmp_path: Path) -> None:
     run([corpus], index, tmp_path)
-    assert delete(store=index.store, data_dir=tmp_path, document_id="ada/salt.md") > 0
+    assert indexer_at(index, tmp_path).delete(document_id="ada/salt.md") > 0
     assert "ada/salt.md" not in index.store.documents("ada")
-    assert delete(store=index.store, data_dir=tmp_path, creator="ada") > 0
+    assert "ada/salt.md" not in catalog_in(index, tmp_path).creators["ada"].documents
+    assert indexer_at(index, tmp_path).delete(creator="ada") > 0
     assert index.store.documents("ada") == {}
-    assert "ada" not in Catalog.load(catalog_path(tmp_path)).creators
+    assert "ada" not in catalog_in(index, tmp_path).creators
 
 
 def test_demo_corpus_ingests_cleanly(tmp_path: Path, index: Retriever) -> None:
@@ -158,7 +189,43 @@ def test_demo_corpus_ingests_cleanly(tmp_path: Path, index: Retriever) -> None:
     shutil.copytree(DEMO_CONTENT, content)
     report = run([content], index, tmp_path)
     assert report.failed == []
-    catalog = Catalog.load(catalog_path(tmp_path))
+    catalog = catalog_in(index, tmp_path)
     assert len(catalog.creators) >= 3
     kinds = {doc.kind for entry in catalog.creators.values() for doc in entry.documents.values()}
     assert {"article", "page", "pdf", "transcript"} <= kinds
+
+
+def test_ingest_writes_the_catalog_to_the_database(
+    corpus: Path, index: Retriever, tmp_path: Path, database_url: str
+) -> None:
+    indexer_at(index, tmp_path, database_url).ingest([corpus])
+
+    catalog = catalog_in(index, tmp_path / "another-host", database_url)  # read through an engine of its own
+    assert catalog.creator("ada") is not None and catalog.creators["ada"].creator.name == "Ada Baker"
+    documents = catalog.creators["ada"].documents
+    assert sorted(documents) == ["ada/notes/oven.txt", "ada/salt.md", "ada/talk.srt"]
+    assert (documents["ada/salt.md"].title, documents["ada/salt.md"].url) == (
+        "Salt and the Crumb",
+        "https://example.com/salt",
+    )
+    assert documents["ada/talk.srt"].duration_seconds == 69.0
+    assert not (tmp_path / "catalog.json").exists()
+    version = catalog_version(index, tmp_path, database_url)
+    indexer_at(index, tmp_path, database_url).ingest([corpus])
+    assert catalog_version(index, tmp_path, database_url) == version  # unchanged: nothing written
+
+    (corpus / "ada" / "salt.md").unlink()
+    indexer_at(index, tmp_path, database_url).ingest([corpus], prune=True)
+    assert sorted(catalog_in(index, tmp_path / "another-host", database_url).creators["ada"].documents) == [
+        "ada/notes/oven.txt",
+        "ada/talk.srt",
+    ]
+
+
+def test_an_install_with_a_legacy_catalog_keeps_its_creators(corpus: Path, index: Retriever, tmp_path: Path) -> None:
+    legacy = {"creator": {"name": "Bea Miller", "bio": "Mills.", "personality": "", "phrases": [], "links": []}}
+    (tmp_path / "catalog.json").write_text(json.dumps({"creators": {"bea": {**legacy, "documents": []}}}))
+
+    run([corpus], index, tmp_path)
+
+    assert sorted(catalog_in(index, tmp_path).creators) == ["ada", "bea"]

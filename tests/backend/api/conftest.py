@@ -23,10 +23,12 @@ from sqlalchemy.engine import make_url
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
-from backend.settings import ChunkingSettings, RetrievalSettings
+from backend.settings import ChunkingSettings, DatabaseSettings, RedisSettings, RetrievalSettings, Settings
+from backend.storage import catalog_store
 from backend.storage.cache import redis_client
 from backend.storage.repository import Sessions
-from pipeline.indexer import Indexer
+from pipeline.catalog_update import read_catalog
+from pipeline.curator_db import OwnEngine
 from tests.backend.api.harness import (
     SESSION_NET,
     AsgiApp,
@@ -37,7 +39,7 @@ from tests.backend.api.harness import (
     live_app,
     upstream_tier,
 )
-from tests.conftest import DEMO_CONTENT, PG_URL, REDIS_URL
+from tests.conftest import DEMO_CONTENT, PG_URL, REDIS_URL, indexer
 from tests.databases import throwaway_database
 from tests.fakes import Script, ScriptedOpenAI
 
@@ -80,7 +82,7 @@ def api_index(shared_embedder: Embedder, tmp_path_factory: pytest.TempPathFactor
     try:
         chunking = ChunkingSettings()
         retriever = Retriever(embedder=shared_embedder, store=store, settings=RetrievalSettings())
-        report = Indexer(retriever=retriever, data_dir=data_dir, chunking=chunking).ingest([content])
+        report = indexer(retriever, data_dir, chunking=chunking).ingest([content])
     finally:
         store.close()  # the apps open their own copies
     assert report.added > 0 and not report.failed, report.as_json()
@@ -88,10 +90,18 @@ def api_index(shared_embedder: Embedder, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def api_pg_url() -> Iterator[str]:
-    """A database of this run's own (migrated by the app's lifespan), dropped at the end."""
+def api_pg_url(api_index: Path) -> Iterator[str]:
+    """A database of this run's own, dropped at the end, holding the catalog of `api_index`'s ingest (which went
+    to the SQLite database in that data dir), as an ingest against this database would have written it."""
     _require_services()
     with throwaway_database(PG_URL, prefix="lorechat_api") as url:
+        ingested = read_catalog(OwnEngine(Settings(data_dir=api_index, redis=RedisSettings(url=""))), api_index)
+
+        async def copy(sessions: Sessions) -> bool:
+            return await catalog_store.edit_catalog(sessions, lambda listed: listed.creators.update(ingested.creators))
+
+        target = Settings(data_dir=api_index, database=DatabaseSettings(url=url), redis=RedisSettings(url=""))
+        assert OwnEngine(target).run(copy)
         yield url
 
 

@@ -31,7 +31,7 @@ def test_another_model_directory_is_indexed_within_its_own_window(tmp_path: Path
 
     store = EdgeStore(tmp_path / "index", hnsw_ef=128)
     retriever = Retriever(embedder=embedder, store=store, settings=RetrievalSettings(k=3))
-    indexer = Indexer(retriever=retriever, data_dir=tmp_path / "data", chunking=ChunkingSettings())
+    indexer = Indexer(retriever=retriever, chunking=ChunkingSettings(), catalog=None)
     written = indexer.write_documents(load_content(DEMO_CONTENT))
     chunks = [hit for hit in retriever.search("hydration for a first sourdough loaf", k=50)]
     assert written > 83 and chunks  # more, smaller chunks than the 256-token window gives (83)
