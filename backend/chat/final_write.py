@@ -40,6 +40,7 @@ class FinalAnswer:
     citations: list[dict[str, Any]] | None = None
     unsupported_claims: int = 0
     unanswered: bool = False  # retrieval confidence was too low: the answer said the content does not cover it
+    ttft_ms: int | None = None  # None when no tier answered
 
 
 class FinalWriter:
@@ -64,6 +65,7 @@ class FinalWriter:
             citations=answer.citations,
             unsupported_claims=answer.unsupported_claims,
             unanswered=answer.unanswered,
+            ttft_ms=answer.ttft_ms,
         )
         if self._leases is not None:
             self._leases.release(answer.assistant_message_id)  # stored, or already reaped: nothing to vouch for

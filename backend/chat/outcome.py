@@ -18,6 +18,7 @@ class TurnOutcome:
         self.usage: dict[str, int] | None = None
         self.error: LorechatError | None = None
         self.finalized = False
+        self.ttft_ms: int | None = None  # from the turn's start to its first token, for the curator dashboard
         self._sent: list[str] = []  # the text the visitor was sent, piece by piece
         self._stream: Any = None  # the cascade's TierStream once a tier answered
 

@@ -225,7 +225,9 @@ class ChatService:
             return
         outcome.attach(stream)
         TIER_ANSWERS.labels(stream.tier).inc()
-        TIME_TO_FIRST_TOKEN.labels(stream.tier).observe(time.perf_counter() - turn.started)
+        ttft = time.perf_counter() - turn.started
+        TIME_TO_FIRST_TOKEN.labels(stream.tier).observe(ttft)
+        outcome.ttft_ms = round(ttft * 1000)
         control.idle_seconds = stream.idle_seconds
         window = self._coalesce_seconds
         now = control.now
@@ -265,6 +267,7 @@ class ChatService:
             citations=check.as_json(),
             unsupported_claims=check.unsupported_claims,
             unanswered=unanswered,
+            ttft_ms=outcome.ttft_ms,
         )
         try:
             written = await self._writer.write(answer)

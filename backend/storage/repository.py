@@ -215,6 +215,7 @@ async def finish_turn(
     citations: list[dict[str, Any]] | None = None,
     unsupported_claims: int = 0,
     unanswered: bool = False,
+    ttft_ms: int | None = None,
 ) -> bool:
     """Move a streaming answer to its terminal state; False when it already left "streaming" (idempotent)."""
     if status not in TERMINAL_STATUSES:
@@ -234,6 +235,7 @@ async def finish_turn(
                 citations=clean_json(citations),
                 unsupported_claims=unsupported_claims,
                 unanswered=unanswered,
+                ttft_ms=ttft_ms,
                 finished_at=utcnow(),
             )
             .execution_options(synchronize_session=False)

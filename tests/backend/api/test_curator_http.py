@@ -230,6 +230,9 @@ async def test_a_thumbs_down_reaches_the_inbox_and_every_table_exports(
             assert as_json.status_code == 200 and isinstance(json.loads(as_json.text), list)
             assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
         assert any(row["creator"] == CREATOR for row in (await admin.get("/admin/export/creators.json")).json())
+        # Every answered turn stores its time to first token, so the dashboard has a p50 to show.
+        [ttft] = (await admin.get("/admin/export/ttft.json")).json()
+        assert isinstance(ttft["p50_ms"], int) and ttft["p50_ms"] >= 0, ttft
         # Resolving needs the session's CSRF token and the same origin.
         topic_id = topic["id"]
         csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
