@@ -95,7 +95,7 @@ class SentenceVectors:
                     found[text] = vector
         missing = list(dict.fromkeys(t for t in texts if t not in found))
         if missing:
-            fresh = self._model().embed_documents(missing, batch_size=32)
+            fresh = self._model().embed_documents(missing, batch_size=16)
             with self._lock:
                 for text, vector in zip(missing, fresh, strict=True):
                     found[text] = vector

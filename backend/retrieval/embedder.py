@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -89,8 +90,12 @@ class Embedder:
         # rest; chunks are cut to fit it (pipeline/chunk.py), and the index records it.
         self.max_tokens: int = _window(self._model, source)
         # Tokenizers are not safe to share across threads mid-call; encode calls are serialized. Counting
-        # (chunking) uses its own copy, so it never waits for a batch being encoded.
+        # (chunking) uses its own copy, so it never waits for a batch being encoded. Batches of documents or
+        # sentences (ingest, the answer checks) take the lock one slice at a time and step aside while a query
+        # waits: a visitor's search never queues behind a whole batch (time to `sources` under load).
         self._lock = threading.Lock()
+        self._queries_waiting = 0
+        self._waiting_lock = threading.Lock()
         # Asymmetric models (e5, bge, nomic...) declare prompts in config_sentence_transformers.json: "query" for
         # questions, "document" (or "passage") for what is indexed. The document prompt takes window room too.
         prompts = dict(self._model.prompts or {})
@@ -139,24 +144,38 @@ class Embedder:
 
     def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         """Shape (len(texts), dimension), L2-normalized, float32."""
-        return self._encode(texts, prompt=self._document_prompt, batch_size=batch_size or self.batch_size)
+        size = batch_size or self.batch_size
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        slices = []
+        for start in range(0, len(texts), size):
+            while self._queries_waiting:  # a query goes first; it holds the lock for milliseconds
+                time.sleep(0.0005)
+            with self._lock:
+                slices.append(self._encode(texts[start : start + size], prompt=self._document_prompt, batch_size=size))
+        return np.concatenate(slices)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Shape (dimension,). all-MiniLM-L6-v2 is symmetric (no prompts); other models may prefix queries."""
-        return self._encode([text], prompt=self._query_prompt, batch_size=1)[0]
+        with self._waiting_lock:
+            self._queries_waiting += 1
+        try:
+            with self._lock:
+                return self._encode([text], prompt=self._query_prompt, batch_size=1)[0]
+        finally:
+            with self._waiting_lock:
+                self._queries_waiting -= 1
 
     def _encode(self, texts: Sequence[str], *, prompt: str, batch_size: int) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                prompt=prompt or None,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        """The model call; the caller holds `_lock`."""
+        vectors = self._model.encode(
+            list(texts),
+            prompt=prompt or None,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,26 @@ def test_query_matches_document_encoding_and_meaning(embedder: Embedder) -> None
     scores = documents @ query
     assert int(np.argmax(scores)) == 0, scores
     np.testing.assert_allclose(embedder.embed_query(SENTENCES[1]), documents[1], atol=1e-5)
+
+
+def test_queries_go_ahead_of_a_long_batch_and_slices_change_nothing(embedder: Embedder) -> None:
+    """A batch takes the model one slice at a time, so a query started meanwhile waits for one slice, not the
+    whole batch; the vectors are the same as one call's."""
+    texts = [f"{sentence} ({n})" for n in range(60) for sentence in SENTENCES]  # 240 texts: many slices of 4
+    whole = embedder.embed_documents(texts, batch_size=len(texts))
+    finished: list[str] = []
+
+    def batch() -> None:
+        np.testing.assert_allclose(embedder.embed_documents(texts, batch_size=4), whole, atol=1e-5)
+        finished.append("batch")
+
+    worker = threading.Thread(target=batch)
+    worker.start()
+    time.sleep(0.05)  # the batch holds the model
+    embedder.embed_query("when should I let the dough rise?")
+    finished.append("query")
+    worker.join()
+    assert finished == ["query", "batch"]
 
 
 def test_empty_batch(embedder: Embedder) -> None:
