@@ -66,6 +66,9 @@ class SentenceVectors:
         self._embedder = embedder
         self._max = max_entries
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Texts some thread is embedding right now: turns arriving together over the same new chunks wait for
+        # that one batch instead of each embedding the same sentences again (they would queue for the model).
+        self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._loading = threading.Lock()
 
@@ -85,23 +88,41 @@ class SentenceVectors:
         return self._embedder
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Shape (len(texts), dimension); misses are embedded together in one batch."""
+        """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
         found: dict[str, np.ndarray] = {}
+        mine: list[str] = []  # misses this call embeds
+        others: list[tuple[str, threading.Event]] = []  # misses another thread is embedding now
         with self._lock:
-            for text in texts:
+            for text in dict.fromkeys(texts):
                 vector = self._cache.get(text)
                 if vector is not None:
                     self._cache.move_to_end(text)
                     found[text] = vector
-        missing = list(dict.fromkeys(t for t in texts if t not in found))
-        if missing:
-            fresh = self._model().embed_documents(missing, batch_size=16)
+                elif (pending := self._pending.get(text)) is not None:
+                    others.append((text, pending))
+                else:
+                    self._pending[text] = threading.Event()
+                    mine.append(text)
+        if mine:
+            try:
+                fresh = self._model().embed_documents(mine, batch_size=16)
+                with self._lock:
+                    for text, vector in zip(mine, fresh, strict=True):
+                        found[text] = vector
+                        self._cache[text] = vector
+                    while len(self._cache) > self._max:
+                        self._cache.popitem(last=False)
+            finally:  # cached (or failed): either way the waiting threads go on
+                with self._lock:
+                    done = [self._pending.pop(text) for text in mine]
+                for event in done:
+                    event.set()
+        for text, event in others:
+            event.wait()
             with self._lock:
-                for text, vector in zip(missing, fresh, strict=True):
-                    found[text] = vector
-                    self._cache[text] = vector
-                while len(self._cache) > self._max:
-                    self._cache.popitem(last=False)
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
+                vector = self._cache.get(text)
+            # The other thread failed, or its vector was evicted already: embed it here.
+            found[text] = vector if vector is not None else self._model().embed_documents([text])[0]
         return np.stack([found[text] for text in texts])

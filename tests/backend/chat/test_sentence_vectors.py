@@ -1,0 +1,91 @@
+"""Sentence vectors: cached by text, and each new text embedded by one thread even when turns arrive together."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from backend.chat.sentences import SentenceVectors
+from backend.retrieval.embedder import Embedder
+
+
+class CountingEmbedder:
+    """The real embedder, counting how often each text goes through the model (test instrumentation)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self.embedded: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        with self._lock:
+            self.embedded.update(texts)
+        return self._inner.embed_documents(texts, batch_size=batch_size)
+
+
+def test_turns_arriving_together_embed_each_new_sentence_once(shared_embedder: Embedder) -> None:
+    counting = CountingEmbedder(shared_embedder)
+    vectors = SentenceVectors(counting)
+    sentences = [f"The Quillfield dough rests for {n} minutes before shaping." for n in range(40)]
+    start = threading.Barrier(8)
+    results: list[np.ndarray] = []
+
+    def turn() -> None:
+        start.wait()
+        results.append(vectors.encode([*sentences, "A question only this turn asks?"]))
+
+    threads = [threading.Thread(target=turn) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8
+    assert all(counting.embedded[s] == 1 for s in sentences), counting.embedded
+    assert counting.embedded["A question only this turn asks?"] == 1
+    expected = shared_embedder.embed_documents(sentences)
+    for result in results:
+        np.testing.assert_allclose(result[:40], expected, atol=1e-5)
+    # Cached from now on: no model call at all.
+    before = sum(counting.embedded.values())
+    vectors.encode(sentences[:5])
+    assert sum(counting.embedded.values()) == before
+
+
+def test_a_failed_batch_does_not_leave_waiters_hanging(shared_embedder: Embedder) -> None:
+    class FailingOnce(CountingEmbedder):
+        failed = False
+
+        def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+            if not self.failed:
+                self.failed = True
+                started.set()
+                release.wait(5)
+                raise RuntimeError("model crashed")
+            return super().embed_documents(texts, batch_size=batch_size)
+
+    started, release = threading.Event(), threading.Event()
+    vectors = SentenceVectors(FailingOnce(shared_embedder))
+    errors: list[BaseException] = []
+    waited: list[np.ndarray] = []
+
+    def first() -> None:
+        try:
+            vectors.encode(["Rye needs a longer proof."])
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    def second() -> None:
+        waited.append(vectors.encode(["Rye needs a longer proof."]))
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert started.wait(5)
+    two = threading.Thread(target=second)
+    two.start()
+    release.set()
+    one.join(5)
+    two.join(5)
+    assert not two.is_alive() and len(errors) == 1 and waited[0].shape == (1, 384)
