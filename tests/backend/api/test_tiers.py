@@ -26,12 +26,15 @@ TOKENS = ["Proof", " it", " for", " hours", " [1]", "."]
 
 
 async def test_f7_first_token_timeout_falls_back_to_extractive(main_app: LiveApp, upstream: ScriptedOpenAI, db) -> None:
-    upstream.enqueue(Script(tokens=["Too", " late"], first_token_delay=3))
+    # The upstream's first token would come after 6 s; the tier gives up after 1 s. The whole turn ending well
+    # before 6 s shows the fallback did not wait for the late token (the margin absorbs a loaded machine:
+    # retrieval, a cold coverage check and the final write come on top of the 1 s).
+    upstream.enqueue(Script(tokens=["Too", " late"], first_token_delay=6))
     started = time.monotonic()
     async with main_app.client() as client:
         reply = await post_chat(client, {"query": QUESTION, "creator": "hazel-marsh"})
     stream = reply.stream
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5
     assert len(stream.named("sources")) == 1 and len(stream.named("done")) == 1
     assert stream.done["cascade_tier"] == EXTRACTIVE
     assert "Too" not in stream.text and "[1]" in stream.text  # tokens of the extractive tier only
