@@ -14,7 +14,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from backend.api import admin, admin_dashboard, chat, conversations, creators, feedback, health, site
+from backend.api import admin, admin_dashboard, chat, conversations, creators, feedback, health, resume, site
 from backend.api.admin import IngestRunner
 from backend.api.errors import install_error_handlers
 from backend.api.feedback import feedback_limiter
@@ -25,6 +25,7 @@ from backend.chat.running import SHUTDOWN, RunningTurns
 from backend.chat.sentences import SentenceVectors
 from backend.chat.service import ChatService
 from backend.chat.stop_bus import StopBus
+from backend.chat.stream_log import StreamLog, build_stream_log
 from backend.chat.tiers.factory import build_tiers
 from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
@@ -55,6 +56,7 @@ class State(TypedDict):
     cascade: Cascade
     running: RunningTurns
     stop_bus: StopBus
+    stream_log: StreamLog | None
     chat: ChatService
     catalog: Catalog
     shared_catalog: SharedCatalog
@@ -97,6 +99,7 @@ def create_app(
         stop_bus = StopBus(
             running, client=shared, url=settings.redis.url, timeout_seconds=settings.redis.timeout_seconds
         )
+        stream_log = build_stream_log(settings, shared, health=health)
         background: list[asyncio.Task[None]] = []
         lease_keeper: asyncio.Task[None] | None = None
         try:
@@ -119,6 +122,7 @@ def create_app(
             for name, work in (
                 ("lorechat-slots", slots.run()),
                 ("lorechat-stops", stop_bus.run()),
+                *([("lorechat-stream-log", stream_log.run())] if stream_log is not None else []),
                 ("lorechat-stream-watchdog", running.watch()),
             ):
                 background.append(asyncio.get_running_loop().create_task(work, name=name))
@@ -151,6 +155,7 @@ def create_app(
                 cascade=cascade,
                 running=running,
                 stop_bus=stop_bus,
+                stream_log=stream_log,
                 chat=chat_service,
                 catalog=catalog,
                 shared_catalog=shared_catalog,
@@ -167,6 +172,8 @@ def create_app(
                 await cache.close()
                 await limiter.close()
                 await rating_limiter.close()
+                if stream_log is not None:
+                    await stream_log.aclose()
                 if shared is not None:
                     await shared.aclose()
                 await engine.dispose()
@@ -187,12 +194,12 @@ def create_app(
         allow_origins=settings.server.cors_origins,
         allow_credentials=False,
         allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Content-Type", "Authorization"],
+        allow_headers=["Content-Type", "Authorization", "Last-Event-ID"],
         expose_headers=["X-Conversation-Id", "X-Request-ID", "Retry-After"],
         max_age=600,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestContext)
-    for module in (chat, conversations, creators, health, admin, site, feedback, admin_dashboard):
+    for module in (chat, resume, conversations, creators, health, admin, site, feedback, admin_dashboard):
         app.include_router(module.router)
     return app

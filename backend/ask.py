@@ -67,6 +67,9 @@ class _TerminalSink:
         sys.stdout.write(text)
         sys.stdout.flush()
 
+    def detach(self) -> None:
+        """A terminal never stops reading; nothing to let go of."""
+
 
 def _print_sources(console: Console, sources: list[Source]) -> None:
     if not sources:

@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     unauthorized = "unauthorized"
     forbidden = "forbidden"
     conflict = "conflict"
+    resume_unavailable = "resume_unavailable"
     # limits
     rate_limited = "rate_limited"
     creator_rate_limited = "creator_rate_limited"
@@ -27,6 +28,7 @@ class ErrorCode(StrEnum):
     index_mismatch = "index_mismatch"
     database_unavailable = "database_unavailable"
     limiter_unavailable = "limiter_unavailable"
+    stream_log_unavailable = "stream_log_unavailable"
     # generation
     all_tiers_failed = "all_tiers_failed"
     upstream_interrupted = "upstream_interrupted"
@@ -45,6 +47,7 @@ _TRAITS: dict[ErrorCode, tuple[int, bool, int]] = {
     ErrorCode.unauthorized: (401, False, 2),
     ErrorCode.forbidden: (403, False, 2),
     ErrorCode.conflict: (409, True, 1),
+    ErrorCode.resume_unavailable: (409, False, 1),
     ErrorCode.rate_limited: (429, True, 1),
     ErrorCode.creator_rate_limited: (429, True, 1),
     ErrorCode.too_many_streams: (429, True, 1),
@@ -54,6 +57,7 @@ _TRAITS: dict[ErrorCode, tuple[int, bool, int]] = {
     ErrorCode.index_mismatch: (503, False, 3),
     ErrorCode.database_unavailable: (503, True, 3),
     ErrorCode.limiter_unavailable: (503, True, 3),
+    ErrorCode.stream_log_unavailable: (503, True, 3),
     ErrorCode.all_tiers_failed: (503, True, 3),
     ErrorCode.upstream_interrupted: (502, True, 3),
     ErrorCode.upstream_stalled: (504, True, 3),

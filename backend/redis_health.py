@@ -1,4 +1,5 @@
-"""One view of Redis's health for every user of it in this process (rate limits, history cache, stream slots).
+"""One view of Redis's health for every user of it in this process (rate limits, history cache, stream slots,
+the resumable-stream log).
 
 After any Redis call fails or times out, every user skips Redis for a cool-down and falls back (in-process
 limits and slots, SQL for history), so a dead or silent Redis costs one timeout per cool-down in total, not

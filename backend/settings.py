@@ -237,6 +237,12 @@ class ServerSettings(BaseModel):
     # Answers still "streaming" this long after they started, without a lease (written before migration 0002),
     # are marked interrupted; it also bounds how long a final write is retried while the database is away.
     reaper_seconds: float = Field(600.0, gt=0)
+    # Resumable streams (with redis.url set): every event of a turn is kept this long after its last write, so a
+    # visitor whose connection dropped reconnects on any replica (GET /api/v1/conversations/{id}/stream with
+    # Last-Event-ID) and the answer goes on meanwhile. 0 turns it off (a visitor who leaves ends the turn, D2).
+    resume_seconds: int = Field(600, ge=0, le=86_400)
+    # At most this many events are kept per turn (coalesced tokens: a long answer is a few hundred).
+    resume_max_events: int = Field(4096, ge=16)
 
 
 class SiteSettings(BaseModel):

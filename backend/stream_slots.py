@@ -6,6 +6,10 @@ renews the slots it holds every third of their lifetime; a replica that dies (SI
 them) stops renewing, and its slots expire within `SLOT_TTL_SECONDS` instead of locking the visitor out (R4).
 When Redis fails, slots are counted in this process for a few seconds (logged and counted in
 `lorechat_dependency_fallbacks_total`), as the rate limiter does.
+
+A slot is an open connection. A visitor who leaves a resumable answer (chat/stream_log.py) hands the slot over:
+it is released for their reconnect while the answer goes on unattended, and each process lets an IP have at most
+as many unattended answers as it may have streams, so leaving and asking again cannot pile up generations.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class StreamSlots:
     def __init__(self, max_per_ip: int) -> None:
         self._max = max_per_ip
         self._open: dict[str, int] = {}
+        self._unattended: dict[str, int] = {}  # per IP, answers generating after their visitor left
 
     async def acquire(self, ip: str) -> Slot:
         count = self._open.get(ip, 0)
@@ -81,6 +86,24 @@ class StreamSlots:
             self._open[slot.ip] = count
         else:
             self._open.pop(slot.ip, None)
+
+    async def hand_over(self, slot: Slot) -> bool:
+        """The slot's visitor left but its answer goes on: release the slot, unless the IP already has its cap of
+        unattended answers in this process (False: the caller ends the answer and releases the slot itself)."""
+        unattended = self._unattended.get(slot.ip, 0)
+        if unattended >= self._max:
+            return False
+        self._unattended[slot.ip] = unattended + 1
+        await self.release(slot)
+        return True
+
+    def unattended_ended(self, slot: Slot) -> None:
+        """A handed-over answer ended."""
+        count = self._unattended.get(slot.ip, 0) - 1
+        if count > 0:
+            self._unattended[slot.ip] = count
+        else:
+            self._unattended.pop(slot.ip, None)
 
     def active(self, ip: str | None = None) -> int:
         """Slots held by this process (all of them, or one IP's)."""

@@ -113,6 +113,9 @@ class _Collector:
             self.first = time.perf_counter()
         self.parts.append(text)
 
+    def detach(self) -> None:
+        """The eval reads every event in process; it never leaves."""
+
 
 async def run_questions(
     settings: Settings, questions: Sequence[Question], *, personality_weight: float = 0.0

@@ -17,6 +17,7 @@ from backend.api.deps import (
     SessionsDep,
     SettingsDep,
     SlotsDep,
+    StreamLogDep,
 )
 from backend.api.event_stream import TurnEventStream
 from backend.chat.service import PreparedTurn, TurnRequest
@@ -76,6 +77,7 @@ async def chat(
     ip: ClientIpDep,
     settings: SettingsDep,
     sessions: SessionsDep,
+    stream_log: StreamLogDep,
 ) -> TurnEventStream:
     creator = None
     if body.creator is not None:
@@ -101,8 +103,20 @@ async def chat(
         await slots.release(slot)
         raise
 
+    handed_over = False
+
+    async def on_detach() -> bool:
+        # The visitor left a resumable answer: their stream slot is free for the reconnect, and the answer goes
+        # on unattended, as long as the IP does not already have as many unattended as it may have streams.
+        nonlocal handed_over
+        handed_over = await slots.hand_over(slot)
+        return handed_over
+
     async def on_close() -> None:
-        await slots.release(slot)
+        if handed_over:
+            slots.unattended_ended(slot)
+        else:
+            await slots.release(slot)
         await chat.abandon(turn)
 
     return TurnEventStream(
@@ -110,6 +124,9 @@ async def chat(
         on_close=on_close,
         headers=_stream_headers(turn),
         keepalive_seconds=settings.server.keepalive_seconds,
+        # Resumable: every event also goes to the log, and a visitor who leaves does not end the answer.
+        log=stream_log.open(turn.conversation_id, turn.assistant_message_id) if stream_log is not None else None,
+        on_detach=on_detach,
     )
 
 

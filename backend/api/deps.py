@@ -11,6 +11,7 @@ from backend.catalog import Catalog
 from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
 from backend.chat.stop_bus import StopBus
+from backend.chat.stream_log import StreamLog
 from backend.client_ip import client_ip
 from backend.limits import RateLimiter
 from backend.settings import Settings
@@ -48,6 +49,11 @@ def _stop_bus(request: Request) -> StopBus:
     return request.state.stop_bus
 
 
+def _stream_log(request: Request) -> StreamLog | None:
+    """The resumable-stream log, None when this deployment keeps no streams (no Redis)."""
+    return request.state.stream_log
+
+
 async def _catalog(request: Request) -> Catalog:
     """The lifespan's catalog, re-read when another process ingested; app.state's (site-only tests) or empty."""
     shared = getattr(request.state, "shared_catalog", None)
@@ -79,6 +85,7 @@ LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
 SlotsDep = Annotated[StreamSlots, Depends(_slots)]
 RunningDep = Annotated[RunningTurns, Depends(_running)]
 StopBusDep = Annotated[StopBus, Depends(_stop_bus)]
+StreamLogDep = Annotated[StreamLog | None, Depends(_stream_log)]
 CatalogDep = Annotated[Catalog, Depends(_catalog)]
 PrincipalDep = Annotated[Principal | None, Depends(_principal)]
 OwnerDep = Annotated[str | None, Depends(_owner)]

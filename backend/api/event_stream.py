@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from backend.chat.events import DoneEvent, ErrorEvent, SourcesEvent, frame, token_frame
 from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, TurnControl
+from backend.chat.stream_log import TurnLog
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,70 @@ _LAST_WRITE_SECONDS = 1.0
 
 
 class SseSink:
-    """Frames the turn's events (ids 1, 2, 3… as `events.frame`) and writes each as one ASGI body message."""
+    """Frames the turn's events (ids 1, 2, 3… as `events.frame`) and writes each as one ASGI body message.
 
-    __slots__ = ("_next_id", "_send", "ended")
+    With a `TurnLog` (resumable streams, Redis configured) every frame is also appended to the log, and a
+    visitor who leaves detaches the socket instead of ending the turn: the answer goes on into the log, for a
+    resume on any replica (D2 "kept generating for resumption")."""
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
+    __slots__ = ("_log", "_next_id", "_send", "ended")
+
+    def __init__(self, send: Send, log: TurnLog | None = None) -> None:
+        self._send: Send | None = send
+        self._log = log
         self._next_id = 1
         self.ended = False  # a terminal event went out: nothing may follow it, keepalives included (INV-3)
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the rest of the turn would be kept for a resume if the visitor left now."""
+        return self._log is not None and self._log.available
+
+    @property
+    def detached(self) -> bool:
+        return self._send is None
+
+    def detach(self) -> None:
+        """Nobody reads the socket any more: later events go to the log only (or nowhere)."""
+        self._send = None
+
     async def send(self, event: SourcesEvent | DoneEvent | ErrorEvent) -> None:
-        if not isinstance(event, SourcesEvent):
+        terminal = not isinstance(event, SourcesEvent)
+        if terminal:
             self.ended = True
         event_id = self._next_id
         self._next_id = event_id + 1
-        await self._send({"type": "http.response.body", "body": frame(event, event_id), "more_body": True})
+        body = frame(event, event_id)
+        if self._log is not None:
+            self._log.append(event_id, body, terminal=terminal)
+        await self._write(body)
 
     async def send_text(self, text: str) -> None:
         event_id = self._next_id
         self._next_id = event_id + 1
-        await self._send({"type": "http.response.body", "body": token_frame(text, event_id), "more_body": True})
+        body = token_frame(text, event_id)
+        if self._log is not None:
+            self._log.append(event_id, body)
+        await self._write(body)
+
+    async def _write(self, body: bytes) -> None:
+        send = self._send
+        if send is None:
+            return
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        except OSError:
+            if self._log is None:
+                raise
+            self._send = None  # the connection broke: the log keeps the rest for a resume
 
     async def keepalive(self) -> None:
-        if not self.ended:
+        if not self.ended and self._send is not None:
             await self._send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+
+    async def close(self) -> None:
+        if self._log is not None:
+            await self._log.close()
 
 
 TurnRunner = Callable[[SseSink, TurnControl], Awaitable[None]]
@@ -69,6 +110,8 @@ class TurnEventStream(Response):
         on_close: Callable[[], Awaitable[None]],
         headers: Mapping[str, str],
         keepalive_seconds: float,
+        log: TurnLog | None = None,
+        on_detach: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         # Not Response.__init__: a body of b"" would add "content-length: 0" to a stream.
         self.status_code = 200
@@ -77,18 +120,22 @@ class TurnEventStream(Response):
         self._run = run
         self._on_close = on_close
         self._keepalive = keepalive_seconds
+        self._log = log
+        self._on_detach = on_detach  # may the answer go on without its reader? (False: end it as without a log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         control = TurnControl()
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            sink = SseSink(send)
+            sink = SseSink(send, self._log)
             watcher = asyncio.ensure_future(self._watch_client(receive, sink, control))
             try:
                 await self._run(sink, control)
             finally:
                 watcher.cancel()
-            await self._end(send, control)
+                with anyio.CancelScope(shield=True):
+                    await sink.close()
+            await self._end(send, control, reader_gone=sink.detached)
         except OSError:
             # uvicorn raises this from `send` once the client is gone: the turn already stored what it had.
             log.debug("chat stream: client gone")
@@ -96,9 +143,9 @@ class TurnEventStream(Response):
             with anyio.CancelScope(shield=True):  # runs to its end even when the server cancels us
                 await self._on_close()
 
-    async def _end(self, send: Send, control: TurnControl) -> None:
+    async def _end(self, send: Send, control: TurnControl, *, reader_gone: bool) -> None:
         last = {"type": "http.response.body", "body": b"", "more_body": False}
-        if control.reason not in (SEND_TIMEOUT, DISCONNECTED):
+        if not reader_gone and control.reason not in (SEND_TIMEOUT, DISCONNECTED):
             await send(last)
             return
         # A reader that stopped reading would block the end of the response forever: try briefly, then return
@@ -128,9 +175,18 @@ class TurnEventStream(Response):
                         pinged = control.now()  # a write is under way; look again one period later
                     continue
                 if message["type"] == "http.disconnect":
-                    control.cancel(DISCONNECTED)
+                    # Once a tier answers (it set the idle deadline) a resumable answer goes on into its log, for
+                    # a resume; before that, leaving ends the turn as without resumption (D1: no model is kept
+                    # busy for a visitor who left before the answer began).
+                    if sink.resumable and control.idle_seconds is not None and await self._may_detach():
+                        sink.detach()
+                    else:
+                        control.cancel(DISCONNECTED)
                     return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("chat stream: the client watcher failed")
+
+    async def _may_detach(self) -> bool:
+        return self._on_detach is None or await self._on_detach()

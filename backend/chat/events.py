@@ -116,6 +116,9 @@ class EventSink(Protocol):
 
     async def send_text(self, text: str) -> None: ...
 
+    def detach(self) -> None:
+        """The reader is gone (it left, or stopped reading): later events must not wait for it."""
+
 
 def frame(event: StreamEvent, event_id: int) -> bytes:
     """One SSE frame. `data` is always a single JSON line, so text can never forge framing (I6)."""

@@ -170,8 +170,9 @@ class ChatService:
             with anyio.CancelScope(shield=True):
                 await outcome.close_upstream()
                 terminal = await self._finish(turn, outcome.text, outcome)
-            if control.reason not in (SEND_TIMEOUT, DISCONNECTED):  # nobody is reading any more
-                await sink.send(terminal)
+            if control.reason in (SEND_TIMEOUT, DISCONNECTED):  # nobody is reading any more
+                sink.detach()
+            await sink.send(terminal)  # a detached sink still logs it for a resume
         except BaseException:
             # Cancelled from outside, or the sink failed (the connection broke): keep what was said (D2) and
             # release the upstream at once.

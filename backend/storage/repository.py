@@ -273,6 +273,14 @@ async def get_conversation(
         )  # fmt: skip
 
 
+async def conversation_visible(sessions: Sessions, *, conversation_id: str, owner_id: str | None) -> bool:
+    """Whether this caller may read the conversation (the same rule as reading it), without loading it."""
+    if not _valid_id(conversation_id):
+        return False
+    async with db_errors(), sessions() as session:
+        return await session.scalar(select(Conversation.id).where(_visible(conversation_id, owner_id))) is not None
+
+
 async def list_conversations(sessions: Sessions, *, owner_id: str, limit: int, cursor: str | None) -> Page:
     """The owner's live conversations, most recently active first (keyset pagination on updated_at, id)."""
     limit = max(1, min(limit, MAX_PAGE))

@@ -102,3 +102,19 @@ async def test_redis_down_counts_slots_in_process() -> None:
         assert slots.active() == 0
     finally:
         await dead.aclose()
+
+
+async def test_a_handed_over_slot_frees_the_cap_but_unattended_answers_are_capped_too(client: aioredis.Redis) -> None:
+    slots = replica(client)
+    ip = an_ip()
+    held = [await slots.acquire(ip), await slots.acquire(ip)]
+    assert (await refused(slots, ip)).code is ErrorCode.too_many_streams
+    # Both visitors left resumable answers: their slots are free for the reconnects.
+    assert [await slots.hand_over(slot) for slot in held] == [True, True]
+    again = [await slots.acquire(ip), await slots.acquire(ip)]
+    # Leaving those too would make four generations for one IP: the third one ends instead of going on.
+    assert await slots.hand_over(again[0]) is False and slots.active(ip) == 2
+    slots.unattended_ended(held[0])
+    assert await slots.hand_over(again[0]) is True and slots.active(ip) == 1
+    await slots.release(again[1])
+    assert slots.active(ip) == 0

@@ -54,8 +54,9 @@ class Stream:
         return self.terminal.data
 
 
-def parse_sse(raw: bytes, *, complete: bool = True) -> Stream:
-    """Every event must have exactly one `id:` (1, 2, 3…), one `event:` and one `data:` line of JSON.
+def parse_sse(raw: bytes, *, complete: bool = True, first_id: int = 1) -> Stream:
+    """Every event must have exactly one `id:` (1, 2, 3…; a resumed stream counts on from `first_id`), one
+    `event:` and one `data:` line of JSON.
 
     `complete=False` (a stream the client left) ignores a trailing, unterminated event.
     """
@@ -65,7 +66,7 @@ def parse_sse(raw: bytes, *, complete: bool = True) -> Stream:
     for line in lines[:-1]:
         if line == "":
             if fields:
-                stream.events.append(_event(fields, expected_id=len(stream.events) + 1))
+                stream.events.append(_event(fields, expected_id=len(stream.events) + first_id))
                 fields = []
         elif line.startswith(":"):
             stream.comments.append(line[1:].strip())
@@ -82,7 +83,7 @@ def _event(fields: list[tuple[str, str]], *, expected_id: int) -> Event:
     names = [name for name, _ in fields]
     assert sorted(names) == ["data", "event", "id"], f"an event needs one id, event and data line, got {fields}"
     values = dict(fields)
-    assert values["id"] == str(expected_id), f"event ids must count up from 1: {values['id']} != {expected_id}"
+    assert values["id"] == str(expected_id), f"event ids must count up by one: {values['id']} != {expected_id}"
     assert values["event"] in {name.value for name in EventName}, values["event"]
     return Event(id=expected_id, name=values["event"], data=json.loads(values["data"]))
 
@@ -163,9 +164,11 @@ async def stored_turn(sessions: Sessions, conversation_id: str, *, owner_id: str
     return detail
 
 
-async def settled(sessions: Sessions, conversation_id: str, *, owner_id: str | None = None) -> ConversationDetail:
+async def settled(
+    sessions: Sessions, conversation_id: str, *, owner_id: str | None = None, within: float = 10
+) -> ConversationDetail:
     """The conversation once its last answer left "streaming" (the server finishes after a client leaves)."""
-    deadline = asyncio.get_running_loop().time() + 10
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         detail = await stored_turn(sessions, conversation_id, owner_id=owner_id)
         if detail.messages and detail.messages[-1].status != "streaming":

@@ -207,3 +207,46 @@ async def test_f13_an_answer_a_peer_reaped_ends_with_error_not_done(main_app, up
             raw += chunk
     stream = parse_sse(raw)
     assert stream.terminal.name == "error" and stream.terminal.data["retryable"] is True
+
+
+@pytest.mark.services
+async def test_f13_a_resumed_stream_whose_replica_died_ends_with_a_retryable_error(
+    api_index: Path, upstream: ScriptedOpenAI, tmp_path: Path, api_pg_url: str, api_redis_url: str
+) -> None:
+    # Resumable streams: the visitor left the doomed replica and follows the answer from a peer; when the doomed
+    # replica is killed no terminal event will ever be logged, so the follower must end once the peer reaps it.
+    log = tmp_path / "serve.log"
+    env = {"LORECHAT_REDIS__URL": api_redis_url}
+    peer_dir, doomed_dir = _data_dir(api_index, tmp_path, "peer"), _data_dir(api_index, tmp_path, "doomed")
+    with (
+        serve(data_dir=peer_dir, database_url=api_pg_url, fake=upstream, log=log, env_extra=env) as peer,
+        serve(data_dir=doomed_dir, database_url=api_pg_url, fake=upstream, log=log, env_extra=env) as doomed,
+    ):
+        await asyncio.gather(peer.wait_ready(), doomed.wait_ready())
+        words = [f" word{i}" for i in range(300)]
+        upstream.enqueue(Script(tokens=words, token_interval=0.1))
+        async with (
+            httpx.AsyncClient(base_url=doomed.base_url, timeout=60) as on_doomed,
+            httpx.AsyncClient(base_url=peer.base_url, timeout=60) as on_peer,
+        ):
+            async with on_doomed.stream("POST", "/api/v1/chat", json={"query": QUESTION}) as response:
+                conversation = response.headers["x-conversation-id"]
+                await read_tokens(response.aiter_raw(), 3)
+            path = f"/api/v1/conversations/{conversation}/stream"
+            async with on_peer.stream("GET", path, headers={"Last-Event-ID": "0"}) as resumed:
+                assert resumed.status_code == 200
+                chunks = resumed.aiter_raw()
+                raw = await read_tokens(chunks, 6)
+                doomed.process.send_signal(signal.SIGKILL)
+                doomed.process.wait(timeout=10)
+                killed = time.monotonic()
+                async for chunk in chunks:
+                    raw += chunk
+            ended_after = time.monotonic() - killed
+    stream = parse_sse(raw)
+    error = stream.terminal
+    assert error.name == "error" and error.data["code"] == "upstream_interrupted" and error.data["retryable"]
+    assert "".join(words).startswith(stream.text) and len(stream.tokens) >= 6
+    # One lease for the peer's reaper, then two of the follower's blocking reads (5 s each) to be sure.
+    assert ended_after < LEASE * 4 / 3 + 2 * 5 + 5
+    assert await _answer_status(api_pg_url, peer_dir, conversation) == ("interrupted", "upstream_interrupted")

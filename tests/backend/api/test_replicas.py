@@ -73,9 +73,11 @@ async def test_the_per_ip_stream_cap_holds_across_replicas(
         on_a = await stack.enter_async_context(a.client(peer=peer))
         on_b = await stack.enter_async_context(b.client(peer=peer))
         readers = []  # kept: a dropped reader closes its stream
+        left: list[str] = []
         for _ in range(CAP):  # both of the IP's slots taken on replica A
             response = await stack.enter_async_context(on_a.stream("POST", "/api/v1/chat", json={"query": QUESTION}))
             assert response.status_code == 200
+            left.append(response.headers["x-conversation-id"])
             readers.append(response.aiter_raw())
             await read_tokens(readers[-1], 1)
         refused = await on_b.post("/api/v1/chat", json={"query": QUESTION})
@@ -90,3 +92,11 @@ async def test_the_per_ip_stream_cap_holds_across_replicas(
                 break
             await asyncio.sleep(0.1)  # the client's hang-up reaches replica A a moment later
         assert reply.status_code == 200 and parse_sse(reply.content).done
+        # The streams are resumable (Redis): the answers left behind go on unattended on A (their slots handed
+        # over), until their visitor stops them, from any replica.
+        for conversation_id in left:
+            stop = await on_b.post(f"/api/v1/conversations/{conversation_id}/stop")
+            assert stop.status_code == 200 and stop.json() == {"stopped": True}
+    async with b.db() as sessions:
+        for conversation_id in left:
+            assert (await settled(sessions, conversation_id)).messages[-1].status == "stopped"

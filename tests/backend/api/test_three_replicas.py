@@ -1,6 +1,7 @@
 """Scale-out proof with real processes: three `lorechat serve` replicas on one PostgreSQL and one Redis, each on
 its own copy of the same Edge index (no Qdrant server installs here). A stop sent to one replica ends the
-stream another one serves, and the per-IP stream cap holds across all three (issue 14; D3, L4)."""
+stream another one serves, the per-IP stream cap holds across all three, and a visitor cut off on one replica
+resumes on another with no event lost or repeated (issue 14; D2, D3, L4)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,24 @@ async def test_three_replicas_share_stops_and_stream_slots(
                 refused = await on_c.post("/api/v1/chat", json={"query": QUESTION})
             assert_error(refused, 429, "too_many_streams")
         assert upstream.wait_streams_closed(10)
+
+        # Cut off mid-answer on A, the visitor resumes on C: the events after the last one read, in order, with
+        # the same ids, then live to `done`; the stored answer is exactly what the two connections carried.
+        answer = [f" part{i}" for i in range(60)]
+        upstream.enqueue(Script(tokens=answer, token_interval=0.05))
+        peer = new_peer()
+        async with client(a, peer) as on_a:
+            async with on_a.stream("POST", "/api/v1/chat", json={"query": QUESTION}) as response:
+                conversation_id = response.headers["x-conversation-id"]
+                raw = await read_tokens(response.aiter_raw(), 3)
+        seen = parse_sse(raw[: raw.rindex(b"\n\n") + 2])
+        last = seen.events[-1].id
+        async with client(c, peer) as on_c:
+            path = f"/api/v1/conversations/{conversation_id}/stream"
+            async with on_c.stream("GET", path, headers={"Last-Event-ID": str(last)}) as resumed:
+                assert resumed.status_code == 200
+                rest_raw = b"".join([chunk async for chunk in resumed.aiter_raw()])
+            rest = parse_sse(rest_raw, first_id=last + 1)
+            assert rest.done["finish_reason"] == "stop" and seen.text + rest.text == "".join(answer)
+            stored = (await on_c.get(f"/api/v1/conversations/{conversation_id}")).json()["messages"][-1]
+        assert (stored["status"], stored["content"]) == ("done", seen.text + rest.text)

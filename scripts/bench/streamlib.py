@@ -1,0 +1,271 @@
+"""The chat benches' shared parts: the scripted upstream and the service as their own processes, the demo corpus
+ingested for them, and a raw-socket client that time-stamps what each stream carries (scripts/bench/chat,
+scripts/bench/replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+TOKEN_MARK = b"event: token"
+SOURCES_MARK = b"event: sources"
+END_MARKS = (b"event: done", b"event: error")
+UPSTREAM_TOKEN_MARK = b'"delta": {"content"'
+# Each upstream token is this word, found nowhere in the demo corpus: counting it counts tokens delivered.
+WORD = " qzxv"
+WORD_MARK = WORD.strip().encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- the two server processes ------------------------------------------------------------------------
+
+
+def serve_upstream(port_file: Path, tokens: int, first_delay: float, interval: float) -> None:
+    from tests.fakes.openai_server import Script, ScriptedOpenAI
+
+    words = [WORD] * tokens
+    fake = ScriptedOpenAI(default=Script(tokens=words, first_token_delay=first_delay, token_interval=interval))
+    fake.start()
+    port_file.write_text(str(fake.port))
+    threading.Event().wait()
+
+
+def serve_service(
+    port: int,
+    data_dir: Path,
+    upstream: str,
+    database_url: str,
+    coalesce: float,
+    *,
+    redis_url: str = "",
+    resume_seconds: int = 600,
+) -> None:
+
+    from backend.app import create_app
+    from backend.server import Server, uvicorn_config
+    from backend.settings import (
+        LimitSettings,
+        LLMSettings,
+        OpenAITierSettings,
+        ServerSettings,
+        Settings,
+    )
+
+    tier = OpenAITierSettings(name="bench", base_url=upstream, model="scripted", max_tokens=512)
+    settings = Settings(
+        data_dir=data_dir,
+        log_level="WARNING",
+        llm=LLMSettings(tiers=[tier]),
+        # Every bench stream comes from 127.0.0.1: hourly limits off, stream cap far above the load.
+        limits=LimitSettings(user_per_hour=0, ip_per_hour=0, creator_per_hour=0, concurrent_streams_per_ip=100_000),
+        server=ServerSettings(port=port, token_coalesce_seconds=coalesce, resume_seconds=resume_seconds),
+        database={"url": database_url, "pool_size": 20},
+        redis={"url": redis_url},
+    )
+    # Served exactly as `lorechat serve` serves it: uvicorn_config's bounded request heads included (L5).
+    config = uvicorn_config(
+        create_app(settings), settings.server, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+        backlog=4096,
+    )  # fmt: skip
+    Server(config).run()
+
+
+def ingest_demo(data_dir: Path, database_url: str) -> None:
+    from backend.retrieval.embedder import get_embedder
+    from backend.retrieval.search import Retriever
+    from backend.retrieval.stores.edge import EdgeStore
+    from backend.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
+
+    store = EdgeStore(data_dir / "index", hnsw_ef=128)
+    retriever = Retriever(embedder=get_embedder(EmbeddingSettings()), store=store, settings=RetrievalSettings())
+    chunking = ChunkingSettings(size_tokens=256, overlap_tokens=32)
+    # The catalog goes to the database the service will use.
+    benchlib.indexer(retriever, data_dir, chunking, database_url=database_url).ingest([benchlib.DEMO_CONTENT])
+    store.close()
+
+
+# --- the client ----------------------------------------------------------------------------------------
+
+
+async def stream_once(
+    port: int, path: str, body: dict[str, Any], marks: dict[str, bytes], *, stop_on: str | None = None
+) -> dict[str, Any]:
+    """POST and read the response as it arrives, time-stamping every chunk that carries a mark; with `stop_on`,
+    hang up as soon as that mark was seen (the sequential phase needs only the first token)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = json.dumps(body).encode()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+        + payload
+    )
+    t0 = time.perf_counter()
+    await writer.drain()
+    seen: dict[str, list[float]] = {name: [] for name in marks}
+    status = b""
+    tail = b""
+    head = last = b""
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            break
+        now = time.perf_counter() - t0
+        if not status:
+            status = data[9:12]
+        if len(head) < 1500:
+            head = (head + data)[:1500]  # headers and body may arrive in separate reads
+        last = (last + data)[-800:]
+        window = tail + data
+        for name, mark in marks.items():
+            # Count marks in the new bytes only (the tail just catches a mark split across reads).
+            count = window.count(mark) - tail.count(mark)
+            seen[name].extend([now] * count)
+        tail = data[-64:]
+        if stop_on is not None and seen[stop_on]:
+            break
+    writer.close()
+    return {"status": status.decode(errors="replace"), "times": seen, "start": t0, "head": head, "last": last}
+
+
+_CODE = re.compile(rb'"code":\s*"([a-z_]+)"')
+
+
+def outcome(result: dict[str, Any] | BaseException, mark: str) -> str:
+    """'ok', or why a stream failed: HTTP status and error code, or the code of an in-stream error event."""
+    if isinstance(result, BaseException):
+        return f"client {type(result).__name__}"
+    if result["status"] != "200":
+        code = _CODE.search(result["head"])
+        return f"HTTP {result['status']} {code.group(1).decode() if code else ''}".strip()
+    if b"event: error" in result["last"]:
+        code = _CODE.search(result["last"][result["last"].rfind(b"event: error") :])
+        return f"error event {code.group(1).decode() if code else ''}".strip()
+    return "ok" if result["times"][mark] else "no tokens"
+
+
+def upstream_body() -> dict[str, Any]:
+    return {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+
+def chat_body(i: int, questions: list[str], creators: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"query": questions[i % len(questions)]}
+    if i % 2:
+        body["creator"] = creators[i % len(creators)]
+    return body
+
+
+class ProcWatch:
+    """Samples a process's RSS while a phase runs; CPU seconds from /proc before and after."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_rss = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, benchlib.rss_mib(self.pid))
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> ProcWatch:
+        self.rss_before = benchlib.rss_mib(self.pid)
+        self.cpu_before = benchlib.cpu_seconds(self.pid)
+        self.t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.cpu = benchlib.cpu_seconds(self.pid) - self.cpu_before
+        self.wall = time.perf_counter() - self.t0
+
+
+async def concurrent(
+    port: int | list[int], path: str, n: int, ramp: float, body: Any, marks: dict[str, bytes], pids: dict[str, int]
+) -> dict[str, Any]:
+    """N streams opened over `ramp` seconds (spread over the ports in turn, when several replicas serve); every
+    process in `pids` watched for CPU and RSS meanwhile."""
+    ports = port if isinstance(port, list) else [port]
+
+    async def one(i: int) -> dict[str, Any]:
+        await asyncio.sleep(ramp * i / n)
+        return await stream_once(ports[i % len(ports)], path, body(i), marks)
+
+    watches = {name: ProcWatch(pid) for name, pid in pids.items()}
+    for watch in watches.values():
+        watch.__enter__()
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    finally:
+        for watch in watches.values():
+            watch.__exit__()
+    gaps: list[float] = []
+    to_sources: list[float] = []
+    failed = 0
+    tokens = 0
+    spans: list[tuple[float, int]] = []
+    outcomes = collections.Counter(outcome(r, "tok") for r in results)
+    for r in results:
+        if isinstance(r, BaseException) or r["status"] != "200" or not r["times"]["tok"]:
+            failed += 1
+            continue
+        times = r["times"]["tok"]
+        tokens += len(r["times"]["word"])  # upstream tokens: several may share one coalesced `token` event
+        if r["times"].get("src"):
+            to_sources.append(r["times"]["src"][0])
+        spans += [(r["start"] + times[0], 1), (r["start"] + times[-1], -1)]
+        gaps.extend(b - a for a, b in itertools.pairwise(times))
+    open_now = peak_open = 0
+    for _, delta in sorted(spans):
+        open_now += delta
+        peak_open = max(peak_open, open_now)
+    return {
+        "streams": n,
+        "peak_streams_receiving_tokens": peak_open,
+        "failed": failed,
+        "outcomes": dict(outcomes),
+        "tokens": tokens,
+        "gap": benchlib.summary_ms(gaps),
+        "time_to_sources": benchlib.summary_ms(to_sources) if to_sources else None,
+        "processes": {
+            name: {
+                "cpu_seconds": round(watch.cpu, 2),
+                "cpu_cores_busy": round(watch.cpu / watch.wall, 3),
+                "us_per_token": round(watch.cpu / tokens * 1e6, 1) if tokens else None,
+                "rss_mib_before": round(watch.rss_before, 1),
+                "peak_rss_mib": round(watch.peak_rss, 1),
+            }
+            for name, watch in watches.items()
+        },
+        "wall_seconds": round(max(watch.wall for watch in watches.values()), 2),
+    }
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server process exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("server did not start")
