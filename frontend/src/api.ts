@@ -1,4 +1,4 @@
-// HTTP client for the lorechat service: the streaming chat call, stop, creators.
+// HTTP client for the lorechat service: the streaming chat call, its resume, stop, creators.
 import type { ChatEvent, ChatRequest } from "./events";
 import { readChatEvents } from "./sse";
 
@@ -71,20 +71,47 @@ export interface StreamHandlers {
 }
 
 /** POST the question and yield the stream's typed events; throws ApiError before the first event. */
-export async function* streamChat(
+export function streamChat(
   api: string,
   request: ChatRequest,
   signal: AbortSignal,
   handlers: StreamHandlers = {},
 ): AsyncGenerator<ChatEvent, void, undefined> {
+  const init = {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+    body: JSON.stringify(request),
+  };
+  return openStream(endpoint(api, "/api/v1/chat"), init, signal, handlers);
+}
+
+/**
+ * Resume the conversation's answer stream: the events after `lastEventId` (all of them when null), byte for
+ * byte as first sent, then live until `done` or `error`. Throws ApiError before the first event: 404 (no
+ * stream kept), 409 (this service keeps none), 503 and 429 (retryable, maybe with retryAfter).
+ */
+export function resumeChat(
+  api: string,
+  conversationId: string,
+  lastEventId: string | null,
+  signal: AbortSignal,
+): AsyncGenerator<ChatEvent, void, undefined> {
+  const headers: Record<string, string> = { Accept: "text/event-stream" };
+  if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+  const path = `/api/v1/conversations/${encodeURIComponent(conversationId)}/stream`;
+  // A replay must never come from the HTTP cache.
+  return openStream(endpoint(api, path), { headers, cache: "no-store" }, signal);
+}
+
+async function* openStream(
+  url: string,
+  init: RequestInit,
+  signal: AbortSignal,
+  handlers: StreamHandlers = {},
+): AsyncGenerator<ChatEvent, void, undefined> {
   let response: Response;
   try {
-    response = await fetch(endpoint(api, "/api/v1/chat"), {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-      body: JSON.stringify(request),
-      signal,
-    });
+    response = await fetch(url, { ...init, signal });
   } catch (error) {
     if (signal.aborted) throw error;
     throw new ApiError("The chat service could not be reached.", 0, "network_error", true);

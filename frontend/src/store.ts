@@ -22,6 +22,8 @@ export interface ChatMessage {
   feedback?: { rating: "up" | "down"; comment?: string };
   /** The claim check of each answer sentence (from `done`, claims.ts). */
   citations?: Citation[];
+  /** The conversation whose answer stream fills this message (X-Conversation-Id): what a reload resumes. */
+  conversationId?: string;
 }
 
 export interface Session {
@@ -50,9 +52,12 @@ export function loadSession(key: string, creator: string | null): Session {
     if (!raw) return emptySession(creator);
     const parsed = JSON.parse(raw) as Partial<Session>;
     if (!parsed || !Array.isArray(parsed.messages)) return emptySession(creator);
-    const messages = parsed.messages.filter(isMessage).map((message) =>
-      // A turn that was streaming when the page went away can no longer finish here.
-      message.status === "streaming" ? { ...message, status: "interrupted" as const } : message,
+    const messages = parsed.messages.filter(isMessage).map((message, at, all) =>
+      // A turn that was streaming when the page went away goes on only if it is the last one and its stream is
+      // known (the widget resumes it, see streamingAnswer); any other can no longer finish here.
+      message.status === "streaming" && !(at === all.length - 1 && isResumable(message))
+        ? { ...message, status: "interrupted" as const }
+        : message,
     );
     return {
       conversationId: typeof parsed.conversationId === "string" ? parsed.conversationId : null,
@@ -62,6 +67,16 @@ export function loadSession(key: string, creator: string | null): Session {
   } catch {
     return emptySession(creator); // storage disabled (sandboxed iframe, private mode) or corrupt
   }
+}
+
+/** The session's last answer, when it was still streaming as the page went away and can be resumed. */
+export function streamingAnswer(session: Session): (ChatMessage & { conversationId: string }) | null {
+  const last = session.messages[session.messages.length - 1];
+  return last && last.status === "streaming" && isResumable(last) ? last : null;
+}
+
+function isResumable(message: ChatMessage): message is ChatMessage & { conversationId: string } {
+  return message.role === "assistant" && typeof message.conversationId === "string" && message.conversationId !== "";
 }
 
 export function saveSession(key: string, session: Session): void {

@@ -2,10 +2,12 @@
 import { type CreatorInfo, listCreators, stopConversation } from "./api";
 import { feedbackBar, type GivenFeedback, sendFeedback } from "./feedback";
 import { formatWait } from "./format";
-import { type ChatMessage, clearSession, emptySession, loadSession, removeTurn, type Session, saveSession } from "./store";
+import {
+  type ChatMessage, clearSession, emptySession, loadSession, removeTurn, type Session, saveSession, streamingAnswer,
+} from "./store";
 import { buildLauncher, buildPanel, type PanelElements } from "./panel";
 import { STYLES } from "./styles";
-import { runTurn } from "./turn";
+import { runTurn, type TurnOutcome, type TurnStart } from "./turn";
 import {
   cardId, creatorPicker, fillAnswer, h, type MessageActions, messageView, personalitySlider,
 } from "./view";
@@ -115,6 +117,9 @@ export class LorechatWidget extends HTMLElement {
     this.renderTitle();
     this.renderMessages();
     this.setOpen(this.isOpen, false);
+    // Reloaded mid-answer: the answer's stream is replayed into its message, as a live turn.
+    const pending = streamingAnswer(this.session);
+    if (pending) void this.play(pending, { resume: pending.conversationId });
     // The list feeds the picker, and with a fixed creator still gives the heading a name instead of a slug.
     void this.loadCreators();
   }
@@ -172,6 +177,11 @@ export class LorechatWidget extends HTMLElement {
     if (nodes.length === 0) nodes.push(h("p", { class: "empty" }, "Ask anything about this creator's articles, talks and notes."));
     this.els.messages.replaceChildren(...nodes);
     this.els.messages.scrollTop = this.els.messages.scrollHeight;
+    if (this.live) this.live.answer = this.answerView(this.live.message);
+  }
+
+  private answerView(message: ChatMessage): HTMLElement | null {
+    return this.els.messages.querySelector(`[data-message-id="${message.id}"] .answer`);
   }
 
   private rerender(message: ChatMessage): void {
@@ -257,7 +267,27 @@ export class LorechatWidget extends HTMLElement {
     this.els.input.value = "";
     this.autosize();
     this.renderMessages();
-    this.live = { message: assistant, answer: this.els.messages.querySelector(`[data-message-id="${assistant.id}"] .answer`) };
+    const site = this.getAttribute("site");
+    const request = {
+      query, creator: this.creator, conversation_id: this.session.conversationId, personality_weight: this.weight,
+      ...(site ? { site } : {}),
+    };
+    await this.play(assistant, { request }, (session, outcome) => {
+      if (!outcome.rateLimited) return;
+      // Nothing was accepted: take the question back into the box and say how long to wait.
+      removeTurn(session, assistant);
+      this.els.input.value = query;
+      this.showRateLimit(outcome.retryAfter);
+    });
+  }
+
+  /** Stream one answer into `assistant` (busy state, stop button) and settle it; the session is saved. */
+  private async play(
+    assistant: ChatMessage,
+    start: TurnStart,
+    settled?: (session: Session, outcome: TurnOutcome) => void,
+  ): Promise<void> {
+    this.live = { message: assistant, answer: this.answerView(assistant) };
     const controller = new AbortController();
     this.controller = controller;
     this.stopping = false;
@@ -265,38 +295,33 @@ export class LorechatWidget extends HTMLElement {
     // Later events update this turn's session even if the visitor has started a new one meanwhile.
     const session = this.session;
     saveSession(this.storageKey, session);
-    const site = this.getAttribute("site");
-    const request = {
-      query, creator: this.creator, conversation_id: session.conversationId, personality_weight: this.weight,
-      ...(site ? { site } : {}),
-    };
     try {
       const outcome = await runTurn({
         api: this.api,
-        request,
+        start,
         signal: controller.signal,
         message: assistant,
         hooks: {
           onConversationId: (id) => {
             session.conversationId = id;
+            // Saved now, with the message's stream: a reload from here on resumes the answer.
+            if (session === this.session) saveSession(this.storageKey, session);
           },
           onSources: () => this.rerender(assistant),
           onText: () => this.scheduleAnswer(),
           stopping: () => this.stopping,
         },
       });
-      if (outcome.rateLimited) {
-        // Nothing was accepted: take the question back into the box and say how long to wait.
-        removeTurn(session, assistant);
-        this.els.input.value = query;
-        this.showRateLimit(outcome.retryAfter);
-      }
+      settled?.(session, outcome);
     } finally {
-      if (this.controller === controller) this.controller = null;
-      cancelAnimationFrame(this.frame);
-      this.frame = 0;
-      this.live = null;
-      this.setBusy(false);
+      // Unless setup() aborted this turn and started another (a resume) that now owns the element.
+      if (this.controller === controller) {
+        this.controller = null;
+        cancelAnimationFrame(this.frame);
+        this.frame = 0;
+        this.live = null;
+        this.setBusy(false);
+      }
       saveSession(this.storageKey, this.session);
       if (this.session.messages.includes(assistant)) this.rerender(assistant);
       else this.renderMessages();

@@ -152,6 +152,42 @@ describe("<lorechat-widget>", () => {
     expect($("lorechat-stop")!.hidden).toBe(true);
   });
 
+  it("after a reload mid-answer, replays the answer's stream into its message as a live turn", async () => {
+    localStorage.setItem("lorechat:v1:http://svc.test|ada", JSON.stringify({ conversationId: "conv-1", creator: "ada",
+      messages: [{ id: "q1", role: "user", content: "Why?", status: "done", sources: [] },
+        { id: "a1", role: "assistant", content: "Half", status: "streaming", sources: [], conversationId: "conv-1" }] }));
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    handler = () => sse([frame(1, "sources", SOURCES), frame(2, "token", { text: "Half" })], gate);
+    const { $, el } = mount({ api: "http://svc.test", creator: "ada", mode: "inline" });
+    await until(() => $("lorechat-source-card") !== null);
+    expect(calls.find((c) => !c.url.endsWith("/creators"))!.url).toBe("http://svc.test/api/v1/conversations/conv-1/stream");
+    await until(() => $("lorechat-answer")?.textContent === "Half"); // refilled, not "HalfHalf"
+    expect($("lorechat-message-assistant")!.dataset.status).toBe("streaming");
+    expect($("lorechat-stop")!.hidden).toBe(false);
+
+    handler = () => sse([frame(3, "token", { text: " and whole." }), frame(4, "done", DONE)]);
+    release(); // the replay breaks off here: the widget resumes after event 2
+    await until(() => el.shadowRoot!.querySelector('[data-status="done"]') !== null);
+    expect($("lorechat-answer")!.textContent).toBe("Half and whole.");
+    expect(el.shadowRoot!.querySelectorAll('[data-testid="lorechat-source-card"]').length).toBe(2);
+    expect($("lorechat-stop")!.hidden).toBe(true);
+    const saved = JSON.parse(localStorage.getItem("lorechat:v1:http://svc.test|ada")!);
+    expect(saved.messages[1]).toMatchObject({ status: "done", content: "Half and whole." });
+  });
+
+  it("marks a reloaded answer interrupted when its stream is not kept", async () => {
+    localStorage.setItem("lorechat:v1:|ada", JSON.stringify({ conversationId: "conv-1", creator: "ada",
+      messages: [{ id: "q1", role: "user", content: "Why?", status: "done", sources: [] },
+        { id: "a1", role: "assistant", content: "Half", status: "streaming", sources: [], conversationId: "conv-1" }] }));
+    handler = () => Response.json({ code: "not_found", message: "No stream", retryable: false }, { status: 404 });
+    const { $, el } = mount({ api: "", creator: "ada", mode: "inline" });
+    await until(() => el.shadowRoot!.querySelector('[data-status="interrupted"]') !== null);
+    expect($("lorechat-answer")!.textContent).toBe("Half");
+    expect($("lorechat-stop")!.hidden).toBe(true);
+    expect(calls.filter((c) => c.url.endsWith("/stream")).length).toBe(1);
+  });
+
   it("launcher opens, focuses the input and closes on Escape", async () => {
     const { $, el } = mount({ api: "", creator: "ada" });
     const panel = el.shadowRoot!.querySelector<HTMLElement>(".panel")!;

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -33,7 +34,7 @@ from backend.settings import (
     ServerSettings,
     Settings,
 )
-from tests.conftest import DEMO_CONTENT, REPO, indexer
+from tests.conftest import DEMO_CONTENT, REDIS_URL, REPO, indexer
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.live_server import LiveServer
 
@@ -124,12 +125,14 @@ class LiveApp:
         self._server.stop()
 
 
-def app_settings(data_dir: Path, *, llm_url: str, cors_origins: list[str], ip_per_hour: int = 10_000) -> Settings:
+def app_settings(
+    data_dir: Path, *, llm_url: str, cors_origins: list[str], ip_per_hour: int = 10_000, redis_url: str = ""
+) -> Settings:
     # Every section the tests depend on is explicit, so neither config.yaml nor LORECHAT_* can change them.
     return Settings(
         data_dir=data_dir,
         database=DatabaseSettings(url=""),  # SQLite in the data dir
-        redis=RedisSettings(url=""),
+        redis=RedisSettings(url=redis_url),  # empty: in-process limits, no resumable streams
         retrieval=RetrievalSettings(),
         limits=LimitSettings(
             user_per_hour=10_000, ip_per_hour=ip_per_hour, creator_per_hour=10_000, concurrent_streams_per_ip=8
@@ -256,6 +259,27 @@ def live_app(
     widget_js: Path, data_dir_copy: Callable[[], Path], llm: ScriptedOpenAI, allowed_site: StaticSite
 ) -> Iterator[LiveApp]:
     settings = app_settings(data_dir_copy(), llm_url=llm.base_url, cors_origins=[allowed_site.origin])
+    app = LiveApp(settings).start()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def resumable_app(
+    widget_js: Path, data_dir_copy: Callable[[], Path], llm: ScriptedOpenAI, allowed_site: StaticSite
+) -> Iterator[LiveApp]:
+    """The app with Redis, so it keeps answer streams: a visitor who drops off or reloads resumes the answer."""
+    redis = urlsplit(REDIS_URL)
+    try:
+        socket.create_connection((redis.hostname or "127.0.0.1", redis.port or 6379), timeout=2).close()
+    except OSError:
+        message = f"Redis unreachable ({REDIS_URL})"
+        if os.environ.get("LORECHAT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"LORECHAT_REQUIRE_SERVICES=1 but {message}")
+        pytest.skip(message)
+    settings = app_settings(
+        data_dir_copy(), llm_url=llm.base_url, cors_origins=[allowed_site.origin], redis_url=REDIS_URL
+    )
     app = LiveApp(settings).start()
     yield app
     app.stop()
