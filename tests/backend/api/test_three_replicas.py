@@ -72,17 +72,23 @@ async def test_three_replicas_share_stops_and_stream_slots(
         async with AsyncExitStack() as open_streams:
             on_a = await open_streams.enter_async_context(client(a, peer))
             readers = []  # kept: a dropped reader closes its stream
+            left = []
             for _ in range(CAP):
                 response = await open_streams.enter_async_context(
                     on_a.stream("POST", "/api/v1/chat", json={"query": QUESTION})
                 )
                 assert response.status_code == 200
+                left.append(response.headers["x-conversation-id"])
                 readers.append(response.aiter_raw())
                 await read_tokens(readers[-1], 1)
             async with client(c, peer) as on_c:
                 refused = await on_c.post("/api/v1/chat", json={"query": QUESTION})
             assert_error(refused, 429, "too_many_streams")
-        assert upstream.wait_streams_closed(10)
+        # Left, the answers go on unattended for a resume (their slots handed over), until stopped from anywhere.
+        async with client(b, peer) as on_b:
+            for conversation_id in left:
+                assert (await on_b.post(f"/api/v1/conversations/{conversation_id}/stop")).json() == {"stopped": True}
+        assert upstream.wait_streams_closed(5)
 
         # Cut off mid-answer on A, the visitor resumes on C: the events after the last one read, in order, with
         # the same ids, then live to `done`; the stored answer is exactly what the two connections carried.
