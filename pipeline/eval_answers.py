@@ -13,7 +13,7 @@ import re
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,10 +117,26 @@ class _Collector:
         """The eval reads every event in process; it never leaves."""
 
 
+def turn_count(questions: Sequence[Question]) -> int:
+    """Turns the set makes: each question and its chain of follow-ups."""
+    total = 0
+    for question in questions:
+        turn: Question | None = question
+        while turn is not None:
+            total += 1
+            turn = turn.follow_up
+    return total
+
+
 async def run_questions(
-    settings: Settings, questions: Sequence[Question], *, personality_weight: float = 0.0
+    settings: Settings,
+    questions: Sequence[Question],
+    *,
+    personality_weight: float = 0.0,
+    on_turn: Callable[[TurnResult], None] | None = None,
 ) -> list[TurnResult]:
-    """Every question (and its follow-up, in the same conversation) through the service, in order."""
+    """Every question (and its follow-up, in the same conversation) through the service, in order; `on_turn`
+    hears of each finished turn (a local model takes seconds per turn: the CLI shows progress)."""
     app = create_app(settings, wait_for_models_seconds=60.0)
     results: list[TurnResult] = []
     async with app.router.lifespan_context(app) as state:
@@ -157,6 +173,8 @@ async def run_questions(
                 else:
                     result.error = sink.error.code if sink.error else "no terminal event"
                 results.append(result)
+                if on_turn is not None:
+                    on_turn(result)
                 turn = turn.follow_up
     return results
 

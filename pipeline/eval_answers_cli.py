@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def eval_answers(questions: Path, content: Path, personality_weight: float, as_j
 
         lorechat eval-answers --questions examples/eval/answers.jsonl
     """
-    from pipeline.eval_answers import load_questions, run_questions, summarize
+    from pipeline.eval_answers import TurnResult, load_questions, run_questions, summarize, turn_count
 
     err = Console(stderr=True, highlight=False)
     loaded = load_questions(questions)
@@ -70,8 +71,19 @@ def eval_answers(questions: Path, content: Path, personality_weight: float, as_j
     try:
         err.print(f"Indexing {content} into a temporary store…")
         settings = indexed_settings(get_settings(), content, work)
-        err.print(f"Asking {len(loaded)} questions (follow-ups included as their own turns)…")
-        results = anyio.run(lambda: run_questions(settings, loaded, personality_weight=personality_weight))
+        total = turn_count(loaded)
+        err.print(f"Asking {len(loaded)} questions ({total} turns with their follow-ups)…")
+        done = 0
+
+        def progress(result: TurnResult) -> None:
+            nonlocal done
+            done += 1
+            answered = "unanswered" if result.unanswered else (result.error or result.tier or "?")
+            err.print(f"  [{done}/{total}] {result.id}: {answered}", highlight=False)
+
+        results = anyio.run(
+            lambda: run_questions(settings, loaded, personality_weight=personality_weight, on_turn=progress)
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = summarize(results)
@@ -89,4 +101,5 @@ def eval_answers(questions: Path, content: Path, personality_weight: float, as_j
         table.add_column(name, justify="right")
     for tier, row in report.items():
         table.add_row(tier, *(f"{value:.3f}" if isinstance(value, float) else str(value) for value in row.values()))
-    Console(highlight=False).print(table)
+    # Piped to a file, rich would fit the table to 80 columns and cut every header short.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
