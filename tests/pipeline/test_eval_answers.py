@@ -4,13 +4,17 @@ answer (each must be flagged)."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+from click.testing import CliRunner
 
-from backend.settings import RetrievalSettings, Settings
+from backend.settings import RetrievalSettings, Settings, get_settings
+from pipeline.cli import main
 from pipeline.eval_answers import TurnResult, load_questions, run_questions, summarize
 from pipeline.eval_answers_cli import indexed_settings
 from tests.backend.api.harness import Backend, extractive_tier, make_settings, upstream_tier
@@ -80,3 +84,24 @@ def test_openai_tier_with_invented_claims_gets_every_one_flagged(
     assert invented and not any(c.supported for c in invented)  # every deliberate invention flagged
     genuine = [c for r in results for c in (r.citations if r.unanswered else r.citations[:-1]) if c.claim and c.sources]
     assert sum(c.supported for c in genuine) / len(genuine) >= 0.95
+
+
+def test_the_cli_shows_each_turn_and_prints_the_table_whole_when_piped(
+    lorechat_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    questions = tmp_path / "two.jsonl"
+    questions.write_text("".join(ANSWERS.read_text().splitlines(keepends=True)[:2]))
+    monkeypatch.setenv("LORECHAT_LLM__TIERS", '[{"name": "extractive", "kind": "extractive"}]')
+    get_settings.cache_clear()
+    result = CliRunner().invoke(main, ["eval-answers", "--questions", str(questions)])
+    assert result.exit_code == 0, result.output
+    turns = [json.loads(line) for line in questions.read_text().splitlines()]
+    total = len(turns) + sum(1 for turn in turns if turn.get("follow_up"))
+    # Progress on stderr, one line per finished turn, in order.
+    progress = re.findall(r"\[(\d+)/(\d+)\] (\S+): (\S+)", result.stderr)
+    assert [(int(n), int(of)) for n, of, _, _ in progress] == [(n, total) for n in range(1, total + 1)]
+    assert progress[0][2] == turns[0]["id"] and {tier for *_, tier in progress} <= {"extractive", "unanswered"}
+    # The table on stdout, every header whole although stdout is not a terminal.
+    for header in ("fact_recall", "citation_precision", "unsupported_claim_rate", "ttft_p99_ms"):
+        assert header in result.stdout, result.stdout
+    assert re.search(r"│ extractive\s+│\s+\d+ │", result.stdout), result.stdout
