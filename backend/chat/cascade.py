@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 
 from backend.chat.circuit import CircuitBreaker
 from backend.chat.prompt import Prompt
@@ -16,6 +16,9 @@ from backend.metrics import TIER_FALLBACKS
 from backend.settings import CircuitSettings
 
 log = logging.getLogger(__name__)
+
+# Does a held tier's whole answer stand on the sources? (service.py asks the claim check.)
+AnswerGate = Callable[[str], Awaitable[bool]]
 
 
 class TierStream:
@@ -113,6 +116,12 @@ class TierStream:
         await _close(self._deltas)
 
 
+async def _nothing_more() -> AsyncGenerator[TextDelta, None]:
+    """The rest of a held answer: it was read whole before its first token went out."""
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
 async def _close(deltas: AsyncIterator[TextDelta]) -> None:
     aclose = getattr(deltas, "aclose", None)
     if aclose is None:
@@ -141,11 +150,14 @@ class Cascade:
         self.tiers = list(tiers)
         self.breakers = {tier.name: CircuitBreaker(tier.name, circuit, clock=clock) for tier in self.tiers}
 
-    async def start(self, build: Callable[[Tier], Prompt]) -> TierStream:
+    async def start(self, build: Callable[[Tier], Prompt], *, supported: AnswerGate | None = None) -> TierStream:
         """Open the first tier that streams a non-empty token within its first-token timeout.
 
         `build(tier)` makes the prompt for that tier's context window. Each tier is tried at most once
-        (INV-5); tiers with an open circuit are skipped. Raises all_tiers_failed when none answers.
+        (INV-5); tiers with an open circuit are skipped. A tier set to `hold_until_supported` must deliver its
+        whole answer within that timeout, and `supported(text)` must accept it, before its first token goes
+        out; otherwise the next tier answers (reason `unsupported`), still before anything was streamed.
+        Raises all_tiers_failed when none answers.
         """
         fallbacks: list[tuple[str, str]] = []
         for tier in self.tiers:
@@ -163,17 +175,26 @@ class Cascade:
                 breaker.release()
                 self._fell_back(fallbacks, tier, skip)
                 continue
+            held = supported is not None and tier.settings.hold_until_supported
             deltas = tier.stream(prompt)
             usage: TokenUsage | None = None
             finish: str | None = None
+            pieces: list[str] = []
             try:
                 async with asyncio.timeout(tier.settings.first_token_timeout_seconds):
                     while True:
-                        delta = await anext(deltas)
+                        try:
+                            delta = await anext(deltas)
+                        except StopAsyncIteration:
+                            if held and pieces:
+                                break  # the whole held answer is in
+                            raise
                         usage = delta.usage or usage
                         finish = delta.finish_reason or finish
                         if delta.text:
-                            break
+                            pieces.append(delta.text)
+                            if not held:
+                                break
             except asyncio.CancelledError:
                 breaker.release()
                 await _close(deltas)
@@ -195,12 +216,20 @@ class Cascade:
                 breaker.record_failure()
                 self._fell_back(fallbacks, tier, "error")
             else:
+                # The tier works (a held answer the check rejects is a quality verdict, not an outage).
                 breaker.record_success()
+                if held:
+                    assert supported is not None
+                    await _close(deltas)
+                    if not await supported("".join(pieces)):
+                        self._fell_back(fallbacks, tier, "unsupported")
+                        continue
+                    deltas = _nothing_more()
                 return TierStream(
                     tier=tier,
                     prompt=prompt,
                     deltas=deltas,
-                    first=delta.text,
+                    first="".join(pieces),
                     fallbacks=fallbacks,
                     usage=usage,
                     finish_reason=finish,

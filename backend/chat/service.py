@@ -20,6 +20,7 @@ import anyio
 
 from backend.chat.answer_checks import AnswerChecks
 from backend.chat.cascade import Cascade
+from backend.chat.citations import AnswerCheck
 from backend.chat.coverage import Coverage, uncovered_prompt
 from backend.chat.events import (
     Citation,
@@ -74,6 +75,7 @@ class PreparedTurn:
     started: float
     sources: list[Source] = field(default_factory=list)
     coverage: Coverage | None = None  # do the sources answer the question at all (coverage.py)
+    held_check: tuple[str, AnswerCheck] | None = None  # a held answer's claim check, reused when it is stored
     # Set once the body starts streaming; until then `abandon` owns the placeholder answer.
     streamed: bool = False
 
@@ -220,7 +222,7 @@ class ChatService:
             covered=turn.coverage.covered if turn.coverage else True,
         )
         try:
-            stream = await self._cascade.start(build)
+            stream = await self._cascade.start(build, supported=partial(self._supported, turn))
         except LorechatError as exc:
             outcome.failed(exc)
             return
@@ -249,12 +251,26 @@ class ChatService:
             return
         outcome.completed()
 
+    async def _supported(self, turn: PreparedTurn, text: str) -> bool:
+        """The gate of a tier that holds its answer: every claim found in the sources, and at least one claim
+        unless the sources do not cover the question (then a refusal, which states nothing, is the answer)."""
+        check = await self._checks.check(text=text, hits=turn.hits, creator=turn.request.creator)
+        turn.held_check = (text, check)
+        claims = sum(1 for sentence in check.sentences if sentence.claim)
+        covered = turn.coverage.covered if turn.coverage else True
+        return check.unsupported_claims == 0 and (claims > 0 or not covered)
+
+    async def _checked(self, turn: PreparedTurn, text: str) -> AnswerCheck:
+        if turn.held_check is not None and turn.held_check[0] == text:
+            return turn.held_check[1]
+        return await self._checks.check(text=text, hits=turn.hits, creator=turn.request.creator)
+
     async def _finish(self, turn: PreparedTurn, text: str, outcome: TurnOutcome) -> DoneEvent | ErrorEvent:
         """The final write, then the terminal event: `done` only once the answer is durable (INV-2)."""
         if outcome.status is MessageStatus.streaming:
             outcome.status = MessageStatus.interrupted
         outcome.finalized = True
-        check = await self._checks.check(text=text, hits=turn.hits, creator=turn.request.creator)
+        check = await self._checked(turn, text)
         unanswered = turn.coverage is not None and not turn.coverage.covered
         answer = FinalAnswer(
             assistant_message_id=turn.assistant_message_id,

@@ -41,10 +41,20 @@ def test_every_setting_is_in_config_yaml() -> None:
 
 def test_config_yaml_tiers_are_valid_for_their_kind() -> None:
     tiers = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))["llm"]["tiers"]
-    assert [type(tier).__name__ for tier in LLMSettings(tiers=tiers).tiers] == [
-        "LlamaCppTierSettings",
-        "ExtractiveTierSettings",
-    ]
+    assert [type(tier).__name__ for tier in LLMSettings(tiers=tiers).tiers] == ["ExtractiveTierSettings"]
+
+
+def test_config_yaml_tier_examples_are_valid() -> None:
+    # The commented examples (a hosted model, a local model) must work when a curator uncomments them.
+    example = [
+        line.removeprefix("  #")
+        for line in CONFIG.read_text(encoding="utf-8").splitlines()
+        if line.startswith("  #   ")
+    ]  # "  #   - name: …" and its indented keys
+    tiers = yaml.safe_load("\n".join(example))
+    settings = LLMSettings(tiers=tiers).tiers
+    assert [type(tier).__name__ for tier in settings] == ["OpenAITierSettings", "LlamaCppTierSettings"]
+    assert settings[1].hold_until_supported  # local models are checked before they are shown
 
 
 @pytest.mark.parametrize(

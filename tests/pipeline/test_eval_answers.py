@@ -86,6 +86,33 @@ def test_openai_tier_with_invented_claims_gets_every_one_flagged(
     assert sum(c.supported for c in genuine) / len(genuine) >= 0.95
 
 
+def test_a_held_tier_shows_only_answers_the_check_supports(
+    extractive_run: list[TurnResult], upstream: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    # hold_until_supported (the default for local models): every other answerable turn's upstream answer
+    # carries an invented claim and must never reach the visitor; the extractive tier answers those instead.
+    invents: list[bool] = []
+    for position, result in enumerate(extractive_run):
+        invented = not result.unanswered and position % 2 == 1
+        invents.append(invented)
+        text = result.answer + (INVENTED if invented else "")
+        upstream.enqueue(Script(tokens=[word + " " for word in text.split(" ")]))
+    held = upstream_tier(upstream, first=10.0, idle=10.0).model_copy(update={"hold_until_supported": True})
+    results = anyio.run(run_questions, settings_for([held, extractive_tier()], tmp_path), load_questions(ANSWERS))
+
+    for result, before, invented in zip(results, extractive_run, invents, strict=True):
+        assert INVENTED.strip() not in result.answer, result.id
+        faithful = not any(c.claim and not c.supported for c in before.citations)
+        has_claims = any(c.claim for c in before.citations) or before.unanswered
+        expected = "upstream" if faithful and has_claims and not invented else "extractive"
+        assert result.tier == expected, (result.id, result.tier, result.answer)
+    report = summarize(results)
+    assert report["upstream"]["turns"] >= len(results) // 3, report
+    assert report["upstream"]["unsupported_claim_rate"] == 0.0, report
+    shown = [c for r in results for c in r.citations if c.claim and c.sources]
+    assert sum(c.supported for c in shown) / len(shown) >= 0.95
+
+
 def test_the_cli_shows_each_turn_and_prints_the_table_whole_when_piped(
     lorechat_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -38,7 +38,9 @@ def secondary() -> Iterator[ScriptedOpenAI]:
         yield fake
 
 
-def openai_tier(fake: ScriptedOpenAI, name: str, *, first: float = 1.0, idle: float = 1.0) -> OpenAITier:
+def openai_tier(
+    fake: ScriptedOpenAI, name: str, *, first: float = 1.0, idle: float = 1.0, hold: bool = False
+) -> OpenAITier:
     # Unique names: the metrics registry is process-wide.
     return OpenAITier(
         OpenAITierSettings(
@@ -47,6 +49,7 @@ def openai_tier(fake: ScriptedOpenAI, name: str, *, first: float = 1.0, idle: fl
             model="scripted",
             first_token_timeout_seconds=first,
             idle_timeout_seconds=idle,
+            hold_until_supported=hold,
         )
     )
 
@@ -302,3 +305,63 @@ async def test_a_failing_prompt_builder_does_not_wedge_a_half_open_circuit(prima
     stream = await cascade.start(build)  # the trial slot was given back
     assert stream.tier == first.name
     await stream.aclose()
+
+
+class Gate:
+    """The claim check's verdict, scripted: records every answer it was asked about."""
+
+    def __init__(self, verdict: bool) -> None:
+        self.verdict = verdict
+        self.asked: list[str] = []
+
+    async def __call__(self, text: str) -> bool:
+        self.asked.append(text)
+        return self.verdict
+
+
+async def test_a_held_tier_streams_its_whole_answer_once_the_check_accepts_it(primary, tiers_to_close) -> None:
+    primary.enqueue(Script(tokens=TOKENS, token_interval=0.05, usage=(100, 6)))
+    tier = openai_tier(primary, "held", hold=True)
+    gate = Gate(True)
+    stream = await cascade_of([tier, extractive()], tiers_to_close).start(build, supported=gate)
+
+    assert gate.asked == ["".join(TOKENS)]  # asked once, about the whole answer
+    assert stream.tier == tier.name and stream.fallbacks == []
+    assert [text async for text in stream] == ["".join(TOKENS)]  # then sent at once
+    assert stream.finish_reason == "stop" and stream.usage.completion_tokens == 6
+    assert primary.wait_streams_closed(1)
+
+
+async def test_a_held_answer_the_check_rejects_goes_to_the_next_tier_before_any_token(
+    primary, secondary, tiers_to_close
+) -> None:
+    first, second = openai_tier(primary, "invents", hold=True), openai_tier(secondary, "backup")
+    gate = Gate(False)
+    cascade = cascade_of([first, second], tiers_to_close, failure_threshold=1)
+    stream = await cascade.start(build, supported=gate)
+
+    assert stream.tier == second.name and stream.fallbacks == [(first.name, "unsupported")]
+    assert await drain(stream) == "Backup answer [1]"  # nothing of the rejected answer
+    assert gate.asked == ["".join(TOKENS)]  # the tier after it is not held
+    assert fallbacks(first.name, "unsupported") == 1
+    assert cascade.breakers[first.name].allow()  # an unsupported answer is not an outage
+
+
+async def test_a_held_answer_must_arrive_whole_within_the_first_token_timeout(
+    primary, secondary, tiers_to_close
+) -> None:
+    primary.enqueue(Script(tokens=TOKENS, token_interval=0.2))  # the first token is quick, the whole is not
+    first = openai_tier(primary, "slow-whole", first=0.5, hold=True)
+    second = openai_tier(secondary, "backup")
+    gate = Gate(True)
+    stream = await cascade_of([first, second], tiers_to_close).start(build, supported=gate)
+
+    assert stream.tier == second.name and stream.fallbacks == [(first.name, "first_token_timeout")]
+    assert gate.asked == []
+    assert primary.wait_streams_closed(2)
+
+
+async def test_without_a_gate_a_held_setting_streams_as_usual(primary, tiers_to_close) -> None:
+    tier = openai_tier(primary, "held-ungated", hold=True)
+    stream = await cascade_of([tier], tiers_to_close).start(build)
+    assert await drain(stream) == "".join(TOKENS)
