@@ -31,6 +31,9 @@ class EmbeddingSettings(BaseModel):
 class ChunkingSettings(BaseModel):
     size_tokens: int = Field(256, ge=16, le=8192)
     overlap_tokens: int = Field(32, ge=0)
+    # Embed each chunk's sentences at ingest and store them with it, so a turn never embeds source sentences
+    # (coverage, the extractive tier, the claim check); costs about as much embedding again at ingest.
+    sentence_vectors: bool = True
 
     @model_validator(mode="after")
     def _overlap_smaller_than_size(self) -> ChunkingSettings:

@@ -112,6 +112,9 @@ class EmbeddedChunk:
     chunk: Chunk
     dense: tuple[float, ...]
     sparse: SparseVector
+    # The chunk's sentences embedded at ingest (backend/chat/sentences.py packs them), stored with it so that
+    # answering never embeds source sentences; None: not computed (older index, or switched off).
+    sentence_vectors: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,8 @@ class Hit:
     heading: str = ""
     start_seconds: float | None = None
     end_seconds: float | None = None
+    # As stored with the chunk at ingest; the service moves them into its sentence cache and drops them here.
+    sentence_vectors: str | None = field(default=None, repr=False, compare=False)
 
 
 def format_timestamp(seconds: float) -> str:

@@ -68,6 +68,7 @@ class Indexer:
             prune=prune,
             dry_run=dry_run,
             progress=progress,
+            sentence_vectors=self.chunking.sentence_vectors,
         )
 
     def delete(self, *, creator: str | None = None, document_id: str | None = None) -> int:
@@ -75,8 +76,10 @@ class Indexer:
 
     def write_documents(self, documents: Iterable[Document]) -> int:
         """Chunk, embed and upsert already-parsed documents with ingest's own batch writer, without the hash gate
-        or the catalog (evaluation sets); returns the chunks written."""
-        writer = BatchWriter(retriever=self.retriever, store=self.store, dry_run=False, progress=Progress())
+        or the catalog (evaluation sets, which only rank: no sentence vectors); returns the chunks written."""
+        writer = BatchWriter(
+            retriever=self.retriever, store=self.store, dry_run=False, progress=Progress(), sentence_vectors=False
+        )
         for document in documents:
             writer.add(
                 chunk_document(

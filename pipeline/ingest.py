@@ -20,6 +20,7 @@ from pipeline.catalog_update import CatalogWriter, Listing, catalog_document, up
 from pipeline.chunk import chunk_document
 from pipeline.creators import CREATOR_FILE, CreatorError, discover_creators, load_creator
 from pipeline.progress import Progress
+from pipeline.sentence_vectors import with_sentence_vectors
 from pipeline.sources import ParseError, content_files, parse_file
 
 # How many chunks are embedded and upserted together: large enough to keep the embedder's batches full,
@@ -92,13 +93,16 @@ def ingest(
     prune: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
+    sentence_vectors: bool = True,
 ) -> IngestReport:
     progress = progress or Progress()
     started = time.perf_counter()
     report = IngestReport(dry_run=dry_run)
     plans = _collect(paths, only_creator=only_creator, report=report, progress=progress)
 
-    writer = BatchWriter(retriever=retriever, store=store, dry_run=dry_run, progress=progress)
+    writer = BatchWriter(
+        retriever=retriever, store=store, dry_run=dry_run, progress=progress, sentence_vectors=sentence_vectors
+    )
     listings: list[Listing] = []
 
     for plan in plans:
@@ -107,7 +111,9 @@ def ingest(
         listings.append(listing)
         for document in plan.documents:
             known = indexed.get(document.document_id)
-            if known is not None and known.content_hash == document.content_hash:
+            # Unchanged, unless it was stored before sentence vectors were: then it is embedded again, once.
+            current = known is not None and (known.sentence_vectors or not sentence_vectors)
+            if known is not None and current and known.content_hash == document.content_hash:
                 report.unchanged += 1
                 listing.documents[document.document_id] = catalog_document(document, known.chunk_count)
                 continue
@@ -145,11 +151,14 @@ def ingest(
 class BatchWriter:
     """Buffers chunks so embedding runs in full batches across documents, then writes them."""
 
-    def __init__(self, *, retriever: Retriever, store: Store, dry_run: bool, progress: Progress) -> None:
+    def __init__(
+        self, *, retriever: Retriever, store: Store, dry_run: bool, progress: Progress, sentence_vectors: bool = True
+    ) -> None:
         self._retriever = retriever
         self._store = store
         self._dry_run = dry_run
         self._progress = progress
+        self._sentence_vectors = sentence_vectors  # chunking.sentence_vectors
         self._pending: list[Chunk] = []
         self.written = 0
 
@@ -173,7 +182,10 @@ class BatchWriter:
             return
         batch, self._pending = self._pending, []
         if not self._dry_run:
-            self._store.upsert(self._retriever.embed_chunks(batch))
+            embedded = self._retriever.embed_chunks(batch)
+            if self._sentence_vectors:
+                embedded = with_sentence_vectors(embedded, self._retriever.embedder)
+            self._store.upsert(embedded)
             self.written += len(batch)
         self._progress.chunks_done(len(batch))
 

@@ -2,11 +2,17 @@
 
 The extractive tier, the coverage check and the claim check all compare a question or an answer with source
 sentences. A source sentence is embedded once per process (LRU, keyed by its text), so a turn over chunks seen
-before costs only the question's (or the answer's) own embedding plus a little numpy.
+before costs only the question's (or the answer's) own embedding plus a little numpy. Ingest stores each
+chunk's sentence vectors with it (`pack_vectors`), and retrieval hands them over (`SentenceVectors.seed`), so
+even a chunk no turn has touched costs no embedding: without that a turn over new chunks embedded ~70
+sentences (p50 356 ms on 2 cores, BENCHMARKS.md section 3).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import re
 import threading
 from collections import OrderedDict
@@ -16,6 +22,8 @@ from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
+
+from backend.stages import Hit
 
 # A sentence ends at . ! ? (or a colon that opens a new capitalised sentence) followed by space, at a line
 # break between transcript cues or list items, or at a blank line.
@@ -53,6 +61,34 @@ def split_sentences(text: str) -> tuple[Span, ...]:
     return tuple(spans)
 
 
+def pack_vectors(vectors: np.ndarray | Sequence[np.ndarray]) -> str:
+    """A chunk's sentence vectors as stored with it: "<dimension>:" then float16 rows in base64 (cosines move by
+    less than 1e-3; 2/3 of float32's bytes even after base64)."""
+    matrix = np.asarray(vectors, dtype="<f2")
+    return f"{matrix.shape[1]}:" + base64.b64encode(matrix.tobytes()).decode("ascii")
+
+
+def unpack_vectors(packed: str, rows: int) -> np.ndarray | None:
+    """The rows packed by `pack_vectors`, unit length again, float32; None when they do not fit `rows`
+    sentences (the chunk's text and its vectors disagree: then they are embedded as usual)."""
+    dimension, _, body = packed.partition(":")
+    try:
+        raw = base64.b64decode(body, validate=True)
+        width = int(dimension)
+    except (binascii.Error, ValueError):
+        return None
+    if rows <= 0 or width <= 0 or len(raw) != 2 * rows * width:
+        return None
+    matrix = np.frombuffer(raw, dtype="<f2").reshape(rows, width).astype(np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
+def sentence_texts(text: str) -> list[str]:
+    """What is embedded per sentence of a chunk, in order: the texts `pack_vectors` rows stand for."""
+    return [span.text for span in split_sentences(text)]
+
+
 class TextEmbedder(Protocol):
     def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray: ...
 
@@ -86,6 +122,31 @@ class SentenceVectors:
                 if callable(self._embedder) and not hasattr(self._embedder, "embed_documents"):
                     self._embedder = self._embedder()
         return self._embedder
+
+    def seed(self, hits: Sequence[Hit]) -> list[Hit]:
+        """Cache the sentence vectors stored with these chunks at ingest; returns the hits without them (a turn
+        keeps its hits while it streams, and the vectors are ~20x the chunk's text)."""
+        fresh: list[tuple[str, np.ndarray]] = []
+        bare: list[Hit] = []
+        for hit in hits:
+            if not hit.sentence_vectors:
+                bare.append(hit if hit.sentence_vectors is None else dataclasses.replace(hit, sentence_vectors=None))
+                continue
+            texts = sentence_texts(hit.text)
+            matrix = unpack_vectors(hit.sentence_vectors, len(texts))
+            if matrix is not None:
+                fresh.extend(zip(texts, matrix, strict=True))
+            bare.append(dataclasses.replace(hit, sentence_vectors=None))
+        if fresh:
+            with self._lock:
+                for text, vector in fresh:
+                    if text in self._cache:
+                        self._cache.move_to_end(text)
+                    else:
+                        self._cache[text] = vector
+                while len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+        return bare
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread."""

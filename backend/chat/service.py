@@ -115,7 +115,8 @@ class ChatService:
         )
         search_query = search_query_for(request.question, history)
         creator_slug = request.creator.slug if request.creator else None
-        hits = await self._retrieval.search(search_query, creator=creator_slug)
+        # Sentence vectors stored at ingest go to the shared cache: the answer checks then embed no source text.
+        hits = self._checks.vectors.seed(await self._retrieval.search(search_query, creator=creator_slug))
         turn = await repository.start_turn(
             self._sessions,
             conversation_id=request.conversation_id,

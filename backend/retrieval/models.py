@@ -24,6 +24,9 @@ class DocumentState:
     creator: str
     content_hash: str
     chunk_count: int
+    # Every chunk was stored with its sentence vectors (an index ingested before they existed has none: the
+    # next ingest re-embeds such documents when chunking.sentence_vectors is on).
+    sentence_vectors: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,11 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backend.catalog import Catalog
+from backend.chat.sentences import SentenceVectors, sentence_texts
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
@@ -18,6 +20,7 @@ from backend.storage import catalog_store
 from pipeline.catalog_update import read_catalog
 from pipeline.indexer import Indexer
 from pipeline.ingest import IngestReport
+from tests.backend.chat.test_sentence_vectors import CountingEmbedder
 from tests.conftest import DEMO_CONTENT, PG_URL, indexer
 from tests.databases import throwaway_database
 
@@ -172,6 +175,42 @@ def test_transcript_hits_carry_their_timestamps(corpus: Path, index: Retriever, 
     assert transcript, hits
     assert transcript[0].start_seconds is not None and transcript[0].end_seconds is not None
     assert 0 <= transcript[0].start_seconds < transcript[0].end_seconds <= 69.0
+
+
+def test_chunks_carry_their_sentence_vectors_into_the_answer_checks(
+    corpus: Path, index: Retriever, tmp_path: Path, shared_embedder: Embedder
+) -> None:
+    # Ingest embeds each chunk's sentences once; a turn then finds them cached and embeds no source sentence.
+    run([corpus], index, tmp_path)
+    hits = index.search("how much salt", creator="ada", k=8, mode="hybrid")
+    assert hits and all(hit.sentence_vectors for hit in hits)
+    counting = CountingEmbedder(shared_embedder)
+    vectors = SentenceVectors(counting)
+    bare = vectors.seed(hits)
+    assert [hit.chunk_id for hit in bare] == [hit.chunk_id for hit in hits]
+    assert all(hit.sentence_vectors is None for hit in bare)  # not kept on the turn's hits
+    texts = [text for hit in bare for text in sentence_texts(hit.text)]
+    stored = vectors.encode(texts)
+    assert not counting.embedded  # no model call: every source sentence came from the index
+    live = shared_embedder.embed_documents(texts)
+    assert float(np.min(np.sum(stored * live, axis=1))) > 0.999  # float16 storage keeps the cosines
+
+
+def test_an_index_without_sentence_vectors_gets_them_on_the_next_ingest(
+    corpus: Path, index: Retriever, tmp_path: Path
+) -> None:
+    off = ChunkingSettings(size_tokens=64, overlap_tokens=8, sentence_vectors=False)
+    first = indexer(index, tmp_path, chunking=off).ingest([corpus])
+    assert first.added == 3
+    hits = index.search("how much salt", creator="ada", k=4, mode="hybrid")
+    assert hits and all(hit.sentence_vectors is None for hit in hits)
+    assert indexer(index, tmp_path, chunking=off).ingest([corpus]).unchanged == 3  # off: nothing to catch up
+    # Switched on (the default): the documents stored without them are embedded again, once.
+    upgraded = run([corpus], index, tmp_path)
+    assert (upgraded.updated, upgraded.unchanged) == (3, 0)
+    assert all(hit.sentence_vectors for hit in index.search("how much salt", creator="ada", k=4, mode="hybrid"))
+    assert all(state.sentence_vectors for state in index.store.documents("ada").values())
+    assert run([corpus], index, tmp_path).unchanged == 3
 
 
 def test_delete_document_and_creator(corpus: Path, index: Retriever, tmp_path: Path) -> None:

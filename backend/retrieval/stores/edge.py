@@ -256,4 +256,4 @@ def _point(item: EmbeddedChunk) -> qe.Point:
         DENSE_VECTOR: list(item.dense),
         SPARSE_VECTOR: qe.SparseVector(list(item.sparse.indices), list(item.sparse.values)),
     }
-    return qe.Point(item.chunk.chunk_id, vectors, chunk_payload(item.chunk))
+    return qe.Point(item.chunk.chunk_id, vectors, chunk_payload(item))

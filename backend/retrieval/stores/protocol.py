@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.models import CreatorCounts, DocumentState, QueryVectors, SearchMode
-from backend.stages import Chunk, EmbeddedChunk, Hit
+from backend.stages import EmbeddedChunk, Hit
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,19 @@ class Store(Protocol):
 # Recorded with the index (Edge: a sidecar file; server: collection metadata) and checked on open.
 INDEX_SCHEMA_VERSION = 1
 # The only payload keys documents() needs: reading whole chunks to list documents would be wasteful.
-DOCUMENT_FIELDS = ("document_id", TENANT_FIELD, "document_hash")
+SENTENCE_VECTORS_FIELD = "sentence_vectors"
+# A small flag beside the (large) vectors, so listing documents can tell which were stored with them.
+SENTENCE_VECTORS_STORED = "sentence_vectors_stored"
+DOCUMENT_FIELDS = ("document_id", TENANT_FIELD, "document_hash", SENTENCE_VECTORS_STORED)
 
 
-def chunk_payload(chunk: Chunk) -> dict[str, Any]:
-    """Every Chunk field plus its point id, as stored alongside the vectors."""
-    payload = dataclasses.asdict(chunk)
-    payload["chunk_id"] = chunk.chunk_id
+def chunk_payload(item: EmbeddedChunk) -> dict[str, Any]:
+    """Every Chunk field plus its point id (and its sentence vectors when computed), stored alongside the vectors."""
+    payload = dataclasses.asdict(item.chunk)
+    payload["chunk_id"] = item.chunk.chunk_id
+    if item.sentence_vectors is not None:
+        payload[SENTENCE_VECTORS_FIELD] = item.sentence_vectors
+        payload[SENTENCE_VECTORS_STORED] = True
     return payload
 
 
@@ -117,6 +123,7 @@ def hit_from_payload(point_id: object, score: float, payload: Mapping[str, Any])
         heading=payload.get("heading", ""),
         start_seconds=payload.get("start_seconds"),
         end_seconds=payload.get("end_seconds"),
+        sentence_vectors=payload.get(SENTENCE_VECTORS_FIELD),
     )
 
 
@@ -131,6 +138,7 @@ def aggregate_documents(payloads: Iterable[Mapping[str, Any]]) -> dict[str, Docu
             creator=payload[TENANT_FIELD],
             content_hash=payload["document_hash"],
             chunk_count=(seen.chunk_count if seen else 0) + 1,
+            sentence_vectors=(seen.sentence_vectors if seen else True) and bool(payload.get(SENTENCE_VECTORS_STORED)),
         )
     return states
 

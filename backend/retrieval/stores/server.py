@@ -253,4 +253,4 @@ def _point(item: EmbeddedChunk) -> qm.PointStruct:
         DENSE_VECTOR: list(item.dense),
         SPARSE_VECTOR: qm.SparseVector(indices=list(item.sparse.indices), values=list(item.sparse.values)),
     }
-    return qm.PointStruct(id=item.chunk.chunk_id, vector=vectors, payload=chunk_payload(item.chunk))
+    return qm.PointStruct(id=item.chunk.chunk_id, vector=vectors, payload=chunk_payload(item))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backend.chat.sentences import SentenceVectors
+from backend.chat.sentences import SentenceVectors, pack_vectors, unpack_vectors
 from backend.retrieval.embedder import Embedder
 
 
@@ -89,3 +89,19 @@ def test_a_failed_batch_does_not_leave_waiters_hanging(shared_embedder: Embedder
     one.join(5)
     two.join(5)
     assert not two.is_alive() and len(errors) == 1 and waited[0].shape == (1, 384)
+
+
+def test_packed_vectors_come_back_unit_length_and_refuse_a_wrong_shape(shared_embedder: Embedder) -> None:
+    sentences = ["Salt tightens gluten.", "Preheat the stone for an hour.", "Steam keeps the crust soft."]
+    vectors = shared_embedder.embed_documents(sentences)
+    packed = pack_vectors(vectors)
+    assert len(packed) < vectors.nbytes  # float16 + base64: 2/3 of float32
+    back = unpack_vectors(packed, len(sentences))
+    assert back is not None and back.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(back, axis=1), 1.0, atol=1e-6)
+    assert float(np.min(np.sum(back * vectors, axis=1))) > 0.9999
+    # A chunk whose text and vectors disagree (edited payload, another splitter) is embedded as usual.
+    assert unpack_vectors(packed, 2) is None
+    assert unpack_vectors(packed, 0) is None
+    assert unpack_vectors("not base64!", 3) is None
+    assert unpack_vectors("", 3) is None
