@@ -122,6 +122,16 @@ async def _nothing_more() -> AsyncGenerator[TextDelta, None]:
     yield  # pragma: no cover - makes this an async generator
 
 
+async def _ask(supported: AnswerGate, text: str, tier: str) -> str:
+    """`supported`, `unsupported`, or `check_failed` when the check itself broke (the answer is not shown
+    unchecked: the next tier answers)."""
+    try:
+        return "supported" if await supported(text) else "unsupported"
+    except Exception:
+        log.exception("the claim check of tier %s's held answer failed", tier)
+        return "check_failed"
+
+
 async def _close(deltas: AsyncIterator[TextDelta]) -> None:
     aclose = getattr(deltas, "aclose", None)
     if aclose is None:
@@ -221,8 +231,9 @@ class Cascade:
                 if held:
                     assert supported is not None
                     await _close(deltas)
-                    if not await supported("".join(pieces)):
-                        self._fell_back(fallbacks, tier, "unsupported")
+                    verdict = await _ask(supported, "".join(pieces), tier.name)
+                    if verdict != "supported":
+                        self._fell_back(fallbacks, tier, verdict)
                         continue
                     deltas = _nothing_more()
                 return TierStream(

@@ -365,3 +365,13 @@ async def test_without_a_gate_a_held_setting_streams_as_usual(primary, tiers_to_
     tier = openai_tier(primary, "held-ungated", hold=True)
     stream = await cascade_of([tier], tiers_to_close).start(build)
     assert await drain(stream) == "".join(TOKENS)
+
+
+async def test_a_held_answer_whose_check_breaks_is_not_shown_unchecked(primary, secondary, tiers_to_close) -> None:
+    async def broken(text: str) -> bool:
+        raise RuntimeError("the embedding model is gone")
+
+    first, second = openai_tier(primary, "held-broken-check", hold=True), openai_tier(secondary, "backup")
+    stream = await cascade_of([first, second], tiers_to_close).start(build, supported=broken)
+    assert stream.tier == second.name and stream.fallbacks == [(first.name, "check_failed")]
+    assert await drain(stream) == "Backup answer [1]"
