@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 
 from backend.chat.circuit import CircuitBreaker
 from backend.chat.prompt import Prompt
+from backend.chat.text_buffer import TextBuffer
 from backend.chat.tiers.base import TextDelta, Tier, TierError, TokenUsage
 from backend.chat.tokens import count_tokens
 from backend.errors import ErrorCode, LorechatError
@@ -49,7 +50,7 @@ class TierStream:
         self._deltas = deltas
         self.idle_seconds = tier.settings.idle_timeout_seconds
         self._pending: str | None = first
-        self._parts: list[str] = []
+        self._text = TextBuffer()
         self._upstream_usage = usage
         self._finished = False
         self._closed = False
@@ -57,7 +58,7 @@ class TierStream:
     @property
     def text(self) -> str:
         """Everything yielded so far."""
-        return "".join(self._parts)
+        return str(self._text)
 
     @property
     def usage(self) -> TokenUsage:
@@ -72,7 +73,7 @@ class TierStream:
     async def __anext__(self) -> str:
         if self._pending is not None:
             text, self._pending = self._pending, None
-            self._parts.append(text)
+            self._text.append(text)
             return text
         if self._finished or self._closed:
             raise StopAsyncIteration
@@ -81,7 +82,7 @@ class TierStream:
                 delta = await anext(self._deltas)
                 self._absorb(delta)
                 if delta.text:
-                    self._parts.append(delta.text)
+                    self._text.append(delta.text)
                     return delta.text
         except StopAsyncIteration:
             self._finished = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.chat.running import SHUTDOWN, STALLED, STOPPED
+from backend.chat.text_buffer import TextBuffer
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.records import MessageStatus
 
@@ -19,13 +20,13 @@ class TurnOutcome:
         self.error: LorechatError | None = None
         self.finalized = False
         self.ttft_ms: int | None = None  # from the turn's start to its first token, for the curator dashboard
-        self._sent: list[str] = []  # the text the visitor was sent, piece by piece
+        self._sent = TextBuffer()  # the text the visitor was sent
         self._stream: Any = None  # the cascade's TierStream once a tier answered
 
     @property
     def text(self) -> str:
         """The answer as sent: what gets stored (INV-2)."""
-        return "".join(self._sent)
+        return str(self._sent)
 
     def sent(self, text: str) -> None:
         self._sent.append(text)
