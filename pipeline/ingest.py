@@ -112,8 +112,11 @@ def ingest(
         for document in plan.documents:
             known = indexed.get(document.document_id)
             # Unchanged, unless it was stored before sentence vectors were: then it is embedded again, once.
-            current = known is not None and (known.sentence_vectors or not sentence_vectors)
-            if known is not None and current and known.content_hash == document.content_hash:
+            if (
+                known is not None
+                and known.content_hash == document.content_hash
+                and (known.sentence_vectors or not sentence_vectors)
+            ):
                 report.unchanged += 1
                 listing.documents[document.document_id] = catalog_document(document, known.chunk_count)
                 continue

@@ -186,7 +186,7 @@ class Cascade:
                 breaker.release()
                 self._fell_back(fallbacks, tier, skip)
                 continue
-            held = supported is not None and tier.settings.hold_until_supported
+            gate = supported if tier.settings.hold_until_supported else None  # None: stream at once
             deltas = tier.stream(prompt)
             usage: TokenUsage | None = None
             finish: str | None = None
@@ -197,14 +197,14 @@ class Cascade:
                         try:
                             delta = await anext(deltas)
                         except StopAsyncIteration:
-                            if held and pieces:
+                            if gate is not None and pieces:
                                 break  # the whole held answer is in
                             raise
                         usage = delta.usage or usage
                         finish = delta.finish_reason or finish
                         if delta.text:
                             pieces.append(delta.text)
-                            if not held:
+                            if gate is None:
                                 break
             except asyncio.CancelledError:
                 breaker.release()
@@ -229,10 +229,9 @@ class Cascade:
             else:
                 # The tier works (a held answer the check rejects is a quality verdict, not an outage).
                 breaker.record_success()
-                if held:
-                    assert supported is not None
+                if gate is not None:
                     await _close(deltas)
-                    verdict = await _ask(supported, "".join(pieces), tier.name)
+                    verdict = await _ask(gate, "".join(pieces), tier.name)
                     if verdict != "supported":
                         self._fell_back(fallbacks, tier, verdict)
                         continue

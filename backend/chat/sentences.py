@@ -129,14 +129,14 @@ class SentenceVectors:
         fresh: list[tuple[str, np.ndarray]] = []
         bare: list[Hit] = []
         for hit in hits:
-            if not hit.sentence_vectors:
-                bare.append(hit if hit.sentence_vectors is None else dataclasses.replace(hit, sentence_vectors=None))
+            if hit.sentence_vectors is None:
+                bare.append(hit)
                 continue
+            bare.append(dataclasses.replace(hit, sentence_vectors=None))
             texts = sentence_texts(hit.text)
-            matrix = unpack_vectors(hit.sentence_vectors, len(texts))
+            matrix = unpack_vectors(hit.sentence_vectors, len(texts))  # None for "" (a chunk without sentences)
             if matrix is not None:
                 fresh.extend(zip(texts, matrix, strict=True))
-            bare.append(dataclasses.replace(hit, sentence_vectors=None))
         if fresh:
             with self._lock:
                 for text, vector in fresh:
