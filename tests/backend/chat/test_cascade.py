@@ -166,7 +166,9 @@ async def test_429_opens_the_circuit_even_below_the_failure_threshold(primary, s
 async def test_circuit_half_opens_after_the_cool_down(primary, tiers_to_close) -> None:
     now = [0.0]
     primary.enqueue(Script(status=500))
-    first, fallback = openai_tier(primary, "recovering"), extractive()
+    # A roomy first-token timeout: this is about the circuit, and a trial answer slower than 1 s on a loaded CI
+    # machine fell back to the extractive tier once.
+    first, fallback = openai_tier(primary, "recovering", first=5.0), extractive()
     tiers_to_close.extend([first, fallback])
     cascade = Cascade(
         [first, fallback], CircuitSettings(failure_threshold=1, cooldown_seconds=10), clock=lambda: now[0]
