@@ -51,9 +51,13 @@ class RetrievalGate:
             mean = self._search_seconds
             self._search_seconds = took if mean == 0.0 else mean + _SMOOTHING * (took - mean)
 
-    async def search(self, query: str, *, creator: str | None) -> list[Hit]:
+    def admit(self) -> None:
+        """Refuse now (503) a search the queue could not serve in time; `search` checks it again when it runs."""
         if self._busy():
             raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
+
+    async def search(self, query: str, *, creator: str | None) -> list[Hit]:
+        self.admit()
         try:
             with anyio.fail_after(self._timeout):
                 search = partial(self._timed_search, query, creator)

@@ -19,6 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer as _FastTokenizer
 
 from backend.errors import ErrorCode, LorechatError
+from backend.retrieval.onnx_encoder import OnnxEncoder
 from backend.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -89,6 +90,11 @@ class Embedder:
         # The model reads at most this many of its own tokens (special tokens included) and silently drops the
         # rest; chunks are cut to fit it (pipeline/chunk.py), and the index records it.
         self.max_tokens: int = _window(self._model, source)
+        # ONNX models of the usual layout are called directly (onnx_encoder.py): same vectors, ~2 ms less per
+        # query and one GIL hand-back instead of one per torch op.
+        self._direct = (
+            OnnxEncoder.for_model(self._model, max_tokens=self.max_tokens) if self.backend != "torch" else None
+        )
         # Tokenizers are not safe to share across threads mid-call; encode calls are serialized. Counting
         # (chunking) uses its own copy, so it never waits for a batch being encoded. Batches of documents or
         # sentences (ingest, the answer checks) take the lock one slice at a time and step aside while a query
@@ -168,6 +174,8 @@ class Embedder:
 
     def _encode(self, texts: Sequence[str], *, prompt: str, batch_size: int) -> np.ndarray:
         """The model call; the caller holds `_lock`."""
+        if self._direct is not None:
+            return self._direct.encode(texts, prompt=prompt)
         vectors = self._model.encode(
             list(texts),
             prompt=prompt or None,

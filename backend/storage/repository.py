@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -173,6 +173,17 @@ async def start_turn(
             ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1
         ) from exc
     return Turn(conversation_id, user.id, assistant.id, history, created)
+
+
+async def withdraw_turn(sessions: Sessions, turn: Turn) -> None:
+    """Undo `start_turn` for a turn that never began (its search failed): its two messages go, and the
+    conversation too when this turn created it, so the visitor's retry is stored once, not twice."""
+    async with db_errors(), sessions() as session, session.begin():
+        await session.execute(
+            delete(Message).where(Message.id.in_((turn.user_message_id, turn.assistant_message_id)))
+        )
+        if turn.created:
+            await session.execute(delete(Conversation).where(Conversation.id == turn.conversation_id))
 
 
 async def _no_live_turn(session: AsyncSession, conversation_id: str, now: datetime) -> None:

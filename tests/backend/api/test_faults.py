@@ -11,10 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from backend.settings import IndexSettings, LimitSettings, RetrievalSettings
 from backend.storage.cache import redis_client
+from backend.storage.models import Conversation
 from backend.storage.records import ConversationDetail
 from backend.storage.repository import Sessions
 from tests.backend.api.harness import (
@@ -420,3 +422,49 @@ async def test_f6_the_search_queue_admits_by_expected_wait(
     else:
         assert second.stream.done, second
         assert waited > 1.0  # it queued behind the running search
+
+
+async def test_f6_a_failed_search_leaves_no_question_stored(
+    fake: ScriptedOpenAI, upstream: ScriptedOpenAI, api_index: Path, tmp_path: Path
+) -> None:
+    """The question is stored while the search runs; a search that fails takes it back: the 503's retry is the
+    only copy, in a new conversation and in an existing one."""
+    backend = Backend("embedded", "", "")
+    with live_app(
+        template=api_index,
+        workdir=tmp_path,
+        backend=backend,
+        tiers=[upstream_tier(fake)],
+        index=IndexSettings(timeout_seconds=0.5),
+    ) as app:
+        assert app.server is not None
+        retriever = app.server.state["retriever"]
+        real_store = retriever.store
+        async with app.client() as client:
+            first = await post_chat(client, {"query": QUESTION})
+            follow_up = {"query": FOLLOW_UP, "conversation_id": first.conversation_id}
+            slow = SlowStore(real_store, delay=2)
+            retriever.store = slow  # test instrumentation: the same store, made slow
+            try:
+                refused_new = await post_chat(client, {"query": "Does rye need more water?"})
+                refused_follow_up = await post_chat(client, follow_up)
+            finally:
+                await asyncio.to_thread(slow.idle.wait, 10)
+                retriever.store = real_store
+            async with app.db() as db:
+                after_refusals = await stored_turn(db, first.conversation_id)
+                async with db() as session:
+                    conversations = await session.scalar(select(func.count()).select_from(Conversation))
+            retried = await post_chat(client, follow_up)
+            async with app.db() as db:
+                after_retry = await stored_turn(db, first.conversation_id)
+    assert_error(refused_new, 503, "index_unavailable")
+    assert_error(refused_follow_up, 503, "index_unavailable")
+    assert conversations == 1, "the refused new conversation was kept"
+    assert [m.content for m in after_refusals.messages] == [QUESTION, first.stream.text]
+    assert retried.stream.done
+    assert [(m.role, m.content) for m in after_retry.messages[2:]] == [
+        ("user", FOLLOW_UP),
+        ("assistant", retried.stream.text),
+    ]
+    assert [m.seq for m in after_retry.messages] == [0, 1, 2, 3]

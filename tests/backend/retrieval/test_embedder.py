@@ -11,6 +11,7 @@ import pytest
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder, get_embedder, model_cache_dir
+from backend.retrieval.onnx_encoder import OnnxEncoder
 from backend.settings import EmbeddingSettings
 
 SENTENCES = [
@@ -133,3 +134,28 @@ def test_a_text_past_the_window_embeds_like_its_head(embedder: Embedder) -> None
     assert embedder.count_tokens(head) > embedder.max_tokens
     a, b = embedder.embed_documents([head, head + "Completely different tail about sourdough bread."])
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_the_direct_onnx_path_gives_sentence_transformers_vectors(embedder: Embedder) -> None:
+    """Queries and batches (padded to their longest text, one past the window) skip `encode` but not its
+    result; int8 goes the same way."""
+    assert embedder._direct is not None  # the bundled model has the plain layout
+    texts = [*SENTENCES, "The checkpointer writes dirty buffers to disk. " * 30, "Why?"]
+    model = embedder._model
+    expected = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(embedder.embed_documents(texts, batch_size=len(texts)), expected, atol=1e-6)
+    expected_query = model.encode([SENTENCES[2]], normalize_embeddings=True, convert_to_numpy=True)[0]
+    np.testing.assert_allclose(embedder.embed_query(SENTENCES[2]), expected_query, atol=1e-6)
+
+
+def test_a_model_off_the_plain_layout_keeps_sentence_transformers(embedder: Embedder) -> None:
+    """Another pooling (here max), and the direct path is declined rather than approximated."""
+    model = embedder._model
+    pooling = model[1]
+    mode = pooling.pooling_mode
+    pooling.pooling_mode = "max"
+    try:
+        assert OnnxEncoder.for_model(model, max_tokens=embedder.max_tokens) is None
+    finally:
+        pooling.pooling_mode = mode
+    assert OnnxEncoder.for_model(model, max_tokens=embedder.max_tokens) is not None
