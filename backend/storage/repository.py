@@ -179,9 +179,7 @@ async def withdraw_turn(sessions: Sessions, turn: Turn) -> None:
     """Undo `start_turn` for a turn that never began (its search failed): its two messages go, and the
     conversation too when this turn created it, so the visitor's retry is stored once, not twice."""
     async with db_errors(), sessions() as session, session.begin():
-        await session.execute(
-            delete(Message).where(Message.id.in_((turn.user_message_id, turn.assistant_message_id)))
-        )
+        await session.execute(delete(Message).where(Message.id.in_((turn.user_message_id, turn.assistant_message_id))))
         if turn.created:
             await session.execute(delete(Conversation).where(Conversation.id == turn.conversation_id))
 
