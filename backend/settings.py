@@ -73,8 +73,12 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(1.0, gt=0, le=10)
     bm25_weight: float = Field(1.0, gt=0, le=10)
     snippet_chars: int = Field(320, ge=40)
-    # Searches run at once in the service (query embedding is CPU-bound: about the core count) ...
-    max_concurrent: int = Field(2, ge=1, le=64)
+    # Searches in flight at once (each in a worker thread) ... The model runs one query at a time anyway (the
+    # embedder's lock); more slots let queued searches wait there, in their threads, instead of in the event
+    # loop, where each hand-over of a slot costs loop iterations: with hundreds of streams open those take
+    # ~0.1 s each, and 2 slots served fewer than 10 searches a second (BENCHMARKS.md §11: 197 of 600 turns
+    # timed out with 2 slots, none with 8).
+    max_concurrent: int = Field(8, ge=1, le=64)
     # ... and how long a new question may expect to wait for one (from recent search times), or how many may
     # wait, before new questions get a quick 503 with Retry-After.
     max_wait_seconds: float = Field(2.0, gt=0, le=60)

@@ -1,7 +1,8 @@
 """Retrieval under back-pressure: a bounded number of searches at once, bursts refused, each one bounded in time.
 
-Query embedding is CPU-bound, so more searches than `retrieval.max_concurrent` at once only slow every one of
-them. A new search waits its turn while the searches queued ahead of it should finish within
+At most `retrieval.max_concurrent` searches are in flight, each in a worker thread; the model embeds one query at
+a time (the embedder's lock), so the others queue in their threads, where waiting costs the event loop nothing. A
+new search waits its turn while the searches queued ahead of it should finish within
 `retrieval.max_wait_seconds` (estimated from recent search times) and fewer than `retrieval.max_waiting` wait;
 beyond either it is refused at once (503, Retry-After 1) rather than after the full timeout. Admission by time,
 not by count alone: on a busy machine a search takes longer, and a burst the queue can still clear in a second
