@@ -1,14 +1,14 @@
 """The ONNX model called directly: Rust tokenizer → one `InferenceSession.run` → pooling in numpy.
 
 sentence-transformers' `encode` wraps the same ONNX session in the transformers tokenizer, torch tensors
-converted to numpy and back, and a torch op per pooling step. For one short query that wrapping cost ~2 ms of the
-~6.5 ms (BENCHMARKS.md §11), and every torch op gives up and re-takes the GIL: under load, with the event loop
-holding the GIL, each hand-back waits up to the interpreter's switch interval, so a search thread queued behind
-a busy loop once per op. Here a query takes the GIL back once, after `run`.
+converted to numpy and back, and a torch op per pooling step, each giving up and re-taking the GIL. For one
+short query that wrapping cost ~2 ms of the ~6.5 ms (BENCHMARKS.md §11); here a query takes the GIL back once,
+after `run`.
 
 Only the plain layout is taken this way (Transformer → mean or CLS pooling → optional Normalize, a fast
 tokenizer, no lower-casing step of its own); `OnnxEncoder.for_model` returns None for anything else, and also when
-its vectors for a probe text differ from the model's own, so the embedder keeps using `encode` there.
+its vectors for a probe text differ from the model's own, so the embedder keeps using `encode` there. Vectors
+are always L2-normalized, as the embedder always asks `encode` for them.
 """
 
 from __future__ import annotations
@@ -38,11 +38,10 @@ Pooling = Literal["mean", "cls"]
 class OnnxEncoder:
     """Not thread-safe (the tokenizer): the embedder calls it under its lock."""
 
-    def __init__(self, *, session: Any, tokenizer: Tokenizer, pooling: Pooling, normalize: bool, pad_id: int) -> None:
+    def __init__(self, *, session: Any, tokenizer: Tokenizer, pooling: Pooling, pad_id: int) -> None:
         self._session = session
         self._tokenizer = tokenizer
         self._pooling = pooling
-        self._normalize = normalize
         self._pad_id = pad_id
         self._inputs = [item.name for item in session.get_inputs()]
         self._output = session.get_outputs()[0].name
@@ -53,7 +52,7 @@ class OnnxEncoder:
         layout = _plain_layout(model)
         if layout is None:
             return None
-        session, fast, pooling, normalize = layout
+        session, fast, pooling = layout
         tokenizer = copy.deepcopy(fast)
         tokenizer.no_padding()  # the batch pads itself, to its longest text
         tokenizer.enable_truncation(max_length=max_tokens)
@@ -62,11 +61,13 @@ class OnnxEncoder:
             session=session,
             tokenizer=tokenizer,
             pooling=pooling,
-            normalize=normalize,
             pad_id=int(pad_id) if pad_id is not None else 0,
         )
         probe = [_PROBE, _PROBE[:20]]
-        theirs = np.asarray(model.encode(probe, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
+        theirs = np.asarray(
+            model.encode(probe, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
         ours = encoder.encode(probe)
         if ours.shape != theirs.shape or float(np.abs(ours - theirs).max()) > _PROBE_TOLERANCE:
             log.warning("the direct ONNX path does not reproduce this model's vectors; using sentence-transformers")
@@ -74,7 +75,7 @@ class OnnxEncoder:
         return encoder
 
     def encode(self, texts: Sequence[str], *, prompt: str = "") -> np.ndarray:
-        """Shape (len(texts), dimension), float32; one `run` for the whole batch."""
+        """Shape (len(texts), dimension), float32, L2-normalized; one `run` for the whole batch (`texts` not empty)."""
         encodings = self._tokenizer.encode_batch([prompt + text for text in texts] if prompt else list(texts))
         width = max(len(encoding.ids) for encoding in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
@@ -93,13 +94,12 @@ class OnnxEncoder:
             weights = mask[:, :, None].astype(tokens.dtype)
             vectors = (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         vectors = np.asarray(vectors, dtype=np.float32)
-        if self._normalize:
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        # As sentence-transformers' normalize_embeddings (and its Normalize module) do it.
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def _plain_layout(model: SentenceTransformer) -> tuple[Any, Tokenizer, Pooling, bool] | None:
-    """(session, fast tokenizer, pooling, normalize) when `model` is Transformer → Pooling → [Normalize] on ONNX."""
+def _plain_layout(model: SentenceTransformer) -> tuple[Any, Tokenizer, Pooling] | None:
+    """(session, fast tokenizer, pooling) when `model` is Transformer → Pooling → [Normalize] on ONNX."""
     modules = list(model)
     names = [type(module).__name__ for module in modules]
     if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
@@ -114,4 +114,4 @@ def _plain_layout(model: SentenceTransformer) -> tuple[Any, Tokenizer, Pooling, 
     mode = getattr(pooling, "pooling_mode", None)
     if mode not in ("mean", "cls") or not getattr(pooling, "include_prompt", True):
         return None
-    return session, fast, mode, len(modules) == 3
+    return session, fast, mode

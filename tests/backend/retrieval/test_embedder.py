@@ -159,3 +159,16 @@ def test_a_model_off_the_plain_layout_keeps_sentence_transformers(embedder: Embe
     finally:
         pooling.pooling_mode = mode
     assert OnnxEncoder.for_model(model, max_tokens=embedder.max_tokens) is not None
+
+
+def test_the_direct_path_normalizes_a_model_without_a_normalize_module(embedder: Embedder) -> None:
+    """The embedder always asks for L2-normalized vectors; a model that stops at its pooling gets them too."""
+    from sentence_transformers import SentenceTransformer
+
+    model = embedder._model
+    unnormalized = SentenceTransformer(modules=[model[0], model[1]], device="cpu")
+    direct = OnnxEncoder.for_model(unnormalized, max_tokens=embedder.max_tokens)
+    assert direct is not None
+    vectors = direct.encode(SENTENCES)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(vectors, embedder.embed_documents(SENTENCES), atol=1e-6)
