@@ -53,12 +53,13 @@ class RetrievalGate:
             self._search_seconds = took if mean == 0.0 else mean + _SMOOTHING * (took - mean)
 
     def admit(self) -> None:
-        """Refuse now (503) a search the queue could not serve in time; `search` checks it again when it runs."""
+        """Refuse now (503) a search the queue could not serve in time. Called before `search`, and before the
+        turn's write that runs beside it: a refused question is never stored."""
         if self._busy():
             raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
 
     async def search(self, query: str, *, creator: str | None) -> list[Hit]:
-        self.admit()
+        """An admitted search, in a worker thread under the slots, bounded by `index.timeout_seconds`."""
         try:
             with anyio.fail_after(self._timeout):
                 search = partial(self._timed_search, query, creator)
