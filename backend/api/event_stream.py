@@ -16,6 +16,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from backend.api.middleware import BODY_SEND
 from backend.chat.events import DoneEvent, ErrorEvent, SourcesEvent, frame, token_frame
 from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, TurnControl
 from backend.chat.stream_log import TurnLog
@@ -127,6 +128,9 @@ class TurnEventStream(Response):
         control = TurnControl()
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            # The start went through every middleware (headers, CORS); the body skips those that only look at the
+            # start (middleware.BODY_SEND), when the app runs behind RequestContext.
+            send = scope.get(BODY_SEND, send)
             sink = SseSink(send, self._log)
             watcher = asyncio.ensure_future(self._watch_client(receive, sink, control))
             try:

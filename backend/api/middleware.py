@@ -13,6 +13,14 @@ from backend.metrics import REQUESTS
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
+# Scope key: the `send` RequestContext was given, for a long response's body messages (api/event_stream.py). Every
+# middleware below RequestContext (BodySizeLimit, CORS, Starlette's exception layers) only reads or amends the
+# `http.response.start` message and passes body messages on unchanged, so once the start has gone down the
+# whole chain a stream may skip those wrappers: four Python calls less per token. A middleware that rewrites
+# bodies (compression, say) must not be added below RequestContext; tests/backend/api/test_chat.py
+# keeps that list.
+BODY_SEND = "lorechat.body_send"
+
 
 class RequestContext:
     """Accepts a sane incoming X-Request-ID or makes one; echoes it and counts the request by route."""
@@ -27,6 +35,7 @@ class RequestContext:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SANE_REQUEST_ID.match(incoming) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
+        scope[BODY_SEND] = send
         status = 500
 
         async def send_with_id(message: Message) -> None:

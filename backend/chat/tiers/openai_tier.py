@@ -12,13 +12,18 @@ import openai
 from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.sse_deltas import ChatStreamDecoder
+from backend.chat.tiers.upstream_transport import UpstreamTransport
 from backend.settings import OpenAITierSettings
+
+# No cap on connections to one upstream (the SDK's default is 1,000, as many as one worker may stream): the
+# service's own admission (stream slots, rate limits) bounds them. Idle ones are kept as the SDK keeps them.
+UPSTREAM_LIMITS = httpx2.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=5.0)
 
 
 class OpenAITier(AlwaysReady):
     kind = "openai"
 
-    def __init__(self, settings: OpenAITierSettings) -> None:
+    def __init__(self, settings: OpenAITierSettings, *, transport: httpx2.AsyncBaseTransport | None = None) -> None:
         if not settings.base_url or not settings.model:
             raise ValueError(f"tier {settings.name!r}: kind openai needs base_url and model")
         self.name = settings.name
@@ -33,6 +38,10 @@ class OpenAITier(AlwaysReady):
             # first-token and idle deadlines; these client timeouts are only a backstop.
             max_retries=0,
             timeout=openai.Timeout(slowest + 5.0, connect=settings.first_token_timeout_seconds),
+            # httpx over plain asyncio sockets (upstream_transport.py): a cheaper read per streamed token.
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=transport or UpstreamTransport(limits=UPSTREAM_LIMITS), limits=UPSTREAM_LIMITS
+            ),
         )
 
     async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:

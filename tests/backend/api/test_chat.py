@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from fastapi.middleware.cors import CORSMiddleware
+
+from backend.api.middleware import BodySizeLimit, RequestContext
+from backend.app import create_app
 from backend.chat.events import Source
 from tests.backend.api.conftest import DEFAULT_TOKENS
 from tests.backend.api.harness import EXTRACTIVE, UPSTREAM, LiveApp, make_token
@@ -103,3 +107,24 @@ async def test_extractive_answers_when_it_is_the_only_tier_left(main_app: LiveAp
         reply = await post_chat(client, {"query": QUESTION, "creator": "hazel-marsh"})
     stream = reply.stream
     assert stream.done["cascade_tier"] == EXTRACTIVE and "[1]" in stream.text
+
+
+def test_only_middleware_that_passes_bodies_through_sits_below_request_context(main_app: LiveApp) -> None:
+    """A stream's body skips the middleware below RequestContext (middleware.BODY_SEND): each of them may look
+    at the response's start, none may change a body message. A new one (compression, say) must sit above it."""
+    classes = [entry.cls for entry in create_app(main_app.settings).user_middleware]
+    assert classes[0] is RequestContext
+    assert set(classes[1:]) <= {BodySizeLimit, CORSMiddleware}, classes
+
+
+async def test_a_stream_from_an_allowed_origin_carries_the_middlewares_headers(
+    main_app: LiveApp, upstream: ScriptedOpenAI
+) -> None:
+    origin = main_app.settings.server.cors_origins[0]
+    async with main_app.client() as client:
+        reply = await post_chat(client, {"query": QUESTION}, headers={"Origin": origin, "X-Request-ID": "widget-0001"})
+    assert reply.status == 200
+    assert reply.headers["access-control-allow-origin"] == origin
+    assert "x-conversation-id" in reply.headers["access-control-expose-headers"].lower()
+    assert reply.headers["x-request-id"] == "widget-0001"
+    assert reply.stream.text == "".join(DEFAULT_TOKENS) and reply.stream.done["cascade_tier"] == UPSTREAM
