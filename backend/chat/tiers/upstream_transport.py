@@ -242,9 +242,19 @@ class AsyncioStream(AsyncNetworkStream):
                 raise httpcore2.WriteError("the upstream connection was lost while writing")
 
     async def aclose(self) -> None:
-        transport = self._connection.transport
-        if transport is not None and not transport.is_closing():
+        """Closed when this returns, as anyio's stream is: `close()` only schedules the socket's close for a later
+        loop turn, and an upstream left mid-answer must learn it now (D2), even if the loop is busy after us."""
+        connection = self._connection
+        transport = connection.transport
+        if transport is None or connection.lost:
+            return
+        if not transport.is_closing():
             transport.close()
+        try:
+            await asyncio.sleep(0)  # the turn in which the transport closes its socket
+        finally:
+            if not connection.lost:
+                transport.abort()
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
