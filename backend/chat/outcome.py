@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from backend.chat.running import SHUTDOWN, STALLED, STOPPED
-from backend.chat.text_buffer import TextBuffer
 from backend.errors import ErrorCode, LorechatError
 from backend.storage.records import MessageStatus
 
@@ -20,16 +19,22 @@ class TurnOutcome:
         self.error: LorechatError | None = None
         self.finalized = False
         self.ttft_ms: int | None = None  # from the turn's start to its first token, for the curator dashboard
-        self._sent = TextBuffer()  # the text the visitor was sent
+        # The text the visitor was sent: the first `_sent_chars` of the tier stream's text (which also holds the
+        # piece being written, until its write returns). One copy of the answer per turn, not two.
+        self._sent_chars = 0
         self._stream: Any = None  # the cascade's TierStream once a tier answered
 
     @property
     def text(self) -> str:
         """The answer as sent: what gets stored (INV-2)."""
-        return str(self._sent)
+        if self._stream is None or not self._sent_chars:
+            return ""
+        text: str = self._stream.text
+        return text if len(text) == self._sent_chars else text[: self._sent_chars]
 
     def sent(self, text: str) -> None:
-        self._sent.append(text)
+        """`text`, the attached stream's latest piece, reached the visitor."""
+        self._sent_chars += len(text)
 
     def attach(self, stream: Any) -> None:
         self._stream = stream
@@ -43,7 +48,7 @@ class TurnOutcome:
 
     def failed(self, error: LorechatError) -> None:
         # Nothing streamed yet: a plain error. Something streamed: the partial answer is interrupted (F9).
-        self.status = MessageStatus.interrupted if self._sent else MessageStatus.error
+        self.status = MessageStatus.interrupted if self._sent_chars else MessageStatus.error
         self.error = error
         self._take_usage()
 
