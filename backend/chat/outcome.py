@@ -27,10 +27,7 @@ class TurnOutcome:
     @property
     def text(self) -> str:
         """The answer as sent: what gets stored (INV-2)."""
-        if self._stream is None or not self._sent_chars:
-            return ""
-        text: str = self._stream.text
-        return text if len(text) == self._sent_chars else text[: self._sent_chars]
+        return self._stream.text[: self._sent_chars] if self._stream is not None else ""
 
     def sent(self, text: str) -> None:
         """`text`, the attached stream's latest piece, reached the visitor."""
