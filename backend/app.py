@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import anyio
 from fastapi import FastAPI
@@ -200,6 +200,16 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestContext)
-    for module in (chat, resume, conversations, creators, health, admin, site, feedback, admin_dashboard):
+    app.router.routes.append(chat.ChatRoute())
+    for module in (resume, conversations, creators, health, admin, site, feedback, admin_dashboard):
         app.include_router(module.router)
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI describes its own routes only; the schema is built once and kept, as FastAPI keeps it.
+        if app.openapi_schema is None:
+            app.openapi_schema = chat.document(fastapi_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

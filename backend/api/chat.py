@@ -1,33 +1,37 @@
-"""POST /api/v1/chat: validate, limit, prepare the turn, then stream it as server-sent events."""
+"""POST /api/v1/chat: validate, limit, prepare the turn, then stream it as server-sent events.
+
+A plain ASGI route, not a FastAPI one: a stream lives for minutes, and FastAPI's request handling (its routing
+layers, the solved dependencies, three exit stacks) would stay alive, suspended, under every open stream. The
+route still sits behind every middleware and the app's exception handlers, so its errors keep the one JSON shape
+(api/errors.py), and `document` puts it in the OpenAPI schema as FastAPI would.
+"""
 
 from __future__ import annotations
 
+import email.message
+import json
 import re
 from functools import partial
+from typing import Any
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
-from backend.api.deps import (
-    CatalogDep,
-    ChatDep,
-    ClientIpDep,
-    LimiterDep,
-    OwnerDep,
-    SessionsDep,
-    SettingsDep,
-    SlotsDep,
-    StreamLogDep,
-)
+from backend.api.deps import catalog_of, client_ip_of, principal_of
 from backend.api.event_stream import TurnEventStream
-from backend.chat.service import PreparedTurn, TurnRequest
+from backend.chat.service import ChatService, PreparedTurn, TurnRequest
 from backend.errors import ErrorCode, LorechatError
+from backend.limits import RateLimiter
+from backend.settings import Settings
 from backend.sites import admit_site
 from backend.storage.cleaning import clean_text
 from backend.storage.models import ID_PATTERN
+from backend.stream_slots import StreamSlots
 
-router = APIRouter(tags=["chat"])
-
+PATH = "/api/v1/chat"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -52,41 +56,87 @@ class ChatRequest(BaseModel):
         return cleaned
 
 
-@router.post(
-    "/api/v1/chat",
-    response_class=TurnEventStream,
-    responses={
-        200: {"content": {"text/event-stream": {}}, "description": "sources, token…, then done or error"},
-        404: {"description": "Unknown creator or conversation"},
-        409: {"description": "An answer is already streaming in this conversation"},
-        413: {"description": "Body too large"},
-        403: {"description": "The named site may not be used from this origin or for this creator"},
-        422: {"description": "Invalid request"},
-        429: {"description": "Rate limited (Retry-After)"},
-        503: {"description": "A dependency is unavailable (Retry-After)"},
-    },
-)
-async def chat(
-    body: ChatRequest,
-    request: Request,
-    chat: ChatDep,
-    catalog: CatalogDep,
-    limiter: LimiterDep,
-    slots: SlotsDep,
-    owner: OwnerDep,
-    ip: ClientIpDep,
-    settings: SettingsDep,
-    sessions: SessionsDep,
-    stream_log: StreamLogDep,
-) -> TurnEventStream:
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "sources, token…, then done or error"},
+    404: {"description": "Unknown creator or conversation"},
+    409: {"description": "An answer is already streaming in this conversation"},
+    413: {"description": "Body too large"},
+    403: {"description": "The named site may not be used from this origin or for this creator"},
+    422: {"description": "Invalid request"},
+    429: {"description": "Rate limited (Retry-After)"},
+    503: {"description": "A dependency is unavailable (Retry-After)"},
+}
+
+
+class ChatRoute(Route):
+    """The chat route; names itself in the scope as FastAPI's routes do (the request metrics read it)."""
+
+    def __init__(self) -> None:
+        super().__init__(PATH, endpoint=chat, methods=["POST"], name="chat")
+        self.app = chat  # the endpoint is an ASGI app itself, not a function of a Request (Starlette's reading)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+async def chat(scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope, receive)
+    body = await read_chat_request(request)
+    stream = await start_stream(request, body)
+    await stream(scope, receive, send)
+
+
+async def read_chat_request(request: Request) -> ChatRequest:
+    """The body as FastAPI reads one (JSON when the type says so or says nothing), refused with the same 422s."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type")
+    if content_type and not _is_json(content_type):
+        raise _invalid({"type": "model_attributes_type", "loc": ("body",), "msg": "Send the body as JSON"})
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # bad JSON or bad UTF-8
+        raise _invalid({"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}"}) from None
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
+
+
+def _is_json(content_type: str) -> bool:
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _invalid(error: dict[str, Any]) -> RequestValidationError:
+    return RequestValidationError([{**error, "input": None}])
+
+
+async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
+    """Admits the turn (creator, limits, site, stream slot), prepares it, and returns its response."""
+    settings: Settings = request.app.state.settings
+    chat: ChatService = request.state.chat
+    limiter: RateLimiter = request.state.limiter
+    slots: StreamSlots = request.state.slots
+    principal = principal_of(request)
+    owner = principal.user_id if principal else None
+    ip = client_ip_of(request)
     creator = None
     if body.creator is not None:
-        creator = catalog.creator(body.creator)
+        creator = (await catalog_of(request)).creator(body.creator)
         if creator is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
     await limiter.check(user_id=owner, client_ip=ip, creator=body.creator)
     # Origin, creators and daily budget of the named site (403 / 429), counted per site: backend/sites.py.
-    await admit_site(sessions, settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator)
+    await admit_site(
+        request.state.sessions, settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator
+    )
     slot = await slots.acquire(ip)
     try:
         turn = await chat.prepare(
@@ -104,6 +154,7 @@ async def chat(
         raise
 
     handed_over = False
+    stream_log = request.state.stream_log
 
     async def on_detach() -> bool:
         # The visitor left a resumable answer: their stream slot is free for the reconnect, and the answer goes
@@ -137,3 +188,23 @@ def _stream_headers(turn: PreparedTurn) -> dict[str, str]:
         # Known before the first event, so the widget can stop a turn even before `done` names it.
         "X-Conversation-Id": turn.conversation_id,
     }
+
+
+def document(schema: dict[str, Any]) -> dict[str, Any]:
+    """Adds the chat route to the app's OpenAPI schema, as FastAPI would describe it."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ChatRequest"] = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema["paths"][PATH] = {
+        "post": {
+            "tags": ["chat"],
+            "summary": "Chat",
+            "description": "Ask a question; the answer streams as server-sent events.",
+            "operationId": "chat",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatRequest"}}},
+            },
+            "responses": {str(status): response for status, response in RESPONSES.items()},
+        }
+    }
+    return schema

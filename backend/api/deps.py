@@ -54,7 +54,7 @@ def _stream_log(request: Request) -> StreamLog | None:
     return request.state.stream_log
 
 
-async def _catalog(request: Request) -> Catalog:
+async def catalog_of(request: Request) -> Catalog:
     """The lifespan's catalog, re-read when another process ingested; app.state's (site-only tests) or empty."""
     shared = getattr(request.state, "shared_catalog", None)
     if shared is not None:
@@ -63,16 +63,16 @@ async def _catalog(request: Request) -> Catalog:
     return catalog if isinstance(catalog, Catalog) else Catalog()
 
 
-def _principal(request: Request) -> Principal | None:
+def principal_of(request: Request) -> Principal | None:
     return decode_bearer(request.headers.get("authorization"), request.app.state.settings.auth)
 
 
-def _owner(principal: Annotated[Principal | None, Depends(_principal)]) -> str | None:
+def _owner(principal: Annotated[Principal | None, Depends(principal_of)]) -> str | None:
     """Whose conversations the caller may see: the signed-in user, or None for an anonymous visitor."""
     return principal.user_id if principal else None
 
 
-def _client_ip(request: Request) -> str:
+def client_ip_of(request: Request) -> str:
     settings: Settings = request.app.state.settings
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers, settings.limits.trusted_proxies)
@@ -86,7 +86,7 @@ SlotsDep = Annotated[StreamSlots, Depends(_slots)]
 RunningDep = Annotated[RunningTurns, Depends(_running)]
 StopBusDep = Annotated[StopBus, Depends(_stop_bus)]
 StreamLogDep = Annotated[StreamLog | None, Depends(_stream_log)]
-CatalogDep = Annotated[Catalog, Depends(_catalog)]
-PrincipalDep = Annotated[Principal | None, Depends(_principal)]
+CatalogDep = Annotated[Catalog, Depends(catalog_of)]
+PrincipalDep = Annotated[Principal | None, Depends(principal_of)]
 OwnerDep = Annotated[str | None, Depends(_owner)]
-ClientIpDep = Annotated[str, Depends(_client_ip)]
+ClientIpDep = Annotated[str, Depends(client_ip_of)]

@@ -109,6 +109,19 @@ async def test_extractive_answers_when_it_is_the_only_tier_left(main_app: LiveAp
     assert stream.done["cascade_tier"] == EXTRACTIVE and "[1]" in stream.text
 
 
+async def test_the_chat_route_is_described_in_the_openapi_schema(main_app: LiveApp) -> None:
+    # A plain ASGI route (api/chat.py), which FastAPI would not describe by itself.
+    async with main_app.client() as client:
+        schema = (await client.get("/openapi.json")).json()
+    chat = schema["paths"]["/api/v1/chat"]["post"]
+    body = chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = schema["components"]["schemas"][body]
+    assert set(fields["properties"]) == {"query", "creator", "conversation_id", "personality_weight", "site"}
+    assert fields["required"] == ["query"] and fields["additionalProperties"] is False
+    assert "text/event-stream" in chat["responses"]["200"]["content"]
+    assert {"404", "413", "422", "429"} <= set(chat["responses"])
+
+
 def test_only_middleware_that_passes_bodies_through_sits_below_request_context(main_app: LiveApp) -> None:
     """A stream's body skips the middleware below RequestContext (middleware.BODY_SEND): each of them may look
     at the response's start, none may change a body message. A new one (compression, say) must sit above it."""

@@ -40,6 +40,8 @@ async def test_metrics_and_stream_gauge_back_to_zero(main_app: LiveApp, upstream
     for name in ("lorechat_http_requests_total", "lorechat_time_to_sources_seconds", "lorechat_tier_answers_total"):
         assert name in text
     assert f'lorechat_tier_answers_total{{tier="{UPSTREAM}"}}' in text
+    # The chat route is a plain ASGI route (api/chat.py), still counted under its own path.
+    assert 'lorechat_http_requests_total{route="/api/v1/chat",status="200"}' in text
 
 
 async def test_unrouted_requests_use_the_error_shape(main_app: LiveApp) -> None:
