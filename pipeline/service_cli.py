@@ -18,12 +18,14 @@ def serve(host: str | None, port: int | None) -> None:
     """
     from backend.app import create_app
     from backend.logging import configure_logging
+    from backend.malloc_arenas import limit_malloc_arenas
     from backend.server import Server, uvicorn_config
     from backend.settings import get_settings
     from pipeline.indexer import Indexer
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    limit_malloc_arenas(settings.server.malloc_arenas)  # before the app starts any thread
     # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP).
     config = uvicorn_config(
         create_app(settings, ingest=partial(Indexer.from_settings, settings)),

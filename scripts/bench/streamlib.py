@@ -55,9 +55,11 @@ def serve_service(
     *,
     redis_url: str = "",
     resume_seconds: int = 600,
+    malloc_arenas: int | None = None,
 ) -> None:
 
     from backend.app import create_app
+    from backend.malloc_arenas import limit_malloc_arenas
     from backend.server import Server, uvicorn_config
     from backend.settings import (
         LimitSettings,
@@ -74,11 +76,18 @@ def serve_service(
         llm=LLMSettings(tiers=[tier]),
         # Every bench stream comes from 127.0.0.1: hourly limits off, stream cap far above the load.
         limits=LimitSettings(user_per_hour=0, ip_per_hour=0, creator_per_hour=0, concurrent_streams_per_ip=100_000),
-        server=ServerSettings(port=port, token_coalesce_seconds=coalesce, resume_seconds=resume_seconds),
+        server=ServerSettings(
+            port=port,
+            token_coalesce_seconds=coalesce,
+            resume_seconds=resume_seconds,
+            **({} if malloc_arenas is None else {"malloc_arenas": malloc_arenas}),
+        ),
         database={"url": database_url, "pool_size": 20},
         redis={"url": redis_url},
     )
-    # Served exactly as `lorechat serve` serves it: uvicorn_config's bounded request heads included (L5).
+    # Served exactly as `lorechat serve` serves it: its malloc arenas and uvicorn_config's bounded request heads
+    # (L5) included.
+    limit_malloc_arenas(settings.server.malloc_arenas)
     config = uvicorn_config(
         create_app(settings), settings.server, host="127.0.0.1", port=port, log_level="warning", access_log=False,
         backlog=4096,
