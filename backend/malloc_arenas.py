@@ -1,11 +1,11 @@
 """glibc's malloc arenas, capped for the server process.
 
-glibc gives each thread that allocates while another holds the main heap an arena of its own, up to eight per
-core, and memory freed in one arena is never reused by another. In this service the worker threads (retrieval,
-the embedder, SQLite) allocate each turn's hits and payloads, so their arenas grow with the streams open while
-free space in the main heap sits unused: measured with 300 streams open, RSS grew 116 KiB a stream with glibc's
-default and 74 KiB with two arenas, for the same live data (BENCHMARKS.md §13). Two arenas keep the event loop
-and the threads from contending for one lock, as MALLOC_ARENA_MAX=2 does for many Python services.
+glibc gives each new thread a malloc arena of its own, up to eight per core, and memory freed in one arena is
+never reused by another. In this service the worker threads (retrieval, the embedder, SQLite) allocate each
+turn's hits and payloads, so their arenas grow with the streams open while free space in the main heap sits
+unused: with 300 streams held open, RSS grew 110–116 KiB a stream with glibc's default and 74–97 KiB with two
+arenas, for the same live data (BENCHMARKS.md §13). Two, not one, so the event loop and the threads do not all
+queue on one lock; MALLOC_ARENA_MAX=2 is the same cap, set from outside.
 """
 
 from __future__ import annotations

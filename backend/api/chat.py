@@ -94,7 +94,8 @@ async def read_chat_request(request: Request) -> ChatRequest:
     raw = await request.body()
     content_type = request.headers.get("content-type")
     if content_type and not _is_json(content_type):
-        raise _invalid({"type": "model_attributes_type", "loc": ("body",), "msg": "Send the body as JSON"})
+        expected = "expected a JSON body (Content-Type: application/json)"
+        raise _invalid({"type": "model_attributes_type", "loc": ("body",), "msg": expected})
     try:
         data = json.loads(raw)
     except ValueError as exc:  # bad JSON or bad UTF-8
