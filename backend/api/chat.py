@@ -20,16 +20,23 @@ from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from backend.api.deps import catalog_of, client_ip_of, principal_of
+from backend.api.deps import (
+    catalog_of,
+    chat_of,
+    client_ip_of,
+    limiter_of,
+    owner_of,
+    sessions_of,
+    settings_of,
+    slots_of,
+    stream_log_of,
+)
 from backend.api.event_stream import TurnEventStream
-from backend.chat.service import ChatService, PreparedTurn, TurnRequest
+from backend.chat.service import PreparedTurn, TurnRequest
 from backend.errors import ErrorCode, LorechatError
-from backend.limits import RateLimiter
-from backend.settings import Settings
 from backend.sites import admit_site
 from backend.storage.cleaning import clean_text
 from backend.storage.models import ID_PATTERN
-from backend.stream_slots import StreamSlots
 
 PATH = "/api/v1/chat"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -121,22 +128,17 @@ def _invalid(error: dict[str, Any]) -> RequestValidationError:
 
 async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
     """Admits the turn (creator, limits, site, stream slot), prepares it, and returns its response."""
-    settings: Settings = request.app.state.settings
-    chat: ChatService = request.state.chat
-    limiter: RateLimiter = request.state.limiter
-    slots: StreamSlots = request.state.slots
-    principal = principal_of(request)
-    owner = principal.user_id if principal else None
-    ip = client_ip_of(request)
+    settings, chat, slots = settings_of(request), chat_of(request), slots_of(request)
+    owner, ip = owner_of(request), client_ip_of(request)
     creator = None
     if body.creator is not None:
         creator = (await catalog_of(request)).creator(body.creator)
         if creator is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
-    await limiter.check(user_id=owner, client_ip=ip, creator=body.creator)
+    await limiter_of(request).check(user_id=owner, client_ip=ip, creator=body.creator)
     # Origin, creators and daily budget of the named site (403 / 429), counted per site: backend/sites.py.
     await admit_site(
-        request.state.sessions, settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator
+        sessions_of(request), settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator
     )
     slot = await slots.acquire(ip)
     try:
@@ -155,7 +157,7 @@ async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
         raise
 
     handed_over = False
-    stream_log = request.state.stream_log
+    stream_log = stream_log_of(request)
 
     async def on_detach() -> bool:
         # The visitor left a resumable answer: their stream slot is free for the reconnect, and the answer goes

@@ -18,38 +18,39 @@ from backend.settings import Settings
 from backend.storage.repository import Sessions
 from backend.stream_slots import StreamSlots
 
-# request.state carries the lifespan's State (a copy per request of the same objects).
+# request.state carries the lifespan's State (a copy per request of the same objects). Routes take these as
+# dependencies; the chat route, a plain ASGI one (api/chat.py), calls them directly.
 
 
-def _settings(request: Request) -> Settings:
+def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _chat(request: Request) -> ChatService:
+def chat_of(request: Request) -> ChatService:
     return request.state.chat
 
 
-def _sessions(request: Request) -> Sessions:
+def sessions_of(request: Request) -> Sessions:
     return request.state.sessions
 
 
-def _limiter(request: Request) -> RateLimiter:
+def limiter_of(request: Request) -> RateLimiter:
     return request.state.limiter
 
 
-def _slots(request: Request) -> StreamSlots:
+def slots_of(request: Request) -> StreamSlots:
     return request.state.slots
 
 
-def _running(request: Request) -> RunningTurns:
+def running_of(request: Request) -> RunningTurns:
     return request.state.running
 
 
-def _stop_bus(request: Request) -> StopBus:
+def stop_bus_of(request: Request) -> StopBus:
     return request.state.stop_bus
 
 
-def _stream_log(request: Request) -> StreamLog | None:
+def stream_log_of(request: Request) -> StreamLog | None:
     """The resumable-stream log, None when this deployment keeps no streams (no Redis)."""
     return request.state.stream_log
 
@@ -67,8 +68,9 @@ def principal_of(request: Request) -> Principal | None:
     return decode_bearer(request.headers.get("authorization"), request.app.state.settings.auth)
 
 
-def _owner(principal: Annotated[Principal | None, Depends(principal_of)]) -> str | None:
+def owner_of(request: Request) -> str | None:
     """Whose conversations the caller may see: the signed-in user, or None for an anonymous visitor."""
+    principal = principal_of(request)
     return principal.user_id if principal else None
 
 
@@ -78,15 +80,15 @@ def client_ip_of(request: Request) -> str:
     return client_ip(peer, request.headers, settings.limits.trusted_proxies)
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-ChatDep = Annotated[ChatService, Depends(_chat)]
-SessionsDep = Annotated[Sessions, Depends(_sessions)]
-LimiterDep = Annotated[RateLimiter, Depends(_limiter)]
-SlotsDep = Annotated[StreamSlots, Depends(_slots)]
-RunningDep = Annotated[RunningTurns, Depends(_running)]
-StopBusDep = Annotated[StopBus, Depends(_stop_bus)]
-StreamLogDep = Annotated[StreamLog | None, Depends(_stream_log)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+ChatDep = Annotated[ChatService, Depends(chat_of)]
+SessionsDep = Annotated[Sessions, Depends(sessions_of)]
+LimiterDep = Annotated[RateLimiter, Depends(limiter_of)]
+SlotsDep = Annotated[StreamSlots, Depends(slots_of)]
+RunningDep = Annotated[RunningTurns, Depends(running_of)]
+StopBusDep = Annotated[StopBus, Depends(stop_bus_of)]
+StreamLogDep = Annotated[StreamLog | None, Depends(stream_log_of)]
 CatalogDep = Annotated[Catalog, Depends(catalog_of)]
 PrincipalDep = Annotated[Principal | None, Depends(principal_of)]
-OwnerDep = Annotated[str | None, Depends(_owner)]
+OwnerDep = Annotated[str | None, Depends(owner_of)]
 ClientIpDep = Annotated[str, Depends(client_ip_of)]
