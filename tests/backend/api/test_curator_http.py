@@ -59,7 +59,8 @@ async def _answer(client: httpx.AsyncClient, db: Sessions, body: dict[str, objec
 async def test_feedback_replaces_and_follows_conversation_ownership(
     app: AsgiApp, db: Sessions, upstream: ScriptedOpenAI
 ) -> None:
-    alice = f"alice-{uuid.uuid4().hex[:6]}"
+    # Names of this test's own: the feedback budget is per user in Redis, which outlives a run.
+    alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
     async with app.client(token=make_token(alice)) as as_alice:
         reply = await post_chat(as_alice, {"query": QUESTION, "creator": CREATOR})
         answer = await assert_turn_stored(db, reply, question=QUESTION, owner_id=alice)
@@ -71,7 +72,7 @@ async def test_feedback_replaces_and_follows_conversation_ownership(
         assert down.status_code == 200 and down.json() | {"updated_at": None} == {
             "message_id": answer.id, "rating": "down", "comment": "Wrong fold.", "updated_at": None,
         }  # fmt: skip
-    async with app.client(token=make_token("bob")) as as_bob, app.client() as anonymous:
+    async with app.client(token=make_token(bob)) as as_bob, app.client() as anonymous:
         for client in (as_bob, anonymous):
             assert_error(
                 await client.post(f"/api/v1/messages/{answer.id}/feedback", json={"rating": "up"}), 404, "not_found"
