@@ -16,6 +16,8 @@ BOUNDARIES = {
     "qdrant_edge": {"backend/retrieval/stores/edge.py", "backend/retrieval/sparse.py"},
     "qdrant_client": {"backend/retrieval/stores/server.py"},
     "openai": {"backend/chat/tiers/openai_tier.py"},
+    # the upstream's HTTP/1.1 is parsed in one place, under the openai tier's transport
+    "httptools": {"backend/chat/tiers/upstream_connection.py"},
     # native model code runs only in the model's own process (llama_cpp_child), never in the API
     "llama_cpp": {"backend/chat/tiers/llama_cpp_child.py"},
     # the embedder and its direct ONNX path (which reads the model's layout) are the one embedding adapter

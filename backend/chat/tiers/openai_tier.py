@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from collections.abc import AsyncGenerator
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -38,9 +40,12 @@ class OpenAITier(AlwaysReady):
             # first-token and idle deadlines; these client timeouts are only a backstop.
             max_retries=0,
             timeout=openai.Timeout(slowest + 5.0, connect=settings.first_token_timeout_seconds),
-            # httpx over plain asyncio sockets (upstream_transport.py): a cheaper read per streamed token.
+            # HTTP/1.1 on asyncio sockets, parsed in C (upstream_transport.py): a cheaper read per streamed token.
+            # Behind a proxy from the environment (HTTP(S)_PROXY, NO_PROXY), httpx's own transport, which speaks it.
             http_client=openai.DefaultAsyncHttpxClient(
-                transport=transport or UpstreamTransport(limits=UPSTREAM_LIMITS), limits=UPSTREAM_LIMITS
+                transport=transport
+                or (UpstreamTransport(limits=UPSTREAM_LIMITS) if _direct(settings.base_url) else None),
+                limits=UPSTREAM_LIMITS,
             ),
         )
 
@@ -58,7 +63,11 @@ class OpenAITier(AlwaysReady):
                 stream_options={"include_usage": True},
             ) as response:
                 decoder = ChatStreamDecoder()
-                async for chunk in response.http_response.aiter_bytes():
+                http = response.http_response
+                # Without a content coding the body is the transport's own iterator: httpx's two generator layers
+                # (raw bytes, then decoding) only pass each piece on.
+                body = http.stream if "content-encoding" not in http.headers else http.aiter_bytes()
+                async for chunk in body:  # type: ignore[union-attr]  # httpx's async stream, as the transport gave it
                     delta = decoder.feed(chunk)
                     if delta is not None:
                         yield delta
@@ -77,6 +86,15 @@ class OpenAITier(AlwaysReady):
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _direct(base_url: str) -> bool:
+    """Whether the environment's proxy settings leave this upstream to be reached directly."""
+    url = urlsplit(base_url)
+    proxies = urllib.request.getproxies()
+    if url.scheme not in proxies and "all" not in proxies:
+        return True
+    return bool(urllib.request.proxy_bypass(url.hostname or ""))
 
 
 def _status_error(exc: openai.APIStatusError) -> TierError:
