@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -23,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import ServerSettings
+from backend.startup_heap import freeze_startup_heap
 
 log = logging.getLogger("lorechat.server")
 
@@ -173,7 +175,17 @@ class ExitSignal:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, telling the app about SIGTERM/SIGINT as soon as it arrives (`ExitSignal`)."""
+    """uvicorn's server, telling the app about SIGTERM/SIGINT as soon as it arrives (`ExitSignal`), and with
+    `freeze_startup_heap` keeping what the app built at startup out of the garbage collector (startup_heap.py)."""
+
+    def __init__(self, config: uvicorn.Config, *, freeze_startup_heap: bool = False) -> None:
+        super().__init__(config)
+        self._freeze_startup_heap = freeze_startup_heap
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._freeze_startup_heap and not self.should_exit:
+            freeze_startup_heap()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

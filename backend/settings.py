@@ -261,6 +261,9 @@ class ServerSettings(BaseModel):
     # glibc malloc arenas for `lorechat serve` (backend/malloc_arenas.py): worker threads' arenas otherwise grow
     # with the open streams while free memory elsewhere sits unused. 0 keeps glibc's default (8 per core).
     malloc_arenas: int = Field(2, ge=0, le=64)
+    # `lorechat serve` keeps the objects built at startup out of Python's garbage collector (backend/startup_heap.py):
+    # a full collection otherwise walks them all on the event loop, stalling every open stream for ~0.5 s.
+    freeze_startup_heap: bool = True
 
 
 class SiteSettings(BaseModel):

@@ -35,7 +35,8 @@ def serve(host: str | None, port: int | None) -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
     )
-    server = Server(config)  # uvicorn's, telling open streams about SIGTERM at once (F12)
+    # uvicorn's, telling open streams about SIGTERM at once (F12) and freezing the startup heap once it is built.
+    server = Server(config, freeze_startup_heap=settings.server.freeze_startup_heap)
     server.run()
     if not server.started:
         raise SystemExit(3)  # as uvicorn.run: the app failed to start (the log says why)

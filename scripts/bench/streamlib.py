@@ -56,6 +56,7 @@ def serve_service(
     redis_url: str = "",
     resume_seconds: int = 600,
     malloc_arenas: int | None = None,
+    freeze_startup_heap: bool = True,
 ) -> None:
 
     from backend.app import create_app
@@ -80,19 +81,20 @@ def serve_service(
             port=port,
             token_coalesce_seconds=coalesce,
             resume_seconds=resume_seconds,
+            freeze_startup_heap=freeze_startup_heap,
             **({} if malloc_arenas is None else {"malloc_arenas": malloc_arenas}),
         ),
         database={"url": database_url, "pool_size": 20},
         redis={"url": redis_url},
     )
-    # Served exactly as `lorechat serve` serves it: its malloc arenas and uvicorn_config's bounded request heads
-    # (L5) included.
+    # Served exactly as `lorechat serve` serves it: its malloc arenas, its frozen startup heap and uvicorn_config's
+    # bounded request heads (L5) included.
     limit_malloc_arenas(settings.server.malloc_arenas)
     config = uvicorn_config(
         create_app(settings), settings.server, host="127.0.0.1", port=port, log_level="warning", access_log=False,
         backlog=4096,
     )  # fmt: skip
-    Server(config).run()
+    Server(config, freeze_startup_heap=settings.server.freeze_startup_heap).run()
 
 
 def ingest_demo(data_dir: Path, database_url: str) -> None:
