@@ -1,4 +1,5 @@
-"""Parsers: every format on small files written here, and every kind of bad input (the demo corpus has its own file)."""
+"""Parsers: every format on small files written here, and every kind of bad input (the demo corpus and the
+transcript formats have their own files)."""
 
 from __future__ import annotations
 
@@ -9,57 +10,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from backend.stages import Document
-from pipeline.sources import SUPPORTED_SUFFIXES, ParseError, ParseResult, content_files, parse_file
-
-
-def write(root: Path, rel: str, data: str | bytes) -> Path:
-    path = root / "ada" / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        path.write_text(data, encoding="utf-8", newline="")
-    else:
-        path.write_bytes(data)
-    return path
-
-
-def parse(path: Path) -> ParseResult:
-    root = next(p for p in path.parents if p.name == "ada")
-    return parse_file(path, creator="ada", creator_root=root)
-
-
-def parse_one(path: Path) -> Document:
-    result = parse(path)
-    assert result.errors == []
-    assert len(result.documents) == 1
-    return result.documents[0]
-
-
-def text_pdf(lines: list[str], *, title: str | None = None) -> bytes:
-    """A one-page PDF with real text: the smallest file pypdf will extract from."""
-    body = "BT /F1 12 Tf 14 TL 72 720 Td " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
-    info = f"/Title ({title})" if title else ""
-    objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        "/Resources << /Font << /F1 5 0 R >> >> >>",
-        f"<< /Length {len(body)} >>\nstream\n{body}\nendstream",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        f"<< {info} >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n{obj}\nendobj\n".encode())
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    out.write("".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
-
+from pipeline.sources import SUPPORTED_SUFFIXES, ParseError, content_files
+from tests.pipeline.source_files import parse, parse_one, text_pdf, write
 
 # --- identity ---------------------------------------------------------------------------------------
 
@@ -227,80 +179,6 @@ def test_truncated_pdf(tmp_path: Path) -> None:
     whole = text_pdf(["Complete sentence."])
     with pytest.raises(ParseError, match=r"ada/cut\.pdf: "):
         parse(write(tmp_path, "cut.pdf", whole[: len(whole) // 3]))
-
-
-# --- transcripts ------------------------------------------------------------------------------------
-
-
-SRT = (
-    "\ufeff1\r\n00:00:01,000 --> 00:00:04,500\r\n<i>Hello</i> and\r\nwelcome.\r\n\r\n"
-    "2\r\n00:00:05,000 --> 00:01:02,250\r\n{\\an8}Salt &amp; time.\r\n\r\n"
-    "3\r\n00:01:03,000 --> 00:01:04,000\r\n<font color=red></font>\r\n\r\n"
-    "01:00:00,5 --> 01:00:01,000\r\nNo counter line.\r\n"
-)
-
-
-def test_srt_cues(tmp_path: Path) -> None:
-    doc = parse_one(write(tmp_path, "talks/first-talk.srt", SRT))
-    assert doc.title == "First talk"
-    assert [(b.kind, b.text, b.start_seconds, b.end_seconds) for b in doc.blocks] == [
-        ("cue", "Hello and welcome.", 1.0, 4.5),
-        ("cue", "Salt & time.", 5.0, 62.25),
-        ("cue", "No counter line.", 3600.5, 3601.0),
-    ]
-
-
-VTT = """WEBVTT - Kitchen Talk
-Kind: captions
-
-STYLE
-::cue { color: yellow; }
-
-NOTE this note
-spans lines
-
-intro
-00:01.000 --> 00:04.000 align:start position:10% line:85%
-<v Ada Lovelace>Feed the <c.yellow>starter</c>.</v>
-
-00:00:04.500 --> 00:00:07.000
-<v.loud Bob><00:00:05.000>Then <b>wait</b>.
-
-NOTE trailing
-"""
-
-
-def test_vtt_cues(tmp_path: Path) -> None:
-    doc = parse_one(write(tmp_path, "talk.vtt", VTT))
-    assert doc.title == "Kitchen Talk"
-    assert [(b.text, b.start_seconds, b.end_seconds) for b in doc.blocks] == [
-        ("Feed the starter.", 1.0, 4.0),
-        ("Then wait.", 4.5, 7.0),
-    ]
-    assert all(b.kind == "cue" for b in doc.blocks)
-
-
-def test_vtt_cue_right_after_header(tmp_path: Path) -> None:
-    doc = parse_one(write(tmp_path, "tight.vtt", "WEBVTT\n00:00.000 --> 00:02.000\nNo blank line.\n"))
-    assert doc.blocks[0].text == "No blank line." and doc.title == "Tight"
-
-
-@pytest.mark.parametrize(
-    ("name", "text", "reason"),
-    [
-        ("a.vtt", "WEBVTT\n\n00:01.000 --> 00:0x.000\nBad.\n", r"line 3: malformed cue timing '00:01\.000 --> 00:0x"),
-        ("b.vtt", "WEBVTT\n\n00:01.000 -> 00:02.000\nArrow.\n", "line 3: malformed cue timing"),
-        ("c.vtt", "WEBVTT\n\n00:75.000 --> 00:76.000\nSeconds.\n", "line 3: malformed cue timing"),
-        ("d.vtt", "Hello\n\n00:01.000 --> 00:02.000\nNo header.\n", "first line must be 'WEBVTT'"),
-        ("e.vtt", "WEBVTT\n\nNOTE only a note\n", "no cues with text found"),
-        ("f.srt", "1\n00:00:05,000 --> 00:00:01,000\nBackwards.\n", "line 2: cue ends before it starts"),
-        ("g.srt", "1\n00:00:01 --> 00:00:02\nNo millis.\n", "line 2: malformed cue timing"),
-        ("h.srt", "just some words\nnot a subtitle\n", "line 1: malformed cue timing"),
-    ],
-)
-def test_bad_transcripts(tmp_path: Path, name: str, text: str, reason: str) -> None:
-    with pytest.raises(ParseError, match=reason):
-        parse(write(tmp_path, name, text))
 
 
 # --- jsonl ------------------------------------------------------------------------------------------
