@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, cast
 
 import anyio
 from starlette.responses import Response
@@ -75,6 +76,39 @@ class SseSink:
             self._log.append(event_id, body)
         await self._write(body)
 
+    def send_text_now(self, text: str) -> Awaitable[None] | None:
+        """`send_text` without a task step, for a caller inside a callback (the token relay, chat/relay.py): the
+        ASGI `send` runs inline up to where it would wait. None when the write is done; else an awaitable that
+        finishes it (the visitor's socket is full: the server waits for it to drain before writing)."""
+        event_id = self._next_id
+        self._next_id = event_id + 1
+        body = token_frame(text, event_id)
+        if self._log is not None:
+            self._log.append(event_id, body)
+        send = self._send
+        if send is None:
+            return None
+        # An ASGI send is a coroutine function: stepped here as a task would step it.
+        sending = cast(Coroutine[Any, Any, None], send({"type": "http.response.body", "body": body, "more_body": True}))
+        try:
+            waiting = sending.send(None)
+        except StopIteration:
+            return None
+        except OSError:
+            if self._log is None:
+                raise
+            self._send = None
+            return None
+        return self._finish(sending, waiting)
+
+    async def _finish(self, sending: Coroutine[Any, Any, None], waiting: object) -> None:
+        try:
+            await finish_coroutine(sending, waiting)
+        except OSError:
+            if self._log is None:
+                raise
+            self._send = None
+
     async def _write(self, body: bytes) -> None:
         send = self._send
         if send is None:
@@ -93,6 +127,29 @@ class SseSink:
     async def close(self) -> None:
         if self._log is not None:
             await self._log.close()
+
+
+async def finish_coroutine(coroutine: Coroutine[Any, Any, None], waiting: object) -> None:
+    """Go on with a coroutine that `send(None)` left suspended on `waiting`, as the task running it would have:
+    resume it once what it waits on is done; if we are cancelled meanwhile, it is cancelled where it waits."""
+    while True:
+        try:
+            if asyncio.isfuture(waiting):
+                await asyncio.wait((waiting,))
+            elif waiting is None:  # a bare yield: one loop turn
+                await asyncio.sleep(0)
+            else:
+                raise RuntimeError(f"an ASGI send waited on {waiting!r}, not an asyncio future")
+        except BaseException as exc:
+            try:
+                waiting = coroutine.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration:
+            return
 
 
 TurnRunner = Callable[[SseSink, TurnControl], Awaitable[None]]

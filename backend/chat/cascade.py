@@ -54,6 +54,8 @@ class TierStream:
         self._upstream_usage = usage
         self._finished = False
         self._closed = False
+        self._on_text: Callable[[str], None] = _ignore
+        self._on_end: Callable[[LorechatError | None], None] = _ignore
 
     @property
     def text(self) -> str:
@@ -91,11 +93,46 @@ class TierStream:
         except Exception as exc:  # a TierError, or anything else the upstream client threw mid-answer
             await self.aclose()
             log.warning("tier %s failed mid-answer: %s", self.tier, getattr(exc, "reason", type(exc).__name__))
-            raise LorechatError(
-                ErrorCode.upstream_interrupted,
-                "The answer was interrupted; please try again.",
-                extra={"tier": self.tier},
-            ) from None
+            raise self._interrupted() from None
+
+    def push(self, on_text: Callable[[str], None], on_end: Callable[[LorechatError | None], None]) -> bool:
+        """Push mode (chat/relay.py): every further non-empty piece goes to `on_text` as it arrives, inside the
+        upstream socket's callback, then `on_end` is called once (None: complete; else upstream_interrupted, F9).
+        False when the tier cannot push (or a piece is still pending): iterate instead."""
+        push = getattr(self._deltas, "push", None)
+        if push is None or self._pending is not None or self._finished or self._closed:
+            return False
+        self._on_text, self._on_end = on_text, on_end
+        return bool(push(self._pushed, self._push_ended))
+
+    def hold(self) -> None:
+        """In push mode: nothing more is pushed, and the upstream's socket is not read, until `release`."""
+        self._deltas.hold()  # type: ignore[attr-defined]  # push() succeeded: the deltas push
+
+    def release(self) -> None:
+        self._deltas.release()  # type: ignore[attr-defined]
+
+    def _pushed(self, delta: TextDelta) -> None:
+        if delta.finish_reason or delta.usage is not None:
+            self._absorb(delta)
+        text = delta.text
+        if text:
+            self._text.append(text)
+            self._on_text(text)
+
+    def _push_ended(self, error: BaseException | None) -> None:
+        if error is None:
+            self._finished = True
+            self.finish_reason = self.finish_reason or "stop"
+            self._on_end(None)
+            return
+        log.warning("tier %s failed mid-answer: %s", self.tier, getattr(error, "reason", type(error).__name__))
+        self._on_end(self._interrupted())
+
+    def _interrupted(self) -> LorechatError:
+        return LorechatError(
+            ErrorCode.upstream_interrupted, "The answer was interrupted; please try again.", extra={"tier": self.tier}
+        )
 
     def stalled(self) -> LorechatError:
         """The error for a tier silent past its idle timeout (the turn's watchdog measures it: running.py)."""
@@ -115,6 +152,10 @@ class TierStream:
             return
         self._closed = True
         await _close(self._deltas)
+
+
+def _ignore(_: object) -> None:
+    return None
 
 
 async def _nothing_more() -> AsyncGenerator[TextDelta, None]:

@@ -36,6 +36,7 @@ from backend.chat.final_write import FinalAnswer, FinalWriter
 from backend.chat.history import ConversationHistory
 from backend.chat.outcome import TurnOutcome
 from backend.chat.prompt import Prompt, build_prompt, search_query_for
+from backend.chat.relay import relay_answer
 from backend.chat.retrieval_gate import RetrievalGate
 from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, RunningTurns, TurnControl
 from backend.chat.sentences import SentenceVectors
@@ -229,13 +230,7 @@ class ChatService:
         control.since = control.now()
 
     async def _generate(self, turn: PreparedTurn, outcome: TurnOutcome, sink: EventSink, control: TurnControl) -> None:
-        """The token loop, the service's hot path: per network read of the upstream, one write to the sink.
-
-        No timer or scope per piece (the watchdog reads `control`'s clocks). While pieces come less than two
-        coalescing windows apart, the loop waits one window before reading again, so what arrived meanwhile
-        goes out in one write (the upstream's socket buffers it): fewer, larger writes only while tokens are
-        dense; at a steady 20 tokens/s no piece waits.
-        """
+        """The answer: the cascade's first tier that answers, then its pieces to the sink (relay.py)."""
         request = turn.request
         build: Callable[[Tier], Prompt] = partial(
             _prompt_for,
@@ -257,20 +252,10 @@ class ChatService:
         TIME_TO_FIRST_TOKEN.labels(stream.tier).observe(ttft)
         outcome.ttft_ms = round(ttft * 1000)
         control.idle_seconds = stream.idle_seconds
-        window = self._coalesce_seconds
-        now = control.now
-        last = now()
         try:
-            async for text in stream:
-                control.sending = True
-                control.since = now()
-                await sink.send_text(text)
-                outcome.sent(text)  # only what reached the sink is the answer (INV-2)
-                control.sending = False
-                previous, last = last, now()
-                control.since = last
-                if last - previous < 2 * window:  # dense: let the next pieces gather for one write
-                    await asyncio.sleep(window)
+            await relay_answer(
+                stream=stream, sink=sink, outcome=outcome, control=control, window=self._coalesce_seconds
+            )
         except LorechatError as exc:
             outcome.failed(exc)
             return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -65,8 +65,10 @@ class Tier(Protocol):
         """Start or load what the tier needs (from the lifespan), waiting at most `wait_seconds`."""
         ...
 
-    def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
-        """An async generator of deltas; closing it (aclose) must release the upstream promptly."""
+    def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
+        """An async iterator (a generator, say) of deltas, with an `aclose()` that releases the upstream promptly.
+        One that can also push its deltas (`push`, `hold`, `release`: openai_tier.OpenAIStream) is relayed from
+        the socket's callback after its first token (chat/relay.py)."""
         ...
 
     async def aclose(self) -> None:

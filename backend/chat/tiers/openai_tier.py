@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.request
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -14,7 +14,7 @@ import openai
 from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.sse_deltas import ChatStreamDecoder
-from backend.chat.tiers.upstream_transport import UpstreamTransport
+from backend.chat.tiers.upstream_transport import ResponseBody, UpstreamTransport
 from backend.settings import OpenAITierSettings
 
 # No cap on connections to one upstream (the SDK's default is 1,000, as many as one worker may stream): the
@@ -33,7 +33,7 @@ class OpenAITier(AlwaysReady):
         # Local servers accept any key; a real provider's key only ever comes from the environment.
         api_key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         slowest = max(settings.first_token_timeout_seconds, settings.idle_timeout_seconds)
-        self._client = openai.AsyncOpenAI(
+        self.client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=api_key or "not-needed",
             # The cascade decides about retries (INV-5: one call per tier per turn) and enforces the real
@@ -49,43 +49,147 @@ class OpenAITier(AlwaysReady):
             ),
         )
 
-    async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
-        """One delta per network read: the SDK opens the request (auth, errors, status mapping) and hands us
-        its raw response, whose bytes `ChatStreamDecoder` reads without building a typed chunk per token."""
-        try:
-            # Closed on normal end, on error and when the consumer closes us (D2): the socket is released now.
-            async with self._client.chat.completions.with_streaming_response.create(
-                model=self.settings.model,
-                messages=cast(Any, prompt.messages),  # plain role/content dicts, as the API takes them
-                max_tokens=prompt.max_tokens,
-                temperature=self.settings.temperature,
-                stream=True,
-                stream_options={"include_usage": True},
-            ) as response:
-                decoder = ChatStreamDecoder()
-                http = response.http_response
-                # Without a content coding the body is the transport's own iterator: httpx's two generator layers
-                # (raw bytes, then decoding) only pass each piece on.
-                body = http.stream if "content-encoding" not in http.headers else http.aiter_bytes()
-                async for chunk in body:  # type: ignore[union-attr]  # httpx's async stream, as the transport gave it
-                    delta = decoder.feed(chunk)
-                    if delta is not None:
-                        yield delta
-                    if decoder.done:
-                        return
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from None
-        except (openai.APITimeoutError, httpx2.TimeoutException):
-            raise TierError("timeout", f"{self.name}: upstream timed out") from None
-        except (openai.APIConnectionError, httpx2.TransportError):  # refused, or broken while reading the stream
-            raise TierError("connect", f"{self.name}: upstream connection failed") from None
-        except openai.APIError as exc:
-            raise TierError("stream_error", f"{self.name}: upstream error: {exc.message}") from None
-        except httpx2.HTTPError as exc:  # a stream the client could not read (bad encoding, …)
-            raise TierError("stream_error", f"{self.name}: upstream stream unreadable: {type(exc).__name__}") from None
+    def stream(self, prompt: Prompt) -> OpenAIStream:
+        return OpenAIStream(self, prompt)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self.client.close()
+
+
+class OpenAIStream:
+    """One streamed answer, one delta per network read: the SDK opens the request (auth, errors, status mapping)
+    and hands us its raw response, whose bytes `ChatStreamDecoder` reads without building a typed chunk per token.
+
+    Read it as an async iterator, or, once it has answered, have it push (`push`): each read is then decoded and
+    handed on inside the socket's callback, with no task step, future or generator per token (chat/relay.py).
+    Closed (`aclose`) on its end, on an error, and when the consumer leaves (D2): the socket is released then.
+    """
+
+    def __init__(self, tier: OpenAITier, prompt: Prompt) -> None:
+        self._tier = tier
+        self._prompt = prompt
+        self._response: Any = None  # the SDK's response context manager, once entered
+        self._body: AsyncIterator[bytes] | None = None
+        self._decoder = ChatStreamDecoder()
+        self._closed = False
+        self._on_delta: Callable[[TextDelta], None] | None = None
+        self._on_end: Callable[[BaseException | None], None] | None = None
+        self._held = False
+
+    def __aiter__(self) -> OpenAIStream:
+        return self
+
+    async def __anext__(self) -> TextDelta:
+        try:
+            if self._body is None:
+                await self._open()
+            body, decoder = self._body, self._decoder
+            assert body is not None
+            while not decoder.done and not self._closed:
+                delta = decoder.feed(await anext(body))
+                if delta is not None:
+                    return delta
+        except StopAsyncIteration:
+            pass
+        except Exception as exc:
+            await self.aclose()
+            raise _tier_error(self._tier.name, exc) from None
+        await self.aclose()
+        raise StopAsyncIteration
+
+    async def _open(self) -> None:
+        settings = self._tier.settings
+        opening = self._tier.client.chat.completions.with_streaming_response.create(
+            model=settings.model,
+            messages=cast(Any, self._prompt.messages),  # plain role/content dicts, as the API takes them
+            max_tokens=self._prompt.max_tokens,
+            temperature=settings.temperature,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        response = await opening.__aenter__()
+        self._response = opening
+        http = response.http_response
+        # Without a content coding the body is the transport's own iterator: httpx's two generator layers (raw
+        # bytes, then decoding) only pass each piece on.
+        body = http.stream if "content-encoding" not in http.headers else http.aiter_bytes()
+        self._body = aiter(cast(AsyncIterable[bytes], body))
+
+    # -- push mode ---------------------------------------------------------------------------------------------------
+
+    def push(self, on_delta: Callable[[TextDelta], None], on_end: Callable[[BaseException | None], None]) -> bool:
+        """From now on hand every delta to `on_delta` as it arrives, then call `on_end` once (None: the answer is
+        complete; else the TierError). False when this stream cannot push (a proxy's or compressed body): iterate it."""
+        body = self._body
+        if not isinstance(body, ResponseBody) or self._closed or self._decoder.done:
+            return False
+        self._on_delta, self._on_end = on_delta, on_end
+        body.listen(self._pushed)
+        self._pushed()  # what arrived before
+        return True
+
+    def hold(self) -> None:
+        """Pushes nothing and leaves the socket unread until `release`."""
+        self._held = True
+        if isinstance(self._body, ResponseBody):
+            self._body.hold()
+
+    def release(self) -> None:
+        self._held = False
+        if isinstance(self._body, ResponseBody):
+            self._body.release()
+        if self._on_end is not None:
+            self._pushed()  # what arrived, or broke, while held
+
+    def _pushed(self) -> None:
+        """The socket's callback: decode what arrived and hand it on. Never raises into the event loop."""
+        if self._held:
+            return
+        body = cast(ResponseBody, self._body)  # push() checked it
+        try:
+            data = body.read_now()
+            if data is None:
+                self._ended(None)
+            elif data:
+                delta = self._decoder.feed(data)
+                if delta is not None and self._on_delta is not None:
+                    self._on_delta(delta)
+                if self._decoder.done:
+                    self._ended(None)
+        except Exception as exc:
+            self._ended(_tier_error(self._tier.name, exc))
+
+    def _ended(self, error: BaseException | None) -> None:
+        on_end = self._on_end
+        self._on_delta = self._on_end = None
+        if isinstance(self._body, ResponseBody):
+            self._body.listen(None)
+        if on_end is not None:
+            on_end(error)
+
+    async def aclose(self) -> None:
+        """Release the upstream now (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._on_delta = self._on_end = None
+        if self._response is not None:
+            await self._response.__aexit__(None, None, None)
+
+
+def _tier_error(tier: str, exc: Exception) -> Exception:
+    """The TierError an upstream failure means (anything else is returned as it is)."""
+    if isinstance(exc, openai.APIStatusError):
+        return _status_error(exc)
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return TierError("timeout", f"{tier}: upstream timed out")
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):  # refused, or broken while streaming
+        return TierError("connect", f"{tier}: upstream connection failed")
+    if isinstance(exc, openai.APIError):
+        return TierError("stream_error", f"{tier}: upstream error: {exc.message}")
+    if isinstance(exc, httpx2.HTTPError):  # a stream the client could not read (bad encoding, …)
+        return TierError("stream_error", f"{tier}: upstream stream unreadable: {type(exc).__name__}")
+    return exc
 
 
 def _direct(base_url: str) -> bool:

@@ -1,9 +1,11 @@
 """One HTTP/1.1 connection to an upstream: an `asyncio.Protocol` whose bytes httptools (llhttp, in C) parses as
 they arrive, so a streamed answer's body reaches its reader as decoded pieces without a parser step in Python.
 
-The reader (upstream_transport.py) waits on one future at a time; the read timeout is one deadline per connection,
-checked by a timer that re-arms itself only when it fires early (a timer per read cost more than the read).
-Past `READ_HIGH_WATER` unread bytes the socket stops being read until the reader catches up.
+The reader (upstream_transport.py) either waits on one future at a time, or sets a `listener` that the socket's
+callback calls whenever bytes, the end or a fault arrived (push mode: the token relay, chat/relay.py, reads and
+writes each piece inside that callback, with no task step per token). The read timeout is one deadline per
+connection, checked by a timer that re-arms itself only when it fires early (a timer per read cost more than the
+read). Past `READ_HIGH_WATER` unread bytes, and while the reader holds it (`hold`), the socket is not read.
 """
 
 # Read and write deadlines are values handed down from httpx's per-request timeouts and checked by one timer per
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 import httptools
 
@@ -55,8 +58,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._reading_paused = False
+        self._reading_paused = False  # past READ_HIGH_WATER
+        self._held = False  # by the reader (hold / release)
+        self._socket_paused = False  # what the transport was told: paused while either of the two holds
         self._writing_paused = False
+        # Push mode: called (synchronously, inside the socket's callback) instead of waking a waiter.
+        self.listener: Callable[[], None] | None = None
         self._drained: asyncio.Future[None] | None = None
 
     # -- the request ---------------------------------------------------------------------------------------------
@@ -104,10 +111,20 @@ class UpstreamConnection(asyncio.Protocol):
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self.buffered = 0
-        if self._reading_paused and self.transport is not None and self.fault is None:
+        if self._reading_paused:
             self._reading_paused = False
-            self.transport.resume_reading()
+            self._apply_reading()
         return data
+
+    def hold(self) -> None:
+        """Stop reading the socket until `release`: what the upstream sends meanwhile waits in the kernel (TCP
+        pushes back on the upstream), and arrives later in one read."""
+        self._held = True
+        self._apply_reading()
+
+    def release(self) -> None:
+        self._held = False
+        self._apply_reading()
 
     @property
     def reusable(self) -> bool:
@@ -197,9 +214,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > READ_HIGH_WATER and not self._reading_paused and self.transport is not None:
+        if self.buffered > READ_HIGH_WATER and not self._reading_paused:
             self._reading_paused = True
-            self.transport.pause_reading()
+            self._apply_reading()
 
     def on_message_complete(self) -> None:
         if self.head_done and not self.complete:
@@ -232,7 +249,23 @@ class UpstreamConnection(asyncio.Protocol):
         self.close()
         self._wake()
 
+    def _apply_reading(self) -> None:
+        """Tell the transport to read or not, once per change: paused while the buffer is full or the reader holds."""
+        paused = self._reading_paused or self._held
+        transport = self.transport
+        if paused == self._socket_paused or transport is None or self.fault is not None or transport.is_closing():
+            return
+        self._socket_paused = paused
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
     def _wake(self) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

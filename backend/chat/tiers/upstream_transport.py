@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 
 import httpx2
 
@@ -175,24 +176,51 @@ class ResponseBody(httpx2.AsyncByteStream):
         return self
 
     async def __anext__(self) -> bytes:
-        connection = self._connection
         while True:
-            if connection.chunks:
-                return connection.take()
-            if connection.complete or self._closed:
+            data = self.read_now()
+            if data:
+                return data
+            if data is None:
                 raise StopAsyncIteration
-            if connection.fault is not None:
-                raise _mapped(connection.fault, self._request)
             try:
-                await connection.wait(self._read_timeout)
+                await self._connection.wait(self._read_timeout)
             except ConnectionFault as fault:
                 raise _mapped(fault, self._request) from None
+
+    def read_now(self) -> bytes | None:
+        """What the socket delivered since the last read (b"" when nothing yet); None once the body ended. Raises
+        httpx's exception for a broken connection."""
+        connection = self._connection
+        if connection.chunks:
+            return connection.take()
+        if connection.complete or self._closed:
+            return None
+        if connection.fault is not None:
+            raise _mapped(connection.fault, self._request)
+        return b""
+
+    # Push mode (chat/relay.py): instead of awaiting each read, the reader is called back inside the socket's
+    # callback and reads with `read_now`. No read timeout applies then: the turn's watchdog owns the idle deadline.
+
+    def listen(self, notify: Callable[[], None] | None) -> None:
+        """Call `notify()` whenever bytes, the body's end or a fault arrived (None: stop)."""
+        self._connection.listener = notify
+
+    def hold(self) -> None:
+        """Leave the socket unread until `release` (the upstream's next bytes wait in the kernel)."""
+        self._connection.hold()
+
+    def release(self) -> None:
+        self._connection.release()
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        await self._pool.give_back(self._origin, self._connection)
+        connection = self._connection
+        connection.listener = None
+        connection.release()
+        await self._pool.give_back(self._origin, connection)
 
 
 def _request_head(request: httpx2.Request) -> bytes:

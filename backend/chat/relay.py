@@ -1,0 +1,197 @@
+"""The token relay: once a tier has answered, each upstream read is decoded and written to the visitor inside the
+upstream socket's callback, with no task step, future, generator or coroutine frames per token.
+
+Pulling a token (the turn's task woken by a future, resumed through every frame from uvicorn down to the socket
+read, then suspended again) cost more CPU than decoding and writing it (BENCHMARKS.md §16-17). Here the turn's
+task waits once, for the answer's end, while the socket's callback does the work: `TierStream.push` hands each
+piece to `_on_text`, which writes it with the sink's inline send (`SseSink.send_text_now`).
+
+What the pull loop (service.py `_generate`) guaranteed still holds:
+- only text whose write returned counts as sent (INV-2: `outcome.sent` after the write);
+- the turn's one cancel scope ends it (stop, shutdown, watchdog deadlines, the visitor leaving): the task's wait
+  is cancelled, and from the moment a reason is set no further piece is written;
+- the watchdog's clocks: `since` is stamped at every write (idle deadline, F10); a write that cannot finish at
+  once (the visitor's socket is full) sets `sending` until it does (send deadline, L3), and meanwhile the
+  upstream's socket is not read (TCP pushes back on the upstream; pieces are never reordered or dropped);
+- coalescing: while pieces come less than two `window`s apart, the upstream's socket is left unread for one
+  window, so what arrives meanwhile leaves in one read and one write. At a steady 20 tokens/s nothing waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol, cast, runtime_checkable
+
+import anyio
+
+from backend.chat.cascade import TierStream
+from backend.chat.events import EventSink
+from backend.chat.outcome import TurnOutcome
+from backend.chat.running import TurnControl
+from backend.errors import LorechatError
+
+
+async def relay_answer(
+    *, stream: TierStream, sink: EventSink, outcome: TurnOutcome, control: TurnControl, window: float
+) -> None:
+    """The token loop, the service's hot path: the first piece is pulled and written; the rest are pushed by the
+    relay when the tier and the sink can (`TokenRelay`), else pulled the same way, one write per network read.
+
+    No timer or scope per piece (the watchdog reads `control`'s clocks). While pieces come less than two coalescing
+    windows apart, the loop waits one window before reading again (the relay: leaves the socket unread for one
+    window), so what arrived meanwhile goes out in one write: fewer, larger writes only while tokens are dense; at
+    a steady 20 tokens/s no piece waits. Raises upstream_interrupted when the tier breaks off (F9).
+    """
+    now = control.now
+    last = now()
+    inline = isinstance(sink, InlineSink)
+    async for text in stream:
+        control.sending = True
+        control.since = now()
+        await sink.send_text(text)
+        outcome.sent(text)  # only what reached the sink is the answer (INV-2)
+        control.sending = False
+        previous, last = last, now()
+        control.since = last
+        if inline:
+            inline = False
+            relay = TokenRelay(
+                stream=stream, sink=cast(InlineSink, sink), outcome=outcome, control=control, window=window,
+                last_write=last,
+            )  # fmt: skip
+            if await relay.run():
+                return
+        if last - previous < 2 * window:  # dense: let the next pieces gather for one write
+            await asyncio.sleep(window)
+
+
+@runtime_checkable
+class InlineSink(Protocol):
+    def send_text_now(self, text: str) -> Awaitable[None] | None:
+        """Write a token now; None when written, else an awaitable that finishes the write."""
+        ...
+
+
+class TokenRelay:
+    __slots__ = (
+        "_control",
+        "_done",
+        "_last",
+        "_loop",
+        "_outcome",
+        "_resume_timer",
+        "_send_now",
+        "_stream",
+        "_window",
+        "_writing",
+    )
+
+    def __init__(
+        self,
+        *,
+        stream: TierStream,
+        sink: InlineSink,
+        outcome: TurnOutcome,
+        control: TurnControl,
+        window: float,
+        last_write: float,
+    ) -> None:
+        self._stream = stream
+        self._send_now: Callable[[str], Awaitable[None] | None] = sink.send_text_now
+        self._outcome = outcome
+        self._control = control
+        self._window = window
+        self._last = last_write
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._writing: asyncio.Future[None] | None = None  # a write that could not finish at once
+        self._resume_timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> bool:
+        """Relay the rest of the answer; False (nothing done) when the tier cannot push: iterate it instead.
+        Returns once the answer is complete; raises upstream_interrupted when the tier broke off (F9), and
+        whatever the write raised (the connection broke without a log to keep the rest)."""
+        if not self._stream.push(self._on_text, self._on_end):
+            return False
+        try:
+            await self._done
+        finally:
+            await self._stop()
+        return True
+
+    def _on_text(self, text: str) -> None:
+        control = self._control
+        if control.reason is not None:  # being cancelled: nothing more goes out
+            self._stream.hold()
+            return
+        try:
+            rest = self._send_now(text)
+        except BaseException as exc:  # the socket broke and nothing keeps the rest
+            self._end(exc)
+            return
+        if rest is None:
+            self._outcome.sent(text)
+            self._written()
+            return
+        # The visitor's socket is full: the write finishes in a task (its send deadline running), and the upstream
+        # waits meanwhile.
+        control.sending = True
+        control.since = control.now()
+        self._stream.hold()
+        self._writing = asyncio.ensure_future(self._finish_write(rest, text))
+
+    async def _finish_write(self, rest: Awaitable[None], text: str) -> None:
+        try:
+            await rest
+        except asyncio.CancelledError:  # by `_stop`: the turn is over
+            return
+        except BaseException as exc:
+            self._end(exc)
+            return
+        self._writing = None
+        self._control.sending = False
+        self._outcome.sent(text)
+        if not self._written():
+            self._stream.release()
+
+    def _written(self) -> bool:
+        """Stamp the write; while pieces are dense, leave the upstream unread for one window (True if so)."""
+        previous = self._last
+        self._last = now = self._control.now()
+        self._control.since = now
+        if now - previous >= 2 * self._window:
+            return False
+        self._stream.hold()
+        self._resume_timer = self._loop.call_at(now + self._window, self._resume)
+        return True
+
+    def _resume(self) -> None:
+        self._resume_timer = None
+        if not self._done.done():
+            self._stream.release()
+
+    def _on_end(self, error: LorechatError | None) -> None:
+        self._end(error)
+
+    def _end(self, error: BaseException | None) -> None:
+        done = self._done
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    async def _stop(self) -> None:
+        """The answer ended or the turn is being cancelled: nothing more is pushed or written."""
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
+        if not self._done.done():  # cancelled from outside: the stream may still push
+            self._stream.hold()
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(writing, return_exceptions=True)
