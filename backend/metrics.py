@@ -30,6 +30,13 @@ TIME_TO_FIRST_TOKEN = Histogram(
     registry=REGISTRY,
 )
 TIER_ANSWERS = Counter("lorechat_tier_answers_total", "Turns answered, by tier", ["tier"], registry=REGISTRY)
+TOKEN_PATHS = Counter(
+    "lorechat_token_path_total",
+    "Answers by how their pieces after the first reached the visitor: push (from the upstream socket's callback, "
+    "chat/relay.py) or pull (the turn's task reads each piece)",
+    ["path"],
+    registry=REGISTRY,
+)
 TIER_FALLBACKS = Counter(
     "lorechat_tier_fallbacks_total",
     "Tiers skipped or failed before their first token, by tier and reason (e.g. too_slow, busy, restarting)",

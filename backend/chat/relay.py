@@ -30,6 +30,7 @@ from backend.chat.events import EventSink
 from backend.chat.outcome import TurnOutcome
 from backend.chat.running import TurnControl
 from backend.errors import LorechatError
+from backend.metrics import TOKEN_PATHS
 
 
 async def relay_answer(
@@ -46,6 +47,8 @@ async def relay_answer(
     now = control.now
     last = now()
     inline = isinstance(sink, InlineSink)
+    if not inline:
+        TOKEN_PATHS.labels("pull").inc()
     async for text in stream:
         control.sending = True
         control.since = now()
@@ -62,6 +65,7 @@ async def relay_answer(
             )  # fmt: skip
             if await relay.run():
                 return
+            TOKEN_PATHS.labels("pull").inc()
         if last - previous < 2 * window:  # dense: let the next pieces gather for one write
             await asyncio.sleep(window)
 
@@ -114,6 +118,7 @@ class TokenRelay:
         whatever the write raised (the connection broke without a log to keep the rest)."""
         if not self._stream.push(self._on_text, self._on_end):
             return False
+        TOKEN_PATHS.labels("push").inc()
         try:
             await self._done
         finally:

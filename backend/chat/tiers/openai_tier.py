@@ -14,7 +14,7 @@ import openai
 from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.sse_deltas import ChatStreamDecoder
-from backend.chat.tiers.upstream_transport import ResponseBody, UpstreamTransport
+from backend.chat.tiers.upstream_transport import BODY_EXTENSION, ResponseBody, UpstreamTransport
 from backend.settings import OpenAITierSettings
 
 # No cap on connections to one upstream (the SDK's default is 1,000, as many as one worker may stream): the
@@ -110,10 +110,13 @@ class OpenAIStream:
         response = await opening.__aenter__()
         self._response = opening
         http = response.http_response
-        # Without a content coding the body is the transport's own iterator: httpx's two generator layers (raw
-        # bytes, then decoding) only pass each piece on.
-        body = http.stream if "content-encoding" not in http.headers else http.aiter_bytes()
-        self._body = aiter(cast(AsyncIterable[bytes], body))
+        # Without a content coding the body is read from our transport's own `ResponseBody`: httpx's generator
+        # layers (elapsed time, raw bytes, decoding) only pass each piece on. The response still closes it.
+        if "content-encoding" in http.headers:
+            self._body = aiter(http.aiter_bytes())
+        else:
+            body = http.extensions.get(BODY_EXTENSION) or http.stream  # httpx's own transport: its stream
+            self._body = aiter(cast(AsyncIterable[bytes], body))
 
     # -- push mode ---------------------------------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ import httpx2
 from backend.chat.tiers.upstream_connection import ConnectionFault, UpstreamConnection
 
 Origin = tuple[str, str, int]
+# The response's extension holding its `ResponseBody` itself: httpx wraps the stream it is given in a generator of
+# its own (elapsed time), which a reader that wants each read as it arrives (or pushed: `listen`) goes around.
+BODY_EXTENSION = "lorechat.response_body"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _FAULTS: dict[str, type[httpx2.TransportError]] = {
     "ReadTimeout": httpx2.ReadTimeout,
@@ -75,11 +78,12 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         except BaseException:
             self._give_slot()
             raise
+        body = ResponseBody(self, origin, connection, request, timeouts.get("read"))
         return httpx2.Response(
             connection.status,
             headers=connection.headers,
-            stream=ResponseBody(self, origin, connection, request, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason},
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason, BODY_EXTENSION: body},
         )
 
     async def aclose(self) -> None:

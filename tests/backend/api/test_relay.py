@@ -13,7 +13,7 @@ import pytest
 from backend.api.event_stream import SseSink
 from backend.storage.repository import Sessions
 from tests.backend.api.harness import LiveApp, new_peer
-from tests.backend.api.streams import Reply, assert_turn_stored, post_chat, read_tokens
+from tests.backend.api.streams import Reply, assert_turn_stored, metric, post_chat, read_tokens
 from tests.fakes import Script, ScriptedOpenAI
 
 QUESTION = "What does salt do to the crumb?"
@@ -25,7 +25,9 @@ async def test_dense_pieces_leave_in_fewer_writes_and_are_stored_whole(
     words = [f" w{i}" for i in range(150)]
     upstream.enqueue(Script(tokens=words, token_interval=0.001))  # 1 ms apart: within one 15 ms window
     async with main_app.client() as client:
+        pushed = await metric(client, "lorechat_token_path_total", path="push")
         reply = await post_chat(client, {"query": QUESTION})
+        assert await metric(client, "lorechat_token_path_total", path="push") == pushed + 1  # relayed, not pulled
     await assert_turn_stored(db, reply, question=QUESTION)
     assert reply.stream.text == "".join(words) and reply.stream.done["cascade_tier"] == "upstream"
     # Held for a window after each dense write, the upstream's next pieces arrive in one read and leave in one write.
