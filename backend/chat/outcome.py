@@ -41,13 +41,11 @@ class TurnOutcome:
     def completed(self) -> None:
         self.status = MessageStatus.done
         self.finish_reason = self._stream.finish_reason or "stop"
-        self._take_usage()
 
     def failed(self, error: LorechatError) -> None:
         # Nothing streamed yet: a plain error. Something streamed: the partial answer is interrupted (F9).
         self.status = MessageStatus.interrupted if self._sent_chars else MessageStatus.error
         self.error = error
-        self._take_usage()
 
     def stopped(self, reason: str) -> None:
         if reason == SHUTDOWN:
@@ -57,7 +55,6 @@ class TurnOutcome:
         self.status = MessageStatus.stopped
         self.finish_reason = "stopped"
         self.error = None
-        self._take_usage()
 
     def cancelled(self, reason: str) -> None:
         """The generation was cancelled from outside (running.py's reasons)."""
@@ -67,13 +64,13 @@ class TurnOutcome:
             self.failed(self._stream.stalled())
         else:  # the visitor left or stopped reading: no terminal event reaches them; the partial is kept (D2)
             self.status = MessageStatus.interrupted
-            self._take_usage()
 
     async def close_upstream(self) -> None:
         if self._stream is not None:
             await self._stream.aclose()  # idempotent
 
-    def _take_usage(self) -> None:
+    async def measure_usage(self) -> None:
+        """Once the turn ended: its token figures, for the final write and `done`."""
         if self._stream is not None:
-            usage = self._stream.usage
+            usage = await self._stream.usage()
             self.usage = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}

@@ -280,6 +280,7 @@ class ChatService:
         if outcome.status is MessageStatus.streaming:
             outcome.status = MessageStatus.interrupted
         outcome.finalized = True
+        await outcome.measure_usage()
         check = await self._checked(turn, text)
         unanswered = turn.coverage is not None and not turn.coverage.covered
         answer = FinalAnswer(

@@ -150,4 +150,5 @@ async def test_against_llama_cpp_server(llama_server: str) -> None:
     assert [d.finish_reason for d in deltas if d.finish_reason][-1] in ("stop", "length")
     assert streamed.strip() and stream.tier == "llama-server"
     assert stream.finish_reason in ("stop", "length")
-    assert 0 < stream.usage.completion_tokens <= 40 and stream.usage.prompt_tokens > 50
+    usage = await stream.usage()
+    assert 0 < usage.completion_tokens <= 40 and usage.prompt_tokens > 50
