@@ -69,22 +69,13 @@ class SseSink:
         await self._write(body)
 
     async def send_text(self, text: str) -> None:
-        event_id = self._next_id
-        self._next_id = event_id + 1
-        body = token_frame(text, event_id)
-        if self._log is not None:
-            self._log.append(event_id, body)
-        await self._write(body)
+        await self._write(self._token(text))
 
     def send_text_now(self, text: str) -> Awaitable[None] | None:
         """`send_text` without a task step, for a caller inside a callback (the token relay, chat/relay.py): the
         ASGI `send` runs inline up to where it would wait. None when the write is done; else an awaitable that
         finishes it (the visitor's socket is full: the server waits for it to drain before writing)."""
-        event_id = self._next_id
-        self._next_id = event_id + 1
-        body = token_frame(text, event_id)
-        if self._log is not None:
-            self._log.append(event_id, body)
+        body = self._token(text)
         send = self._send
         if send is None:
             return None
@@ -95,9 +86,8 @@ class SseSink:
         except StopIteration:
             return None
         except OSError:
-            if self._log is None:
+            if not self._kept_for_resume():
                 raise
-            self._send = None
             return None
         return self._finish(sending, waiting)
 
@@ -105,9 +95,17 @@ class SseSink:
         try:
             await finish_coroutine(sending, waiting)
         except OSError:
-            if self._log is None:
+            if not self._kept_for_resume():
                 raise
-            self._send = None
+
+    def _token(self, text: str) -> bytes:
+        """The next token frame, appended to the log when there is one."""
+        event_id = self._next_id
+        self._next_id = event_id + 1
+        body = token_frame(text, event_id)
+        if self._log is not None:
+            self._log.append(event_id, body)
+        return body
 
     async def _write(self, body: bytes) -> None:
         send = self._send
@@ -116,9 +114,16 @@ class SseSink:
         try:
             await send({"type": "http.response.body", "body": body, "more_body": True})
         except OSError:
-            if self._log is None:
+            if not self._kept_for_resume():
                 raise
-            self._send = None  # the connection broke: the log keeps the rest for a resume
+
+    def _kept_for_resume(self) -> bool:
+        """The connection broke under a write: with a log, the log keeps the rest for a resume (True); without
+        one, the caller lets the error go on up."""
+        if self._log is None:
+            return False
+        self._send = None
+        return True
 
     async def keepalive(self) -> None:
         if not self.ended and self._send is not None:

@@ -103,8 +103,7 @@ class TierStream:
             raise
         except Exception as exc:  # a TierError, or anything else the upstream client threw mid-answer
             await self.aclose()
-            log.warning("tier %s failed mid-answer: %s", self.tier, getattr(exc, "reason", type(exc).__name__))
-            raise self._interrupted() from None
+            raise self._interrupted(exc) from None
 
     def push(self, on_text: Callable[[str], None], on_end: Callable[[LorechatError | None], None]) -> bool:
         """Push mode (chat/relay.py): every further non-empty piece goes to `on_text` as it arrives, inside the
@@ -137,10 +136,11 @@ class TierStream:
             self.finish_reason = self.finish_reason or "stop"
             self._on_end(None)
             return
-        log.warning("tier %s failed mid-answer: %s", self.tier, getattr(error, "reason", type(error).__name__))
-        self._on_end(self._interrupted())
+        self._on_end(self._interrupted(error))
 
-    def _interrupted(self) -> LorechatError:
+    def _interrupted(self, cause: BaseException) -> LorechatError:
+        """The tier broke off mid-answer (F9): logged, and the error the visitor gets."""
+        log.warning("tier %s failed mid-answer: %s", self.tier, getattr(cause, "reason", type(cause).__name__))
         return LorechatError(
             ErrorCode.upstream_interrupted, "The answer was interrupted; please try again.", extra={"tier": self.tier}
         )
