@@ -32,8 +32,9 @@ TIME_TO_FIRST_TOKEN = Histogram(
 TIER_ANSWERS = Counter("lorechat_tier_answers_total", "Turns answered, by tier", ["tier"], registry=REGISTRY)
 TOKEN_PATHS = Counter(
     "lorechat_token_path_total",
-    "Answers by how their pieces after the first reached the visitor: push (from the upstream socket's callback, "
-    "chat/relay.py) or pull (the turn's task reads each piece)",
+    "Answers by how their pieces after the first reached the visitor: native (decoded and written in C inside the "
+    "upstream socket's callback, chat/native_relay.py), push (the same in Python, chat/relay.py) or pull (the turn's "
+    "task reads each piece)",
     ["path"],
     registry=REGISTRY,
 )

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import socket
+import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from backend.api.event_stream import HTTP_CYCLE
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import ServerSettings
 from backend.startup_heap import freeze_startup_heap
@@ -85,6 +87,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._in_head = False
         self._heads_done += 1
         super().on_headers_complete()
+        # The app's task starts on a later loop turn, with this scope: the chat stream finds its cycle there
+        # (event_stream.HTTP_CYCLE), and the native relay writes token frames to its transport. A weak reference:
+        # the scope must not keep its cycle alive (a reference cycle left to the garbage collector per request).
+        if self.cycle is not None:
+            self.cycle.scope[HTTP_CYCLE] = weakref.ref(self.cycle)  # type: ignore[literal-required]
 
     def on_message_complete(self) -> None:
         # The clock runs until the whole request is in: a body trickled a byte at a time is the same attack as

@@ -244,6 +244,10 @@ class ServerSettings(BaseModel):
     # Tokens arriving less than two windows apart are gathered for one window and written together: fewer
     # writes while an upstream streams fast, no delay at all at a steady 20 tokens/s. 0 writes every read.
     token_coalesce_seconds: float = Field(0.015, ge=0, le=0.25)
+    # After an openai tier's first token, its reads are decoded, framed and written in C (chat/_token_pipe.c,
+    # built by `pip install`): ~2x less CPU a token than the Python relay, which false selects (and which runs
+    # anyway where the native module is not built, or the server is not uvicorn's httptools protocol).
+    native_token_path: bool = True
     # A turn whose process died (kill -9, a power cut) is recognised as dead once its lease lapses: a live
     # process renews the leases of the answers it streams every third of this. Kept below the stream timeouts
     # (send_timeout_seconds, a tier's idle_timeout_seconds), so a dead turn frees its conversation sooner than a

@@ -25,6 +25,10 @@ from backend.chat.stream_log import TurnLog
 log = logging.getLogger(__name__)
 
 KEEPALIVE = b": keepalive\n\n"
+# The scope key under which our uvicorn protocol (server.py) puts a weak reference to the request's uvicorn cycle:
+# its transport is where the native relay writes token frames.
+HTTP_CYCLE = "lorechat.http_cycle"
+_UVICORN_HTTPTOOLS = "uvicorn.protocols.http.httptools_impl"
 # After the visitor stopped reading, how long the end of the response may take before the connection is dropped.
 _LAST_WRITE_SECONDS = 1.0
 
@@ -36,12 +40,14 @@ class SseSink:
     visitor who leaves detaches the socket instead of ending the turn: the answer goes on into the log, for a
     resume on any replica (D2 "kept generating for resumption")."""
 
-    __slots__ = ("_log", "_next_id", "_send", "ended")
+    __slots__ = ("_cycle", "_log", "_next_id", "_send", "_tap", "ended")
 
-    def __init__(self, send: Send, log: TurnLog | None = None) -> None:
+    def __init__(self, send: Send, log: TurnLog | None = None, *, cycle: Any = None) -> None:
         self._send: Send | None = send
+        self._cycle = cycle  # uvicorn's RequestResponseCycle of this response, when the server gave it (HTTP_CYCLE)
         self._log = log
         self._next_id = 1
+        self._tap: Any = None  # the native relay's tap while it writes our frames (chat/native_relay.py)
         self.ended = False  # a terminal event went out: nothing may follow it, keepalives included (INV-3)
 
     @property
@@ -56,6 +62,34 @@ class SseSink:
     def detach(self) -> None:
         """Nobody reads the socket any more: later events go to the log only (or nowhere)."""
         self._send = None
+        if self._tap is not None:
+            self._tap.detach()
+
+    # The native relay (chat/native_relay.py) writes token frames itself, to uvicorn's transport, framed as
+    # uvicorn's `send` frames a chunked body; the sink lends it the next id and its log meanwhile.
+
+    def pipe_target(self) -> Any:
+        """uvicorn's request cycle when the native relay may write this response's body itself (uvicorn's
+        httptools protocol, a chunked body under way, the reader attached); else None."""
+        cycle = self._cycle
+        if self._send is None or type(cycle).__module__ != _UVICORN_HTTPTOOLS:
+            return None
+        if cycle.chunked_encoding is not True or cycle.response_complete or cycle.disconnected:
+            return None
+        return cycle
+
+    def lend(self, tap: Any) -> tuple[int, Callable[[int, bytes], None] | None]:
+        """The tap writes frames from now on: the next frame's id, and where each frame is logged."""
+        self._tap = tap
+        return self._next_id, self._log.append if self._log is not None else None
+
+    def take_back(self, next_id: int) -> None:
+        self._tap = None
+        self._next_id = next_id
+
+    async def write_frame(self, body: bytes) -> None:
+        """A frame the tap made (and logged) that had to wait for the visitor's socket."""
+        await self._write(body)
 
     async def send(self, event: SourcesEvent | DoneEvent | ErrorEvent) -> None:
         terminal = not isinstance(event, SourcesEvent)
@@ -193,7 +227,8 @@ class TurnEventStream(Response):
             # The start went through every middleware (headers, CORS); the body skips those that only look at the
             # start (middleware.BODY_SEND), when the app runs behind RequestContext.
             send = scope.get(BODY_SEND, send)
-            sink = SseSink(send, self._log)
+            cycle = scope.get(HTTP_CYCLE)
+            sink = SseSink(send, self._log, cycle=cycle() if cycle is not None else None)
             watcher = asyncio.ensure_future(self._watch_client(receive, sink, control))
             try:
                 await self._run(sink, control)

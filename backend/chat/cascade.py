@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -122,6 +123,32 @@ class TierStream:
     def release(self) -> None:
         self._deltas.release()  # type: ignore[attr-defined]
 
+    def pipe_source(self) -> Any:
+        """The tier's stream when it can be piped natively from here on (chat/native_relay.py), else None."""
+        pipe_tap = getattr(self._deltas, "pipe_tap", None)
+        if pipe_tap is None or self._pending is not None or self._finished or self._closed or pipe_tap() is None:
+            return None
+        return self._deltas
+
+    def piped(self, text: str) -> None:
+        """Text the native relay wrote (the stream's text holds only what was sent, in that case)."""
+        if text:
+            self._text.append(text)
+
+    def absorb(self, finish_reason: str | None, usage: TokenUsage | None) -> None:
+        if finish_reason:
+            self.finish_reason = finish_reason
+        if usage is not None:
+            self._upstream_usage = usage
+
+    def ended(self, error: BaseException | None) -> LorechatError | None:
+        """The answer's end in push or pipe mode: None when complete, else the error the visitor gets (F9)."""
+        if error is None:
+            self._finished = True
+            self.finish_reason = self.finish_reason or "stop"
+            return None
+        return self._interrupted(error)
+
     def _pushed(self, delta: TextDelta) -> None:
         if delta.finish_reason or delta.usage is not None:
             self._absorb(delta)
@@ -131,12 +158,7 @@ class TierStream:
             self._on_text(text)
 
     def _push_ended(self, error: BaseException | None) -> None:
-        if error is None:
-            self._finished = True
-            self.finish_reason = self.finish_reason or "stop"
-            self._on_end(None)
-            return
-        self._on_end(self._interrupted(error))
+        self._on_end(self.ended(error))
 
     def _interrupted(self, cause: BaseException) -> LorechatError:
         """The tier broke off mid-answer (F9): logged, and the error the visitor gets."""
@@ -152,10 +174,7 @@ class TierStream:
         )
 
     def _absorb(self, delta: TextDelta) -> None:
-        if delta.finish_reason:
-            self.finish_reason = delta.finish_reason
-        if delta.usage is not None:
-            self._upstream_usage = delta.usage
+        self.absorb(delta.finish_reason, delta.usage)
 
     async def aclose(self) -> None:
         """Stop the upstream now (idempotent): closes the HTTP response / stops the local model."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 import anyio
 
@@ -32,12 +32,31 @@ from backend.chat.running import TurnControl
 from backend.errors import LorechatError
 from backend.metrics import TOKEN_PATHS
 
+if TYPE_CHECKING:
+    from backend.api.event_stream import SseSink
+
+try:  # the native relay needs chat/_token_pipe.c built (`pip install` builds it)
+    from backend.chat.native_relay import NativeRelay
+except ImportError:
+    NativeRelay = None  # type: ignore[assignment,misc]
+
+
+def native_relay_built() -> bool:
+    return NativeRelay is not None
+
 
 async def relay_answer(
-    *, stream: TierStream, sink: EventSink, outcome: TurnOutcome, control: TurnControl, window: float
+    *,
+    stream: TierStream,
+    sink: EventSink,
+    outcome: TurnOutcome,
+    control: TurnControl,
+    window: float,
+    native: bool = True,
 ) -> None:
-    """The token loop, the service's hot path: the first piece is pulled and written; the rest are pushed by the
-    relay when the tier and the sink can (`TokenRelay`), else pulled the same way, one write per network read.
+    """The token loop, the service's hot path: the first piece is pulled and written; the rest are piped in C
+    when both ends allow it (native_relay.py, with `native`), else pushed by the relay when the tier and the sink
+    can (`TokenRelay`), else pulled the same way, one write per network read.
 
     No timer or scope per piece (the watchdog reads `control`'s clocks). While pieces come less than two coalescing
     windows apart, the loop waits one window before reading again (the relay: leaves the socket unread for one
@@ -46,9 +65,7 @@ async def relay_answer(
     """
     now = control.now
     last = now()
-    inline = isinstance(sink, InlineSink)
-    if not inline:
-        TOKEN_PATHS.labels("pull").inc()
+    first = True
     async for text in stream:
         control.sending = True
         control.since = now()
@@ -57,17 +74,37 @@ async def relay_answer(
         control.sending = False
         previous, last = last, now()
         control.since = last
-        if inline:
-            inline = False
-            relay = TokenRelay(
-                stream=stream, sink=cast(InlineSink, sink), outcome=outcome, control=control, window=window,
-                last_write=last,
-            )  # fmt: skip
-            if await relay.run():
+        if first:
+            first = False
+            if await _relayed(stream, sink, outcome, control, window, last, native=native):
                 return
             TOKEN_PATHS.labels("pull").inc()
         if last - previous < 2 * window:  # dense: let the next pieces gather for one write
             await asyncio.sleep(window)
+
+
+async def _relayed(
+    stream: TierStream,
+    sink: EventSink,
+    outcome: TurnOutcome,
+    control: TurnControl,
+    window: float,
+    last: float,
+    *,
+    native: bool,
+) -> bool:
+    """After the first piece: the rest piped in C, or pushed; False when neither can (pull them)."""
+    if native and NativeRelay is not None and hasattr(sink, "pipe_target"):
+        piped = NativeRelay(
+            stream=stream, sink=cast("SseSink", sink), outcome=outcome, control=control, window=window, last_write=last
+        )
+        if piped.ready():
+            await piped.run()
+            return True
+    if not isinstance(sink, InlineSink):
+        return False
+    relay = TokenRelay(stream=stream, sink=sink, outcome=outcome, control=control, window=window, last_write=last)
+    return await relay.run()
 
 
 @runtime_checkable

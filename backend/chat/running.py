@@ -48,6 +48,11 @@ class TurnControl:
     def now(self) -> float:
         return self._clock()
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock itself (event-loop time), for a caller in C that stamps `since`."""
+        return self._clock
+
     def cancel(self, reason: str) -> None:
         """End the generation now; the first reason given is the one reported."""
         if self.reason is None:

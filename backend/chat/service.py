@@ -36,7 +36,7 @@ from backend.chat.final_write import FinalAnswer, FinalWriter
 from backend.chat.history import ConversationHistory
 from backend.chat.outcome import TurnOutcome
 from backend.chat.prompt import Prompt, build_prompt, search_query_for
-from backend.chat.relay import relay_answer
+from backend.chat.relay import native_relay_built, relay_answer
 from backend.chat.retrieval_gate import RetrievalGate
 from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, RunningTurns, TurnControl
 from backend.chat.sentences import SentenceVectors
@@ -99,6 +99,9 @@ class ChatService:
         self._cascade = cascade
         self._running = running
         self._coalesce_seconds = settings.server.token_coalesce_seconds
+        self._native_token_path = settings.server.native_token_path
+        if self._native_token_path and not native_relay_built():
+            log.warning("the native token relay is not built (run scripts/setup): tokens go through the Python relay")
         self._leases = leases  # renewed while this process streams the turn (F13)
         self._history = ConversationHistory(sessions=sessions, cache=cache, limit=settings.cache.history_messages)
         self._retrieval = RetrievalGate(retriever, settings)
@@ -254,7 +257,12 @@ class ChatService:
         control.idle_seconds = stream.idle_seconds
         try:
             await relay_answer(
-                stream=stream, sink=sink, outcome=outcome, control=control, window=self._coalesce_seconds
+                stream=stream,
+                sink=sink,
+                outcome=outcome,
+                control=control,
+                window=self._coalesce_seconds,
+                native=self._native_token_path,
             )
         except LorechatError as exc:
             outcome.failed(exc)

@@ -57,6 +57,7 @@ def serve_service(
     resume_seconds: int = 600,
     malloc_arenas: int | None = None,
     freeze_startup_heap: bool = True,
+    native_token_path: bool = True,
 ) -> None:
 
     from backend.app import create_app
@@ -82,6 +83,7 @@ def serve_service(
             token_coalesce_seconds=coalesce,
             resume_seconds=resume_seconds,
             freeze_startup_heap=freeze_startup_heap,
+            native_token_path=native_token_path,
             **({} if malloc_arenas is None else {"malloc_arenas": malloc_arenas}),
         ),
         database={"url": database_url, "pool_size": 20},

@@ -14,6 +14,7 @@ import openai
 from backend.chat.prompt import Prompt
 from backend.chat.tiers.base import AlwaysReady, TextDelta, TierError, parse_retry_after
 from backend.chat.tiers.sse_deltas import ChatStreamDecoder
+from backend.chat.tiers.upstream_connection import Tap
 from backend.chat.tiers.upstream_transport import BODY_EXTENSION, ResponseBody, UpstreamTransport
 from backend.settings import OpenAITierSettings
 
@@ -161,6 +162,35 @@ class OpenAIStream:
                     self._ended(None)
         except Exception as exc:
             self._ended(_tier_error(self._tier.name, exc))
+
+    # -- the native pipe (chat/native_relay.py) ----------------------------------------------------------------------
+
+    def pipe_tap(self) -> Tap | None:
+        """The connection's native tap, when from here on this body can be piped in C (None: push or iterate).
+        The tap goes on from the decoder's state (`hand_off`)."""
+        body = self._body
+        if not isinstance(body, ResponseBody) or self._closed or self._decoder.done or self._on_end is not None:
+            return None
+        return body.connection.tap
+
+    def hand_off(self) -> tuple[bytes, list[bytes]]:
+        return self._decoder.hand_off()
+
+    def listen(self, notify: Callable[[], None] | None) -> None:
+        """While piped: `notify()` when bytes were kept (the tap held), the body ended, or the connection broke."""
+        cast(ResponseBody, self._body).listen(notify)
+
+    def read_kept(self) -> bytes | None:
+        """While piped: the bytes kept while the tap held (b"" if none); None once the body ended. Raises the
+        TierError of a broken connection."""
+        try:
+            return cast(ResponseBody, self._body).read_now()
+        except Exception as exc:
+            raise _tier_error(self._tier.name, exc) from None
+
+    def stream_error(self, message: str) -> TierError:
+        """The tap found the stream broken (an event not JSON, or an error object)."""
+        return TierError("stream_error", message)
 
     def _ended(self, error: BaseException | None) -> None:
         on_end = self._on_end

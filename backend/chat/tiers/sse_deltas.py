@@ -15,6 +15,10 @@ import orjson
 
 from backend.chat.tiers.base import TextDelta, TierError, TokenUsage
 
+# One event's data may not grow past this (a token's event is a few hundred bytes): an upstream that never ends a
+# line would otherwise grow the buffer without bound. chat/_token_pipe.c applies the same cap.
+MAX_EVENT_BYTES = 1024 * 1024
+
 
 class ChatStreamDecoder:
     """Feed it the stream's bytes as they arrive; it returns what they completed. Follows the SSE rules that
@@ -33,10 +37,11 @@ class ChatStreamDecoder:
         if self._partial:
             chunk = self._partial + chunk
         end = chunk.rfind(b"\n")
-        if end < 0:
-            self._partial = chunk
-            return None
         self._partial = chunk[end + 1 :]
+        if len(self._partial) > MAX_EVENT_BYTES:
+            raise TierError("stream_error", f"upstream sent an event over {MAX_EVENT_BYTES} bytes")
+        if end < 0:
+            return None
         texts: list[str] = []
         finish: str | None = None
         usage: TokenUsage | None = None
@@ -49,9 +54,18 @@ class ChatStreamDecoder:
                 texts.append(text)
             finish = event_finish or finish
             usage = event_usage or usage
+        if sum(map(len, self._data)) > MAX_EVENT_BYTES:
+            raise TierError("stream_error", f"upstream sent an event over {MAX_EVENT_BYTES} bytes")
         if not texts and finish is None and usage is None:
             return None
         return TextDelta(text="".join(texts), finish_reason=finish, usage=usage)
+
+    def hand_off(self) -> tuple[bytes, list[bytes]]:
+        """The unfinished line and the data lines of the unfinished event, for a decoder that goes on from here
+        (the native relay's); this one is left empty."""
+        state = (self._partial, self._data)
+        self._partial, self._data = b"", []
+        return state
 
     def _events(self, lines_block: bytes) -> Iterator[bytes]:
         for line in lines_block.split(b"\n"):
@@ -92,11 +106,13 @@ def _read_event(payload: bytes) -> tuple[str, str | None, TokenUsage | None]:
         reason = choice.get("finish_reason")
         if isinstance(reason, str):
             finish = reason
-    usage = None
     figures = event.get("usage")
-    if isinstance(figures, dict):
-        usage = TokenUsage(
-            prompt_tokens=int(figures.get("prompt_tokens") or 0),
-            completion_tokens=int(figures.get("completion_tokens") or 0),
-        )
-    return text, finish, usage
+    return text, finish, usage_from(figures) if isinstance(figures, dict) else None
+
+
+def usage_from(figures: dict[str, Any]) -> TokenUsage:
+    """A chunk's `usage` object."""
+    return TokenUsage(
+        prompt_tokens=int(figures.get("prompt_tokens") or 0),
+        completion_tokens=int(figures.get("completion_tokens") or 0),
+    )

@@ -20,6 +20,11 @@ from collections.abc import Callable
 
 import httptools
 
+try:  # the token relay's native hot path (chat/_token_pipe.c), built by `pip install`
+    from backend.chat._token_pipe import Tap
+except ImportError:  # a source tree nobody built: the Python relay does the same, slower
+    Tap = None
+
 READ_HIGH_WATER = 256 * 1024
 
 
@@ -64,6 +69,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._writing_paused = False
         # Push mode: called (synchronously, inside the socket's callback) instead of waking a waiter.
         self.listener: Callable[[], None] | None = None
+        # The parser's body callback, in C: hands the body on to `on_body` until the native relay pipes it
+        # (chat/native_relay.py); None without the native module.
+        self.tap: Tap | None = None
         self._drained: asyncio.Future[None] | None = None
 
     # -- the request ---------------------------------------------------------------------------------------------
@@ -73,7 +81,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.status, self.reason, self.headers = 0, b"", []
         self.head_done = self.complete = self.keep_alive = self._framed = False
         self._head_only = head_only
-        self._parser = httptools.HttpResponseParser(self)
+        if Tap is None:
+            self._parser = httptools.HttpResponseParser(self)
+            return
+        self.tap = Tap(self.on_body)
+        self._parser = httptools.HttpResponseParser(_ParserCallbacks(self, self.tap.on_body))
 
     async def write(self, data: bytes, timeout: float | None) -> None:
         transport = self.transport
@@ -166,7 +178,9 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail("RemoteProtocolError", f"the upstream's response is not valid HTTP/1.1: {exc}")
             return
-        self._wake()
+        # A listener hears of bytes, the end or a fault; a read that the native tap relayed itself is none of those.
+        if self.listener is None or self.chunks or self.complete:
+            self._wake()
 
     def eof_received(self) -> bool:
         self._peer_closed(None)
@@ -295,3 +309,17 @@ class UpstreamConnection(asyncio.Protocol):
             waiter.set_exception(ConnectionFault("ReadTimeout", "the upstream sent nothing within the read timeout"))
         else:
             self._arm(deadline)
+
+
+class _ParserCallbacks:
+    """httptools' protocol object: the connection's own callbacks, the body through its native tap (httptools
+    looks each callback up once, when the parser is made)."""
+
+    __slots__ = ("on_body", "on_header", "on_headers_complete", "on_message_complete", "on_status")
+
+    def __init__(self, connection: UpstreamConnection, on_body: Callable[[bytes], None]) -> None:
+        self.on_status = connection.on_status
+        self.on_header = connection.on_header
+        self.on_headers_complete = connection.on_headers_complete
+        self.on_body = on_body
+        self.on_message_complete = connection.on_message_complete

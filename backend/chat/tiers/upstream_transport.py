@@ -217,12 +217,19 @@ class ResponseBody(httpx2.AsyncByteStream):
     def release(self) -> None:
         self._connection.release()
 
+    @property
+    def connection(self) -> UpstreamConnection:
+        """Its connection, for the native relay: its tap pipes the body, its buffer keeps what came while held."""
+        return self._connection
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         connection = self._connection
         connection.listener = None
+        if connection.tap is not None:
+            connection.tap.stop()  # nothing more is written from this body
         connection.release()
         await self._pool.give_back(self._origin, connection)
 

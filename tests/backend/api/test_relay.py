@@ -1,48 +1,74 @@
-"""The token relay (backend/chat/relay.py) through a real uvicorn: after the first token an `openai` tier's answer
-is written from the upstream socket's callback. What the pull loop guaranteed must hold there too: dense pieces
-coalesce, a reader that stops reading for a while gets every piece in order, and what was sent is what is stored."""
+"""The token relays through a real uvicorn: after the first token an `openai` tier's answer is written from the
+upstream socket's callback, in C (chat/native_relay.py, the default) or in Python (chat/relay.py, with
+`server.native_token_path` false). What the pull loop guaranteed must hold in both: dense pieces coalesce, a reader
+that stops reading for a while gets every piece in order, and what was sent is what is stored."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from backend.api.event_stream import SseSink
-from backend.storage.repository import Sessions
-from tests.backend.api.harness import LiveApp, new_peer
+from tests.backend.api.harness import TEST_SERVER, Backend, LiveApp, extractive_tier, live_app, new_peer, upstream_tier
 from tests.backend.api.streams import Reply, assert_turn_stored, metric, post_chat, read_tokens
 from tests.fakes import Script, ScriptedOpenAI
 
 QUESTION = "What does salt do to the crumb?"
 
 
+@pytest.fixture(scope="module")
+def python_relay_app(
+    backend: Backend, fake: ScriptedOpenAI, api_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveApp]:
+    """main_app with the Python relay."""
+    with live_app(
+        template=api_index,
+        workdir=tmp_path_factory.mktemp(f"python-relay-{backend.name}"),
+        backend=backend,
+        tiers=[upstream_tier(fake), extractive_tier()],
+        server=TEST_SERVER.model_copy(update={"native_token_path": False}),
+    ) as app:
+        yield app
+
+
+@pytest.fixture(params=["native", "push"])
+def relay(request: pytest.FixtureRequest, main_app: LiveApp, python_relay_app: LiveApp) -> tuple[str, LiveApp]:
+    """Each relay, and the app that uses it."""
+    return request.param, main_app if request.param == "native" else python_relay_app
+
+
 async def test_dense_pieces_leave_in_fewer_writes_and_are_stored_whole(
-    main_app: LiveApp, db: Sessions, upstream: ScriptedOpenAI
+    relay: tuple[str, LiveApp], upstream: ScriptedOpenAI
 ) -> None:
+    path, app = relay
     words = [f" w{i}" for i in range(150)]
     upstream.enqueue(Script(tokens=words, token_interval=0.001))  # 1 ms apart: within one 15 ms window
-    async with main_app.client() as client:
-        pushed = await metric(client, "lorechat_token_path_total", path="push")
+    async with app.client() as client:
+        relayed = await metric(client, "lorechat_token_path_total", path=path)
         reply = await post_chat(client, {"query": QUESTION})
-        assert await metric(client, "lorechat_token_path_total", path="push") == pushed + 1  # relayed, not pulled
-    await assert_turn_stored(db, reply, question=QUESTION)
+        assert await metric(client, "lorechat_token_path_total", path=path) == relayed + 1  # this relay, not pulled
+    async with app.db() as db:
+        await assert_turn_stored(db, reply, question=QUESTION)
     assert reply.stream.text == "".join(words) and reply.stream.done["cascade_tier"] == "upstream"
     # Held for a window after each dense write, the upstream's next pieces arrive in one read and leave in one write.
     assert len(reply.stream.tokens) < len(words) // 3, len(reply.stream.tokens)
 
 
 async def test_a_reader_that_pauses_gets_every_piece_in_order(
-    main_app: LiveApp, db: Sessions, upstream: ScriptedOpenAI
+    relay: tuple[str, LiveApp], upstream: ScriptedOpenAI
 ) -> None:
+    _, app = relay
     big = [f"{i:05d}" + "y" * 16_000 for i in range(1000)]  # 16 MB
     upstream.enqueue(Script(tokens=big, token_interval=0.001))
     small_window = httpx.AsyncHTTPTransport(
         local_address=new_peer(), socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)]
     )
-    async with httpx.AsyncClient(base_url=main_app.base_url, transport=small_window, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=app.base_url, transport=small_window, timeout=30) as client:
         async with client.stream("POST", "/api/v1/chat", json={"query": QUESTION}) as response:
             chunks = response.aiter_raw()
             raw = await read_tokens(chunks, 1)
@@ -50,7 +76,8 @@ async def test_a_reader_that_pauses_gets_every_piece_in_order(
             async for chunk in chunks:
                 raw += chunk
     reply = Reply(response.status_code, response.headers, raw)
-    await assert_turn_stored(db, reply, question=QUESTION)
+    async with app.db() as db:
+        await assert_turn_stored(db, reply, question=QUESTION)
     assert reply.stream.done and reply.stream.text == "".join(big)
 
 

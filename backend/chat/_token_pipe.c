@@ -1,0 +1,630 @@
+/* The token relay's native hot path (backend/chat/native_relay.py drives it).
+ *
+ * Once an openai tier has answered, every network read of the upstream reaches `Tap.on_body` from httptools'
+ * parser, inside the socket's callback. While the tap pipes, it does here, in C, what the Python relay does in
+ * ~20 Python frames per token (BENCHMARKS.md section 17): split the read into SSE events (the same rules as
+ * tiers/sse_deltas.py: LF or CRLF line ends, `data:` lines of one event joined by LF, a blank line ends the event,
+ * other fields ignored, `[DONE]` ends the stream), parse each event with orjson, take the choice's text, frame one
+ * `token` event per read (byte for byte events.token_frame), append it to the resume log when there is one, and
+ * write it, wrapped as uvicorn's chunked body, to the visitor's transport.
+ *
+ * Everything that is not a token goes back to Python through `on_event(kind, a, b)`: the finish reason and
+ * usage, a stream error, the end, and each reason to stop writing (the turn was cancelled, the visitor's socket
+ * is full, tokens come dense enough to coalesce, the answer reached its length cap). At each of those the tap
+ * holds itself: later reads go to `fallback` (the connection's own buffer) until Python releases it.
+ *
+ * Built with the platform's default flags for any CPU of the architecture (setup.py), never for "this CPU".
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+enum {
+    EV_META = 1,      /* a: finish_reason (str | None), b: usage (dict | None) */
+    EV_ERROR = 2,     /* a: message (str): the stream broke (not JSON, not an object, an error object) */
+    EV_DONE = 3,      /* [DONE] */
+    EV_CANCELLED = 4, /* the turn's control has a reason: nothing more is written */
+    EV_FULL = 5,      /* a: frame (bytes), b: text: the visitor's socket is full; Python writes it when it drains */
+    EV_DENSE = 6,     /* pieces come less than two windows apart: hold the upstream for one window */
+    EV_LIMIT = 7,     /* the answer reached its length cap */
+};
+
+static PyObject *orjson_loads, *orjson_dumps, *json_decode_error;
+static PyObject *s_write, *s_reason, *s_since, *s_disconnected, *s_write_paused, *s_choices, *s_delta,
+    *s_content, *s_finish_reason, *s_usage, *s_error, *s_message;
+
+#define COMPACT_EVERY 32
+static const char TOKEN_HEAD[] = "\nevent: token\ndata: {\"text\":";
+static const char TOKEN_TAIL[] = "}\n\n";
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *p, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n) cap *= 2;
+        char *data = PyMem_Realloc(b->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static void buf_free(Buf *b) {
+    PyMem_Free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *fallback; /* callable(bytes): where bytes go while the tap does not pipe, or holds */
+    int piping, held, done;
+    /* the SSE decoder */
+    Buf line;  /* an incomplete last line */
+    Buf event; /* the data of the event being read */
+    int has_data;
+    Py_ssize_t max_event;
+    /* the writer */
+    PyObject *transport; /* NULL once the visitor is detached: frames go to the log only */
+    PyObject *cycle, *flow, *control, *clock, *log_append, *on_event;
+    long long next_id;
+    double window, last;
+    PyObject *texts; /* what was written, joined every COMPACT_EVERY appends */
+    Py_ssize_t sent_chars, max_chars;
+} Tap;
+
+static void tap_drop_writer(Tap *self) {
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->cycle);
+    Py_CLEAR(self->flow);
+    Py_CLEAR(self->control);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->log_append);
+    Py_CLEAR(self->on_event);
+}
+
+static int tap_traverse(Tap *self, visitproc visit, void *arg) {
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->transport);
+    Py_VISIT(self->cycle);
+    Py_VISIT(self->flow);
+    Py_VISIT(self->control);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->log_append);
+    Py_VISIT(self->on_event);
+    Py_VISIT(self->texts);
+    return 0;
+}
+
+static int tap_clear(Tap *self) {
+    Py_CLEAR(self->fallback);
+    tap_drop_writer(self);
+    Py_CLEAR(self->texts);
+    return 0;
+}
+
+static void tap_dealloc(Tap *self) {
+    PyObject_GC_UnTrack(self);
+    tap_clear(self);
+    buf_free(&self->line);
+    buf_free(&self->event);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int tap_init(Tap *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"fallback", NULL};
+    PyObject *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Tap", kwlist, &fallback)) return -1;
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
+    Py_XSETREF(self->texts, PyList_New(0));
+    return self->texts == NULL ? -1 : 0;
+}
+
+static PyObject *emit(Tap *self, int kind, PyObject *a, PyObject *b) {
+    if (self->on_event == NULL) Py_RETURN_NONE;
+    PyObject *k = PyLong_FromLong(kind);
+    if (k == NULL) return NULL;
+    PyObject *args[3] = {k, a ? a : Py_None, b ? b : Py_None};
+    PyObject *on_event = Py_NewRef(self->on_event); /* the callback may stop (clear) the tap */
+    PyObject *result = PyObject_Vectorcall(on_event, args, 3, NULL);
+    Py_DECREF(on_event);
+    Py_DECREF(k);
+    return result;
+}
+
+static int emit_void(Tap *self, int kind, PyObject *a, PyObject *b) {
+    PyObject *result = emit(self, kind, a, b);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+static int count_sent(Tap *self, PyObject *text) {
+    if (PyList_Append(self->texts, text) < 0) return -1;
+    self->sent_chars += PyUnicode_GET_LENGTH(text);
+    if (PyList_GET_SIZE(self->texts) > COMPACT_EVERY) {
+        PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
+        if (empty == NULL) return -1;
+        PyObject *joined = PyUnicode_Join(empty, self->texts);
+        Py_DECREF(empty);
+        if (joined == NULL) return -1;
+        PyObject *texts = PyList_New(1);
+        if (texts == NULL) {
+            Py_DECREF(joined);
+            return -1;
+        }
+        PyList_SET_ITEM(texts, 0, joined);
+        Py_SETREF(self->texts, texts);
+    }
+    return 0;
+}
+
+/* After a write: stamp the watchdog's clock; hold for a window while pieces are dense; stop at the cap. */
+static int stamp(Tap *self) {
+    PyObject *now_obj = PyObject_CallNoArgs(self->clock);
+    if (now_obj == NULL) return -1;
+    double now = PyFloat_AsDouble(now_obj);
+    int failed = PyObject_SetAttr(self->control, s_since, now_obj);
+    Py_DECREF(now_obj);
+    if (failed < 0 || (now == -1.0 && PyErr_Occurred())) return -1;
+    double previous = self->last;
+    self->last = now;
+    if (self->max_chars > 0 && self->sent_chars >= self->max_chars) {
+        self->held = 1;
+        return emit_void(self, EV_LIMIT, NULL, NULL);
+    }
+    if (now - previous < 2 * self->window) {
+        self->held = 1;
+        return emit_void(self, EV_DENSE, NULL, NULL);
+    }
+    return 0;
+}
+
+static int attr_true(PyObject *obj, PyObject *name) {
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) return -1;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* One token frame for `text`, written (or handed to Python when the socket is full). */
+static int write_text(Tap *self, PyObject *text) {
+    if (!self->piping) return 0; /* an on_event callback stopped the tap */
+    PyObject *reason = PyObject_GetAttr(self->control, s_reason);
+    if (reason == NULL) return -1;
+    int cancelled = reason != Py_None;
+    Py_DECREF(reason);
+    if (cancelled) { /* being cancelled: nothing more goes out */
+        self->held = 1;
+        return emit_void(self, EV_CANCELLED, NULL, NULL);
+    }
+    PyObject *json = PyObject_CallOneArg(orjson_dumps, text);
+    if (json == NULL) return -1;
+    char id[32];
+    int id_len = snprintf(id, sizeof id, "id: %lld", self->next_id);
+    Py_ssize_t json_len = PyBytes_GET_SIZE(json);
+    Py_ssize_t frame_len = id_len + (Py_ssize_t)(sizeof TOKEN_HEAD - 1) + json_len + (Py_ssize_t)(sizeof TOKEN_TAIL - 1);
+    char head[24];
+    int head_len = snprintf(head, sizeof head, "%zx\r\n", frame_len);
+    /* One allocation: the chunk header, the frame, the chunk's CRLF. The log gets the frame alone. */
+    PyObject *wrapped = PyBytes_FromStringAndSize(NULL, head_len + frame_len + 2);
+    if (wrapped == NULL) {
+        Py_DECREF(json);
+        return -1;
+    }
+    char *out = PyBytes_AS_STRING(wrapped);
+    memcpy(out, head, head_len);
+    char *frame = out + head_len;
+    char *p = frame;
+    memcpy(p, id, id_len);
+    p += id_len;
+    memcpy(p, TOKEN_HEAD, sizeof TOKEN_HEAD - 1);
+    p += sizeof TOKEN_HEAD - 1;
+    memcpy(p, PyBytes_AS_STRING(json), json_len);
+    p += json_len;
+    memcpy(p, TOKEN_TAIL, sizeof TOKEN_TAIL - 1);
+    p += sizeof TOKEN_TAIL - 1;
+    memcpy(p, "\r\n", 2);
+    Py_DECREF(json);
+    long long event_id = self->next_id++;
+
+    PyObject *frame_bytes = NULL; /* the frame alone: for the log, or for a write that must wait */
+    if (self->log_append != NULL) {
+        frame_bytes = PyBytes_FromStringAndSize(frame, frame_len);
+        PyObject *id_obj = frame_bytes ? PyLong_FromLongLong(event_id) : NULL;
+        if (id_obj == NULL) {
+            Py_XDECREF(frame_bytes);
+            Py_DECREF(wrapped);
+            return -1;
+        }
+        PyObject *args[2] = {id_obj, frame_bytes};
+        PyObject *result = PyObject_Vectorcall(self->log_append, args, 2, NULL);
+        Py_DECREF(id_obj);
+        if (result == NULL) {
+            Py_DECREF(frame_bytes);
+            Py_DECREF(wrapped);
+            return -1;
+        }
+        Py_DECREF(result);
+    }
+    int written = 1; /* detached, or a visitor uvicorn knows is gone: its send would drop the frame too */
+    if (self->transport != NULL) {
+        int gone = attr_true(self->cycle, s_disconnected);
+        int full = gone ? 0 : attr_true(self->flow, s_write_paused);
+        if (gone < 0 || full < 0) {
+            Py_XDECREF(frame_bytes);
+            Py_DECREF(wrapped);
+            return -1;
+        }
+        if (full) { /* uvicorn's send would wait for the socket to drain: Python does */
+            if (frame_bytes == NULL) frame_bytes = PyBytes_FromStringAndSize(frame, frame_len);
+            Py_DECREF(wrapped);
+            if (frame_bytes == NULL) return -1;
+            self->held = 1;
+            int failed = emit_void(self, EV_FULL, frame_bytes, text);
+            Py_DECREF(frame_bytes);
+            return failed;
+        }
+        if (!gone) {
+            PyObject *result = PyObject_CallMethodOneArg(self->transport, s_write, wrapped);
+            if (result == NULL) written = 0;
+            Py_XDECREF(result);
+        }
+    }
+    Py_XDECREF(frame_bytes);
+    Py_DECREF(wrapped);
+    if (!written || count_sent(self, text) < 0) return -1;
+    return stamp(self);
+}
+
+/* One event's payload: [DONE], or a chunk whose text, finish reason and usage are collected. Returns -1 with a
+ * Python exception set, 1 with `*error` set when the stream broke, else 0. */
+static int read_event(Tap *self, const char *payload, Py_ssize_t len, PyObject *texts, PyObject **finish,
+                      PyObject **usage, PyObject **error) {
+    if (len == 6 && memcmp(payload, "[DONE]", 6) == 0) {
+        self->done = 1;
+        return 0;
+    }
+    PyObject *raw = PyBytes_FromStringAndSize(payload, len);
+    if (raw == NULL) return -1;
+    PyObject *event = PyObject_CallOneArg(orjson_loads, raw);
+    Py_DECREF(raw);
+    if (event == NULL) {
+        if (!PyErr_ExceptionMatches(json_decode_error)) return -1;
+        PyErr_Clear();
+        *error = PyUnicode_FromString("upstream sent an event that is not JSON");
+        return *error ? 1 : -1;
+    }
+    int status = 0;
+    if (!PyDict_Check(event)) {
+        *error = PyUnicode_FromString("upstream sent an event that is not a JSON object");
+        status = *error ? 1 : -1;
+        goto done;
+    }
+    PyObject *failure = PyDict_GetItemWithError(event, s_error);
+    if (failure != NULL) { /* an error object sent inside the stream */
+        PyObject *message = failure;
+        if (PyDict_Check(failure)) {
+            message = PyDict_GetItemWithError(failure, s_message);
+            if (message == NULL) {
+                if (PyErr_Occurred()) goto fail;
+                message = Py_None;
+            }
+        }
+        *error = PyUnicode_FromFormat("upstream error in stream: %S", message);
+        status = *error ? 1 : -1;
+        goto done;
+    }
+    if (PyErr_Occurred()) goto fail;
+    PyObject *choices = PyDict_GetItemWithError(event, s_choices);
+    if (choices != NULL && PyList_Check(choices) && PyList_GET_SIZE(choices) > 0 &&
+        PyDict_Check(PyList_GET_ITEM(choices, 0))) {
+        PyObject *choice = PyList_GET_ITEM(choices, 0);
+        PyObject *delta = PyDict_GetItemWithError(choice, s_delta);
+        if (delta != NULL && PyDict_Check(delta)) {
+            PyObject *content = PyDict_GetItemWithError(delta, s_content);
+            if (content != NULL && PyUnicode_Check(content) && PyUnicode_GET_LENGTH(content) > 0 &&
+                PyList_Append(texts, content) < 0)
+                goto fail;
+        }
+        if (PyErr_Occurred()) goto fail;
+        PyObject *reason = PyDict_GetItemWithError(choice, s_finish_reason);
+        if (reason != NULL && PyUnicode_Check(reason) && PyUnicode_GET_LENGTH(reason) > 0) Py_XSETREF(*finish, Py_NewRef(reason));
+    }
+    if (PyErr_Occurred()) goto fail;
+    PyObject *figures = PyDict_GetItemWithError(event, s_usage);
+    if (figures != NULL && PyDict_Check(figures)) Py_XSETREF(*usage, Py_NewRef(figures));
+    if (PyErr_Occurred()) goto fail;
+done:
+    Py_DECREF(event);
+    return status;
+fail:
+    Py_DECREF(event);
+    return -1;
+}
+
+static int add_data_line(Tap *self, const char *value, Py_ssize_t len) {
+    if (self->has_data && buf_add(&self->event, "\n", 1) < 0) return -1;
+    self->has_data = 1;
+    return buf_add(&self->event, value, len);
+}
+
+/* Decode one read and write what it completed. */
+static PyObject *pipe_read(Tap *self, const char *p, Py_ssize_t n) {
+    PyObject *texts = PyList_New(0);
+    PyObject *finish = NULL, *usage = NULL, *error = NULL, *text = NULL;
+    if (texts == NULL) return NULL;
+    while (n > 0 && !self->done && error == NULL) {
+        const char *nl = memchr(p, '\n', n);
+        if (nl == NULL) {
+            if (buf_add(&self->line, p, n) < 0) goto fail;
+            break;
+        }
+        const char *line = p;
+        Py_ssize_t len = nl - p;
+        if (self->line.len) {
+            if (buf_add(&self->line, p, len) < 0) goto fail;
+            line = self->line.data;
+            len = self->line.len;
+        }
+        n -= nl + 1 - p;
+        p = nl + 1;
+        if (len && line[len - 1] == '\r') len--;
+        if (len == 0) { /* the end of an event */
+            if (self->has_data) {
+                int status = read_event(self, self->event.data, self->event.len, texts, &finish, &usage, &error);
+                self->event.len = 0;
+                self->has_data = 0;
+                if (status < 0) goto fail;
+            }
+        } else if (len >= 5 && memcmp(line, "data:", 5) == 0) {
+            const char *value = line + 5;
+            Py_ssize_t value_len = len - 5;
+            if (value_len && value[0] == ' ') {
+                value++;
+                value_len--;
+            }
+            if (add_data_line(self, value, value_len) < 0) goto fail;
+        } /* ":" comments, event:, id: and retry: lines carry nothing a chat completion needs */
+        self->line.len = 0;
+    }
+    if (error == NULL && self->max_event > 0 && (self->line.len > self->max_event || self->event.len > self->max_event))
+        error = PyUnicode_FromFormat("upstream sent an event over %zd bytes", self->max_event);
+    if (error != NULL) { /* the stream broke: nothing of this read is relayed (as the Python decoder) */
+        self->held = 1;
+        if (emit_void(self, EV_ERROR, error, NULL) < 0) goto fail;
+        goto end;
+    }
+    if ((finish != NULL || usage != NULL) && emit_void(self, EV_META, finish, usage) < 0) goto fail;
+    Py_ssize_t count = PyList_GET_SIZE(texts);
+    if (count > 0 && self->piping) {
+        if (count == 1) {
+            text = Py_NewRef(PyList_GET_ITEM(texts, 0));
+        } else {
+            PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
+            if (empty == NULL) goto fail;
+            text = PyUnicode_Join(empty, texts);
+            Py_DECREF(empty);
+            if (text == NULL) goto fail;
+        }
+        if (write_text(self, text) < 0) goto fail;
+    }
+    if (self->done && self->piping && emit_void(self, EV_DONE, NULL, NULL) < 0) goto fail;
+end:
+    Py_DECREF(texts);
+    Py_XDECREF(finish);
+    Py_XDECREF(usage);
+    Py_XDECREF(error);
+    Py_XDECREF(text);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(texts);
+    Py_XDECREF(finish);
+    Py_XDECREF(usage);
+    Py_XDECREF(error);
+    Py_XDECREF(text);
+    return NULL;
+}
+
+static PyObject *tap_on_body(Tap *self, PyObject *data) {
+    if (!self->piping || self->held || self->done) {
+        if (self->fallback == NULL) Py_RETURN_NONE;
+        return PyObject_CallOneArg(self->fallback, data);
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+    Py_INCREF(self); /* on_event may drop the last other reference */
+    PyObject *result = pipe_read(self, view.buf, view.len);
+    PyBuffer_Release(&view);
+    Py_DECREF(self);
+    return result;
+}
+
+static PyObject *tap_pipe(Tap *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"partial", "data_lines", "transport", "cycle", "control", "clock", "log_append",
+                             "on_event", "next_id", "window", "last", "max_event", "max_chars", NULL};
+    PyObject *partial, *data_lines, *transport, *cycle, *control, *clock, *log_append, *on_event;
+    long long next_id;
+    double window, last;
+    Py_ssize_t max_event, max_chars;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$SO!OOOOOOLddnn:pipe", kwlist, &partial, &PyList_Type, &data_lines,
+                                     &transport, &cycle, &control, &clock, &log_append, &on_event, &next_id, &window,
+                                     &last, &max_event, &max_chars))
+        return NULL;
+    PyObject *flow = PyObject_GetAttrString(cycle, "flow");
+    if (flow == NULL) return NULL;
+    self->line.len = self->event.len = 0;
+    self->has_data = 0;
+    if (buf_add(&self->line, PyBytes_AS_STRING(partial), PyBytes_GET_SIZE(partial)) < 0) goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(data_lines); i++) {
+        PyObject *value = PyList_GET_ITEM(data_lines, i);
+        if (!PyBytes_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "data_lines must hold bytes");
+            goto fail;
+        }
+        if (add_data_line(self, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)) < 0) goto fail;
+    }
+    tap_drop_writer(self);
+    self->transport = Py_NewRef(transport);
+    self->cycle = Py_NewRef(cycle);
+    self->flow = flow;
+    self->control = Py_NewRef(control);
+    self->clock = Py_NewRef(clock);
+    self->log_append = log_append == Py_None ? NULL : Py_NewRef(log_append);
+    self->on_event = Py_NewRef(on_event);
+    self->next_id = next_id;
+    self->window = window;
+    self->last = last;
+    self->max_event = max_event;
+    self->max_chars = max_chars;
+    self->sent_chars = 0;
+    Py_SETREF(self->texts, PyList_New(0));
+    if (self->texts == NULL) return NULL;
+    self->piping = 1;
+    self->held = self->done = 0;
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(flow);
+    return NULL;
+}
+
+static PyObject *tap_hold(Tap *self, PyObject *Py_UNUSED(ignored)) {
+    self->held = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *tap_release(Tap *self, PyObject *Py_UNUSED(ignored)) {
+    self->held = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *tap_detach(Tap *self, PyObject *Py_UNUSED(ignored)) {
+    Py_CLEAR(self->transport);
+    Py_RETURN_NONE;
+}
+
+static PyObject *tap_stop(Tap *self, PyObject *Py_UNUSED(ignored)) {
+    self->piping = 0;
+    tap_drop_writer(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *tap_add_sent(Tap *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "add_sent takes a str");
+        return NULL;
+    }
+    if (count_sent(self, text) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *tap_take_text(Tap *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
+    if (empty == NULL) return NULL;
+    PyObject *joined = PyUnicode_Join(empty, self->texts);
+    Py_DECREF(empty);
+    if (joined == NULL) return NULL;
+    Py_SETREF(self->texts, PyList_New(0));
+    if (self->texts == NULL) {
+        Py_DECREF(joined);
+        return NULL;
+    }
+    return joined;
+}
+
+static PyObject *tap_get_next_id(Tap *self, void *Py_UNUSED(closure)) { return PyLong_FromLongLong(self->next_id); }
+static PyObject *tap_get_done(Tap *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->done); }
+static PyObject *tap_get_piping(Tap *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->piping); }
+static PyObject *tap_get_held(Tap *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->held); }
+static PyObject *tap_get_sent_chars(Tap *self, void *Py_UNUSED(closure)) { return PyLong_FromSsize_t(self->sent_chars); }
+
+static PyMethodDef tap_methods[] = {
+    {"on_body", (PyCFunction)tap_on_body, METH_O, "httptools' body callback: pipe the bytes, or hand them to fallback."},
+    {"pipe", (PyCFunction)(void (*)(void))tap_pipe, METH_VARARGS | METH_KEYWORDS,
+     "Start piping: the Python decoder's state, the visitor's transport and uvicorn's cycle, the turn's control."},
+    {"hold", (PyCFunction)tap_hold, METH_NOARGS, "Later bytes go to fallback until release()."},
+    {"release", (PyCFunction)tap_release, METH_NOARGS, "Pipe again (the caller feeds what fallback kept)."},
+    {"detach", (PyCFunction)tap_detach, METH_NOARGS, "The visitor is gone: frames go to the log only."},
+    {"stop", (PyCFunction)tap_stop, METH_NOARGS, "Stop piping for good; bytes go to fallback."},
+    {"add_sent", (PyCFunction)tap_add_sent, METH_O, "Count a text written by Python (a write that had to wait)."},
+    {"take_text", (PyCFunction)tap_take_text, METH_NOARGS, "Everything written so far, joined; forgets it."},
+    {NULL},
+};
+
+static PyGetSetDef tap_getset[] = {
+    {"next_id", (getter)tap_get_next_id, NULL, "the id of the next frame", NULL},
+    {"done", (getter)tap_get_done, NULL, "[DONE] was read", NULL},
+    {"piping", (getter)tap_get_piping, NULL, "between pipe() and stop()", NULL},
+    {"held", (getter)tap_get_held, NULL, "bytes go to fallback", NULL},
+    {"sent_chars", (getter)tap_get_sent_chars, NULL, "characters written since pipe()", NULL},
+    {NULL},
+};
+
+static PyTypeObject TapType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "backend.chat._token_pipe.Tap",
+    .tp_basicsize = sizeof(Tap),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "httptools' body callback for one upstream connection; pipes tokens to the visitor once started.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)tap_init,
+    .tp_dealloc = (destructor)tap_dealloc,
+    .tp_traverse = (traverseproc)tap_traverse,
+    .tp_clear = (inquiry)tap_clear,
+    .tp_methods = tap_methods,
+    .tp_getset = tap_getset,
+};
+
+static struct PyModuleDef token_pipe_module = {
+    PyModuleDef_HEAD_INIT, .m_name = "backend.chat._token_pipe", .m_doc = "The token relay's native hot path.",
+    .m_size = -1,
+};
+
+#define INTERN(var, text)                                                                                    \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL;
+
+PyMODINIT_FUNC PyInit__token_pipe(void) {
+    PyObject *orjson = PyImport_ImportModule("orjson");
+    if (orjson == NULL) return NULL;
+    orjson_loads = PyObject_GetAttrString(orjson, "loads");
+    orjson_dumps = PyObject_GetAttrString(orjson, "dumps");
+    json_decode_error = PyObject_GetAttrString(orjson, "JSONDecodeError");
+    Py_DECREF(orjson);
+    if (orjson_loads == NULL || orjson_dumps == NULL || json_decode_error == NULL) return NULL;
+    INTERN(s_write, "write");
+    INTERN(s_reason, "reason");
+    INTERN(s_since, "since");
+    INTERN(s_disconnected, "disconnected");
+    INTERN(s_write_paused, "write_paused");
+    INTERN(s_choices, "choices");
+    INTERN(s_delta, "delta");
+    INTERN(s_content, "content");
+    INTERN(s_finish_reason, "finish_reason");
+    INTERN(s_usage, "usage");
+    INTERN(s_error, "error");
+    INTERN(s_message, "message");
+    if (PyType_Ready(&TapType) < 0) return NULL;
+    PyObject *module = PyModule_Create(&token_pipe_module);
+    if (module == NULL) return NULL;
+    if (PyModule_AddObjectRef(module, "Tap", (PyObject *)&TapType) < 0 ||
+        PyModule_AddIntConstant(module, "META", EV_META) < 0 || PyModule_AddIntConstant(module, "ERROR", EV_ERROR) < 0 ||
+        PyModule_AddIntConstant(module, "DONE", EV_DONE) < 0 ||
+        PyModule_AddIntConstant(module, "CANCELLED", EV_CANCELLED) < 0 ||
+        PyModule_AddIntConstant(module, "FULL", EV_FULL) < 0 || PyModule_AddIntConstant(module, "DENSE", EV_DENSE) < 0 ||
+        PyModule_AddIntConstant(module, "LIMIT", EV_LIMIT) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
