@@ -149,6 +149,10 @@ class _TierCommon(BaseModel):
     temperature: float = Field(0.2, ge=0, le=2)
     first_token_timeout_seconds: float = Field(10.0, gt=0)
     idle_timeout_seconds: float = Field(30.0, gt=0)
+    # An upstream that goes on past its max_tokens (a runaway: it ignores the budget) is cut off, with
+    # finish_reason "length", once its answer passes this many characters. None: 32 a token of max_tokens (real
+    # tokens average ~4); 0: never.
+    max_answer_chars: int | None = Field(None, ge=0)
     # Read the whole answer before sending any of it and stream it only if the claim check finds every claim
     # in the sources; otherwise the next tier answers. Costs the whole generation in time to first token.
     hold_until_supported: bool = False

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 # Longer answers are counted off the event loop (TierStream.usage).
 INLINE_COUNT_CHARS = 8192
 
+# A runaway upstream (one that ignores max_tokens) is cut off past this many characters for each token of the
+# budget, unless its tier sets max_answer_chars: far above any tokenizer's average (~4 for English).
+RUNAWAY_CHARS_PER_TOKEN = 32
+
 # Does a held tier's whole answer stand on the sources? (service.py asks the claim check.)
 AnswerGate = Callable[[str], Awaitable[bool]]
 
@@ -62,6 +66,8 @@ class TierStream:
         self._closed = False
         self._on_text: Callable[[str], None] = _ignore
         self._on_end: Callable[[LorechatError | None], None] = _ignore
+        self._char_cap = answer_char_cap(tier, prompt)  # 0: none
+        self._chars = 0
 
     @property
     def text(self) -> str:
@@ -88,6 +94,8 @@ class TierStream:
         if self._pending is not None:
             text, self._pending = self._pending, None
             self._text.append(text)
+            if self._counted(text):
+                await self.aclose()
             return text
         if self._finished or self._closed:
             raise StopAsyncIteration
@@ -97,6 +105,8 @@ class TierStream:
                 self._absorb(delta)
                 if delta.text:
                     self._text.append(delta.text)
+                    if self._counted(delta.text):
+                        await self.aclose()
                     return delta.text
         except StopAsyncIteration:
             self._finished = True
@@ -123,6 +133,25 @@ class TierStream:
     def release(self) -> None:
         self._deltas.release()  # type: ignore[attr-defined]
 
+    @property
+    def chars_left(self) -> int:
+        """Characters the answer may still have before it is cut off (0: no cap)."""
+        return max(self._char_cap - self._chars, 1) if self._char_cap else 0
+
+    def cut(self) -> None:
+        """The answer reached its cap (a runaway upstream): it is complete, with finish_reason "length"."""
+        self.finish_reason = "length"
+        self._finished = True
+
+    def _counted(self, text: str) -> bool:
+        """Count a piece; True once the answer reached its cap (it is then `cut`: nothing more follows)."""
+        self._chars += len(text)
+        if not self._char_cap or self._chars < self._char_cap:
+            return False
+        log.warning("tier %s went on past %d characters of answer: cut off", self.tier, self._char_cap)
+        self.cut()
+        return True
+
     def pipe_source(self) -> Any:
         """The tier's stream when it can be piped natively from here on (chat/native_relay.py), else None."""
         pipe_tap = getattr(self._deltas, "pipe_tap", None)
@@ -134,6 +163,7 @@ class TierStream:
         """Text the native relay wrote (the stream's text holds only what was sent, in that case)."""
         if text:
             self._text.append(text)
+            self._chars += len(text)
 
     def absorb(self, finish_reason: str | None, usage: TokenUsage | None) -> None:
         if finish_reason:
@@ -156,6 +186,9 @@ class TierStream:
         if text:
             self._text.append(text)
             self._on_text(text)
+            if self._counted(text):
+                self.hold()
+                self._on_end(None)
 
     def _push_ended(self, error: BaseException | None) -> None:
         self._on_end(self.ended(error))
@@ -182,6 +215,12 @@ class TierStream:
             return
         self._closed = True
         await _close(self._deltas)
+
+
+def answer_char_cap(tier: Tier, prompt: Prompt) -> int:
+    """The most characters an answer of this tier may have (0: no cap)."""
+    cap = tier.settings.max_answer_chars
+    return RUNAWAY_CHARS_PER_TOKEN * prompt.max_tokens if cap is None else cap
 
 
 def _ignore(_: object) -> None:
@@ -262,6 +301,7 @@ class Cascade:
             usage: TokenUsage | None = None
             finish: str | None = None
             pieces: list[str] = []
+            cap, held_chars = answer_char_cap(tier, prompt), 0
             try:
                 async with asyncio.timeout(tier.settings.first_token_timeout_seconds):
                     while True:
@@ -276,6 +316,11 @@ class Cascade:
                         if delta.text:
                             pieces.append(delta.text)
                             if gate is None:
+                                break
+                            held_chars += len(delta.text)
+                            if cap and held_chars >= cap:  # a runaway, held: what came so far is the answer
+                                finish = "length"
+                                await _close(deltas)
                                 break
             except asyncio.CancelledError:
                 breaker.release()

@@ -107,7 +107,7 @@ class NativeRelay:
             window=self._window,
             last=self._last,
             max_event=MAX_EVENT_BYTES,
-            max_chars=0,
+            max_chars=self._stream.chars_left,
         )
         TOKEN_PATHS.labels("native").inc()
         source.listen(self._on_wake)
@@ -133,9 +133,9 @@ class NativeRelay:
                 self._resume_timer = self._loop.call_at(self._control.now() + self._window, self._release)
             elif kind == pipe.FULL:
                 self._write_later(a, b)
-            elif kind == pipe.LIMIT:
-                self._stream.absorb("length", None)
+            elif kind == pipe.LIMIT:  # a runaway upstream: the answer is cut off here
                 self._source.hold()
+                self._stream.cut()
                 self._end(None)
         except Exception as exc:  # never into the parser: the turn ends with it
             self._end(exc)

@@ -118,6 +118,7 @@ class TokenRelay:
     __slots__ = (
         "_control",
         "_done",
+        "_ending",
         "_last",
         "_loop",
         "_outcome",
@@ -147,6 +148,7 @@ class TokenRelay:
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._writing: asyncio.Future[None] | None = None  # a write that could not finish at once
+        self._ending = False  # the answer ended while a write waited: end once it is written
         self._resume_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> bool:
@@ -194,7 +196,9 @@ class TokenRelay:
         self._writing = None
         self._control.sending = False
         self._outcome.sent(text)
-        if not self._written():
+        if self._ending:
+            self._end(None)
+        elif not self._written():
             self._stream.release()
 
     def _written(self) -> bool:
@@ -219,6 +223,9 @@ class TokenRelay:
     def _end(self, error: BaseException | None) -> None:
         done = self._done
         if done.done():
+            return
+        if error is None and self._writing is not None:  # the last piece is still being written
+            self._ending = True
             return
         if error is None:
             done.set_result(None)

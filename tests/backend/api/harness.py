@@ -78,6 +78,7 @@ def upstream_tier(fake: ScriptedOpenAI, *, name: str = UPSTREAM, first: float = 
         base_url=fake.base_url,
         model="scripted",
         max_tokens=24,  # the fake's default echo stays short
+        max_answer_chars=0,  # scripts run past max_tokens as a runaway would: the cap has tests of its own
         first_token_timeout_seconds=first,
         idle_timeout_seconds=idle,
     )

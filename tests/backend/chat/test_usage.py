@@ -25,7 +25,9 @@ async def test_a_long_interrupted_answer_is_counted_without_stalling_the_event_l
     big = ["x" * 16_000 for _ in range(120)]  # ~2 MB without the upstream's usage figures (it drops)
     with ScriptedOpenAI(default=Script(tokens=big, drop_after=len(big) - 1)) as runaway:
         tier = OpenAITier(
-            OpenAITierSettings(name=f"runaway-{uuid.uuid4().hex[:8]}", base_url=runaway.base_url, model="scripted")
+            OpenAITierSettings(
+                name=f"runaway-{uuid.uuid4().hex[:8]}", base_url=runaway.base_url, model="scripted", max_answer_chars=0
+            )
         )
         try:
             stream = await Cascade([tier], CircuitSettings()).start(lambda _: engine_prompt(max_tokens=64))
