@@ -202,6 +202,18 @@ static int attr_true(PyObject *obj, PyObject *name) {
 /* One token frame for `text`, written (or handed to Python when the socket is full). */
 static int write_text(Tap *self, PyObject *text) {
     if (!self->piping) return 0; /* an on_event callback stopped the tap */
+    if (self->max_chars > 0 && self->sent_chars >= self->max_chars) { /* the cap was reached before */
+        self->held = 1;
+        return emit_void(self, EV_LIMIT, NULL, NULL);
+    }
+    if (self->max_chars > 0 && self->sent_chars + PyUnicode_GET_LENGTH(text) > self->max_chars) {
+        /* the piece that passes the cap is cut there (the caller's reference stays the caller's) */
+        PyObject *cut = PyUnicode_Substring(text, 0, self->max_chars - self->sent_chars);
+        if (cut == NULL) return -1;
+        int failed = write_text(self, cut);
+        Py_DECREF(cut);
+        return failed;
+    }
     PyObject *reason = PyObject_GetAttr(self->control, s_reason);
     if (reason == NULL) return -1;
     int cancelled = reason != Py_None;

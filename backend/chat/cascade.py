@@ -68,6 +68,7 @@ class TierStream:
         self._on_end: Callable[[LorechatError | None], None] = _ignore
         self._char_cap = answer_char_cap(tier, prompt)  # 0: none
         self._chars = 0
+        self._cut = False  # the answer reached its cap
 
     @property
     def text(self) -> str:
@@ -92,9 +93,9 @@ class TierStream:
 
     async def __anext__(self) -> str:
         if self._pending is not None:
-            text, self._pending = self._pending, None
+            text, self._pending = self._capped(self._pending), None
             self._text.append(text)
-            if self._counted(text):
+            if self._cut:
                 await self.aclose()
             return text
         if self._finished or self._closed:
@@ -104,10 +105,11 @@ class TierStream:
                 delta = await anext(self._deltas)
                 self._absorb(delta)
                 if delta.text:
-                    self._text.append(delta.text)
-                    if self._counted(delta.text):
+                    text = self._capped(delta.text)
+                    self._text.append(text)
+                    if self._cut:
                         await self.aclose()
-                    return delta.text
+                    return text
         except StopAsyncIteration:
             self._finished = True
             self.finish_reason = self.finish_reason or "stop"
@@ -140,17 +142,20 @@ class TierStream:
 
     def cut(self) -> None:
         """The answer reached its cap (a runaway upstream): it is complete, with finish_reason "length"."""
+        if not self._cut:
+            log.warning("tier %s went on past %d characters of answer: cut off", self.tier, self._char_cap)
+        self._cut = self._finished = True
         self.finish_reason = "length"
-        self._finished = True
 
-    def _counted(self, text: str) -> bool:
-        """Count a piece; True once the answer reached its cap (it is then `cut`: nothing more follows)."""
-        self._chars += len(text)
-        if not self._char_cap or self._chars < self._char_cap:
-            return False
-        log.warning("tier %s went on past %d characters of answer: cut off", self.tier, self._char_cap)
+    def _capped(self, text: str) -> str:
+        """A piece, as far as the cap allows: the piece that reaches it is cut there, and ends the answer."""
+        room = self._char_cap - self._chars
+        if not self._char_cap or len(text) < room:
+            self._chars += len(text)
+            return text
+        self._chars = self._char_cap
         self.cut()
-        return True
+        return text[:room]
 
     def pipe_source(self) -> Any:
         """The tier's stream when it can be piped natively from here on (chat/native_relay.py), else None."""
@@ -182,11 +187,11 @@ class TierStream:
     def _pushed(self, delta: TextDelta) -> None:
         if delta.finish_reason or delta.usage is not None:
             self._absorb(delta)
-        text = delta.text
-        if text:
+        if delta.text:
+            text = self._capped(delta.text)
             self._text.append(text)
             self._on_text(text)
-            if self._counted(text):
+            if self._cut:
                 self.hold()
                 self._on_end(None)
 

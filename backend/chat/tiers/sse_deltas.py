@@ -45,7 +45,7 @@ class ChatStreamDecoder:
         texts: list[str] = []
         finish: str | None = None
         usage: TokenUsage | None = None
-        for payload in self._events(chunk[: end + 1]):
+        for payload in self._events(chunk[:end]):
             if payload == b"[DONE]":
                 self.done = True
                 break
@@ -68,6 +68,7 @@ class ChatStreamDecoder:
         return state
 
     def _events(self, lines_block: bytes) -> Iterator[bytes]:
+        """The events that `lines_block` (whole lines, its last line end left off) completed."""
         for line in lines_block.split(b"\n"):
             if line.endswith(b"\r"):
                 line = line[:-1]

@@ -47,7 +47,7 @@ async def test_an_answer_past_its_cap_ends_there_with_finish_reason_length(runaw
     finally:
         await made.aclose()
     cap = RUNAWAY_CHARS_PER_TOKEN * MAX_TOKENS
-    assert "".join(WORDS).startswith(text) and cap <= len(text) < cap + 500, len(text)
+    assert text == "".join(WORDS)[:cap]  # cut at the cap, however the pieces were read
     assert stream.finish_reason == "length"
     assert runaway.wait_streams_closed(5)  # let go at the cap, not read to the end
 

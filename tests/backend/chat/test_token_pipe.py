@@ -77,7 +77,12 @@ class Piped:
 
 
 def piped(
-    *, window: float = 0.0, log: bool = False, partial: bytes = b"", data_lines: list[bytes] | None = None
+    *,
+    window: float = 0.0,
+    log: bool = False,
+    partial: bytes = b"",
+    data_lines: list[bytes] | None = None,
+    max_chars: int = 0,
 ) -> Piped:
     kept: list[bytes] = []
     tap = pipe.Tap(kept.append)
@@ -95,7 +100,7 @@ def piped(
         window=window,
         last=0.0,
         max_event=MAX_EVENT_BYTES,
-        max_chars=0,
+        max_chars=max_chars,
     )
     return result
 
@@ -233,3 +238,12 @@ def test_a_stopped_tap_hands_every_byte_back() -> None:
     native.tap.stop()
     native.tap.on_body(chunk("Salt"))
     assert native.kept == [chunk("Salt")] and native.frames() == [] and native.tap.take_text() == ""
+
+
+def test_the_piece_that_passes_the_cap_is_cut_there_and_nothing_follows() -> None:
+    native = piped(max_chars=10)
+    native.tap.on_body(chunk("Salt"))
+    native.tap.on_body(chunk(" tightens gluten"))
+    assert native.frames() == [token_frame("Salt", 2), token_frame(" tight", 3)]
+    assert native.events == [(pipe.LIMIT, None, None)] and native.tap.held
+    assert native.tap.take_text() == "Salt tight"
