@@ -20,14 +20,12 @@ else goes through relay.py.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from backend.chat import _token_pipe as pipe
 from backend.chat.cascade import TierStream
 from backend.chat.outcome import TurnOutcome
+from backend.chat.relay_core import RelayCore
 from backend.chat.running import TurnControl
 from backend.chat.tiers.sse_deltas import MAX_EVENT_BYTES, usage_from
 from backend.metrics import TOKEN_PATHS
@@ -36,23 +34,8 @@ if TYPE_CHECKING:
     from backend.api.event_stream import SseSink
 
 
-class NativeRelay:
-    __slots__ = (
-        "_control",
-        "_cycle",
-        "_done",
-        "_ending",
-        "_last",
-        "_loop",
-        "_outcome",
-        "_resume_timer",
-        "_sink",
-        "_source",
-        "_stream",
-        "_tap",
-        "_window",
-        "_writing",
-    )
+class NativeRelay(RelayCore):
+    __slots__ = ("_cycle", "_sink", "_source", "_tap")
 
     def __init__(
         self,
@@ -64,20 +47,11 @@ class NativeRelay:
         window: float,
         last_write: float,
     ) -> None:
-        self._stream = stream
+        super().__init__(stream=stream, outcome=outcome, control=control, window=window, last_write=last_write)
         self._sink = sink
-        self._outcome = outcome
-        self._control = control
-        self._window = window
-        self._last = last_write
-        self._loop = asyncio.get_running_loop()
-        self._done: asyncio.Future[None] = self._loop.create_future()
         self._source: Any = None  # the tier's stream (openai_tier.OpenAIStream)
         self._tap: Any = None
         self._cycle: Any = None
-        self._writing: asyncio.Future[None] | None = None  # a frame waiting for the visitor's socket
-        self._ending = False  # the answer ended while a frame waited: end once it is written
-        self._resume_timer: asyncio.TimerHandle | None = None
 
     def ready(self) -> bool:
         """Whether both ends can be piped natively (else: relay.py)."""
@@ -132,38 +106,13 @@ class NativeRelay:
                 self._source.hold()
                 self._resume_timer = self._loop.call_at(self._control.now() + self._window, self._release)
             elif kind == pipe.FULL:
-                self._write_later(a, b)
+                self._write_later(self._sink.write_frame(a), b)
             elif kind == pipe.LIMIT:  # a runaway upstream: the answer is cut off here
                 self._source.hold()
                 self._stream.cut()
                 self._end(None)
         except Exception as exc:  # never into the parser: the turn ends with it
             self._end(exc)
-
-    def _write_later(self, frame: bytes, text: str) -> None:
-        control = self._control
-        control.sending = True
-        control.since = control.now()
-        self._source.hold()
-        self._writing = asyncio.ensure_future(self._finish_write(frame, text))
-
-    async def _finish_write(self, frame: bytes, text: str) -> None:
-        try:
-            await self._sink.write_frame(frame)
-        except asyncio.CancelledError:  # by `_stop`: the turn is over
-            return
-        except BaseException as exc:
-            self._fail(exc)
-            return
-        self._writing = None
-        control = self._control
-        control.sending = False
-        control.since = control.now()
-        self._tap.add_sent(text)
-        if self._ending:
-            self._end(None)
-        else:
-            self._release()
 
     def _on_wake(self) -> None:
         """Bytes kept while the tap held, the body's end, or a broken connection."""
@@ -188,39 +137,33 @@ class NativeRelay:
         self._source.release()
         self._on_wake()
 
-    def _end(self, error: BaseException | None) -> None:
-        """The tier's answer ended (None: complete; else how it broke off)."""
-        if self._done.done():
-            return
-        if error is None and self._writing is not None:
-            self._ending = True
-            return
+    # -- RelayCore -------------------------------------------------------------------------------------------------
+
+    def _hold_upstream(self) -> None:
+        self._source.hold()
+
+    def _count_written(self, text: str) -> None:
+        self._control.since = self._control.now()
+        self._tap.add_sent(text)
+
+    def _go_on(self) -> None:
+        self._release()
+
+    def _settle(self, error: BaseException | None) -> None:
         failure = self._stream.ended(error)
         if failure is None:
             self._done.set_result(None)
         else:
             self._done.set_exception(failure)
 
-    def _fail(self, exc: BaseException) -> None:
-        """The write to the visitor broke (and no log keeps the rest)."""
-        if not self._done.done():
-            self._done.set_exception(exc)
-
     async def _stop(self) -> None:
         """The answer ended or the turn is being cancelled: nothing more is written; what was, is counted."""
-        if self._resume_timer is not None:
-            self._resume_timer.cancel()
-            self._resume_timer = None
         tap, source = self._tap, self._source
         tap.stop()
         source.listen(None)
         if not self._done.done():  # cancelled from outside: leave the upstream unread until it is closed
             source.hold()
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.gather(writing, return_exceptions=True)
+        await self._cancel_pending()
         text = tap.take_text()
         self._stream.piped(text)
         self._outcome.sent(text)

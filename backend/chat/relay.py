@@ -23,11 +23,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-import anyio
-
 from backend.chat.cascade import TierStream
 from backend.chat.events import EventSink
 from backend.chat.outcome import TurnOutcome
+from backend.chat.relay_core import RelayCore
 from backend.chat.running import TurnControl
 from backend.errors import LorechatError
 from backend.metrics import TOKEN_PATHS
@@ -114,20 +113,8 @@ class InlineSink(Protocol):
         ...
 
 
-class TokenRelay:
-    __slots__ = (
-        "_control",
-        "_done",
-        "_ending",
-        "_last",
-        "_loop",
-        "_outcome",
-        "_resume_timer",
-        "_send_now",
-        "_stream",
-        "_window",
-        "_writing",
-    )
+class TokenRelay(RelayCore):
+    __slots__ = ("_send_now",)
 
     def __init__(
         self,
@@ -139,17 +126,8 @@ class TokenRelay:
         window: float,
         last_write: float,
     ) -> None:
-        self._stream = stream
+        super().__init__(stream=stream, outcome=outcome, control=control, window=window, last_write=last_write)
         self._send_now: Callable[[str], Awaitable[None] | None] = sink.send_text_now
-        self._outcome = outcome
-        self._control = control
-        self._window = window
-        self._last = last_write
-        self._loop = asyncio.get_running_loop()
-        self._done: asyncio.Future[None] = self._loop.create_future()
-        self._writing: asyncio.Future[None] | None = None  # a write that could not finish at once
-        self._ending = False  # the answer ended while a write waited: end once it is written
-        self._resume_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> bool:
         """Relay the rest of the answer; False (nothing done) when the tier cannot push: iterate it instead.
@@ -165,41 +143,19 @@ class TokenRelay:
         return True
 
     def _on_text(self, text: str) -> None:
-        control = self._control
-        if control.reason is not None:  # being cancelled: nothing more goes out
+        if self._control.reason is not None:  # being cancelled: nothing more goes out
             self._stream.hold()
             return
         try:
             rest = self._send_now(text)
         except BaseException as exc:  # the socket broke and nothing keeps the rest
-            self._end(exc)
+            self._fail(exc)
             return
         if rest is None:
             self._outcome.sent(text)
             self._written()
-            return
-        # The visitor's socket is full: the write finishes in a task (its send deadline running), and the upstream
-        # waits meanwhile.
-        control.sending = True
-        control.since = control.now()
-        self._stream.hold()
-        self._writing = asyncio.ensure_future(self._finish_write(rest, text))
-
-    async def _finish_write(self, rest: Awaitable[None], text: str) -> None:
-        try:
-            await rest
-        except asyncio.CancelledError:  # by `_stop`: the turn is over
-            return
-        except BaseException as exc:
-            self._end(exc)
-            return
-        self._writing = None
-        self._control.sending = False
-        self._outcome.sent(text)
-        if self._ending:
-            self._end(None)
-        elif not self._written():
-            self._stream.release()
+        else:  # the visitor's socket is full
+            self._write_later(rest, text)
 
     def _written(self) -> bool:
         """Stamp the write; while pieces are dense, leave the upstream unread for one window (True if so)."""
@@ -220,27 +176,26 @@ class TokenRelay:
     def _on_end(self, error: LorechatError | None) -> None:
         self._end(error)
 
-    def _end(self, error: BaseException | None) -> None:
-        done = self._done
-        if done.done():
-            return
-        if error is None and self._writing is not None:  # the last piece is still being written
-            self._ending = True
-            return
+    # -- RelayCore -------------------------------------------------------------------------------------------------
+
+    def _hold_upstream(self) -> None:
+        self._stream.hold()
+
+    def _count_written(self, text: str) -> None:
+        self._outcome.sent(text)
+
+    def _go_on(self) -> None:
+        if not self._written():
+            self._stream.release()
+
+    def _settle(self, error: BaseException | None) -> None:
         if error is None:
-            done.set_result(None)
+            self._done.set_result(None)
         else:
-            done.set_exception(error)
+            self._done.set_exception(error)
 
     async def _stop(self) -> None:
         """The answer ended or the turn is being cancelled: nothing more is pushed or written."""
-        if self._resume_timer is not None:
-            self._resume_timer.cancel()
-            self._resume_timer = None
         if not self._done.done():  # cancelled from outside: the stream may still push
             self._stream.hold()
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.gather(writing, return_exceptions=True)
+        await self._cancel_pending()
