@@ -29,7 +29,7 @@ from backend.chat.stream_log import StreamLog, build_stream_log
 from backend.chat.tiers.factory import build_tiers
 from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
-from backend.retrieval.embedder import get_embedder
+from backend.retrieval.embedder import for_serving, get_embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores import open_store
 from backend.server import ExitSignal
@@ -76,7 +76,8 @@ def create_app(
         engine = create_engine(settings)
         # Source sentences embedded once for the extractive tier, the coverage and the claim checks alike; the
         # model is the retriever's own (get_embedder is per process), resolved on first use.
-        vectors = SentenceVectors(partial(get_embedder, settings.embedding))
+        embedding = for_serving(settings.embedding)
+        vectors = SentenceVectors(partial(get_embedder, embedding))
         cascade = Cascade(build_tiers(settings.llm, vectors=vectors), settings.llm.circuit)
         running = RunningTurns(send_timeout_seconds=settings.server.send_timeout_seconds)
         # One Redis client and one view of its health for every Redis user: the history cache, rate limits and,
@@ -103,7 +104,7 @@ def create_app(
         background: list[asyncio.Task[None]] = []
         lease_keeper: asyncio.Task[None] | None = None
         try:
-            embedder = await anyio.to_thread.run_sync(partial(get_embedder, settings.embedding))
+            embedder = await anyio.to_thread.run_sync(partial(get_embedder, embedding))
             retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
             await anyio.to_thread.run_sync(embedder.embed_query, "warm up")
             await migrate(engine)

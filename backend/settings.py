@@ -26,6 +26,11 @@ class EmbeddingSettings(BaseModel):
     # Where ONNX exports are kept, shared by every data dir; empty: $LORECHAT_MODEL_CACHE, else
     # ~/.cache/lorechat/models. scripts/setup exports the default model there once.
     cache_dir: str = ""
+    # Cores one model call may use (ONNX Runtime's intra-op threads; torch's threads). 0: automatic, which is 1
+    # in the service (a visitor's query is too small to split: split across 2 cores it cost 15-33 % more CPU,
+    # taken from the event loop that relays every stream; scripts/bench/query_threads, BENCHMARKS.md §19) and
+    # every core for ingestion.
+    threads: int = Field(0, ge=0, le=256)
 
 
 class ChunkingSettings(BaseModel):

@@ -81,7 +81,7 @@ class Embedder:
         # Records model AND runtime: int8 vectors differ enough from fp32 that mixing them in one index
         # would quietly degrade ranking, so stores refuse an id they were not built with.
         self.embedder_id = f"{self.model_name}/{self.backend}"
-        _limit_threads()
+        self.threads = _limit_threads(settings.threads)
         self._model = self._load(source, cache=model_cache_dir(settings))
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
@@ -127,6 +127,7 @@ class Embedder:
         # cost 2.2 s of CPU spinning vs 0.7 s without, and a 250-turn spike stalled the loop for 0.5 s+).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options.intra_op_num_threads = self.threads
         return SentenceTransformer(
             str(model_dir),
             device="cpu",
@@ -211,13 +212,20 @@ def _window(model: SentenceTransformer, source: Path) -> int:
     return int(window)
 
 
-def _limit_threads() -> None:
-    """Cap intra-op threads at the core count: oversubscription on small machines costs more than it gains."""
+def _limit_threads(threads: int) -> int:
+    """The cores one model call uses: `threads`, else every core (oversubscribing a small machine costs more than
+    it gains). Torch's setting is process-wide; ONNX Runtime's is the session's (`_load`)."""
     import torch
 
-    cores = os.cpu_count() or 1
+    cores = threads or os.cpu_count() or 1
     if torch.get_num_threads() > cores:
         torch.set_num_threads(cores)
+    return cores
+
+
+def for_serving(settings: EmbeddingSettings) -> EmbeddingSettings:
+    """The service's embedding settings: one core a model call unless set (a query is too small to split)."""
+    return settings if settings.threads else settings.model_copy(update={"threads": 1})
 
 
 def _onnx_export(source: Path, *, backend: str, cache: Path) -> Path:

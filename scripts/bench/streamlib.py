@@ -58,12 +58,14 @@ def serve_service(
     malloc_arenas: int | None = None,
     freeze_startup_heap: bool = True,
     native_token_path: bool = True,
+    embedding_threads: int = 0,
 ) -> None:
 
     from backend.app import create_app
     from backend.malloc_arenas import limit_malloc_arenas
     from backend.server import Server, uvicorn_config
     from backend.settings import (
+        EmbeddingSettings,
         LimitSettings,
         LLMSettings,
         OpenAITierSettings,
@@ -89,6 +91,7 @@ def serve_service(
         ),
         database={"url": database_url, "pool_size": 20},
         redis={"url": redis_url},
+        embedding=EmbeddingSettings(threads=embedding_threads),
     )
     # Served exactly as `lorechat serve` serves it: its malloc arenas, its frozen startup heap and uvicorn_config's
     # bounded request heads (L5) included.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.embedder import Embedder, get_embedder, model_cache_dir
+from backend.retrieval.embedder import Embedder, for_serving, get_embedder, model_cache_dir
 from backend.retrieval.onnx_encoder import OnnxEncoder
 from backend.settings import EmbeddingSettings
 
@@ -106,6 +106,21 @@ def test_onnx_fp32_gives_the_torch_vectors(embedder: Embedder) -> None:
     assert torch.embedder_id == "all-MiniLM-L6-v2/torch"
     cosines = np.sum(torch.embed_documents(SENTENCES) * embedder.embed_documents(SENTENCES), axis=1)
     assert cosines.min() > 0.9999, cosines
+
+
+def test_the_service_gives_a_model_call_one_core_unless_told(embedder: Embedder) -> None:
+    """A query is too small to split across cores (scripts/bench/query_threads); ingestion uses them all."""
+    assert for_serving(EmbeddingSettings()).threads == 1
+    assert for_serving(EmbeddingSettings(threads=3)).threads == 3
+    serving = get_embedder(for_serving(EmbeddingSettings()))
+    assert serving is not embedder and serving.threads == 1
+    assert embedder.threads >= 1  # every core of this machine
+    sessions = [model[0].auto_model.session for model in (serving._model, embedder._model)]
+    assert [session.get_session_options().intra_op_num_threads for session in sessions] == [1, embedder.threads]
+    # The thread count changes the summation order only, never a ranking.
+    cosines = np.sum(serving.embed_documents(SENTENCES) * embedder.embed_documents(SENTENCES), axis=1)
+    assert cosines.min() > 0.99999, cosines
+    np.testing.assert_allclose(serving.embed_query(SENTENCES[2]), embedder.embed_query(SENTENCES[2]), atol=1e-5)
 
 
 def test_exports_live_in_one_cache_per_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
