@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from backend.chat.personality import clamp_weight, style_instructions
 from backend.chat.tokens import count_tokens, truncate_tokens
@@ -74,6 +75,13 @@ def _message_tokens(content: str) -> int:
     return count_tokens(content) + _MESSAGE_OVERHEAD
 
 
+@lru_cache(maxsize=4096)
+def _recurring_tokens(text: str) -> int:
+    """The count of a text that recurs from turn to turn (a creator's system prompt, a source's block), counted
+    once: tiktoken over every turn's prompt ran on the event loop (BENCHMARKS.md §19)."""
+    return count_tokens(text)
+
+
 def build_prompt(
     *,
     question: str,
@@ -94,7 +102,8 @@ def build_prompt(
     weight = clamp_weight(personality_weight)
     system = system_prompt(creator, weight)
     # Reserve for the longest style block, so the sources chosen never depend on the dial position.
-    system_reserve = max(_message_tokens(system), _message_tokens(system_prompt(creator, 1.0)))
+    system_tokens = _recurring_tokens(system) + _MESSAGE_OVERHEAD
+    system_reserve = max(system_tokens, _recurring_tokens(system_prompt(creator, 1.0)) + _MESSAGE_OVERHEAD)
     reply = min(max_tokens, context_window // 2)
     slack = int(context_window * _TOKENIZER_SLACK)
     budget = context_window - reply - slack - _REPLY_PRIMING - system_reserve
@@ -108,7 +117,7 @@ def build_prompt(
     turns = [(role, content) for role, content in history if role in ("user", "assistant") and content]
     history_tokens = [_message_tokens(content) for _, content in turns]
     blocks = [_source_block(i, hit, hit.text) for i, hit in enumerate(sources, start=1)]
-    block_tokens = [count_tokens(block) + 1 for block in blocks]
+    block_tokens = [_recurring_tokens(block) + 1 for block in blocks]
 
     dropped_history = 0
     while turns and sum(history_tokens) + sum(block_tokens) > budget:
@@ -137,10 +146,11 @@ def build_prompt(
             kept_blocks.append(_source_block(len(kept), hit, truncate_tokens(hit.text, room - framing)))
         break
 
+    user = _user_message(kept_blocks, question)
     messages = [{"role": "system", "content": system}]
     messages += [{"role": role, "content": content} for role, content in turns]
-    messages.append({"role": "user", "content": _user_message(kept_blocks, question)})
-    prompt_tokens = sum(_message_tokens(m["content"]) for m in messages) + _REPLY_PRIMING
+    messages.append({"role": "user", "content": user})
+    prompt_tokens = system_tokens + sum(history_tokens) + _message_tokens(user) + _REPLY_PRIMING
     return Prompt(
         messages=messages,
         sources=kept,
