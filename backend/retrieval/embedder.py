@@ -81,7 +81,7 @@ class Embedder:
         # Records model AND runtime: int8 vectors differ enough from fp32 that mixing them in one index
         # would quietly degrade ranking, so stores refuse an id they were not built with.
         self.embedder_id = f"{self.model_name}/{self.backend}"
-        self.threads = _limit_threads(settings.threads)
+        self.threads = _limit_threads(settings.threads, backend=self.backend)
         self._model = self._load(source, cache=model_cache_dir(settings))
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
@@ -212,15 +212,18 @@ def _window(model: SentenceTransformer, source: Path) -> int:
     return int(window)
 
 
-def _limit_threads(threads: int) -> int:
+def _limit_threads(threads: int, *, backend: Backend) -> int:
     """The cores one model call uses: `threads`, else every core (oversubscribing a small machine costs more than
-    it gains). Torch's setting is process-wide; ONNX Runtime's is the session's (`_load`)."""
+    it gains). ONNX Runtime takes it per session (`_load`); torch's setting is process-wide, so it is lowered to
+    `threads` only for the torch backend (and never above the core count)."""
     import torch
 
-    cores = threads or os.cpu_count() or 1
-    if torch.get_num_threads() > cores:
-        torch.set_num_threads(cores)
-    return cores
+    cores = os.cpu_count() or 1
+    wanted = threads or cores
+    limit = wanted if backend == "torch" else cores
+    if torch.get_num_threads() > limit:
+        torch.set_num_threads(limit)
+    return wanted
 
 
 def for_serving(settings: EmbeddingSettings) -> EmbeddingSettings:
