@@ -29,7 +29,7 @@ enum {
     EV_LIMIT = 7,     /* the answer reached its length cap */
 };
 
-static PyObject *orjson_loads, *orjson_dumps, *json_decode_error;
+static PyObject *orjson_loads, *orjson_dumps, *json_decode_error, *empty_str;
 static PyObject *s_write, *s_reason, *s_since, *s_disconnected, *s_write_paused, *s_choices, *s_delta,
     *s_content, *s_finish_reason, *s_usage, *s_error, *s_message;
 
@@ -150,14 +150,13 @@ static int emit_void(Tap *self, int kind, PyObject *a, PyObject *b) {
     return 0;
 }
 
+static PyObject *join_texts(PyObject *texts) { return PyUnicode_Join(empty_str, texts); }
+
 static int count_sent(Tap *self, PyObject *text) {
     if (PyList_Append(self->texts, text) < 0) return -1;
     self->sent_chars += PyUnicode_GET_LENGTH(text);
     if (PyList_GET_SIZE(self->texts) > COMPACT_EVERY) {
-        PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
-        if (empty == NULL) return -1;
-        PyObject *joined = PyUnicode_Join(empty, self->texts);
-        Py_DECREF(empty);
+        PyObject *joined = join_texts(self->texts);
         if (joined == NULL) return -1;
         PyObject *texts = PyList_New(1);
         if (texts == NULL) {
@@ -454,10 +453,7 @@ static PyObject *pipe_read(Tap *self, const char *p, Py_ssize_t n) {
         if (count == 1) {
             text = Py_NewRef(PyList_GET_ITEM(texts, 0));
         } else {
-            PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
-            if (empty == NULL) goto fail;
-            text = PyUnicode_Join(empty, texts);
-            Py_DECREF(empty);
+            text = join_texts(texts);
             if (text == NULL) goto fail;
         }
         if (write_text(self, text) < 0) goto fail;
@@ -574,10 +570,7 @@ static PyObject *tap_add_sent(Tap *self, PyObject *text) {
 }
 
 static PyObject *tap_take_text(Tap *self, PyObject *Py_UNUSED(ignored)) {
-    PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
-    if (empty == NULL) return NULL;
-    PyObject *joined = PyUnicode_Join(empty, self->texts);
-    Py_DECREF(empty);
+    PyObject *joined = join_texts(self->texts);
     if (joined == NULL) return NULL;
     Py_SETREF(self->texts, PyList_New(0));
     if (self->texts == NULL) {
@@ -588,10 +581,7 @@ static PyObject *tap_take_text(Tap *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *tap_get_next_id(Tap *self, void *Py_UNUSED(closure)) { return PyLong_FromLongLong(self->next_id); }
-static PyObject *tap_get_done(Tap *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->done); }
-static PyObject *tap_get_piping(Tap *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->piping); }
 static PyObject *tap_get_held(Tap *self, void *Py_UNUSED(closure)) { return PyBool_FromLong(self->held); }
-static PyObject *tap_get_sent_chars(Tap *self, void *Py_UNUSED(closure)) { return PyLong_FromSsize_t(self->sent_chars); }
 
 static PyMethodDef tap_methods[] = {
     {"on_body", (PyCFunction)tap_on_body, METH_O, "httptools' body callback: pipe the bytes, or hand them to fallback."},
@@ -608,10 +598,7 @@ static PyMethodDef tap_methods[] = {
 
 static PyGetSetDef tap_getset[] = {
     {"next_id", (getter)tap_get_next_id, NULL, "the id of the next frame", NULL},
-    {"done", (getter)tap_get_done, NULL, "[DONE] was read", NULL},
-    {"piping", (getter)tap_get_piping, NULL, "between pipe() and stop()", NULL},
     {"held", (getter)tap_get_held, NULL, "bytes go to fallback", NULL},
-    {"sent_chars", (getter)tap_get_sent_chars, NULL, "characters written since pipe()", NULL},
     {NULL},
 };
 
@@ -645,6 +632,7 @@ PyMODINIT_FUNC PyInit__token_pipe(void) {
     json_decode_error = PyObject_GetAttrString(orjson, "JSONDecodeError");
     Py_DECREF(orjson);
     if (orjson_loads == NULL || orjson_dumps == NULL || json_decode_error == NULL) return NULL;
+    INTERN(empty_str, "");
     INTERN(s_write, "write");
     INTERN(s_reason, "reason");
     INTERN(s_since, "since");

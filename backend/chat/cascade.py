@@ -103,7 +103,7 @@ class TierStream:
         try:
             while True:
                 delta = await anext(self._deltas)
-                self._absorb(delta)
+                self.absorb(delta.finish_reason, delta.usage)
                 if delta.text:
                     text = self._capped(delta.text)
                     self._text.append(text)
@@ -171,6 +171,7 @@ class TierStream:
             self._chars += len(text)
 
     def absorb(self, finish_reason: str | None, usage: TokenUsage | None) -> None:
+        """A piece's finish reason and usage figures, from the stream or the native relay's tap."""
         if finish_reason:
             self.finish_reason = finish_reason
         if usage is not None:
@@ -186,7 +187,7 @@ class TierStream:
 
     def _pushed(self, delta: TextDelta) -> None:
         if delta.finish_reason or delta.usage is not None:
-            self._absorb(delta)
+            self.absorb(delta.finish_reason, delta.usage)
         if delta.text:
             text = self._capped(delta.text)
             self._text.append(text)
@@ -210,9 +211,6 @@ class TierStream:
         return LorechatError(
             ErrorCode.upstream_stalled, "The answer stopped arriving; please try again.", extra={"tier": self.tier}
         )
-
-    def _absorb(self, delta: TextDelta) -> None:
-        self.absorb(delta.finish_reason, delta.usage)
 
     async def aclose(self) -> None:
         """Stop the upstream now (idempotent): closes the HTTP response / stops the local model."""

@@ -103,8 +103,7 @@ class NativeRelay(RelayCore):
             elif kind == pipe.CANCELLED:
                 self._source.hold()
             elif kind == pipe.DENSE:
-                self._source.hold()
-                self._resume_timer = self._loop.call_at(self._control.now() + self._window, self._release)
+                self._hold_for_window(self._control.now())
             elif kind == pipe.FULL:
                 self._write_later(self._sink.write_frame(a), b)
             elif kind == pipe.LIMIT:  # a runaway upstream: the answer is cut off here
@@ -129,25 +128,22 @@ class NativeRelay(RelayCore):
         except Exception as exc:
             self._end(exc)
 
-    def _release(self) -> None:
-        self._resume_timer = None
-        if self._done.done():
-            return
-        self._tap.release()
-        self._source.release()
-        self._on_wake()
-
     # -- RelayCore -------------------------------------------------------------------------------------------------
 
     def _hold_upstream(self) -> None:
         self._source.hold()
+
+    def _release_upstream(self) -> None:
+        self._tap.release()
+        self._source.release()
+        self._on_wake()
 
     def _count_written(self, text: str) -> None:
         self._control.since = self._control.now()
         self._tap.add_sent(text)
 
     def _go_on(self) -> None:
-        self._release()
+        self._resume()
 
     def _settle(self, error: BaseException | None) -> None:
         failure = self._stream.ended(error)

@@ -164,14 +164,8 @@ class TokenRelay(RelayCore):
         self._control.since = now
         if now - previous >= 2 * self._window:
             return False
-        self._stream.hold()
-        self._resume_timer = self._loop.call_at(now + self._window, self._resume)
+        self._hold_for_window(now)
         return True
-
-    def _resume(self) -> None:
-        self._resume_timer = None
-        if not self._done.done():
-            self._stream.release()
 
     def _on_end(self, error: LorechatError | None) -> None:
         self._end(error)
@@ -181,12 +175,15 @@ class TokenRelay(RelayCore):
     def _hold_upstream(self) -> None:
         self._stream.hold()
 
+    def _release_upstream(self) -> None:
+        self._stream.release()
+
     def _count_written(self, text: str) -> None:
         self._outcome.sent(text)
 
     def _go_on(self) -> None:
         if not self._written():
-            self._stream.release()
+            self._release_upstream()
 
     def _settle(self, error: BaseException | None) -> None:
         if error is None:

@@ -58,6 +58,10 @@ class RelayCore:
     def _hold_upstream(self) -> None:
         raise NotImplementedError
 
+    def _release_upstream(self) -> None:
+        """Read the upstream again (and whatever it kept meanwhile)."""
+        raise NotImplementedError
+
     def _count_written(self, text: str) -> None:
         """A waiting write of `text` finished: it is part of the answer now (INV-2)."""
         raise NotImplementedError
@@ -71,6 +75,17 @@ class RelayCore:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------------------------------
+
+    def _hold_for_window(self, now: float) -> None:
+        """Pieces come dense: leave the upstream unread for one window, so what arrives meanwhile goes out in one
+        read and one write."""
+        self._hold_upstream()
+        self._resume_timer = self._loop.call_at(now + self._window, self._resume)
+
+    def _resume(self) -> None:
+        self._resume_timer = None
+        if not self._done.done():
+            self._release_upstream()
 
     def _write_later(self, write: Awaitable[None], text: str) -> None:
         control = self._control
