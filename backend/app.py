@@ -107,6 +107,7 @@ def create_app(
             embedder = await anyio.to_thread.run_sync(partial(get_embedder, embedding))
             retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
             await anyio.to_thread.run_sync(embedder.embed_query, "warm up")
+            log.info("embedder %s; questions embedded in %s", embedder.embedder_id, embedder.query_precision)
             await migrate(engine)
             sessions = session_factory(engine)
             reaped = await repository.reap_streaming(sessions, older_than_seconds=settings.server.reaper_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import platform
 import shutil
 import tempfile
 import threading
@@ -33,13 +34,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 
-# int8 weights quantized with the AVX2 preset: on this AVX2-only CPU it keeps hybrid nDCG@10 within 0.13 % of
-# fp32 (the avx512_vnni preset lost 1.6 %) at 1.35x the ingest throughput (BENCHMARKS.md).
+# The onnx-int8 backend's weights, quantized with the AVX2 preset, whatever the CPU: its vectors are stored, so
+# they must not depend on the machine. On an AVX2-only CPU it keeps hybrid nDCG@10 within 0.13 % of fp32 (the
+# avx512_vnni preset lost 1.6 % there) at 1.35x the ingest throughput (BENCHMARKS.md).
 _INT8_PRESET = "avx2"
 _ONNX_FILES: dict[str, str] = {
     "onnx": "onnx/model.onnx",
     "onnx-int8": f"onnx/model_int8_{_INT8_PRESET}.onnx",
 }
+# A quantized query twin whose vectors stray further from the fp32 model's than this (cosine) is not used.
+_TWIN_MIN_COSINE = 0.98
+_TWIN_PROBES = (
+    "How long does the dough rest before it is shaped?",
+    "what did she say about pricing a first commission",
+    "Which index type suits a range query on timestamps?",
+)
 
 log = logging.getLogger(__name__)
 _export_lock = threading.Lock()
@@ -95,6 +104,17 @@ class Embedder:
         self._direct = (
             OnnxEncoder.for_model(self._model, max_tokens=self.max_tokens) if self.backend != "torch" else None
         )
+        # Questions go through an int8 twin of the fp32 model when configured (settings.quantized_queries): half
+        # the CPU of a query, and its own session and lock, so a query never waits for a batch's slice.
+        self.query_model_file: Path | None = None
+        self._query_direct = (
+            self._quantized_twin(source, cache=model_cache_dir(settings))
+            if settings.quantized_queries and self.backend == "onnx" and self._direct is not None
+            else None
+        )
+        self._query_lock = threading.Lock()
+        # What embeds a question, for logs and the bench: "fp32", or "int8/<preset>" (from query_model_file).
+        self.query_precision = f"int8/{int8_preset()}" if self._query_direct is not None else "fp32"
         # Tokenizers are not safe to share across threads mid-call; encode calls are serialized. Counting
         # (chunking) uses its own copy, so it never waits for a batch being encoded. Batches of documents or
         # sentences (ingest, the answer checks) take the lock one slice at a time and step aside while a query
@@ -115,19 +135,10 @@ class Embedder:
 
         if self.backend == "torch":
             return SentenceTransformer(str(source), device="cpu", local_files_only=True)
-        import onnxruntime
-
         # A model directory that ships its own ONNX export (onnx/model.onnx, e.g. one exported by this code, or
         # downloaded with it) is used as is; anything else is exported once into the cache.
         shipped = (source / _ONNX_FILES[self.backend]).is_file()
         model_dir = source if shipped else _onnx_export(source, backend=self.backend, cache=cache)
-        options = onnxruntime.SessionOptions()
-        # ONNX Runtime's idle worker threads spin by default: after every query they burn a core for a while,
-        # which on a small machine starves the event loop that relays every stream (measured: 100 queries
-        # cost 2.2 s of CPU spinning vs 0.7 s without, and a 250-turn spike stalled the loop for 0.5 s+).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        options.intra_op_num_threads = self.threads
         return SentenceTransformer(
             str(model_dir),
             device="cpu",
@@ -136,9 +147,37 @@ class Embedder:
             model_kwargs={
                 "file_name": _ONNX_FILES[self.backend],
                 "provider": "CPUExecutionProvider",
-                "session_options": options,
+                "session_options": _session_options(self.threads),
             },
         )
+
+    def _quantized_twin(self, source: Path, *, cache: Path) -> OnnxEncoder | None:
+        """The fp32 model dynamically quantized for this CPU (exported once), or None where that cannot be had
+        or strays from the fp32 model's vectors (then queries use fp32, as before)."""
+        assert self._direct is not None
+        preset = int8_preset()
+        if preset is None:
+            return None
+        try:
+            import onnxruntime
+
+            folder = _onnx_export(source, backend="onnx-int8", cache=cache, preset=preset)
+            file = folder / _onnx_file("onnx-int8", preset)
+            session = onnxruntime.InferenceSession(
+                str(file), _session_options(self.threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception:
+            log.warning("could not make the int8 query model (%s preset); questions use fp32", preset, exc_info=True)
+            return None
+        twin = self._direct.twin(session)
+        theirs = self._direct.encode(list(_TWIN_PROBES))
+        ours = twin.encode(list(_TWIN_PROBES))
+        closest = float((theirs * ours).sum(axis=1).min())
+        if closest < _TWIN_MIN_COSINE:
+            log.warning("the int8 query model strays from fp32 (cosine %.3f); questions use fp32", closest)
+            return None
+        self.query_model_file = file
+        return twin
 
     def count_tokens(self, text: str) -> int:
         """The model's tokens in `text` as a document (its prompt and [CLS]/[SEP] or equivalents included),
@@ -167,6 +206,9 @@ class Embedder:
         with self._waiting_lock:
             self._queries_waiting += 1
         try:
+            if self._query_direct is not None:
+                with self._query_lock:
+                    return self._query_direct.encode([text], prompt=self._query_prompt)[0]
             with self._lock:
                 return self._encode([text], prompt=self._query_prompt, batch_size=1)[0]
         finally:
@@ -231,17 +273,60 @@ def for_serving(settings: EmbeddingSettings) -> EmbeddingSettings:
     return settings if settings.threads else settings.model_copy(update={"threads": 1})
 
 
-def _onnx_export(source: Path, *, backend: str, cache: Path) -> Path:
-    """Export the model to ONNX (and int8) once into <cache>/<name>-<backend>/, then reuse it.
+def _session_options(threads: int) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # ONNX Runtime's idle worker threads spin by default: after every query they burn a core for a while,
+    # which on a small machine starves the event loop that relays every stream (measured: 100 queries
+    # cost 2.2 s of CPU spinning vs 0.7 s without, and a 250-turn spike stalled the loop for 0.5 s+).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.intra_op_num_threads = threads
+    return options
+
+
+def int8_preset() -> str | None:
+    """The quantization preset for the int8 instructions of the CPU this runs on (read now, never built in):
+    VNNI's signed weights where the CPU has VNNI, AVX2's unsigned ones on other x86-64 CPUs (VNNI's weights lose
+    accuracy there: AVX2's int8 multiply saturates), arm64's on ARM; None elsewhere."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        cpuinfo = ""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return preset_for(platform.machine(), set(flags))
+
+
+def preset_for(machine: str, flags: set[str]) -> str | None:
+    machine = machine.lower()
+    if machine in ("aarch64", "arm64"):
+        return "arm64"
+    if machine not in ("x86_64", "amd64"):
+        return None
+    if {"avx512_vnni", "avx512bw"} <= flags:
+        return "avx512_vnni"
+    return "avx2" if "avx2" in flags else None
+
+
+def _onnx_file(backend: str, preset: str = _INT8_PRESET) -> str:
+    return _ONNX_FILES["onnx"] if backend == "onnx" else f"onnx/model_int8_{preset}.onnx"
+
+
+def _onnx_export(source: Path, *, backend: str, cache: Path, preset: str = _INT8_PRESET) -> Path:
+    """Export the model to ONNX (and int8 with `preset`) once into <cache>/<name>-<backend>[-<preset>]/, then
+    reuse it.
 
     The export happens in a temporary sibling folder renamed into place at the end, so a crash or a
     concurrent export never leaves a half-written model behind.
     """
-    target = cache / f"{model_name(source)}-{backend}"
-    if (target / _ONNX_FILES[backend]).is_file():
+    suffix = f"-{preset}" if backend == "onnx-int8" and preset != _INT8_PRESET else ""
+    target = cache / f"{model_name(source)}-{backend}{suffix}"
+    file = _onnx_file(backend, preset)
+    if (target / file).is_file():
         return target
     with _export_lock:
-        if (target / _ONNX_FILES[backend]).is_file():
+        if (target / file).is_file():
             return target
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.backend import export_dynamic_quantized_onnx_model
@@ -257,14 +342,14 @@ def _onnx_export(source: Path, *, backend: str, cache: Path) -> Path:
                 # exporter deprecations); none of it is actionable here.
                 warnings.simplefilter("ignore")
                 model = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True)
-                model.save_pretrained(str(work))
+                if not (work / _ONNX_FILES["onnx"]).is_file():  # else the model shipped its fp32 export
+                    model.save_pretrained(str(work))
                 if backend == "onnx-int8":
-                    suffix = f"int8_{_INT8_PRESET}"
-                    export_dynamic_quantized_onnx_model(model, _INT8_PRESET, str(work), file_suffix=suffix)
+                    export_dynamic_quantized_onnx_model(model, preset, str(work), file_suffix=f"int8_{preset}")
             # The ONNX runtime never reads the torch weights again: keep the cache small.
             (work / "model.safetensors").unlink(missing_ok=True)
-            if not (work / _ONNX_FILES[backend]).is_file():
-                raise LorechatError(ErrorCode.internal, f"ONNX export did not produce {_ONNX_FILES[backend]}")
+            if not (work / file).is_file():
+                raise LorechatError(ErrorCode.internal, f"ONNX export did not produce {file}")
             shutil.rmtree(target, ignore_errors=True)
             work.rename(target)
         finally:

@@ -74,6 +74,13 @@ class OnnxEncoder:
             return None
         return encoder
 
+    def twin(self, session: Any) -> OnnxEncoder:
+        """The same tokenizer and pooling over another session of the same model (an int8 copy of it, say),
+        with a tokenizer of its own so the two can run at once."""
+        return OnnxEncoder(
+            session=session, tokenizer=copy.deepcopy(self._tokenizer), pooling=self._pooling, pad_id=self._pad_id
+        )
+
     def encode(self, texts: Sequence[str], *, prompt: str = "") -> np.ndarray:
         """Shape (len(texts), dimension), float32, L2-normalized; one `run` for the whole batch (`texts` not empty)."""
         encodings = self._tokenizer.encode_batch([prompt + text for text in texts] if prompt else list(texts))

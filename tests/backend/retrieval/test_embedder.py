@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.embedder import Embedder, for_serving, get_embedder, model_cache_dir
+from backend.retrieval.embedder import Embedder, for_serving, get_embedder, model_cache_dir, preset_for
 from backend.retrieval.onnx_encoder import OnnxEncoder
 from backend.settings import EmbeddingSettings
 
@@ -37,12 +37,45 @@ def test_query_matches_document_encoding_and_meaning(embedder: Embedder) -> None
     documents = embedder.embed_documents(SENTENCES)
     scores = documents @ query
     assert int(np.argmax(scores)) == 0, scores
-    np.testing.assert_allclose(embedder.embed_query(SENTENCES[1]), documents[1], atol=1e-5)
+    # Questions go through the int8 twin by default: close to the fp32 document vector of the same text, not equal.
+    assert embedder.query_precision.startswith("int8/")
+    twin = embedder.embed_query(SENTENCES[1])
+    assert 0.98 <= float(twin @ documents[1]) < 1 - 1e-6
+    assert np.linalg.norm(twin) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fp32_queries_when_not_quantized(tmp_path: Path) -> None:
+    """quantized_queries: false embeds a question exactly as a document (the same fp32 session)."""
+    plain = Embedder(EmbeddingSettings(quantized_queries=False))
+    assert plain.query_precision == "fp32"
+    assert plain.embedder_id == "all-MiniLM-L6-v2/onnx"  # the index never sees which one embeds questions
+    np.testing.assert_allclose(plain.embed_query(SENTENCES[1]), plain.embed_documents(SENTENCES)[1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "preset"),
+    [
+        ("x86_64", {"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "avx512_vnni"),
+        ("x86_64", {"avx2", "fma"}, "avx2"),  # VNNI's signed weights would saturate in AVX2's int8 multiply
+        ("x86_64", {"sse4_2"}, None),
+        ("aarch64", set(), "arm64"),
+        ("riscv64", set(), None),
+    ],
+)
+def test_int8_preset_follows_the_cpu(machine: str, flags: set[str], preset: str | None) -> None:
+    assert preset_for(machine, flags) == preset
+
+
+def test_no_twin_without_a_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("backend.retrieval.embedder.int8_preset", lambda: None)
+    plain = Embedder(EmbeddingSettings())
+    assert plain.query_precision == "fp32"
 
 
 def test_queries_go_ahead_of_a_long_batch_and_slices_change_nothing(embedder: Embedder) -> None:
-    """A batch takes the model one slice at a time, so a query started meanwhile waits for one slice, not the
-    whole batch; the vectors are the same as one call's."""
+    """A query started during a long batch finishes first (its int8 twin has a session of its own; with fp32
+    queries the batch takes the model one slice at a time, so a query waits for one slice, not the whole
+    batch); the batch's vectors are the same as one call's."""
     texts = [f"{sentence} ({n})" for n in range(60) for sentence in SENTENCES]  # 240 texts: many slices of 4
     whole = embedder.embed_documents(texts, batch_size=len(texts))
     finished: list[str] = []
@@ -100,6 +133,22 @@ def test_onnx_int8_agrees_with_torch_and_export_is_reused(embedder: Embedder, tm
 
 
 @pytest.mark.slow
+def test_query_twin_is_exported_once_per_preset(tmp_path: Path) -> None:
+    settings = EmbeddingSettings(cache_dir=str(tmp_path / "models"))
+    first = Embedder(settings)
+    preset = first.query_precision.removeprefix("int8/")
+    exported = first.query_model_file
+    assert exported is not None and exported.is_file() and exported.name == f"model_int8_{preset}.onnx"
+    folder = exported.parents[1]
+    assert folder.parent == tmp_path / "models"
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted(["all-MiniLM-L6-v2-onnx", folder.name])
+    written = exported.stat().st_mtime_ns
+    again = Embedder(settings)
+    assert exported.stat().st_mtime_ns == written
+    np.testing.assert_allclose(again.embed_query("dough"), first.embed_query("dough"), atol=1e-6)
+
+
+@pytest.mark.slow
 def test_onnx_fp32_gives_the_torch_vectors(embedder: Embedder) -> None:
     """Why the default may be ONNX and either fp32 runtime may open an index the other built."""
     torch = get_embedder(EmbeddingSettings(backend="torch"))
@@ -152,15 +201,33 @@ def test_a_text_past_the_window_embeds_like_its_head(embedder: Embedder) -> None
 
 
 def test_the_direct_onnx_path_gives_sentence_transformers_vectors(embedder: Embedder) -> None:
-    """Queries and batches (padded to their longest text, one past the window) skip `encode` but not its
+    """Batches (padded to their longest text, one past the window) and fp32 queries skip `encode` but not its
     result; int8 goes the same way."""
     assert embedder._direct is not None  # the bundled model has the plain layout
     texts = [*SENTENCES, "The checkpointer writes dirty buffers to disk. " * 30, "Why?"]
     model = embedder._model
     expected = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(embedder.embed_documents(texts, batch_size=len(texts)), expected, atol=1e-6)
-    expected_query = model.encode([SENTENCES[2]], normalize_embeddings=True, convert_to_numpy=True)[0]
-    np.testing.assert_allclose(embedder.embed_query(SENTENCES[2]), expected_query, atol=1e-6)
+    fp32 = Embedder(EmbeddingSettings(quantized_queries=False))
+    np.testing.assert_allclose(fp32.embed_query(SENTENCES[2]), expected[2], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_query_twin_gives_sentence_transformers_int8_vectors(embedder: Embedder) -> None:
+    """The int8 twin's direct path reproduces sentence-transformers on the same int8 file."""
+    from sentence_transformers import SentenceTransformer
+
+    exported = embedder.query_model_file
+    assert exported is not None
+    model = SentenceTransformer(
+        str(exported.parents[1]),
+        device="cpu",
+        backend="onnx",
+        local_files_only=True,
+        model_kwargs={"file_name": f"onnx/{exported.name}", "provider": "CPUExecutionProvider"},
+    )
+    expected = model.encode([SENTENCES[2]], normalize_embeddings=True, convert_to_numpy=True)[0]
+    np.testing.assert_allclose(embedder.embed_query(SENTENCES[2]), expected, atol=1e-5)
 
 
 def test_a_model_off_the_plain_layout_keeps_sentence_transformers(embedder: Embedder) -> None:
