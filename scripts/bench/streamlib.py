@@ -59,6 +59,7 @@ def serve_service(
     freeze_startup_heap: bool = True,
     native_token_path: bool = True,
     embedding_threads: int = 0,
+    quantized_queries: bool = True,
 ) -> None:
 
     from backend.app import create_app
@@ -91,7 +92,7 @@ def serve_service(
         ),
         database={"url": database_url, "pool_size": 20},
         redis={"url": redis_url},
-        embedding=EmbeddingSettings(threads=embedding_threads),
+        embedding=EmbeddingSettings(threads=embedding_threads, quantized_queries=quantized_queries),
     )
     # Served exactly as `lorechat serve` serves it: its malloc arenas, its frozen startup heap and uvicorn_config's
     # bounded request heads (L5) included.
