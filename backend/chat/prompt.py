@@ -112,7 +112,8 @@ def build_prompt(
 
     question = question.strip()
     question = truncate_tokens(question, max(16, budget // 4))
-    budget -= _message_tokens(_user_message([], question))
+    frame_tokens = _message_tokens(_user_message([], question))
+    budget -= frame_tokens
 
     turns = [(role, content) for role, content in history if role in ("user", "assistant") and content]
     history_tokens = [_message_tokens(content) for _, content in turns]
@@ -132,11 +133,13 @@ def build_prompt(
 
     kept: list[Hit] = []
     kept_blocks: list[str] = []
+    kept_tokens = 0
     room = budget - sum(history_tokens)
     for hit, block, tokens in zip(sources, blocks, block_tokens, strict=True):
         if tokens <= room:
             kept.append(hit)
             kept_blocks.append(block)
+            kept_tokens += tokens
             room -= tokens
             continue
         # The first source that does not fit is cut to the room left; everything ranked below it goes.
@@ -144,13 +147,18 @@ def build_prompt(
         if room - framing >= _MIN_SOURCE_TOKENS or (not kept and room - framing > 0):
             kept.append(hit)
             kept_blocks.append(_source_block(len(kept), hit, truncate_tokens(hit.text, room - framing)))
+            kept_tokens += count_tokens(kept_blocks[-1]) + 1
         break
 
     user = _user_message(kept_blocks, question)
     messages = [{"role": "system", "content": system}]
     messages += [{"role": role, "content": content} for role, content in turns]
     messages.append({"role": "user", "content": user})
-    prompt_tokens = system_tokens + sum(history_tokens) + _message_tokens(user) + _REPLY_PRIMING
+    # The user message is the frame around its sources plus each block counted alone (recurring, so cached):
+    # never fewer than the message counted whole (a block's edges only merge with the frame's newlines), without
+    # running tiktoken over ~1,500 tokens of sources on the event loop every turn.
+    user_tokens = frame_tokens + (kept_tokens - _recurring_tokens(NO_SOURCES) if kept_blocks else 0)
+    prompt_tokens = system_tokens + sum(history_tokens) + user_tokens + _REPLY_PRIMING
     return Prompt(
         messages=messages,
         sources=kept,

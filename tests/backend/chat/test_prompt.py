@@ -7,6 +7,7 @@ import re
 from backend.chat.prompt import build_prompt, is_follow_up, search_query_for
 from backend.chat.tokens import count_tokens
 from tests.backend.chat.helpers import ADA, hit
+from tests.conftest import REPO
 
 SOURCES = [
     hit(1, "The analytical engine uses punched cards to hold its program."),
@@ -146,3 +147,27 @@ def test_search_query_reaches_back_two_questions_when_chained() -> None:
     # The current question may already be the last history entry: it is not repeated.
     query = search_query_for("What about the cards?", history)
     assert query == "What is the mill in the analytical engine? And the store? What about the cards?"
+
+
+def test_the_summed_prompt_count_never_falls_short_of_the_whole_count() -> None:
+    """prompt_tokens adds the user message up from its frame and each source block counted alone (cached across
+    turns); over the demo corpus's paragraphs, with questions and the last source cut, it is never below the
+    message counted whole and at most a token a block above it."""
+    paragraphs = [
+        block.strip()
+        for path in sorted((REPO / "examples" / "content").rglob("*.md"))
+        for block in path.read_text(encoding="utf-8").split("\n\n")
+        if len(block.strip()) > 40
+    ]
+    questions = ["Why?", "How long does the dough rest — and at what temperature?", "Qu'est-ce que « MVCC » ?"]
+    checked = 0
+    for start in range(0, len(paragraphs) - 6, 5):
+        sources = [
+            hit(n, text, title=f"Title {n}: “{text[:12]}”") for n, text in enumerate(paragraphs[start : start + 6], 1)
+        ]
+        for question, window in zip(questions, (4096, 1024, 700), strict=True):
+            prompt = build(question=question, sources=sources, context_window=window)
+            whole = sum(count_tokens(m["content"]) + 4 for m in prompt.messages) + 3
+            assert whole <= prompt.prompt_tokens <= whole + len(prompt.sources) + 1, (start, question)
+            checked += 1
+    assert checked > 30
