@@ -392,7 +392,7 @@ def main() -> None:
     settings = EmbeddingSettings.model_validate({"backend": sys.argv[1]} if len(sys.argv) > 1 else {})
     embedder = Embedder(settings)
     where = model_cache_dir(settings) if settings.backend != "torch" else "the bundled model"
-    print(f"embedder {embedder.embedder_id} ready ({where})")
+    print(f"embedder {embedder.embedder_id} ready ({where}); questions in {embedder.query_precision}")
 
 
 if __name__ == "__main__":
