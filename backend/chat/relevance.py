@@ -234,14 +234,17 @@ def rank(
     queries = [question.focus, *([context_focus] if context_focus else [])]
     texts = [span.text for _, span, _, _ in rows]
     previous_texts = [prev.text if prev else "" for _, _, prev, _ in rows]
-    encoded = [*queries, *texts, *(t for t in previous_texts if t)]
+    encoded = [*texts, *(t for t in previous_texts if t)]
     # Without a model (still loading) meaning scores 0 for every sentence: words and kind of fact decide.
-    matrix = vectors.encode(encoded) if vectors is not None else np.zeros((len(encoded), 1), dtype=np.float32)
-    query = matrix[0] + (0.5 * matrix[1] if context_focus else 0)
+    if vectors is not None:
+        asked, matrix = vectors.encode_questions(queries), vectors.encode(encoded)
+    else:
+        asked, matrix = np.zeros((len(queries), 1), dtype=np.float32), np.zeros((len(encoded), 1), dtype=np.float32)
+    query = asked[0] + (0.5 * asked[1] if context_focus else 0)
     query = query / (float(np.linalg.norm(query)) or 1.0)
-    own = matrix[len(queries) : len(queries) + len(rows)]
+    own = matrix[: len(rows)]
     by_text = dict(zip(texts, own @ query, strict=True))
-    extra = iter(matrix[len(queries) + len(rows) :] @ query)
+    extra = iter(matrix[len(rows) :] @ query)
     previous_dense = [float(next(extra)) if t else None for t in previous_texts]
     term_sets = [content_terms(text) for text in texts]
     total = len(rows)

@@ -89,6 +89,10 @@ def sentence_texts(text: str) -> list[str]:
     return [span.text for span in split_sentences(text)]
 
 
+# A turn's question is embedded by coverage and again by the extractive tier's ranking; recent ones are kept.
+_MAX_QUESTIONS = 1024
+
+
 class TextEmbedder(Protocol):
     def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray: ...
 
@@ -107,6 +111,8 @@ class SentenceVectors:
         self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._loading = threading.Lock()
+        # Questions apart from sentences: the same text embedded as a question may be another vector (below).
+        self._questions: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def loaded(self) -> bool:
@@ -147,6 +153,29 @@ class SentenceVectors:
                 while len(self._cache) > self._max:
                     self._cache.popitem(last=False)
         return bare
+
+    def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
+        """Shape (len(texts), dimension): questions embedded as the search embeds them (`embed_query`: the int8
+        twin by default, a fraction of an fp32 call; compared against fp32 sentence vectors as the search compares
+        it against fp32 chunks), cached by text apart from the sentences; `encode` for an embedder without it."""
+        model = self._model()
+        embed_query = getattr(model, "embed_query", None)
+        if embed_query is None:
+            return self.encode(texts)
+        rows = []
+        for text in texts:
+            with self._lock:
+                vector = self._questions.get(text)
+                if vector is not None:
+                    self._questions.move_to_end(text)
+            if vector is None:
+                vector = embed_query(text)
+                with self._lock:
+                    self._questions[text] = vector
+                    while len(self._questions) > _MAX_QUESTIONS:
+                        self._questions.popitem(last=False)
+            rows.append(vector)
+        return np.stack(rows)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread."""

@@ -105,3 +105,29 @@ def test_packed_vectors_come_back_unit_length_and_refuse_a_wrong_shape(shared_em
     assert unpack_vectors(packed, 0) is None
     assert unpack_vectors("not base64!", 3) is None
     assert unpack_vectors("", 3) is None
+
+
+def test_questions_are_embedded_as_the_search_embeds_them_once(shared_embedder: Embedder) -> None:
+    """A question goes through `embed_query` (the int8 twin by default), not the fp32 sentence path, and a turn's
+    second look at it (coverage, then the extractive tier) embeds nothing."""
+    counting = CountingEmbedder(shared_embedder)
+    asked: list[str] = []
+
+    class WithQueries(CountingEmbedder):
+        def embed_query(self, text: str) -> np.ndarray:
+            asked.append(text)
+            return shared_embedder.embed_query(text)
+
+    vectors = SentenceVectors(WithQueries(shared_embedder))
+    question = "How long does the Quillfield dough rest?"
+    first = vectors.encode_questions([question, "shaping"])
+    again = vectors.encode_questions([question])
+    assert asked == [question, "shaping"]  # the second call was served from the cache
+    np.testing.assert_array_equal(again[0], first[0])
+    np.testing.assert_allclose(first[0], shared_embedder.embed_query(question), atol=1e-6)
+    assert not vectors._cache  # nothing went into the sentences' cache
+
+    # An embedder without embed_query: the sentence path, cached with the sentences.
+    plain = SentenceVectors(counting)
+    np.testing.assert_allclose(plain.encode_questions([question])[0], shared_embedder.embed_documents([question])[0])
+    assert counting.embedded[question] == 1
