@@ -106,6 +106,8 @@ class Embedder:
         )
         # Questions go through an int8 twin of the fp32 model when configured (settings.quantized_queries): half
         # the CPU of a query, and its own session and lock, so a query never waits for a batch's slice.
+        # What embeds a question, for logs and the bench: "fp32", or "int8/<preset>" from the file it was read from.
+        self.query_precision = "fp32"
         self.query_model_file: Path | None = None
         self._query_direct = (
             self._quantized_twin(source, cache=model_cache_dir(settings))
@@ -113,8 +115,6 @@ class Embedder:
             else None
         )
         self._query_lock = threading.Lock()
-        # What embeds a question, for logs and the bench: "fp32", or "int8/<preset>" (from query_model_file).
-        self.query_precision = f"int8/{int8_preset()}" if self._query_direct is not None else "fp32"
         # Tokenizers are not safe to share across threads mid-call; encode calls are serialized. Counting
         # (chunking) uses its own copy, so it never waits for a batch being encoded. Batches of documents or
         # sentences (ingest, the answer checks) take the lock one slice at a time and step aside while a query
@@ -177,6 +177,7 @@ class Embedder:
             log.warning("the int8 query model strays from fp32 (cosine %.3f); questions use fp32", closest)
             return None
         self.query_model_file = file
+        self.query_precision = f"int8/{preset}"
         return twin
 
     def count_tokens(self, text: str) -> int:
