@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,32 @@ def free_port() -> int:
 # --- the two server processes ------------------------------------------------------------------------
 
 
-def serve_upstream(port_file: Path, tokens: int, first_delay: float, interval: float) -> None:
+class NovelAnswers(Sequence[str]):
+    """Answers `tokens` long that are new text each time the upstream reads them (once a request): sentences of the
+    marker word, each ending in one numbered for this answer, so the claim check embeds them as it would a model's
+    new answer instead of finding last turn's sentences cached. Each token still holds the marker word once."""
+
+    def __init__(self, tokens: int, *, sentence_words: int = 16) -> None:
+        self._tokens = tokens
+        self._sentence_words = sentence_words
+        self._answers = itertools.count(1)
+
+    def __len__(self) -> int:
+        return self._tokens
+
+    def __getitem__(self, index: Any) -> Any:
+        return list(self)[index]
+
+    def __iter__(self) -> Iterator[str]:
+        answer = next(self._answers)
+        last = self._sentence_words - 1
+        return (f"{WORD}{answer}x{k}." if k % self._sentence_words == last else WORD for k in range(self._tokens))
+
+
+def serve_upstream(port_file: Path, tokens: int, first_delay: float, interval: float, *, novel: bool = False) -> None:
     from tests.fakes.openai_server import Script, ScriptedOpenAI
 
-    words = [WORD] * tokens
+    words: Sequence[str] = NovelAnswers(tokens) if novel else [WORD] * tokens
     fake = ScriptedOpenAI(default=Script(tokens=words, first_token_delay=first_delay, token_interval=interval))
     fake.start()
     port_file.write_text(str(fake.port))
@@ -181,8 +204,10 @@ def upstream_body() -> dict[str, Any]:
     return {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
 
-def chat_body(i: int, questions: list[str], creators: list[str]) -> dict[str, Any]:
-    body: dict[str, Any] = {"query": questions[i % len(questions)]}
+def chat_body(i: int, questions: list[str], creators: list[str], *, novel: bool = False) -> dict[str, Any]:
+    """The i-th visitor's turn; `novel`: a question no earlier turn asked (the eval question, and who asks it)."""
+    question = questions[i % len(questions)]
+    body: dict[str, Any] = {"query": f"{question} I am visitor {i}." if novel else question}
     if i % 2:
         body["creator"] = creators[i % len(creators)]
     return body
