@@ -139,8 +139,9 @@ def check_answer(
             pending.append((len(checked), claim, cited, rows, facts_ok))
             checked.append(None)
     if pending:
-        matrix = vectors.encode([*(claim for _, claim, *_ in pending), *(span.text for _, span in flat)])
-        claim_vectors, span_vectors = matrix[: len(pending)], matrix[len(pending) :]
+        # The answer's claims are new text each turn: embedded, not cached (the cache is for source sentences).
+        claim_vectors = vectors.encode([claim for _, claim, *_ in pending], remember=False)
+        span_vectors = vectors.encode([span.text for _, span in flat])
         for (at, claim, cited, rows, _), vector in zip(pending, claim_vectors, strict=True):
             start, end = spans[at]
             quote, score = _best_support(claim, vector, [flat[i] for i in rows], span_vectors[rows], creator_names)

@@ -154,6 +154,14 @@ class SentenceVectors:
                     self._cache.popitem(last=False)
         return bare
 
+    def _encode_transient(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            found = {text: vector for text in dict.fromkeys(texts) if (vector := self._cache.get(text)) is not None}
+        misses = [text for text in dict.fromkeys(texts) if text not in found]
+        if misses:
+            found.update(zip(misses, self._model().embed_documents(misses, batch_size=16), strict=True))
+        return np.stack([found[text] for text in texts])
+
     def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), dimension): questions embedded as the search embeds them (`embed_query`: the int8
         twin by default, a fraction of an fp32 call; compared against fp32 sentence vectors as the search compares
@@ -177,10 +185,14 @@ class SentenceVectors:
             rows.append(vector)
         return np.stack(rows)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread."""
+    def encode(self, texts: Sequence[str], *, remember: bool = True) -> np.ndarray:
+        """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread.
+        `remember=False` (an answer's own sentences, new text each turn): hits are used, misses are embedded but
+        not cached, so they never push out the source sentences that later turns come back to."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        if not remember:
+            return self._encode_transient(texts)
         found: dict[str, np.ndarray] = {}
         mine: list[str] = []  # misses this call embeds
         others: list[tuple[str, threading.Event]] = []  # misses another thread is embedding now

@@ -131,3 +131,18 @@ def test_questions_are_embedded_as_the_search_embeds_them_once(shared_embedder: 
     plain = SentenceVectors(counting)
     np.testing.assert_allclose(plain.encode_questions([question])[0], shared_embedder.embed_documents([question])[0])
     assert counting.embedded[question] == 1
+
+
+def test_an_answers_own_sentences_are_embedded_but_not_kept(shared_embedder: Embedder) -> None:
+    """remember=False (the claim check's claims: new text every turn) uses cached vectors and embeds the rest
+    without caching them, so a stream of new answers never evicts the source sentences turns come back to."""
+    counting = CountingEmbedder(shared_embedder)
+    vectors = SentenceVectors(counting, max_entries=4)
+    source = "The Quillfield dough rests for forty minutes."
+    vectors.encode([source])
+    claims = [f"Answer {n} says the dough rests for forty minutes." for n in range(10)]
+    got = vectors.encode([source, *claims], remember=False)
+    np.testing.assert_allclose(got, shared_embedder.embed_documents([source, *claims]), atol=1e-5)
+    assert counting.embedded[source] == 1  # the cached source sentence was not embedded again
+    assert all(counting.embedded[claim] == 1 for claim in claims)
+    assert list(vectors._cache) == [source]  # and no claim took its place
