@@ -155,9 +155,10 @@ class SentenceVectors:
         return bare
 
     def _encode_transient(self, texts: Sequence[str]) -> np.ndarray:
+        unique = list(dict.fromkeys(texts))
         with self._lock:
-            found = {text: vector for text in dict.fromkeys(texts) if (vector := self._cache.get(text)) is not None}
-        misses = [text for text in dict.fromkeys(texts) if text not in found]
+            found = {text: vector for text in unique if (vector := self._cache.get(text)) is not None}
+        misses = [text for text in unique if text not in found]
         if misses:
             found.update(zip(misses, self._model().embed_documents(misses, batch_size=16), strict=True))
         return np.stack([found[text] for text in texts])

@@ -38,10 +38,7 @@ Backend = Literal["torch", "onnx", "onnx-int8"]
 # they must not depend on the machine. On an AVX2-only CPU it keeps hybrid nDCG@10 within 0.13 % of fp32 (the
 # avx512_vnni preset lost 1.6 % there) at 1.35x the ingest throughput (BENCHMARKS.md).
 _INT8_PRESET = "avx2"
-_ONNX_FILES: dict[str, str] = {
-    "onnx": "onnx/model.onnx",
-    "onnx-int8": f"onnx/model_int8_{_INT8_PRESET}.onnx",
-}
+_FP32_FILE = "onnx/model.onnx"
 # A quantized query twin whose vectors stray further from the fp32 model's than this (cosine) is not used.
 _TWIN_MIN_COSINE = 0.98
 _TWIN_PROBES = (
@@ -91,7 +88,8 @@ class Embedder:
         # would quietly degrade ranking, so stores refuse an id they were not built with.
         self.embedder_id = f"{self.model_name}/{self.backend}"
         self.threads = _limit_threads(settings.threads, backend=self.backend)
-        self._model = self._load(source, cache=model_cache_dir(settings))
+        cache = model_cache_dir(settings)
+        self._model = self._load(source, cache=cache)
         dimension = self._model.get_embedding_dimension()
         if dimension is None:
             raise LorechatError(ErrorCode.internal, f"model {source} does not report its embedding size")
@@ -110,7 +108,7 @@ class Embedder:
         self.query_precision = "fp32"
         self.query_model_file: Path | None = None
         self._query_direct = (
-            self._quantized_twin(source, cache=model_cache_dir(settings))
+            self._quantized_twin(source, cache=cache)
             if settings.quantized_queries and self.backend == "onnx" and self._direct is not None
             else None
         )
@@ -137,7 +135,7 @@ class Embedder:
             return SentenceTransformer(str(source), device="cpu", local_files_only=True)
         # A model directory that ships its own ONNX export (onnx/model.onnx, e.g. one exported by this code, or
         # downloaded with it) is used as is; anything else is exported once into the cache.
-        shipped = (source / _ONNX_FILES[self.backend]).is_file()
+        shipped = (source / _onnx_file(self.backend)).is_file()
         model_dir = source if shipped else _onnx_export(source, backend=self.backend, cache=cache)
         return SentenceTransformer(
             str(model_dir),
@@ -145,7 +143,7 @@ class Embedder:
             backend="onnx",
             local_files_only=True,
             model_kwargs={
-                "file_name": _ONNX_FILES[self.backend],
+                "file_name": _onnx_file(self.backend),
                 "provider": "CPUExecutionProvider",
                 "session_options": _session_options(self.threads),
             },
@@ -311,7 +309,8 @@ def preset_for(machine: str, flags: set[str]) -> str | None:
 
 
 def _onnx_file(backend: str, preset: str = _INT8_PRESET) -> str:
-    return _ONNX_FILES["onnx"] if backend == "onnx" else f"onnx/model_int8_{preset}.onnx"
+    """The model file inside an export folder: fp32 for onnx, int8 with `preset` for onnx-int8 (and the twin)."""
+    return _FP32_FILE if backend == "onnx" else f"onnx/model_int8_{preset}.onnx"
 
 
 def _onnx_export(source: Path, *, backend: str, cache: Path, preset: str = _INT8_PRESET) -> Path:
@@ -343,7 +342,7 @@ def _onnx_export(source: Path, *, backend: str, cache: Path, preset: str = _INT8
                 # exporter deprecations); none of it is actionable here.
                 warnings.simplefilter("ignore")
                 model = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True)
-                if not (work / _ONNX_FILES["onnx"]).is_file():  # else the model shipped its fp32 export
+                if not (work / _FP32_FILE).is_file():  # else the model shipped its fp32 export
                     model.save_pretrained(str(work))
                 if backend == "onnx-int8":
                     export_dynamic_quantized_onnx_model(model, preset, str(work), file_suffix=f"int8_{preset}")

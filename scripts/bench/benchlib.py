@@ -141,6 +141,22 @@ def replicate_corpus(source: Path, target: Path, *, copies: int) -> list[str]:
     return slugs
 
 
+def embed_one_at_a_time(embedder: Any, queries: Sequence[str], *, idle: float = 0.0) -> tuple[float, list[float]]:
+    """(process CPU seconds, per-query wall seconds) for embedding `queries` one at a time, as the service does;
+    with `idle`, that many seconds of sleep before each query (counted in neither)."""
+    latencies = []
+    cpu = 0.0
+    for query in queries:
+        if idle:
+            time.sleep(idle)
+        started_cpu = time.process_time()
+        started = time.perf_counter()
+        embedder.embed_query(query)
+        latencies.append(time.perf_counter() - started)
+        cpu += time.process_time() - started_cpu
+    return cpu, latencies
+
+
 def eval_queries() -> list[str]:
     """The demo eval set's questions: real query strings for latency measurements."""
     lines = (EVAL_DIR / "queries.jsonl").read_text(encoding="utf-8").splitlines()
