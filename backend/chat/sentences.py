@@ -89,10 +89,6 @@ def sentence_texts(text: str) -> list[str]:
     return [span.text for span in split_sentences(text)]
 
 
-# A turn's question is embedded by coverage and again by the extractive tier's ranking; recent ones are kept.
-_MAX_QUESTIONS = 1024
-
-
 class TextEmbedder(Protocol):
     def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray: ...
 
@@ -111,8 +107,6 @@ class SentenceVectors:
         self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._loading = threading.Lock()
-        # Questions apart from sentences: the same text embedded as a question may be another vector (below).
-        self._questions: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def loaded(self) -> bool:
@@ -131,16 +125,27 @@ class SentenceVectors:
 
     def seed(self, hits: Sequence[Hit]) -> list[Hit]:
         """Cache the sentence vectors stored with these chunks at ingest; returns the hits without them (a turn
-        keeps its hits while it streams, and the vectors are ~20x the chunk's text)."""
-        fresh: list[tuple[str, np.ndarray]] = []
+        keeps its hits while it streams, and the vectors are ~20x the chunk's text). Runs on the event loop, so a
+        chunk whose sentences are all cached already (an earlier turn retrieved it) is not decoded again."""
+        packed: list[tuple[list[str], str]] = []
         bare: list[Hit] = []
         for hit in hits:
             if hit.sentence_vectors is None:
                 bare.append(hit)
                 continue
             bare.append(dataclasses.replace(hit, sentence_vectors=None))
-            texts = sentence_texts(hit.text)
-            matrix = unpack_vectors(hit.sentence_vectors, len(texts))  # None for "" (a chunk without sentences)
+            packed.append((sentence_texts(hit.text), hit.sentence_vectors))
+        unseen: list[tuple[list[str], str]] = []
+        with self._lock:
+            for texts, vectors in packed:
+                if texts and all(text in self._cache for text in texts):
+                    for text in texts:
+                        self._cache.move_to_end(text)
+                else:
+                    unseen.append((texts, vectors))
+        fresh: list[tuple[str, np.ndarray]] = []
+        for texts, vectors in unseen:
+            matrix = unpack_vectors(vectors, len(texts))  # None for "" (a chunk without sentences)
             if matrix is not None:
                 fresh.extend(zip(texts, matrix, strict=True))
         if fresh:
@@ -165,26 +170,13 @@ class SentenceVectors:
 
     def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (len(texts), dimension): questions embedded as the search embeds them (`embed_query`: the int8
-        twin by default, a fraction of an fp32 call; compared against fp32 sentence vectors as the search compares
-        it against fp32 chunks), cached by text apart from the sentences; `encode` for an embedder without it."""
-        model = self._model()
-        embed_query = getattr(model, "embed_query", None)
+        twin by default, a fraction of an fp32 call, and kept by the embedder for questions asked again; compared
+        against fp32 sentence vectors as the search compares it against fp32 chunks); `encode` for an embedder
+        without it."""
+        embed_query = getattr(self._model(), "embed_query", None)
         if embed_query is None:
             return self.encode(texts)
-        rows = []
-        for text in texts:
-            with self._lock:
-                vector = self._questions.get(text)
-                if vector is not None:
-                    self._questions.move_to_end(text)
-            if vector is None:
-                vector = embed_query(text)
-                with self._lock:
-                    self._questions[text] = vector
-                    while len(self._questions) > _MAX_QUESTIONS:
-                        self._questions.popitem(last=False)
-            rows.append(vector)
-        return np.stack(rows)
+        return np.stack([embed_query(text) for text in texts])
 
     def encode(self, texts: Sequence[str], *, remember: bool = True) -> np.ndarray:
         """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread.

@@ -49,6 +49,8 @@ _TWIN_PROBES = (
 
 log = logging.getLogger(__name__)
 _export_lock = threading.Lock()
+# Questions whose vectors are kept (1.5 KiB each at 384 dimensions: 6 MiB).
+_QUERIES_KEPT = 4096
 
 
 class TokenWindow(Protocol):
@@ -127,6 +129,8 @@ class Embedder:
         self._document_prompt: str = prompts.get("document") or prompts.get("passage") or ""
         self._counter: Any = _counting_tokenizer(self._model.tokenizer)
         self._counter_lock = threading.Lock()
+        # Per instance, not a module-level cache: the vectors are this model's (and twin's) own.
+        self._recent_queries = lru_cache(maxsize=_QUERIES_KEPT)(self._remembered)
 
     def _load(self, source: Path, *, cache: Path) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
@@ -201,7 +205,12 @@ class Embedder:
         return np.concatenate(slices)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """Shape (dimension,). all-MiniLM-L6-v2 is symmetric (no prompts); other models may prefix queries."""
+        """Shape (dimension,), read-only. all-MiniLM-L6-v2 is symmetric (no prompts); other models may prefix
+        queries. A question asked again (a widget's suggested questions, a popular one, the answer checks'
+        second look at a turn's question) is served from the last `_QUERIES_KEPT`, without the model."""
+        return self._recent_queries(text)
+
+    def _embed_query(self, text: str) -> np.ndarray:
         with self._waiting_lock:
             self._queries_waiting += 1
         try:
@@ -213,6 +222,11 @@ class Embedder:
         finally:
             with self._waiting_lock:
                 self._queries_waiting -= 1
+
+    def _remembered(self, text: str) -> np.ndarray:
+        vector = self._embed_query(text)
+        vector.setflags(write=False)  # shared by every caller that asks the same question
+        return vector
 
     def _encode(self, texts: Sequence[str], *, prompt: str, batch_size: int) -> np.ndarray:
         """The model call; the caller holds `_lock`."""

@@ -7,9 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
-from backend.chat.sentences import SentenceVectors, pack_vectors, unpack_vectors
+from backend.chat import sentences
+from backend.chat.sentences import SentenceVectors, pack_vectors, sentence_texts, unpack_vectors
 from backend.retrieval.embedder import Embedder
+from backend.stages import Hit
 
 
 class CountingEmbedder:
@@ -107,9 +110,9 @@ def test_packed_vectors_come_back_unit_length_and_refuse_a_wrong_shape(shared_em
     assert unpack_vectors("", 3) is None
 
 
-def test_questions_are_embedded_as_the_search_embeds_them_once(shared_embedder: Embedder) -> None:
-    """A question goes through `embed_query` (the int8 twin by default), not the fp32 sentence path, and a turn's
-    second look at it (coverage, then the extractive tier) embeds nothing."""
+def test_questions_are_embedded_as_the_search_embeds_them(shared_embedder: Embedder) -> None:
+    """A question goes through `embed_query` (the int8 twin by default, which keeps recent questions:
+    test_embedder.py), not the fp32 sentence path, and never into the sentences' cache."""
     counting = CountingEmbedder(shared_embedder)
     asked: list[str] = []
 
@@ -121,9 +124,7 @@ def test_questions_are_embedded_as_the_search_embeds_them_once(shared_embedder: 
     vectors = SentenceVectors(WithQueries(shared_embedder))
     question = "How long does the Quillfield dough rest?"
     first = vectors.encode_questions([question, "shaping"])
-    again = vectors.encode_questions([question])
-    assert asked == [question, "shaping"]  # the second call was served from the cache
-    np.testing.assert_array_equal(again[0], first[0])
+    assert asked == [question, "shaping"]
     np.testing.assert_allclose(first[0], shared_embedder.embed_query(question), atol=1e-6)
     assert not vectors._cache  # nothing went into the sentences' cache
 
@@ -146,3 +147,29 @@ def test_an_answers_own_sentences_are_embedded_but_not_kept(shared_embedder: Emb
     assert counting.embedded[source] == 1  # the cached source sentence was not embedded again
     assert all(counting.embedded[claim] == 1 for claim in claims)
     assert list(vectors._cache) == [source]  # and no claim took its place
+
+
+def test_a_chunk_seen_before_is_not_decoded_again(shared_embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`seed` runs on the event loop each turn: a chunk whose sentences are all cached (an earlier turn retrieved
+    it) costs dictionary lookups, not a base64 decode; one whose sentences were evicted is decoded again."""
+    text = "Fold the dough every half hour. Rest it overnight in the fridge. Bake it hot."
+    texts = sentence_texts(text)
+    hit = Hit(
+        chunk_id="c1", creator="ada", document_id="ada/bread.md", source="bread.md", title="Bread", url=None,
+        text=text, score=1.0, sentence_vectors=pack_vectors(shared_embedder.embed_documents(texts)),
+    )  # fmt: skip
+    decoded: list[int] = []
+
+    def counted(packed: str, rows: int) -> np.ndarray | None:
+        decoded.append(rows)
+        return unpack_vectors(packed, rows)
+
+    monkeypatch.setattr(sentences, "unpack_vectors", counted)
+    vectors = SentenceVectors(CountingEmbedder(shared_embedder), max_entries=len(texts))
+    assert vectors.seed([hit])[0].sentence_vectors is None
+    assert vectors.seed([hit])[0].sentence_vectors is None
+    assert decoded == [len(texts)]  # the second turn found every sentence cached
+    vectors.encode(["Something else entirely."])  # evicts the oldest sentence
+    vectors.seed([hit])
+    assert decoded == [len(texts), len(texts)]
+    assert set(texts) <= set(vectors._cache)

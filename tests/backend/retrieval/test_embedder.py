@@ -44,6 +44,29 @@ def test_query_matches_document_encoding_and_meaning(embedder: Embedder) -> None
     assert np.linalg.norm(twin) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_a_question_asked_again_is_served_without_the_model(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Questions repeat (a widget's suggested ones, popular ones, the answer checks' second look at a turn's
+    question): a recent one's vector is kept, shared read-only, and the model runs once per new text."""
+    ran: list[str] = []
+    model = embedder._embed_query
+
+    def counted(text: str) -> np.ndarray:
+        ran.append(text)
+        return model(text)
+
+    monkeypatch.setattr(embedder, "_embed_query", counted)
+    question = f"how long does the {time.time_ns()} loaf rest?"  # new to this process's cache
+    first = embedder.embed_query(question)
+    again = embedder.embed_query(question)
+    other = embedder.embed_query(question + " in winter")
+    assert ran == [question, question + " in winter"]
+    np.testing.assert_array_equal(again, first)
+    assert not first.flags.writeable  # one caller cannot change what the next one gets
+    assert float(other @ first) < 0.9999
+
+
 def test_fp32_queries_when_not_quantized(tmp_path: Path) -> None:
     """quantized_queries: false embeds a question exactly as a document (the same fp32 session)."""
     plain = Embedder(EmbeddingSettings(quantized_queries=False))
