@@ -28,6 +28,8 @@ def truncate_tokens(text: str, limit: int) -> str:
     """The longest prefix of `text` within `limit` tokens (whole tokens, so no split characters)."""
     if limit <= 0:
         return ""
+    if len(text) <= limit and len(text.encode("utf-8")) <= limit:  # every token is at least one byte
+        return text
     tokens = encode(text)
     if len(tokens) <= limit:
         return text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from backend.chat.prompt import build_prompt, is_follow_up, search_query_for
-from backend.chat.tokens import count_tokens
+from backend.chat.tokens import count_tokens, truncate_tokens
 from tests.backend.chat.helpers import ADA, hit
 from tests.conftest import REPO
 
@@ -171,3 +171,12 @@ def test_the_summed_prompt_count_never_falls_short_of_the_whole_count() -> None:
             assert whole <= prompt.prompt_tokens <= whole + len(prompt.sources) + 1, (start, question)
             checked += 1
     assert checked > 30
+
+
+def test_truncation_keeps_short_text_whole_and_cuts_by_tokens() -> None:
+    # Short text skips tiktoken (each token is at least one byte); multi-byte text is still cut by tokens.
+    assert truncate_tokens("How long does the dough rest?", 16) == "How long does the dough rest?"
+    emoji = "🍞" * 12  # 48 bytes, more tokens than characters
+    cut = truncate_tokens(emoji, 12)
+    assert count_tokens(cut) <= 12 and emoji.startswith(cut) and cut
+    assert truncate_tokens("word " * 40, 10) == "word " * 9 + "word"
