@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from backend.settings import Settings
@@ -50,16 +52,50 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "idle_in_transaction_session_timeout": str(int(max(db.statement_timeout_seconds, 1) * 6000)),
             "application_name": "lorechat",
         }
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             pool_size=db.pool_size,
             max_overflow=0,
             pool_timeout=db.pool_timeout_seconds,
-            pool_pre_ping=True,
             # A database that does not answer fails fast; a busy pool is waited for (a spike queues).
             connect_args={"timeout": min(db.pool_timeout_seconds, 5.0), "server_settings": server_settings},
         )
+        _ping_idle_connections(engine)
+        return engine
     raise ValueError(f"unsupported database URL scheme {url.drivername!r} (use sqlite+aiosqlite or postgresql+asyncpg)")
+
+
+# A pooled connection idle longer than this is pinged before use; one back in the pool for less is used as is.
+_PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """`pool_pre_ping`, for connections that sat idle: pinging every checkout cost a round trip per transaction
+    (two a turn). A connection used within the last second that broke since fails its statement instead, as one
+    in use when the database went away does, and that disconnect error invalidates every older connection in the
+    pool (SQLAlchemy's pool invalidation), so the next checkout reconnects."""
+    dialect = engine.sync_engine.dialect
+
+    def mark_fresh(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) <= _PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool discards this connection and checks out a fresh one (up to three tries).
+                raise DisconnectionError(str(exc)) from exc
+            raise
+
+    event.listen(engine.sync_engine, "connect", mark_fresh)
+    event.listen(engine.sync_engine, "checkin", mark_fresh)
+    event.listen(engine.sync_engine, "checkout", ping_if_idle)
+
+
+_LAST_USED = "lorechat_last_used"
 
 
 def _sqlite_pragmas(busy_ms: int) -> Any:

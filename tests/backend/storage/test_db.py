@@ -13,9 +13,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.errors import ErrorCode, LorechatError
+from backend.storage import db as db_module
 from backend.storage import repository as repo
 from backend.storage.db import alembic_config, create_engine, migrate, ping, session_factory
 from backend.storage.models import Base
@@ -111,6 +113,54 @@ async def test_exhausted_pool_is_a_retryable_503(postgresql_url: str, tmp_path: 
         assert (await repo.list_conversations(sessions, owner_id="a", limit=5, cursor=None)).items == []
     finally:
         await engine.dispose()
+
+
+async def test_pooled_connections_are_pinged_only_after_sitting_idle(
+    postgresql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection back in the pool for under `_PING_AFTER_IDLE_SECONDS` is used without a ping (a round trip a
+    transaction saved); an idle one is pinged and, found dead, replaced unseen. A recently used one that died
+    fails its statement once (as one in use does), and the pool then reconnects for the next."""
+    engine = create_engine(settings_for(postgresql_url, tmp_path, pool_size=1))
+    killer = create_engine(settings_for(postgresql_url, tmp_path))
+    pings: list[object] = []
+    dialect = engine.sync_engine.dialect
+    ping_once = dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return ping_once(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counted)
+
+    async def backend_pid() -> int:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(text("SELECT pg_backend_pid()")))
+
+    async def kill(pid: int) -> None:
+        async with killer.connect() as connection:
+            await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    try:
+        first = await backend_pid()
+        assert await backend_pid() == first and pings == []  # fresh, then back in the pool for milliseconds
+
+        monkeypatch.setattr(db_module, "_PING_AFTER_IDLE_SECONDS", 0.05)
+        await kill(first)
+        await asyncio.sleep(0.1)
+        second = await backend_pid()  # the ping found it dead: a new connection, and no error
+        assert second != first and len(pings) == 1
+
+        monkeypatch.setattr(db_module, "_PING_AFTER_IDLE_SECONDS", 60.0)
+        await kill(second)
+        with pytest.raises(DBAPIError) as caught:
+            await backend_pid()
+        assert caught.value.connection_invalidated
+        assert await backend_pid() not in (first, second)
+        assert len(pings) == 1
+    finally:
+        await engine.dispose()
+        await killer.dispose()
 
 
 def test_unsupported_url_is_refused(tmp_path: Path) -> None:
