@@ -6,9 +6,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +42,9 @@ Sessions = async_sessionmaker[AsyncSession]
 
 # One message for "absent", "deleted" and "someone else's": no existence oracle (S3).
 _NOT_FOUND = "Conversation not found"
+# The tables, for Core statements on the per-turn path (start_turn, finish_turn).
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_MESSAGES = cast(Table, Message.__table__)
 MAX_PAGE = 100
 
 
@@ -122,17 +125,12 @@ async def start_turn(
         async with db_errors(), sessions() as session, session.begin():
             if conversation_id is None:
                 conversation_id = new_id()
-                session.add(
-                    Conversation(
-                        id=conversation_id,
-                        owner_id=owner_id,
-                        creator=creator,
-                        title=make_title(question),
-                        created_at=now,
-                        updated_at=now,
+                await session.execute(
+                    insert(_CONVERSATIONS).values(
+                        id=conversation_id, owner_id=owner_id, creator=creator, title=make_title(question),
+                        created_at=now, updated_at=now,
                     )
-                )
-                await session.flush()
+                )  # fmt: skip
                 seq, history = 0, []
             else:
                 if not _valid_id(conversation_id):
@@ -157,22 +155,31 @@ async def start_turn(
                 )
                 seq = 0 if last is None else last + 1
                 history = await _history(session, conversation_id, history_limit) if load_history else []
-            user = Message(
-                id=new_id(), conversation_id=conversation_id, seq=seq, role="user", content=question,
-                status=MessageStatus.done, sources=[], search_query="", created_at=now, finished_at=now,
+            user_id, assistant_id = new_id(), new_id()
+            # Core inserts, one statement for both: the ORM's unit of work (identity map, flush planning) cost
+            # more than the round trip on every turn, and nothing here reads the rows back.
+            await session.execute(
+                insert(_MESSAGES).values(
+                    [
+                        dict(
+                            id=user_id, conversation_id=conversation_id, seq=seq, role="user", content=question,
+                            status=MessageStatus.done, sources=[], search_query="", created_at=now, finished_at=now,
+                            lease_owner=None, lease_expires_at=None,
+                        ),
+                        dict(
+                            id=assistant_id, conversation_id=conversation_id, seq=seq + 1, role="assistant",
+                            content="", status=MessageStatus.streaming, sources=[], search_query="", created_at=now,
+                            finished_at=None, lease_owner=lease_owner, lease_expires_at=lease_until,
+                        ),
+                    ]
+                )
             )  # fmt: skip
-            assistant = Message(
-                id=new_id(), conversation_id=conversation_id, seq=seq + 1, role="assistant", content="",
-                status=MessageStatus.streaming, sources=[], search_query="", created_at=now, lease_owner=lease_owner,
-                lease_expires_at=lease_until,
-            )  # fmt: skip
-            session.add_all([user, assistant])
     except IntegrityError as exc:
         # The partial unique index or the (conversation, seq) key caught a turn that raced past the checks.
         raise LorechatError(
             ErrorCode.conflict, "An answer is still streaming in this conversation", retry_after=1
         ) from exc
-    return Turn(conversation_id, user.id, assistant.id, history, created)
+    return Turn(conversation_id, user_id, assistant_id, history, created)
 
 
 async def withdraw_turn(sessions: Sessions, turn: Turn) -> None:
@@ -231,8 +238,8 @@ async def finish_turn(
         raise ValueError(f"finish_turn needs a terminal status, got {status!r}")
     async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
-            update(Message)
-            .where(Message.id == assistant_message_id, Message.status == MessageStatus.streaming)
+            update(_MESSAGES)  # Core: the ORM-enabled update's compile step cost more than the statement
+            .where(_MESSAGES.c.id == assistant_message_id, _MESSAGES.c.status == MessageStatus.streaming)
             .values(
                 content=clean_text(content),
                 status=status,
@@ -247,7 +254,6 @@ async def finish_turn(
                 ttft_ms=ttft_ms,
                 finished_at=utcnow(),
             )
-            .execution_options(synchronize_session=False)
         )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
