@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,9 +42,16 @@ Sessions = async_sessionmaker[AsyncSession]
 
 # One message for "absent", "deleted" and "someone else's": no existence oracle (S3).
 _NOT_FOUND = "Conversation not found"
-# The tables, for Core statements on the per-turn path (start_turn, finish_turn).
+# Every turn's writes (start_turn, finish_turn) as Core statements built once: the ORM's unit of work, and
+# building and compiling a statement per call, cost more than the round trips. The SET clause of an UPDATE
+# without values() is the parameters' keys.
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _MESSAGES = cast(Table, Message.__table__)
+_INSERT_CONVERSATION = insert(_CONVERSATIONS)
+_INSERT_MESSAGE = insert(_MESSAGES)
+_FINISH_ANSWER = update(_MESSAGES).where(
+    _MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == MessageStatus.streaming
+)
 MAX_PAGE = 100
 
 
@@ -126,10 +133,11 @@ async def start_turn(
             if conversation_id is None:
                 conversation_id = new_id()
                 await session.execute(
-                    insert(_CONVERSATIONS).values(
+                    _INSERT_CONVERSATION,
+                    dict(
                         id=conversation_id, owner_id=owner_id, creator=creator, title=make_title(question),
                         created_at=now, updated_at=now,
-                    )
+                    ),
                 )  # fmt: skip
                 seq, history = 0, []
             else:
@@ -156,23 +164,20 @@ async def start_turn(
                 seq = 0 if last is None else last + 1
                 history = await _history(session, conversation_id, history_limit) if load_history else []
             user_id, assistant_id = new_id(), new_id()
-            # Core inserts, one statement for both: the ORM's unit of work (identity map, flush planning) cost
-            # more than the round trip on every turn, and nothing here reads the rows back.
             await session.execute(
-                insert(_MESSAGES).values(
-                    [
-                        dict(
-                            id=user_id, conversation_id=conversation_id, seq=seq, role="user", content=question,
-                            status=MessageStatus.done, sources=[], search_query="", created_at=now, finished_at=now,
-                            lease_owner=None, lease_expires_at=None,
-                        ),
-                        dict(
-                            id=assistant_id, conversation_id=conversation_id, seq=seq + 1, role="assistant",
-                            content="", status=MessageStatus.streaming, sources=[], search_query="", created_at=now,
-                            finished_at=None, lease_owner=lease_owner, lease_expires_at=lease_until,
-                        ),
-                    ]
-                )
+                _INSERT_MESSAGE,
+                [
+                    dict(
+                        id=user_id, conversation_id=conversation_id, seq=seq, role="user", content=question,
+                        status=MessageStatus.done, sources=[], search_query="", created_at=now, finished_at=now,
+                        lease_owner=None, lease_expires_at=None,
+                    ),
+                    dict(
+                        id=assistant_id, conversation_id=conversation_id, seq=seq + 1, role="assistant", content="",
+                        status=MessageStatus.streaming, sources=[], search_query="", created_at=now, finished_at=None,
+                        lease_owner=lease_owner, lease_expires_at=lease_until,
+                    ),
+                ],
             )  # fmt: skip
     except IntegrityError as exc:
         # The partial unique index or the (conversation, seq) key caught a turn that raced past the checks.
@@ -238,23 +243,14 @@ async def finish_turn(
         raise ValueError(f"finish_turn needs a terminal status, got {status!r}")
     async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
-            update(_MESSAGES)  # Core: the ORM-enabled update's compile step cost more than the statement
-            .where(_MESSAGES.c.id == assistant_message_id, _MESSAGES.c.status == MessageStatus.streaming)
-            .values(
-                content=clean_text(content),
-                status=status,
-                cascade_tier=cascade_tier,
-                sources=clean_json(sources),
-                usage=clean_json(usage),
-                search_query=clean_text(search_query),
-                error_code=error_code,
-                citations=clean_json(citations),
-                unsupported_claims=unsupported_claims,
-                unanswered=unanswered,
-                ttft_ms=ttft_ms,
-                finished_at=utcnow(),
-            )
-        )
+            _FINISH_ANSWER,
+            dict(
+                answer_id=assistant_message_id, content=clean_text(content), status=status,
+                cascade_tier=cascade_tier, sources=clean_json(sources), usage=clean_json(usage),
+                search_query=clean_text(search_query), error_code=error_code, citations=clean_json(citations),
+                unsupported_claims=unsupported_claims, unanswered=unanswered, ttft_ms=ttft_ms, finished_at=utcnow(),
+            ),
+        )  # fmt: skip
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
