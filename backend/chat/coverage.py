@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from backend.chat.personality import WARM
 from backend.chat.prompt import Prompt
-from backend.chat.relevance import rank, read_question
+from backend.chat.relevance import best_relevance, read_question
 from backend.chat.sentences import SentenceVectors
 from backend.stages import Creator, Hit
 
@@ -57,8 +57,7 @@ def assess(
     context = follow_up_context(question, search_query)
     read = read_question(question, creator=creator, context=context)
     context_focus = read_question(context, creator=creator).focus if context else ""
-    ranked = rank(read, hits, vectors, context_focus=context_focus)
-    confidence = max((c.relevance for c in ranked), default=0.0)
+    confidence = best_relevance(read, hits, vectors, context_focus=context_focus)
     return Coverage(round(confidence, 4), confidence >= threshold, topics(hits))
 
 

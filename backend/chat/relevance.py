@@ -209,28 +209,38 @@ def _kind_bonus(question: Question, text: str) -> float:
     return 0.0
 
 
-def rank(
-    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, *, context_focus: str = ""
-) -> list[Candidate]:
-    """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread.
+@dataclass(frozen=True, slots=True)
+class _Row:
+    source: int  # 1-based citation number
+    span: Span
+    previous: Span | None  # the sentence before it in the same source
+    context: frozenset[str]  # the terms of its heading and of the previous sentence
+    terms: frozenset[str]
+    relevance: float
+    vector: np.ndarray
+
+
+def _read_rows(
+    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, context_focus: str
+) -> list[_Row]:
+    """Every quotable sentence of `sources` with its relevance (meaning plus the question's rarer words).
 
     A sentence is read with its context at half weight: the heading it sits under and the sentence before it
     ("That liquid is called hooch" answers a question whose words are in the sentence before)."""
-    rows: list[tuple[int, Span, Span | None, set[str]]] = []  # source, sentence, previous sentence, context terms
+    rows: list[tuple[int, Span, Span | None, frozenset[str]]] = []  # source, sentence, previous, context terms
     for number, hit in enumerate(sources, start=1):
-        heading = content_terms(hit.heading)
+        heading = _text_terms(hit.heading)
         previous: Span | None = None
         for span in split_sentences(hit.text):
             if span.is_heading:
-                heading, previous = content_terms(span.text), None
+                heading, previous = _text_terms(span.text), None
                 continue
-            context = heading | (content_terms(previous.text) if previous else set())
+            context = heading | _text_terms(previous.text) if previous else heading
             if not span.text.endswith("?"):  # a question in the source is not an answer
                 rows.append((number, span, previous, context))
             previous = span
     if not rows:
         return []
-    following = {(a[0], a[1].start): b[1] for a, b in itertools.pairwise(rows) if a[0] == b[0] and b[2] is a[1]}
     queries = [question.focus, *([context_focus] if context_focus else [])]
     texts = [span.text for _, span, _, _ in rows]
     previous_texts = [prev.text if prev else "" for _, _, prev, _ in rows]
@@ -243,25 +253,55 @@ def rank(
     query = asked[0] + (0.5 * asked[1] if context_focus else 0)
     query = query / (float(np.linalg.norm(query)) or 1.0)
     own = matrix[: len(rows)]
-    by_text = dict(zip(texts, own @ query, strict=True))
-    extra = iter(matrix[len(rows) :] @ query)
-    previous_dense = [float(next(extra)) if t else None for t in previous_texts]
-    term_sets = [content_terms(text) for text in texts]
+    dense = (own @ query).tolist()
+    extra = iter((matrix[len(rows) :] @ query).tolist())
+    term_sets = [_text_terms(text) for text in texts]
     total = len(rows)
+    weights = question.terms.items()
     idf = {t: math.log(1 + total / (1 + sum(t in ts for ts in term_sets))) for t in question.terms}
-    wanted = sum(idf[t] * w for t, w in question.terms.items()) or 1.0
-    found: list[Candidate] = []
-    for (number, span, prev, context), terms, vector, before in zip(rows, term_sets, own, previous_dense, strict=True):
-        similarity = float(by_text[span.text])
-        if before is not None:
-            similarity = max(similarity, 0.8 * similarity + 0.2 * before)
-        lexical = (
-            sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in question.terms.items())
-            / wanted
+    wanted = sum(idf[t] * w for t, w in weights) or 1.0
+    read: list[_Row] = []
+    for (number, span, prev, context), terms, similarity, vector in zip(rows, term_sets, dense, own, strict=True):
+        if prev is not None and prev.text:  # its vector is among `encoded`, in this order
+            similarity = max(similarity, 0.8 * similarity + 0.2 * next(extra))
+        lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights) / wanted
+        read.append(_Row(number, span, prev, context, terms, _W_DENSE * similarity + _W_LEXICAL * lexical, vector))
+    return read
+
+
+def best_relevance(
+    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, *, context_focus: str = ""
+) -> float:
+    """The relevance of the best source sentence (0 without one): the turn's confidence (coverage.py), without
+    ordering every sentence as `rank` does for the extractive tier. CPU-bound on uncached sentences."""
+    return max((row.relevance for row in _read_rows(question, sources, vectors, context_focus)), default=0.0)
+
+
+def rank(
+    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, *, context_focus: str = ""
+) -> list[Candidate]:
+    """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread."""
+    rows = _read_rows(question, sources, vectors, context_focus)
+    following = {
+        (a.source, a.span.start): b.span
+        for a, b in itertools.pairwise(rows)
+        if a.source == b.source and b.previous is a.span
+    }
+    found = [
+        Candidate(
+            row.source,
+            row.span,
+            row.relevance,
+            row.relevance
+            + _kind_bonus(question, row.span.text)
+            - _RANK_STEP * (row.source - 1)
+            - _form_penalty(row.span.text),
+            row.vector,
+            row.previous,
+            following.get((row.source, row.span.start)),
         )
-        relevance = _W_DENSE * similarity + _W_LEXICAL * lexical
-        score = relevance + _kind_bonus(question, span.text) - _RANK_STEP * (number - 1) - _form_penalty(span.text)
-        found.append(Candidate(number, span, relevance, score, vector, prev, following.get((number, span.start))))
+        for row in rows
+    ]
     found.sort(key=lambda c: (-c.score, c.source, c.span.start))
     return found
 
