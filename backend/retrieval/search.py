@@ -13,7 +13,7 @@ from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.sparse import bm25_document, bm25_query
-from backend.retrieval.stores.protocol import Fusion, Store
+from backend.retrieval.stores.protocol import Fusion, Store, rank_key
 from backend.settings import RetrievalSettings
 from backend.stages import Chunk, EmbeddedChunk, Hit, SparseVector
 
@@ -75,7 +75,7 @@ TIE_MARGIN = 16
 
 def in_rank_order(hits: Sequence[Hit]) -> list[Hit]:
     """Best first; equal scores by chunk id, so ties always fall the same way."""
-    return sorted(hits, key=lambda hit: (-hit.score, hit.chunk_id))
+    return sorted(hits, key=lambda hit: rank_key((hit.score, hit.chunk_id)))
 
 
 class Retriever:
@@ -128,14 +128,14 @@ class Retriever:
         # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
         # k-th place. A few extra candidates, ordered by (score, id), make the same question always show the
         # same sources in the same order.
-        fetched = limit + TIE_MARGIN
         hits = self.store.search(
             vectors,
-            k=fetched,
+            k=limit,
             mode=chosen,
             creator=creator,
-            prefetch_limit=max(self.settings.prefetch_limit, fetched),
+            prefetch_limit=max(self.settings.prefetch_limit, limit + TIE_MARGIN),
             fusion=self.fusion,
+            tie_margin=TIE_MARGIN,
         )
         return in_rank_order(hits)[:limit]
 

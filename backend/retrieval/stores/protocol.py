@@ -73,8 +73,11 @@ class Store(Protocol):
         creator: str | None = None,
         prefetch_limit: int = 50,
         fusion: Fusion = DEFAULT_FUSION,
+        tie_margin: int = 0,
     ) -> list[Hit]:
-        """Top-k chunks; `creator` scopes inside the engine's query (tenant filter), never afterwards."""
+        """Top-k chunks; `creator` scopes inside the engine's query (tenant filter), never afterwards. The engine
+        is asked for `k + tie_margin` candidates, so the k best in `rank_key` order are the same every time even
+        when scores tie at the k-th place; an adapter may return the extra candidates too (callers order and cut)."""
 
     def counts(self) -> list[CreatorCounts]: ...
 
@@ -107,6 +110,12 @@ def chunk_payload(item: EmbeddedChunk) -> dict[str, Any]:
         payload[SENTENCE_VECTORS_FIELD] = item.sentence_vectors
         payload[SENTENCE_VECTORS_STORED] = True
     return payload
+
+
+def rank_key(scored: tuple[float, str]) -> tuple[float, str]:
+    """(score, chunk id) → sort key: best first, equal scores by chunk id, so ties always fall the same way."""
+    score, chunk_id = scored
+    return -score, chunk_id
 
 
 def hit_from_payload(point_id: object, score: float, payload: Mapping[str, Any]) -> Hit:

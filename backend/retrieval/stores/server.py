@@ -210,13 +210,16 @@ class ServerStore:
         creator: str | None = None,
         prefetch_limit: int = 50,
         fusion: Fusion = DEFAULT_FUSION,
+        tie_margin: int = 0,
     ) -> list[Hit]:
         # Same placement as EdgeStore: the tenant filter on the request scopes every prefetch server-side.
         where = qm.Filter(must=[_match(TENANT_FIELD, creator)]) if creator else None
         dense = list(query.dense)
         sparse = qm.SparseVector(indices=list(query.sparse.indices), values=list(query.sparse.values))
         has_terms = bool(query.sparse.indices)
-        arguments: dict[str, Any] = {"query_filter": where, "limit": k, "with_payload": True}
+        # One round trip with every candidate's payload: on a server a second call for the k kept (as EdgeStore
+        # reads them) would cost more than the margin's payloads. The caller orders and cuts.
+        arguments: dict[str, Any] = {"query_filter": where, "limit": k + tie_margin, "with_payload": True}
         if mode == "dense":
             arguments.update(query=dense, using=DENSE_VECTOR, search_params=self._params)
         elif mode == "bm25":

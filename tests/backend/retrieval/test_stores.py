@@ -12,7 +12,7 @@ from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.search import Retriever, chunking_id
-from backend.retrieval.stores.protocol import Store
+from backend.retrieval.stores.protocol import Store, rank_key
 from backend.settings import RetrievalSettings
 from backend.stages import EmbeddedChunk
 from tests.backend.retrieval.conftest import CORPUS, open_adapter
@@ -69,6 +69,33 @@ def test_replacing_a_documents_chunks(loaded_store: Store, retriever: Retriever)
     texts = {hit.text for hit in retriever.search("Dutch oven lid baking temperature", creator="baker", k=9)}
     assert old[1].text not in texts
     assert new[0].text in texts
+
+
+# Not hybrid: copies' fused scores depend on the order the engine gives equal scores within each prefetch.
+@pytest.mark.parametrize("mode", ["dense", "bm25"])
+def test_a_tie_at_the_kth_place_falls_the_same_way_and_comes_whole(
+    store: Store, embedder: Embedder, mode: SearchMode
+) -> None:
+    """Copies of one chunk score the same (Edge: exactly; qdrant-client's local mode: to the last bits): the k
+    kept are the first in `rank_key` order of all candidates, every time, and each comes with its whole payload
+    (Edge reads the payloads of the k kept only, after ranking the candidates)."""
+    copies = [
+        dataclasses.replace(CORPUS[5], document_id=f"astro/copy-{n}.md", document_hash=f"copy-{n}") for n in range(6)
+    ]
+    retriever = Retriever(embedder=embedder, store=store, settings=RetrievalSettings(k=3))
+    embedded = [dataclasses.replace(item, sentence_vectors=f"packed-{item.chunk.document_id}")
+                for item in retriever.embed_chunks(copies)]  # fmt: skip
+    store.upsert(embedded)
+    everything = store.search(retriever.query_vectors(CORPUS[5].text, mode=mode), k=len(copies), mode=mode)
+    expected = sorted((hit.score, hit.chunk_id) for hit in everything)
+    expected = [chunk_id for _, chunk_id in sorted(expected, key=rank_key)][:2]
+    for _ in range(3):
+        hits = retriever.search(CORPUS[5].text, mode=mode, k=2)
+        assert [hit.chunk_id for hit in hits] == expected
+        assert all(hit.text == CORPUS[5].text and hit.title == CORPUS[5].title for hit in hits)
+        assert [hit.sentence_vectors for hit in hits] == [
+            f"packed-{next(c.document_id for c in copies if c.chunk_id == hit.chunk_id)}" for hit in hits
+        ]
 
 
 def test_documents_and_counts(loaded_store: Store) -> None:
