@@ -59,7 +59,14 @@ def chunking_id(max_tokens: int) -> str:
 
 def snippet(text: str, max_chars: int) -> str:
     """Whitespace-collapsed text cut at a word boundary, with an ellipsis when something was dropped."""
-    flat = _WHITESPACE.sub(" ", text).strip()
+    # Only as much of the text as the snippet needs is collapsed (every source of every turn passes here, and
+    # a chunk is ~5x a snippet): a collapsed prefix is a prefix of the collapsed whole.
+    end = 2 * max_chars
+    flat = _WHITESPACE.sub(" ", text[:end]).lstrip()
+    while len(flat.rstrip()) <= max_chars and end < len(text):
+        end *= 4
+        flat = _WHITESPACE.sub(" ", text[:end]).lstrip()
+    flat = flat.rstrip() if end >= len(text) else flat
     if len(flat) <= max_chars:
         return flat
     cut = flat[: max_chars - 1]

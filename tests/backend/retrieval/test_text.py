@@ -35,3 +35,12 @@ def test_a_long_title_or_heading_is_cut_in_the_prefix_only() -> None:
     title, heading, text = embed_text(chunk).split("\n")
     assert len(title) == len(heading) == PREFIX_MAX_CHARS and title.endswith("…")
     assert text == "Text."
+
+
+def test_snippet_reads_only_the_prefix_it_needs_with_the_same_result() -> None:
+    # A prefix is collapsed, not the whole text: whitespace runs at the prefix's edge must not change the result.
+    assert snippet("  ébb  é  \n  ", 5) == "ébb é"  # trailing whitespace past the first prefix is not content
+    assert snippet(" " * 500 + "tail words here", 12) == "tail words…"  # the prefix grows until it has text
+    spaced = "a" + " \n " * 300 + "b " * 20
+    assert snippet(spaced, 6) == "a b…"
+    assert snippet("word " * 2000, 320) == snippet("word " * 70, 320)
