@@ -44,6 +44,14 @@ def test_query_matches_document_encoding_and_meaning(embedder: Embedder) -> None
     assert np.linalg.norm(twin) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_batches_go_shortest_first_and_come_back_in_order(embedder: Embedder) -> None:
+    """A batch is padded to its longest text, so texts are batched by length; each row still answers its text."""
+    texts = [SENTENCES[1] * 6, "Bake.", SENTENCES[0], SENTENCES[3] * 3, "Fold it.", SENTENCES[2]]
+    batched = embedder.embed_documents(texts, batch_size=2)
+    one_by_one = np.stack([embedder.embed_documents([text])[0] for text in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
 def test_a_question_asked_again_is_served_without_the_model(
     embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
