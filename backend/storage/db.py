@@ -71,15 +71,20 @@ _PING_AFTER_IDLE_SECONDS = 1.0
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
     """`pool_pre_ping`, for connections that sat idle: pinging every checkout cost a round trip per transaction
-    (two a turn). A connection used within the last second that broke since fails its statement instead, as one
-    in use when the database went away does, and that disconnect error invalidates every older connection in the
-    pool (SQLAlchemy's pool invalidation), so the next checkout reconnects."""
+    (two a turn). Every checkout still drops a connection whose close the server already sent (a restart, a
+    terminated backend); one used within the last second that broke silently since fails its statement instead,
+    as one in use when the database went away does, and that disconnect error invalidates every older connection
+    in the pool (SQLAlchemy's pool invalidation), so the next checkout reconnects."""
     dialect = engine.sync_engine.dialect
 
     def mark_fresh(_dbapi_connection: Any, record: Any, *_: Any) -> None:
         record.info[_LAST_USED] = time.monotonic()
 
     def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A connection the server closed (a restart, a terminated backend) has seen its socket end: asyncpg marks
+        # it closed, and the pool replaces it unseen, without a round trip.
+        if record.driver_connection is not None and record.driver_connection.is_closed():
+            raise DisconnectionError("the database closed this connection")
         if time.monotonic() - record.info.get(_LAST_USED, 0.0) <= _PING_AFTER_IDLE_SECONDS:
             return
         try:
