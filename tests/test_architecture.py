@@ -20,8 +20,12 @@ BOUNDARIES = {
     "httptools": {"backend/chat/tiers/upstream_connection.py"},
     # native model code runs only in the model's own process (llama_cpp_child), never in the API
     "llama_cpp": {"backend/chat/tiers/llama_cpp_child.py"},
-    # the embedder and its direct ONNX path (which reads the model's layout) are the one embedding adapter
-    "sentence_transformers": {"backend/retrieval/embedder.py", "backend/retrieval/onnx_encoder.py"},
+    # the embedder, its ONNX exports and its direct ONNX path (which reads the model's layout): one embedding adapter
+    "sentence_transformers": {
+        "backend/retrieval/embedder.py",
+        "backend/retrieval/model_files.py",
+        "backend/retrieval/onnx_encoder.py",
+    },
     "sqlalchemy": {
         "backend/storage/db.py",
         "backend/storage/leases.py",

@@ -5,12 +5,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import platform
-import shutil
-import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer as _FastTokenizer
 
 from backend.errors import ErrorCode, LorechatError
+from backend.retrieval.model_files import int8_preset, model_cache_dir, onnx_export, onnx_file
 from backend.retrieval.onnx_encoder import OnnxEncoder
 from backend.settings import EmbeddingSettings
 
@@ -34,11 +31,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 
-# The onnx-int8 backend's weights, quantized with the AVX2 preset, whatever the CPU: its vectors are stored, so
-# they must not depend on the machine. On an AVX2-only CPU it keeps hybrid nDCG@10 within 0.13 % of fp32 (the
-# avx512_vnni preset lost 1.6 % there) at 1.35x the ingest throughput (BENCHMARKS.md).
-_INT8_PRESET = "avx2"
-_FP32_FILE = "onnx/model.onnx"
 # A quantized query twin whose vectors stray further from the fp32 model's than this (cosine) is not used.
 _TWIN_MIN_COSINE = 0.98
 _TWIN_PROBES = (
@@ -48,7 +40,6 @@ _TWIN_PROBES = (
 )
 
 log = logging.getLogger(__name__)
-_export_lock = threading.Lock()
 # Questions whose vectors are kept (1.5 KiB each at 384 dimensions: 6 MiB).
 _QUERIES_KEPT = 4096
 
@@ -139,15 +130,15 @@ class Embedder:
             return SentenceTransformer(str(source), device="cpu", local_files_only=True)
         # A model directory that ships its own ONNX export (onnx/model.onnx, e.g. one exported by this code, or
         # downloaded with it) is used as is; anything else is exported once into the cache.
-        shipped = (source / _onnx_file(self.backend)).is_file()
-        model_dir = source if shipped else _onnx_export(source, backend=self.backend, cache=cache)
+        shipped = (source / onnx_file(self.backend)).is_file()
+        model_dir = source if shipped else onnx_export(source, name=self.model_name, backend=self.backend, cache=cache)
         return SentenceTransformer(
             str(model_dir),
             device="cpu",
             backend="onnx",
             local_files_only=True,
             model_kwargs={
-                "file_name": _onnx_file(self.backend),
+                "file_name": onnx_file(self.backend),
                 "provider": "CPUExecutionProvider",
                 "session_options": _session_options(self.threads),
             },
@@ -163,8 +154,8 @@ class Embedder:
         try:
             import onnxruntime
 
-            folder = _onnx_export(source, backend="onnx-int8", cache=cache, preset=preset)
-            file = folder / _onnx_file("onnx-int8", preset)
+            folder = onnx_export(source, name=self.model_name, backend="onnx-int8", cache=cache, preset=preset)
+            file = folder / onnx_file("onnx-int8", preset)
             session = onnxruntime.InferenceSession(
                 str(file), _session_options(self.threads), providers=["CPUExecutionProvider"]
             )
@@ -306,88 +297,6 @@ def _session_options(threads: int) -> Any:
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.intra_op_num_threads = threads
     return options
-
-
-def int8_preset() -> str | None:
-    """The quantization preset for the int8 instructions of the CPU this runs on (read now, never built in):
-    VNNI's signed weights where the CPU has VNNI, AVX2's unsigned ones on other x86-64 CPUs (VNNI's weights lose
-    accuracy there: AVX2's int8 multiply saturates), arm64's on ARM; None elsewhere."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        cpuinfo = ""
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return preset_for(platform.machine(), set(flags))
-
-
-def preset_for(machine: str, flags: set[str]) -> str | None:
-    machine = machine.lower()
-    if machine in ("aarch64", "arm64"):
-        return "arm64"
-    if machine not in ("x86_64", "amd64"):
-        return None
-    if {"avx512_vnni", "avx512bw"} <= flags:
-        return "avx512_vnni"
-    return "avx2" if "avx2" in flags else None
-
-
-def _onnx_file(backend: str, preset: str = _INT8_PRESET) -> str:
-    """The model file inside an export folder: fp32 for onnx, int8 with `preset` for onnx-int8 (and the twin)."""
-    return _FP32_FILE if backend == "onnx" else f"onnx/model_int8_{preset}.onnx"
-
-
-def _onnx_export(source: Path, *, backend: str, cache: Path, preset: str = _INT8_PRESET) -> Path:
-    """Export the model to ONNX (and int8 with `preset`) once into <cache>/<name>-<backend>[-<preset>]/, then
-    reuse it.
-
-    The export happens in a temporary sibling folder renamed into place at the end, so a crash or a
-    concurrent export never leaves a half-written model behind.
-    """
-    suffix = f"-{preset}" if backend == "onnx-int8" and preset != _INT8_PRESET else ""
-    target = cache / f"{model_name(source)}-{backend}{suffix}"
-    file = _onnx_file(backend, preset)
-    if (target / file).is_file():
-        return target
-    with _export_lock:
-        if (target / file).is_file():
-            return target
-        from sentence_transformers import SentenceTransformer
-        from sentence_transformers.backend import export_dynamic_quantized_onnx_model
-
-        log.info("exporting %s to %s (one time)", source, target)
-        cache.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache))
-        try:
-            # The bundled model sits inside site-packages, which may be read-only: export from a copy.
-            shutil.copytree(source, work, dirs_exist_ok=True)
-            with warnings.catch_warnings():
-                # The one-time export is third-party code that warns freely (tracer constants, legacy
-                # exporter deprecations); none of it is actionable here.
-                warnings.simplefilter("ignore")
-                model = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True)
-                if not (work / _FP32_FILE).is_file():  # else the model shipped its fp32 export
-                    model.save_pretrained(str(work))
-                if backend == "onnx-int8":
-                    export_dynamic_quantized_onnx_model(model, preset, str(work), file_suffix=f"int8_{preset}")
-            # The ONNX runtime never reads the torch weights again: keep the cache small.
-            (work / "model.safetensors").unlink(missing_ok=True)
-            if not (work / file).is_file():
-                raise LorechatError(ErrorCode.internal, f"ONNX export did not produce {file}")
-            shutil.rmtree(target, ignore_errors=True)
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
-
-
-def model_cache_dir(settings: EmbeddingSettings) -> Path:
-    """Where ONNX exports live: one place per machine (not per data dir), so a model is exported once."""
-    if settings.cache_dir:
-        return Path(settings.cache_dir)
-    env = os.environ.get("LORECHAT_MODEL_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lorechat" / "models"
 
 
 # One model load at a time: two threads loading at once (the app's warm-up, the extractive tier's background

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.embedder import Embedder, for_serving, get_embedder, model_cache_dir, preset_for
+from backend.retrieval.embedder import Embedder, for_serving, get_embedder
+from backend.retrieval.model_files import model_cache_dir, preset_for
 from backend.retrieval.onnx_encoder import OnnxEncoder
 from backend.settings import EmbeddingSettings
 

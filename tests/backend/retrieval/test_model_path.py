@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from backend.errors import ErrorCode, LorechatError
-from backend.retrieval.embedder import Embedder, bundled_model_path, model_cache_dir
+from backend.retrieval.embedder import Embedder, bundled_model_path
+from backend.retrieval.model_files import model_cache_dir
 from backend.retrieval.search import Retriever, chunking_id, embed_text
 from backend.retrieval.stores.edge import SIDECAR, EdgeStore
 from backend.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
