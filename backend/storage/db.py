@@ -67,6 +67,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 # A pooled connection idle longer than this is pinged before use; one back in the pool for less is used as is.
 _PING_AFTER_IDLE_SECONDS = 1.0
+_LAST_USED = "lorechat_last_used"  # the key in a pooled connection's info: when it last came back to the pool
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
@@ -98,9 +99,6 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
     event.listen(engine.sync_engine, "connect", mark_fresh)
     event.listen(engine.sync_engine, "checkin", mark_fresh)
     event.listen(engine.sync_engine, "checkout", ping_if_idle)
-
-
-_LAST_USED = "lorechat_last_used"
 
 
 def _sqlite_pragmas(busy_ms: int) -> Any:
