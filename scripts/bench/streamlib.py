@@ -8,9 +8,11 @@ import asyncio
 import collections
 import itertools
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -300,6 +302,40 @@ async def concurrent(
         },
         "wall_seconds": round(max(watch.wall for watch in watches.values()), 2),
     }
+
+
+def start_upstream(argv: list[str], port_file: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The scripted upstream as its own process (`argv` runs `serve_upstream`, which writes its port to
+    `port_file`), once it listens: (process, port)."""
+    proc = subprocess.Popen([sys.executable, *argv])
+    while not port_file.exists() or not port_file.read_text():
+        if proc.poll() is not None:
+            raise RuntimeError(f"upstream process exited with {proc.returncode}")
+        time.sleep(0.1)
+    return proc, int(port_file.read_text())
+
+
+def start_service(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+    """The service as its own process (`argv` runs `serve_service` on `port`) on the bench's settings alone (no
+    config.yaml), once it listens."""
+    proc = subprocess.Popen([sys.executable, *argv], env={**os.environ, "LORECHAT_CONFIG": os.devnull})
+    try:
+        wait_port(port, proc)
+    except BaseException:
+        stop([proc])
+        raise
+    return proc
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Terminate, then kill what has not exited within 15 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
