@@ -149,6 +149,7 @@ async def test_f6_the_search_queue_admits_by_expected_wait(
                 started = time.monotonic()
                 second = await post_chat(second_client, {"query": FOLLOW_UP})
                 waited = time.monotonic() - started
+                first_still_searching = not slow.idle.is_set()
                 answered = await first
         finally:
             await asyncio.to_thread(slow.idle.wait, 10)
@@ -157,7 +158,9 @@ async def test_f6_the_search_queue_admits_by_expected_wait(
     if refused:
         body = assert_error(second, 503, "index_unavailable")
         assert second.headers["retry-after"] == "1" and body["retryable"] is True
-        assert waited < 0.5, f"refusing a question took {waited:.2f}s"
+        # At once: while the search ahead of it still runs, not after it. Not a bound in seconds: the tests' client
+        # and the app share one process, whose own pauses are not the gate's (a refusal once took 0.58 s in CI).
+        assert first_still_searching, f"refusing a question took {waited:.2f}s, as long as the search ahead of it"
     else:
         assert second.stream.done, second
         assert waited > 1.0  # it queued behind the running search
