@@ -149,6 +149,18 @@ def test_an_answers_own_sentences_are_embedded_but_not_kept(shared_embedder: Emb
     assert list(vectors._cache) == [source]  # and no claim took its place
 
 
+def test_an_answers_own_sentences_go_through_the_embedders_twin(shared_embedder: Embedder) -> None:
+    """With the real embedder, the misses of remember=False (an answer's claims) are embedded by `embed_passing`
+    (the questions' int8 twin), while a claim that is a cached source sentence keeps its fp32 vector."""
+    vectors = SentenceVectors(shared_embedder)
+    source = "The Quillfield dough rests for forty minutes."
+    claims = ["She lets the dough rest for forty minutes [1].", "Then it bakes at 250 degrees for half an hour [1]."]
+    vectors.encode([source])
+    got = vectors.encode([source, *claims], remember=False)
+    np.testing.assert_array_equal(got[0], shared_embedder.embed_documents([source])[0])
+    np.testing.assert_allclose(got[1:], shared_embedder.embed_passing(claims), atol=1e-6)
+
+
 def test_a_chunk_seen_before_is_not_decoded_again(shared_embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     """`seed` runs on the event loop each turn: a chunk whose sentences are all cached (an earlier turn retrieved
     it) costs dictionary lookups, not a base64 decode; one whose sentences were evicted is decoded again."""

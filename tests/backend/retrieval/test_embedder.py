@@ -82,6 +82,20 @@ def test_fp32_queries_when_not_quantized(tmp_path: Path) -> None:
     assert plain.query_precision == "fp32"
     assert plain.embedder_id == "all-MiniLM-L6-v2/onnx"  # the index never sees which one embeds questions
     np.testing.assert_allclose(plain.embed_query(SENTENCES[1]), plain.embed_documents(SENTENCES)[1], atol=1e-5)
+    # And text embedded once and dropped (the claim check's answer sentences) as documents are.
+    np.testing.assert_array_equal(plain.embed_passing(SENTENCES), plain.embed_documents(SENTENCES, batch_size=8))
+
+
+def test_passing_text_goes_through_the_twin_in_order(embedder: Embedder) -> None:
+    """An answer's own sentences, compared once with fp32 source sentences, take the questions' precision: the
+    int8 twin, close to the fp32 vectors and not equal to them, each row still its own text's."""
+    texts = [SENTENCES[1] * 3, "Bake.", *SENTENCES, "Fold it."] * 3  # more than one slice, lengths mixed
+    passing = embedder.embed_passing(texts)
+    documents = embedder.embed_documents(texts)
+    cosines = np.sum(passing * documents, axis=1)
+    assert passing.shape == documents.shape and passing.dtype == np.float32
+    assert cosines.min() >= 0.98 and cosines.max() < 1 - 1e-6, cosines
+    assert embedder.embed_passing([]).shape == (0, 384)
 
 
 @pytest.mark.parametrize(
