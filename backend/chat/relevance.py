@@ -260,11 +260,15 @@ def _read_rows(
     weights = question.terms.items()
     idf = {t: math.log(1 + total / (1 + sum(t in ts for ts in term_sets))) for t in question.terms}
     wanted = sum(idf[t] * w for t, w in weights) or 1.0
+    asked_terms = question.terms.keys()
     read: list[_Row] = []
     for (number, span, prev, context), terms, similarity, vector in zip(rows, term_sets, dense, own, strict=True):
         if prev is not None and prev.text:  # its vector is among `encoded`, in this order
             similarity = max(similarity, 0.8 * similarity + 0.2 * next(extra))
-        lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights) / wanted
+        lexical = 0.0
+        if not (terms.isdisjoint(asked_terms) and context.isdisjoint(asked_terms)):  # most sentences share none
+            lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
+            lexical /= wanted
         read.append(_Row(number, span, prev, context, terms, _W_DENSE * similarity + _W_LEXICAL * lexical, vector))
     return read
 
