@@ -106,6 +106,10 @@ class Embedder:
             else None
         )
         self._query_lock = threading.Lock()
+        # Text compared once and dropped (an answer's sentences, the claim check) takes the twin's precision through
+        # a session of its own: a question never waits behind a slice of an answer's ~100 sentences.
+        self._passing_direct = self._second_twin() if self._query_direct is not None else None
+        self._passing_lock = threading.Lock()
         # Tokenizers are not safe to share across threads mid-call; encode calls are serialized. Counting
         # (chunking) uses its own copy, so it never waits for a batch being encoded. Batches of documents or
         # sentences (ingest, the answer checks) take the lock one slice at a time and step aside while a query
@@ -143,6 +147,20 @@ class Embedder:
                 "session_options": _session_options(self.threads),
             },
         )
+
+    def _second_twin(self) -> OnnxEncoder | None:
+        """Another session of the questions' int8 file (~23 MB), or None (then passing text is embedded in fp32)."""
+        assert self._direct is not None and self.query_model_file is not None
+        try:
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(
+                str(self.query_model_file), _session_options(self.threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception:
+            log.warning("could not open a second int8 session; answer sentences use fp32", exc_info=True)
+            return None
+        return self._direct.twin(session)
 
     def _quantized_twin(self, source: Path, *, cache: Path) -> OnnxEncoder | None:
         """The fp32 model dynamically quantized for this CPU (exported once), or None where that cannot be had
@@ -186,16 +204,16 @@ class Embedder:
         """Shape (len(texts), dimension), L2-normalized, float32."""
         return self._batched(texts, batch_size or self.batch_size, self._lock, self._encode_documents)
 
-    def embed_passing(self, texts: Sequence[str], *, batch_size: int = 8) -> np.ndarray:
+    def embed_passing(self, texts: Sequence[str], *, batch_size: int = 16) -> np.ndarray:
         """Like `embed_documents`, for text compared once and dropped (an answer's own sentences, new each turn, in
         the claim check): through the questions' int8 twin where there is one, at about half the CPU. Such a
         sentence meets the fp32 source sentences as a question meets the fp32 index, so it takes the same
-        precision. Smaller slices than a batch of documents: they share the twin's lock with the questions."""
-        if self._query_direct is None:
+        precision (the same verdicts at half the CPU or less: scripts/bench/claim_precision)."""
+        if self._passing_direct is None:
             return self.embed_documents(texts, batch_size=batch_size)
-        twin = self._query_direct
+        twin = self._passing_direct
         return self._batched(
-            texts, batch_size, self._query_lock, lambda part: twin.encode(part, prompt=self._document_prompt)
+            texts, batch_size, self._passing_lock, lambda part: twin.encode(part, prompt=self._document_prompt)
         )
 
     def _batched(
