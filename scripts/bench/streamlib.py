@@ -25,8 +25,9 @@ TOKEN_MARK = b"event: token"
 SOURCES_MARK = b"event: sources"
 END_MARKS = (b"event: done", b"event: error")
 UPSTREAM_TOKEN_MARK = b'"delta": {"content"'
-# Each upstream token is this word, found nowhere in the demo corpus: counting it counts tokens delivered.
-WORD = " qzxv"
+# Each upstream token is this word, found nowhere in the demo corpus: counting it counts tokens delivered. One of
+# the model's word pieces (a made-up word took four), so novel answers embed as real text does.
+WORD = " zebra"
 WORD_MARK = WORD.strip().encode()
 
 
@@ -40,9 +41,11 @@ def free_port() -> int:
 
 
 class NovelAnswers(Sequence[str]):
-    """Answers `tokens` long that are new text each time the upstream reads them (once a request): sentences of the
-    marker word, each ending in one numbered for this answer, so the claim check embeds them as it would a model's
-    new answer instead of finding last turn's sentences cached. Each token still holds the marker word once."""
+    """Answers `tokens` long that are new text each time the upstream reads them (once a request), made to cost the
+    claim check what a model's new answer costs. Each sentence is a claim the sources' words do not back (eight
+    words found nowhere in the demo corpus between the marker words, no number), so it is embedded, as a model's
+    paraphrasing sentence is; ~1.5 of the model's word pieces a token, as English text has ~1.3 (sentences of a
+    made-up word cost three times that, and the check with them). Each token still holds the marker word once."""
 
     def __init__(self, tokens: int, *, sentence_words: int = 16) -> None:
         self._tokens = tokens
@@ -56,9 +59,33 @@ class NovelAnswers(Sequence[str]):
         return list(self)[index]
 
     def __iter__(self) -> Iterator[str]:
-        answer = next(self._answers)
-        last = self._sentence_words - 1
-        return (f"{WORD}{answer}x{k}." if k % self._sentence_words == last else WORD for k in range(self._tokens))
+        answer = _letters(next(self._answers))
+        return (self._token(k, answer) for k in range(self._tokens))
+
+    def _token(self, k: int, answer: str) -> str:
+        sentence, place = divmod(k, self._sentence_words)
+        if place % 2 == 0:
+            return WORD
+        word = _CLAIM_WORDS[(sentence + place // 2) % len(_CLAIM_WORDS)]
+        if place == self._sentence_words - 1:  # the sentence's end: lettered, so no two sentences are one
+            return f"{WORD} {word}{answer}{_letters(sentence)}."
+        return f"{WORD} {word}"
+
+
+_CLAIM_WORDS = (
+    "violin", "glacier", "saddle", "lantern", "orbit", "meadow", "harbor", "canyon", "velvet", "thunder", "falcon",
+    "compass", "willow",
+)  # fmt: skip
+
+
+def _letters(number: int) -> str:
+    """`number` in base 26 as lowercase letters: a word part that no number reading takes for a quantity."""
+    letters = ""
+    while True:
+        number, digit = divmod(number, 26)
+        letters = chr(ord("a") + digit) + letters
+        if not number:
+            return letters
 
 
 def serve_upstream(port_file: Path, tokens: int, first_delay: float, interval: float, *, novel: bool = False) -> None:
