@@ -205,7 +205,8 @@ class _CitedText:
 
 class _CitedTexts:
     """The text of the sources a claim draws on, read once per set of sources: an answer's claims mostly cite the
-    same few (all of them when uncited), and folding ~10 KB of sources for each of ~30 claims cost ~70 ms."""
+    same few (all of them when uncited), and folding ~10 KB of sources again for each claim cost ~90 ms of a
+    600-token answer's 38 claims."""
 
     def __init__(self, sources: Sequence[Hit]) -> None:
         self._sources = sources

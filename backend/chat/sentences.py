@@ -166,8 +166,9 @@ class SentenceVectors:
         misses = [text for text in unique if text not in found]
         if misses:
             model = self._model()
-            # The questions' int8 twin where the embedder has one (half the CPU; compared with fp32 source
-            # sentences as a question is): this is the claim check's cost for a new answer, ~137 sentences.
+            # At the questions' precision where the embedder has it (int8: ~3.4 ms a 25-word sentence on one core
+            # against ~9 in fp32), compared with fp32 source sentences as a question is: for a model's answer this
+            # is most of a turn's own CPU (BENCHMARKS.md §22).
             embed = getattr(model, "embed_passing", None) or partial(model.embed_documents, batch_size=16)
             found.update(zip(misses, embed(misses), strict=True))
         return np.stack([found[text] for text in texts])

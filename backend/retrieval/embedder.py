@@ -232,7 +232,7 @@ class Embedder:
         ordered = [texts[i] for i in order]
         slices = []
         for start in range(0, len(ordered), size):
-            while self._queries_waiting:  # a query goes first; it holds the lock for milliseconds
+            while self._queries_waiting:  # a query goes first (to the lock, or to the cores); it takes milliseconds
                 time.sleep(0.0005)
             with lock:
                 slices.append(encode(ordered[start : start + size]))
