@@ -34,7 +34,8 @@ class EmbeddingSettings(BaseModel):
     # With the onnx backend, a visitor's question is embedded by an int8 copy of the model (dynamically
     # quantized for this CPU's int8 instructions, exported once beside the fp32 one) while documents keep fp32:
     # the index is unchanged, a query costs half the CPU, and hybrid nDCG@10 moved by 0.1 % or less on both
-    # eval sets (BENCHMARKS.md §20). false: queries use the fp32 model too.
+    # eval sets (BENCHMARKS.md §20). The claim check's answer sentences take the same copy, in a session of their
+    # own (the same verdicts at half the CPU, §22). false: queries and answer sentences use the fp32 model too.
     quantized_queries: bool = True
 
 
