@@ -150,16 +150,21 @@ class Embedder:
 
     def _second_twin(self) -> OnnxEncoder | None:
         """Another session of the questions' int8 file (~23 MB), or None (then passing text is embedded in fp32)."""
-        assert self._direct is not None and self.query_model_file is not None
+        assert self.query_model_file is not None
         try:
-            import onnxruntime
-
-            session = onnxruntime.InferenceSession(
-                str(self.query_model_file), _session_options(self.threads), providers=["CPUExecutionProvider"]
-            )
+            return self._int8_encoder(self.query_model_file)
         except Exception:
             log.warning("could not open a second int8 session; answer sentences use fp32", exc_info=True)
             return None
+
+    def _int8_encoder(self, file: Path) -> OnnxEncoder:
+        """The fp32 encoder's tokenizer and pooling over a session of the int8 model at `file`."""
+        import onnxruntime
+
+        assert self._direct is not None
+        session = onnxruntime.InferenceSession(
+            str(file), _session_options(self.threads), providers=["CPUExecutionProvider"]
+        )
         return self._direct.twin(session)
 
     def _quantized_twin(self, source: Path, *, cache: Path) -> OnnxEncoder | None:
@@ -170,17 +175,12 @@ class Embedder:
         if preset is None:
             return None
         try:
-            import onnxruntime
-
             folder = onnx_export(source, name=self.model_name, backend="onnx-int8", cache=cache, preset=preset)
             file = folder / onnx_file("onnx-int8", preset)
-            session = onnxruntime.InferenceSession(
-                str(file), _session_options(self.threads), providers=["CPUExecutionProvider"]
-            )
+            twin = self._int8_encoder(file)
         except Exception:
             log.warning("could not make the int8 query model (%s preset); questions use fp32", preset, exc_info=True)
             return None
-        twin = self._direct.twin(session)
         theirs = self._direct.encode(list(_TWIN_PROBES))
         ours = twin.encode(list(_TWIN_PROBES))
         closest = float((theirs * ours).sum(axis=1).min())
