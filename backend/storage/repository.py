@@ -6,9 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +36,15 @@ from backend.storage.records import (
     Page,
     Turn,
 )
+from backend.storage.turn_statements import (
+    FINISH_ANSWER,
+    INSERT_CONVERSATION,
+    INSERT_TURN,
+    START_CONVERSATION,
+    one_statement,
+    prefixed,
+    turn_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +52,6 @@ Sessions = async_sessionmaker[AsyncSession]
 
 # One message for "absent", "deleted" and "someone else's": no existence oracle (S3).
 _NOT_FOUND = "Conversation not found"
-# Every turn's writes (start_turn, finish_turn) as Core statements built once: the ORM's unit of work, and
-# building and compiling a statement per call, cost more than the round trips. The SET clause of an UPDATE
-# without values() is the parameters' keys.
-_CONVERSATIONS = cast(Table, Conversation.__table__)
-_MESSAGES = cast(Table, Message.__table__)
-_INSERT_CONVERSATION = insert(_CONVERSATIONS)
-_INSERT_MESSAGE = insert(_MESSAGES)
-_FINISH_ANSWER = update(_MESSAGES).where(
-    _MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == MessageStatus.streaming
-)
 MAX_PAGE = 100
 
 
@@ -128,57 +128,46 @@ async def start_turn(
     question = clean_text(question)
     now = utcnow()
     created = conversation_id is None
+    user_id, assistant_id = new_id(), new_id()
+    turn = partial(
+        turn_params, question=question, ids=(user_id, assistant_id), now=now, lease=(lease_owner, lease_until)
+    )
     try:
-        async with db_errors(), sessions() as session, session.begin():
-            if conversation_id is None:
-                conversation_id = new_id()
-                await session.execute(
-                    _INSERT_CONVERSATION,
-                    dict(
-                        id=conversation_id, owner_id=owner_id, creator=creator, title=make_title(question),
-                        created_at=now, updated_at=now,
-                    ),
-                )  # fmt: skip
-                seq, history = 0, []
-            else:
-                if not _valid_id(conversation_id):
-                    raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
-                # Writing first takes the row lock (PostgreSQL) or the write lock (SQLite) before anything
-                # is read, so two turns on one conversation queue here instead of racing past the checks.
-                touched = await session.execute(
-                    update(Conversation)
-                    .where(_visible(conversation_id, owner_id))
-                    .values(updated_at=now)
-                    .returning(Conversation.creator)
-                    .execution_options(synchronize_session=False)
-                )
-                row = touched.first()
-                if row is None:
-                    raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
-                if row.creator != creator:
-                    raise LorechatError(ErrorCode.invalid_input, "This conversation belongs to another creator")
-                await _no_live_turn(session, conversation_id, now)
-                last = await session.scalar(
-                    select(func.max(Message.seq)).where(Message.conversation_id == conversation_id)
-                )
-                seq = 0 if last is None else last + 1
-                history = await _history(session, conversation_id, history_limit) if load_history else []
-            user_id, assistant_id = new_id(), new_id()
-            await session.execute(
-                _INSERT_MESSAGE,
-                [
-                    dict(
-                        id=user_id, conversation_id=conversation_id, seq=seq, role="user", content=question,
-                        status=MessageStatus.done, sources=[], search_query="", created_at=now, finished_at=now,
-                        lease_owner=None, lease_expires_at=None,
-                    ),
-                    dict(
-                        id=assistant_id, conversation_id=conversation_id, seq=seq + 1, role="assistant", content="",
-                        status=MessageStatus.streaming, sources=[], search_query="", created_at=now, finished_at=None,
-                        lease_owner=lease_owner, lease_expires_at=lease_until,
-                    ),
-                ],
+        if conversation_id is None:
+            conversation_id = new_id()
+            conversation = dict(
+                id=conversation_id, owner_id=owner_id, creator=creator, title=make_title(question),
+                created_at=now, updated_at=now,
             )  # fmt: skip
+            async with db_errors(), one_statement(sessions) as connection:
+                if connection.dialect.name == "postgresql":
+                    await connection.execute(START_CONVERSATION, prefixed("c", conversation) | turn(conversation_id, 0))
+                else:
+                    await connection.execute(INSERT_CONVERSATION, conversation)
+                    await connection.execute(INSERT_TURN, turn(conversation_id, 0))
+            return Turn(conversation_id, user_id, assistant_id, [], created)
+        if not _valid_id(conversation_id):
+            raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
+        async with db_errors(), sessions() as session, session.begin():
+            # Writing first takes the row lock (PostgreSQL) or the write lock (SQLite) before anything is read,
+            # so two turns on one conversation queue here instead of racing past the checks.
+            touched = await session.execute(
+                update(Conversation)
+                .where(_visible(conversation_id, owner_id))
+                .values(updated_at=now)
+                .returning(Conversation.creator)
+                .execution_options(synchronize_session=False)
+            )
+            row = touched.first()
+            if row is None:
+                raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
+            if row.creator != creator:
+                raise LorechatError(ErrorCode.invalid_input, "This conversation belongs to another creator")
+            await _no_live_turn(session, conversation_id, now)
+            last = await session.scalar(select(func.max(Message.seq)).where(Message.conversation_id == conversation_id))
+            seq = 0 if last is None else last + 1
+            history = await _history(session, conversation_id, history_limit) if load_history else []
+            await session.execute(INSERT_TURN, turn(conversation_id, seq))
     except IntegrityError as exc:
         # The partial unique index or the (conversation, seq) key caught a turn that raced past the checks.
         raise LorechatError(
@@ -241,9 +230,9 @@ async def finish_turn(
     """Move a streaming answer to its terminal state; False when it already left "streaming" (idempotent)."""
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"finish_turn needs a terminal status, got {status!r}")
-    async with db_errors(), sessions() as session, session.begin():
-        result = await session.execute(
-            _FINISH_ANSWER,
+    async with db_errors(), one_statement(sessions) as connection:
+        result = await connection.execute(
+            FINISH_ANSWER,
             dict(
                 answer_id=assistant_message_id, content=clean_text(content), status=status,
                 cascade_tier=cascade_tier, sources=clean_json(sources), usage=clean_json(usage),
@@ -251,7 +240,7 @@ async def finish_turn(
                 unsupported_claims=unsupported_claims, unanswered=unanswered, ttft_ms=ttft_ms, finished_at=utcnow(),
             ),
         )  # fmt: skip
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 def _message_view(message: Message) -> MessageView:

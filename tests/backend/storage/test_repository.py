@@ -75,6 +75,22 @@ async def test_turn_lifecycle(sessions: Sessions) -> None:
     assert answer.search_query == "hello" and answer.finished_at is not None
     assert detail.messages[5].status == "interrupted"
     assert detail.updated_at >= detail.created_at
+    # A turn's two rows go in as one multi-row INSERT, which applies no column defaults: every column is set.
+    assert [(m.unsupported_claims, m.unanswered, m.citations) for m in detail.messages[:2]] == [(0, False, None)] * 2
+
+
+async def test_first_turn_is_stored_whole_or_not_at_all(sessions: Sessions) -> None:
+    """The new conversation and its two messages are one statement on PostgreSQL (one transaction on SQLite):
+    a message that cannot be stored leaves no conversation behind."""
+    taken = await _turn(sessions)
+    clash = taken.user_message_id
+    with pytest.MonkeyPatch.context() as patch:
+        ids = iter([clash, "a" * 22, "c" * 22])  # the question, the answer, the conversation
+        patch.setattr(repo, "new_id", lambda: next(ids))
+        with pytest.raises(LorechatError) as caught:
+            await _turn(sessions)
+    assert caught.value.code is ErrorCode.conflict
+    assert await repo.get_conversation(sessions, conversation_id="c" * 22, owner_id="alice") is None
 
 
 async def test_finish_turn_is_idempotent(sessions: Sessions) -> None:

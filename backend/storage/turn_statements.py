@@ -1,0 +1,92 @@
+"""The statements every chat turn runs (start_turn, finish_turn in repository.py), built once, and how they run.
+
+The ORM's unit of work, and building and compiling a statement per call, cost more than the round trips; on
+PostgreSQL a single-statement write also skips BEGIN and COMMIT (`one_statement`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import BindParameter, Table, bindparam, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from backend.storage.models import Conversation, Message
+from backend.storage.records import MessageStatus
+
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_MESSAGES = cast(Table, Message.__table__)
+
+
+def _param(table: Table, key: str, row: str) -> BindParameter[Any]:
+    """Row `row`'s value for column `key`: typed as the column (a multi-row VALUES does not type its
+    parameters, and JSON and dates need the column's conversion)."""
+    return bindparam(f"{row}_{key}", type_=table.c[key].type)
+
+
+INSERT_CONVERSATION = insert(_CONVERSATIONS)
+# The SET clause of an UPDATE without values() is the parameters' keys.
+FINISH_ANSWER = update(_MESSAGES).where(
+    _MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == MessageStatus.streaming
+)
+# A turn's two messages (question, placeholder answer), one INSERT of two rows; the keys of `turn_params`, prefixed
+# "q_" and "a_". Every column without a NULL default is among them: a multi-row VALUES applies no column defaults.
+_MESSAGE_KEYS = (
+    "id", "conversation_id", "seq", "role", "content", "status", "sources", "search_query", "created_at",
+    "finished_at", "lease_owner", "lease_expires_at", "unsupported_claims", "unanswered",
+)  # fmt: skip
+INSERT_TURN = insert(_MESSAGES).values(
+    [{key: _param(_MESSAGES, key, row) for key in _MESSAGE_KEYS} for row in ("q", "a")]
+)
+# PostgreSQL: a new conversation and its first turn in one statement (the conversation inserted in a WITH) that
+# runs as its own transaction: one round trip instead of BEGIN, two INSERTs and COMMIT.
+_CONVERSATION_KEYS = ("id", "owner_id", "creator", "title", "created_at", "updated_at")
+START_CONVERSATION = INSERT_TURN.add_cte(
+    insert(_CONVERSATIONS)
+    .values({key: _param(_CONVERSATIONS, key, "c") for key in _CONVERSATION_KEYS})
+    .cte("new_conversation")
+)
+
+
+@asynccontextmanager
+async def one_statement(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """A connection for a write that is a single statement, without the ORM session: on PostgreSQL in
+    autocommit (the statement is its own transaction; BEGIN and COMMIT were two more round trips), on SQLite in a
+    transaction (its BEGIN is implicit and costs nothing; switching a connection to autocommit and back does)."""
+    engine = cast(AsyncEngine, sessions.kw["bind"])
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        async with engine.begin() as connection:
+            yield connection
+
+
+def turn_params(
+    conversation_id: str,
+    seq: int,
+    *,
+    question: str,
+    ids: tuple[str, str],
+    now: datetime,
+    lease: tuple[str | None, datetime | None],
+) -> dict[str, Any]:
+    """`INSERT_TURN`'s parameters: the question, done, and the answer's placeholder, streaming under `lease`."""
+    question_row = dict(
+        id=ids[0], conversation_id=conversation_id, seq=seq, role="user", content=question, status=MessageStatus.done,
+        sources=[], search_query="", created_at=now, finished_at=now, lease_owner=None, lease_expires_at=None,
+        unsupported_claims=0, unanswered=False,
+    )  # fmt: skip
+    answer_row = dict(
+        question_row, id=ids[1], seq=seq + 1, role="assistant", content="", status=MessageStatus.streaming,
+        finished_at=None, lease_owner=lease[0], lease_expires_at=lease[1],
+    )  # fmt: skip
+    return prefixed("q", question_row) | prefixed("a", answer_row)
+
+
+def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as the parameters of one row of a multi-row statement."""
+    return {f"{prefix}_{key}": value for key, value in values.items()}
