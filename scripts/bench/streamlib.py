@@ -342,10 +342,12 @@ def start_upstream(argv: list[str], port_file: Path) -> tuple[subprocess.Popen[b
     return proc, int(port_file.read_text())
 
 
-def start_service(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+def start_service(argv: list[str], port: int, *, checkout: Path | None = None) -> subprocess.Popen[bytes]:
     """The service as its own process (`argv` runs `serve_service` on `port`) on the bench's settings alone (no
-    config.yaml), once it listens."""
-    proc = subprocess.Popen([sys.executable, *argv], env={**os.environ, "LORECHAT_CONFIG": os.devnull})
+    config.yaml), once it listens. `checkout`: another set-up checkout whose interpreter and code serve instead."""
+    python = str(checkout / ".venv" / "bin" / "python") if checkout else sys.executable
+    env = {**os.environ, "LORECHAT_CONFIG": os.devnull}
+    proc = subprocess.Popen([python, *argv], env=env, cwd=checkout)
     try:
         wait_port(port, proc)
     except BaseException:
