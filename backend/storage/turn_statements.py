@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BindParameter, Table, bindparam, insert, update
+from sqlalchemy import BindParameter, Table, bindparam, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from backend.storage.models import Conversation, Message
@@ -22,8 +22,7 @@ _MESSAGES = cast(Table, Message.__table__)
 
 
 def _param(table: Table, key: str, row: str) -> BindParameter[Any]:
-    """Row `row`'s value for column `key`: typed as the column (a multi-row VALUES does not type its
-    parameters, and JSON and dates need the column's conversion)."""
+    """Row `row`'s value for column `key`, typed as the column (JSON and dates need its conversion)."""
     return bindparam(f"{row}_{key}", type_=table.c[key].type)
 
 
@@ -33,13 +32,15 @@ FINISH_ANSWER = update(_MESSAGES).where(
     _MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == MessageStatus.streaming
 )
 # A turn's two messages (question, placeholder answer), one INSERT of two rows; the keys of `turn_params`, prefixed
-# "q_" and "a_". Every column without a NULL default is among them: a multi-row VALUES applies no column defaults.
+# "q_" and "a_". The rows are a SELECT of parameters, not a multi-row VALUES: SQLAlchemy caches no multi-row
+# VALUES statement and compiled it anew every turn. Every column with a default is set here.
 _MESSAGE_KEYS = (
     "id", "conversation_id", "seq", "role", "content", "status", "sources", "search_query", "created_at",
     "finished_at", "lease_owner", "lease_expires_at", "unsupported_claims", "unanswered",
 )  # fmt: skip
-INSERT_TURN = insert(_MESSAGES).values(
-    [{key: _param(_MESSAGES, key, row) for key in _MESSAGE_KEYS} for row in ("q", "a")]
+INSERT_TURN = insert(_MESSAGES).from_select(
+    _MESSAGE_KEYS,
+    union_all(*(select(*(_param(_MESSAGES, key, row).label(key) for key in _MESSAGE_KEYS)) for row in ("q", "a"))),
 )
 # PostgreSQL: a new conversation and its first turn in one statement (the conversation inserted in a WITH) that
 # runs as its own transaction: one round trip instead of BEGIN, two INSERTs and COMMIT.

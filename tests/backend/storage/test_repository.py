@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from backend.errors import ErrorCode, LorechatError
 from backend.storage import repository as repo
 from backend.storage.models import Conversation, Message
+from backend.storage.turn_statements import FINISH_ANSWER, INSERT_CONVERSATION, INSERT_TURN, START_CONVERSATION
 from tests.backend.storage.conftest import assert_no_leaks
 
 pytestmark = pytest.mark.services
@@ -271,3 +272,10 @@ async def test_hostile_and_international_text_round_trips(sessions: Sessions) ->
     assert answer.sources == [{"title": "t" + intact, "nested": [{"k": "v"}], "score": 0.5}]
     assert answer.search_query == "q" + intact
     assert repo.make_title(user.content) == detail.title
+
+
+def test_a_turns_statements_are_compiled_once() -> None:
+    """SQLAlchemy compiles a statement once only when it has a cache key (a multi-row VALUES has none): a turn's
+    writes must not pay the compiler every time."""
+    for statement in (START_CONVERSATION, INSERT_TURN, INSERT_CONVERSATION, FINISH_ANSWER):
+        assert statement._generate_cache_key() is not None
