@@ -222,6 +222,24 @@ class _Row:
     vector: np.ndarray
 
 
+@lru_cache(maxsize=4096)
+def _quotable(text: str, heading: str) -> tuple[tuple[Span, Span | None, frozenset[str], frozenset[str]], ...]:
+    """A source's quotable sentences, each with the one before it, its context's terms and its own terms. Cached:
+    the same chunks come back turn after turn, and reading them again was a fifth of a coverage check (py-spy)."""
+    read: list[tuple[Span, Span | None, frozenset[str], frozenset[str]]] = []
+    context_of_heading = _text_terms(heading)
+    previous: Span | None = None
+    for span in split_sentences(text):
+        if span.is_heading:
+            context_of_heading, previous = _text_terms(span.text), None
+            continue
+        context = context_of_heading | _text_terms(previous.text) if previous else context_of_heading
+        if not span.text.endswith("?"):  # a question in the source is not an answer
+            read.append((span, previous, context, _text_terms(span.text)))
+        previous = span
+    return tuple(read)
+
+
 def _read_rows(
     question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, context_focus: str
 ) -> list[_Row]:
@@ -229,23 +247,13 @@ def _read_rows(
 
     A sentence is read with its context at half weight: the heading it sits under and the sentence before it
     ("That liquid is called hooch" answers a question whose words are in the sentence before)."""
-    rows: list[tuple[int, Span, Span | None, frozenset[str]]] = []  # source, sentence, previous, context terms
-    for number, hit in enumerate(sources, start=1):
-        heading = _text_terms(hit.heading)
-        previous: Span | None = None
-        for span in split_sentences(hit.text):
-            if span.is_heading:
-                heading, previous = _text_terms(span.text), None
-                continue
-            context = heading | _text_terms(previous.text) if previous else heading
-            if not span.text.endswith("?"):  # a question in the source is not an answer
-                rows.append((number, span, previous, context))
-            previous = span
+    # source, sentence, previous, context terms, own terms
+    rows = [(number, *read) for number, hit in enumerate(sources, start=1) for read in _quotable(hit.text, hit.heading)]
     if not rows:
         return []
     queries = [question.focus, *([context_focus] if context_focus else [])]
-    texts = [span.text for _, span, _, _ in rows]
-    previous_texts = [prev.text if prev else "" for _, _, prev, _ in rows]
+    texts = [span.text for _, span, _, _, _ in rows]
+    previous_texts = [prev.text if prev else "" for _, _, prev, _, _ in rows]
     encoded = [*texts, *(t for t in previous_texts if t)]
     # Without a model (still loading) meaning scores 0 for every sentence: words and kind of fact decide.
     if vectors is not None:
@@ -257,14 +265,14 @@ def _read_rows(
     own = matrix[: len(rows)]
     dense = (own @ query).tolist()
     extra = iter((matrix[len(rows) :] @ query).tolist())
-    term_sets = [_text_terms(text) for text in texts]
+    term_sets = [terms for *_, terms in rows]
     total = len(rows)
     weights = question.terms.items()
     idf = {t: math.log(1 + total / (1 + sum(t in ts for ts in term_sets))) for t in question.terms}
     wanted = sum(idf[t] * w for t, w in weights) or 1.0
     asked_terms = question.terms.keys()
     read: list[_Row] = []
-    for (number, span, prev, context), terms, similarity, vector in zip(rows, term_sets, dense, own, strict=True):
+    for (number, span, prev, context, terms), similarity, vector in zip(rows, dense, own, strict=True):
         if prev is not None and prev.text:  # its vector is among `encoded`, in this order
             similarity = max(similarity, 0.8 * similarity + 0.2 * next(extra))
         lexical = 0.0
