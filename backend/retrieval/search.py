@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
@@ -57,8 +58,11 @@ def chunking_id(max_tokens: int) -> str:
     return f"embed-text v{EMBED_TEXT_VERSION}, window {max_tokens}"
 
 
+@lru_cache(maxsize=4096)
 def snippet(text: str, max_chars: int) -> str:
-    """Whitespace-collapsed text cut at a word boundary, with an ellipsis when something was dropped."""
+    """Whitespace-collapsed text cut at a word boundary, with an ellipsis when something was dropped. Cached: the
+    same chunks come back turn after turn (~37 µs a source, ~1 µs cached), and streams showing a chunk share one
+    snippet."""
     # Only as much of the text as the snippet needs is collapsed (every source of every turn passes here, and
     # a chunk is ~5x a snippet): a collapsed prefix is a prefix of the collapsed whole.
     end = 2 * max_chars

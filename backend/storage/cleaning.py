@@ -16,7 +16,8 @@ def clean_text(value: str) -> str:
     """
     if "\x00" in value:
         value = value.replace("\x00", "")
-    if _SURROGATE.search(value):
+    # An ASCII string (most are; CPython knows without reading it) holds no surrogate: no scan.
+    if not value.isascii() and _SURROGATE.search(value):
         value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "ignore")
     return value
 
