@@ -31,6 +31,7 @@ BOUNDARIES = {
         "backend/storage/leases.py",
         "backend/storage/models.py",
         "backend/storage/repository.py",
+        "backend/storage/turn_statements.py",
         "backend/storage/records.py",
         "backend/storage/upsert.py",
         "backend/storage/curator_feedback.py",
