@@ -10,6 +10,7 @@ does not wait for its check: the thread finishes it and the result is dropped.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -22,8 +23,10 @@ from backend.stages import Creator, Hit
 
 T = TypeVar("T")
 
-# As many threads as anyio's default pool allows at once; they start only as checks overlap.
-_WORKERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="answer-checks")
+# A few threads: the checks hold the GIL but for the model's runs, and each model session runs one call at a time,
+# so more threads add no throughput; under load (1,000 streams) a pool that grew to 40 threads held ~20 MB more
+# at its peak (thread stacks and their malloc arenas).
+_WORKERS = ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2), thread_name_prefix="answer-checks")
 
 
 async def _in_worker(work: Callable[[], T]) -> T:

@@ -112,9 +112,10 @@ class OpenAIStream:
         # The SDK's client sends it (base URL, auth and default headers, timeouts, HTTP errors as APIStatusError)
         # and, asked for `httpx.Response`, hands the response back unread. The body is plain values serialised
         # here: the typed `create` walked its params and wrapped the response, ~0.3 ms of the event loop a turn.
-        http = await self._tier.client.post(
-            "/chat/completions", cast_to=httpx2.Response, content=orjson.dumps(body), stream=True
-        )
+        # orjson's bytes keep its whole write buffer (64 KiB for a 5 KB prompt), and httpx keeps the request body
+        # for as long as the stream lasts: the exact-size copy is what stays.
+        content = memoryview(orjson.dumps(body)).tobytes()
+        http = await self._tier.client.post("/chat/completions", cast_to=httpx2.Response, content=content, stream=True)
         self._response = http
         # Without a content coding the body is read from our transport's own `ResponseBody`: httpx's generator
         # layers (elapsed time, raw bytes, decoding) only pass each piece on. The response still closes it.
