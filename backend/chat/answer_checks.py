@@ -24,8 +24,7 @@ from backend.stages import Creator, Hit
 T = TypeVar("T")
 
 # A few threads: the checks hold the GIL but for the model's runs, and each model session runs one call at a time,
-# so more threads add no throughput; under load (1,000 streams) a pool that grew to 40 threads held ~20 MB more
-# at its peak (thread stacks and their malloc arenas).
+# so more threads than cores add no throughput, only stacks and malloc arenas.
 _WORKERS = ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2), thread_name_prefix="answer-checks")
 
 
