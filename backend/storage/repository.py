@@ -41,8 +41,8 @@ from backend.storage.turn_statements import (
     INSERT_CONVERSATION,
     INSERT_TURN,
     START_CONVERSATION,
-    one_statement,
     prefixed,
+    short_write,
     turn_params,
 )
 
@@ -139,7 +139,7 @@ async def start_turn(
                 id=conversation_id, owner_id=owner_id, creator=creator, title=make_title(question),
                 created_at=now, updated_at=now,
             )  # fmt: skip
-            async with db_errors(), one_statement(sessions) as connection:
+            async with db_errors(), short_write(sessions) as connection:
                 if connection.dialect.name == "postgresql":
                     await connection.execute(START_CONVERSATION, prefixed("c", conversation) | turn(conversation_id, 0))
                 else:
@@ -230,7 +230,7 @@ async def finish_turn(
     """Move a streaming answer to its terminal state; False when it already left "streaming" (idempotent)."""
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"finish_turn needs a terminal status, got {status!r}")
-    async with db_errors(), one_statement(sessions) as connection:
+    async with db_errors(), short_write(sessions) as connection:
         result = await connection.execute(
             FINISH_ANSWER,
             dict(

@@ -1,7 +1,7 @@
 """The statements every chat turn runs (start_turn, finish_turn in repository.py), built once, and how they run.
 
 The ORM's unit of work, and building and compiling a statement per call, cost more than the round trips; on
-PostgreSQL a single-statement write also skips BEGIN and COMMIT (`one_statement`).
+PostgreSQL a single-statement write also skips BEGIN and COMMIT (`short_write`).
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ START_CONVERSATION = INSERT_TURN.add_cte(
 
 
 @asynccontextmanager
-async def one_statement(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
-    """A connection for a write that is a single statement, without the ORM session: on PostgreSQL in
-    autocommit (the statement is its own transaction; BEGIN and COMMIT were two more round trips), on SQLite in a
-    transaction (its BEGIN is implicit and costs nothing; switching a connection to autocommit and back does)."""
+async def short_write(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """A Core connection, without the ORM session, for one of a turn's writes. On PostgreSQL it is in autocommit,
+    so what runs on it must be a single statement (its own transaction; BEGIN and COMMIT were two more round
+    trips); on SQLite it is a transaction (its BEGIN is implicit and costs nothing, and switching a connection to
+    autocommit and back does), which may hold several."""
     engine = cast(AsyncEngine, sessions.kw["bind"])
     if engine.dialect.name == "postgresql":
         async with engine.connect() as connection:
