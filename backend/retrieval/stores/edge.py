@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -32,9 +33,11 @@ from backend.retrieval.stores.protocol import (
 )
 from backend.stages import EmbeddedChunk, Hit
 
-# Layout under the index path: the shard in its own folder, and what built it in a JSON file beside it.
+# Layout under the index path: the shard in its own folder, what built it in a JSON file beside it, and the lock
+# file that the process holding the shard keeps locked.
 SHARD_DIR = "shard"
 SIDECAR = "lorechat-index.json"
+LOCK_FILE = "lorechat.lock"
 _UPSERT_BATCH = 256
 _SCROLL_PAGE = 1024
 
@@ -49,6 +52,7 @@ class EdgeStore:
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
         # Writers (ingest) and the close() in shutdown must not interleave; reads go straight through.
         self._write_lock = threading.Lock()
+        self._lock_fd: int | None = None  # the index's lock file, held while the shard is open (_hold_lock)
         self._shard: qe.EdgeShard | None = None
         if self._shard_path.exists():
             self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))
@@ -56,17 +60,43 @@ class EdgeStore:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def _open(self, opener: Any, *args: Any) -> qe.EdgeShard:
+        self._hold_lock()
         try:
             return opener(*args)
         except Exception as exc:  # the binding raises a bare Exception carrying the engine's message
+            self._release_lock()
             if "WouldBlock" in str(exc):
-                raise LorechatError(
-                    ErrorCode.index_locked,
-                    f"The index at {self.path} is in use by another lorechat process (is `lorechat serve` "
-                    f"running?). The embedded index allows one process at a time: stop the server and retry, "
-                    f"or give this command the server's LORECHAT_AUTH__ADMIN_TOKEN so `ingest` goes through it.",
-                ) from exc
+                raise self._locked() from exc
             raise LorechatError(ErrorCode.index_unavailable, f"Cannot open the index at {self.path}: {exc}") from exc
+
+    def _hold_lock(self) -> None:
+        """Lock the index for this store before the engine touches the shard. The engine's own lock (its WAL's)
+        is taken only after it has opened the segments, and a process that got that far and was refused had
+        already removed the holder's tracker journals: its every later write failed ("Tracker journal ... is
+        shorter than expected"). Released by close(), or by the kernel when the process dies."""
+        if self._lock_fd is not None:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise self._locked() from exc
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases its lock
+            self._lock_fd = None
+
+    def _locked(self) -> LorechatError:
+        return LorechatError(
+            ErrorCode.index_locked,
+            f"The index at {self.path} is in use by another lorechat process (is `lorechat serve` "
+            f"running?). The embedded index allows one process at a time: stop the server and retry, "
+            f"or give this command the server's LORECHAT_AUTH__ADMIN_TOKEN so `ingest` goes through it.",
+        )
 
     def ensure_collection(self, *, dense_size: int, embedder_id: str, chunking: str = "") -> None:
         if self._shard is not None or self._shard_path.exists():
@@ -121,6 +151,7 @@ class EdgeStore:
             if self._shard is not None:
                 self._shard.close()
                 self._shard = None
+            self._release_lock()
 
     def optimize(self) -> None:
         """Build HNSW and merge segments (blocking; worth it after large ingests). Not in the Store protocol."""

@@ -62,6 +62,12 @@ def test_second_process_gets_index_locked_then_opens_after_close(
         assert str(path) in message
         assert "lorechat serve" in message
         assert "WouldBlock" not in message
+        # The refused process touched nothing: the holder still writes (an engine that got as far as its own lock
+        # had removed the holder's tracker journals, and every later flush failed).
+        document = embedded_corpus[0].chunk.document_id
+        store.delete_documents([document])
+        store.upsert([item for item in embedded_corpus if item.chunk.document_id == document])
+        assert store.points() == len(embedded_corpus)
     finally:
         store.close()
     assert open_elsewhere(path, embedder) == ["opened " + str(len(embedded_corpus))]
