@@ -31,6 +31,7 @@ from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import for_serving, get_embedder
 from backend.retrieval.search import Retriever
+from backend.retrieval.search_cache import search_cache
 from backend.retrieval.stores import open_store
 from backend.server import ExitSignal
 from backend.settings import Settings, get_settings
@@ -105,7 +106,9 @@ def create_app(
         lease_keeper: asyncio.Task[None] | None = None
         try:
             embedder = await anyio.to_thread.run_sync(partial(get_embedder, embedding))
-            retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
+            retriever = Retriever(
+                embedder=embedder, store=store, settings=settings.retrieval, cache=search_cache(settings, store)
+            )
             await anyio.to_thread.run_sync(embedder.embed_query, "warm up")
             log.info("embedder %s; questions embedded in %s", embedder.embedder_id, embedder.query_precision)
             await migrate(engine)

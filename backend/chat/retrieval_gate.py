@@ -8,6 +8,8 @@ beyond either it is refused at once (503, Retry-After 1) rather than after the f
 not by count alone: on a busy machine a search takes longer, and a burst the queue can still clear in a second
 or two is served, not refused. Each search runs in a worker thread bounded by `index.timeout_seconds` (F6); on
 timeout the thread is abandoned, not awaited (a thread cannot be cancelled, and waiting would void the bound).
+A search the retriever's cache holds (a question asked again) is answered on the loop, before any of that: no
+thread, no slot, and never refused.
 """
 
 from __future__ import annotations
@@ -52,14 +54,18 @@ class RetrievalGate:
             mean = self._search_seconds
             self._search_seconds = took if mean == 0.0 else mean + _SMOOTHING * (took - mean)
 
-    def admit(self) -> None:
+    def admit(self, query: str, *, creator: str | None) -> None:
         """Refuse now (503) a search the queue could not serve in time. Called before `search`, and before the
         turn's write that runs beside it: a refused question is never stored."""
-        if self._busy():
+        if self._busy() and self._retriever.recall(query, creator=creator) is None:
             raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
 
     async def search(self, query: str, *, creator: str | None) -> list[Hit]:
-        """An admitted search, in a worker thread under the slots, bounded by `index.timeout_seconds`."""
+        """An admitted search: from the cache, else in a worker thread under the slots, bounded by
+        `index.timeout_seconds`."""
+        remembered = self._retriever.recall(query, creator=creator)
+        if remembered is not None:
+            return remembered
         try:
             with anyio.fail_after(self._timeout):
                 search = partial(self._timed_search, query, creator)

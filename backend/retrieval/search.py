@@ -13,6 +13,7 @@ from functools import lru_cache
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
+from backend.retrieval.search_cache import SearchCache
 from backend.retrieval.sparse import bm25_document, bm25_query
 from backend.retrieval.stores.protocol import Fusion, Store, rank_key
 from backend.settings import RetrievalSettings
@@ -90,12 +91,16 @@ def in_rank_order(hits: Sequence[Hit]) -> list[Hit]:
 
 
 class Retriever:
-    """Embedder + Store + retrieval settings. Sync (milliseconds); async callers use a worker thread."""
+    """Embedder + Store + retrieval settings. Sync (milliseconds); async callers use a worker thread, after asking
+    `recall` on the loop. With a `cache` (the service's), a search asked again is answered from it."""
 
-    def __init__(self, *, embedder: Embedder, store: Store, settings: RetrievalSettings) -> None:
+    def __init__(
+        self, *, embedder: Embedder, store: Store, settings: RetrievalSettings, cache: SearchCache | None = None
+    ) -> None:
         self.embedder = embedder
         self.store = store
         self.settings = settings
+        self._cache = cache
         # Refuses (index_mismatch) an index built by another embedder before any query can be mis-ranked.
         # The window is recorded too: chunks cut for another window would be read truncated (or needlessly small).
         store.ensure_collection(
@@ -135,14 +140,36 @@ class Retriever:
         if limit < 1:
             raise LorechatError(ErrorCode.invalid_input, f"k must be at least 1, got {limit}.")
         chosen: SearchMode = mode or self.settings.mode
-        vectors = self.query_vectors(query, mode=chosen)
+        if self._cache is None:
+            return self._search(query, creator=creator, limit=limit, mode=chosen)
+        key, revision = self._cache_key(query, creator, limit, chosen), self.store.revision
+        hits = self._cache.get(key, revision)
+        if hits is None:
+            hits = self._search(query, creator=creator, limit=limit, mode=chosen)
+            if self.store.revision == revision:  # else a write finished meanwhile: what was read may predate it
+                self._cache.put(key, revision, hits)
+        return hits
+
+    def recall(self, query: str, *, creator: str | None = None) -> list[Hit] | None:
+        """The default search's hits if the cache holds them (no model, no engine: fine on the event loop)."""
+        if self._cache is None:
+            return None
+        key = self._cache_key(query, creator, self.settings.k, self.settings.mode)
+        return self._cache.get(key, self.store.revision)
+
+    def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
+        # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
+        return (query, creator, limit, mode, self.fusion, self.settings.prefetch_limit)
+
+    def _search(self, query: str, *, creator: str | None, limit: int, mode: SearchMode) -> list[Hit]:
+        vectors = self.query_vectors(query, mode=mode)
         # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
         # k-th place. A few extra candidates, ordered by (score, id), make the same question always show the
         # same sources in the same order.
         hits = self.store.search(
             vectors,
             k=limit,
-            mode=chosen,
+            mode=mode,
             creator=creator,
             prefetch_limit=max(self.settings.prefetch_limit, limit + TIE_MARGIN),
             fusion=self.fusion,

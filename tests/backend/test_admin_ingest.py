@@ -115,3 +115,41 @@ def test_i4_admin_ingest_refuses_unusable_fields_with_422(server: tuple[str, dic
     response = httpx.post(f"{base}/api/v1/admin/ingest", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "invalid_input"
+
+
+def sources_for(base: str, question: str) -> list[dict[str, object]]:
+    """The `sources` event of one chat turn."""
+    with httpx.stream("POST", f"{base}/api/v1/chat", json={"query": question}, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        event = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "sources":
+                sources: list[dict[str, object]] = json.loads(line.removeprefix("data: "))  # the list itself
+                return sources
+    raise AssertionError("the stream had no sources event")
+
+
+def test_a_question_asked_again_after_an_ingest_sees_what_it_added(
+    server: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Searches asked again are answered from the service's search cache; an ingest through the server is a write
+    to the index, so the same question asked after it is searched again and finds the new document."""
+    base, env = server
+    question = "What does the marmalade orbit lantern ritual involve?"
+    before = sources_for(base, question)
+    assert sources_for(base, question) == before  # asked again: the same sources
+    root = tmp_path_factory.mktemp("canary")
+    (root / "ada-lantern").mkdir()
+    (root / "ada-lantern" / "creator.yaml").write_text("name: Ada Lantern\n", encoding="utf-8")
+    (root / "ada-lantern" / "ritual.md").write_text(
+        "# The marmalade orbit lantern ritual\n\nThe marmalade orbit lantern ritual involves lighting one "
+        "lantern for each orbit of the marmalade moon.\n",
+        encoding="utf-8",
+    )
+    result = lorechat("ingest", str(root), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    after = sources_for(base, question)
+    assert after[0]["creator"] == "ada-lantern", after
+    assert all(source["creator"] != "ada-lantern" for source in before)

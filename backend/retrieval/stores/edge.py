@@ -54,6 +54,8 @@ class EdgeStore:
         self._write_lock = threading.Lock()
         self._lock_fd: int | None = None  # the index's lock file, held while the shard is open (_hold_lock)
         self._shard: qe.EdgeShard | None = None
+        self.revision = 0
+        self.sees_every_write = True  # a shard is opened by one process at a time (its WAL lock)
         if self._shard_path.exists():
             self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))
 
@@ -151,6 +153,7 @@ class EdgeStore:
             if self._shard is not None:
                 self._shard.close()
                 self._shard = None
+                self.revision += 1
             self._release_lock()
 
     def optimize(self) -> None:
@@ -171,10 +174,13 @@ class EdgeStore:
     def upsert(self, chunks: Sequence[EmbeddedChunk]) -> None:
         with self._write_lock:
             shard = self._require()
-            for start in range(0, len(chunks), _UPSERT_BATCH):
-                points = [_point(item) for item in chunks[start : start + _UPSERT_BATCH]]
-                shard.update(qe.UpdateOperation.upsert_points(points))
-            shard.flush()
+            try:
+                for start in range(0, len(chunks), _UPSERT_BATCH):
+                    points = [_point(item) for item in chunks[start : start + _UPSERT_BATCH]]
+                    shard.update(qe.UpdateOperation.upsert_points(points))
+                shard.flush()
+            finally:  # a failed batch may have written the ones before it
+                self.revision += 1
 
     def delete_documents(self, document_ids: Sequence[str]) -> int:
         if not document_ids:
@@ -191,8 +197,11 @@ class EdgeStore:
             where = qe.Filter(must=[condition])
             count = self._shard.count(qe.CountRequest(exact=True, filter=where))
             if count:
-                self._shard.update(qe.UpdateOperation.delete_points_by_filter(where))
-                self._shard.flush()
+                try:
+                    self._shard.update(qe.UpdateOperation.delete_points_by_filter(where))
+                    self._shard.flush()
+                finally:
+                    self.revision += 1
             return count
 
     # --- reads -------------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ DEFAULT_FUSION = Fusion()
 class Store(Protocol):
     """Synchronous on purpose: both engines answer in milliseconds; async callers use a worker thread."""
 
+    # Bumped when a write through this store has finished (search_cache.py: a search read at another revision is
+    # stale). `sees_every_write`: no other process writes this index, so the revision alone says what changed.
+    revision: int
+    sees_every_write: bool
+
     def ensure_collection(self, *, dense_size: int, embedder_id: str, chunking: str = "") -> None:
         """Create the collection if missing; refuse (index_mismatch) if it was built by another embedder, or its
         chunks were fitted to another window (`chunking`, see search.chunking_id; see check_chunking)."""

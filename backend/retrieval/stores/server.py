@@ -79,6 +79,9 @@ class ServerStore:
                 ) from exc
             raise
         self._where = url if self.local else "the configured Qdrant server"
+        self.revision = 0
+        # Local mode's folder (or memory) is this process's alone; a server is written by every replica and CLI.
+        self.sees_every_write = self.local
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -145,9 +148,12 @@ class ServerStore:
 
     def upsert(self, chunks: Sequence[EmbeddedChunk]) -> None:
         with self._guard():
-            for start in range(0, len(chunks), _UPSERT_BATCH):
-                points = [_point(item) for item in chunks[start : start + _UPSERT_BATCH]]
-                self._client.upsert(self.collection, points=points, wait=True)
+            try:
+                for start in range(0, len(chunks), _UPSERT_BATCH):
+                    points = [_point(item) for item in chunks[start : start + _UPSERT_BATCH]]
+                    self._client.upsert(self.collection, points=points, wait=True)
+            finally:  # a failed batch may have written the ones before it
+                self.revision += 1
 
     def delete_documents(self, document_ids: Sequence[str]) -> int:
         if not document_ids:
@@ -164,7 +170,10 @@ class ServerStore:
                 return 0
             count = self._client.count(self.collection, count_filter=where, exact=True).count
             if count:
-                self._client.delete(self.collection, points_selector=qm.FilterSelector(filter=where), wait=True)
+                try:
+                    self._client.delete(self.collection, points_selector=qm.FilterSelector(filter=where), wait=True)
+                finally:
+                    self.revision += 1
             return count
 
     # --- reads -------------------------------------------------------------------------------------

@@ -107,7 +107,8 @@ async def test_f6_a_burst_beyond_the_search_queue_is_refused_at_once(
         retriever.store = slow  # test instrumentation: the same store, made slow
         try:
             async with app.client() as first_client, app.client() as second_client:
-                first = asyncio.create_task(post_chat(first_client, {"query": QUESTION}))
+                # Another question: one asked already is answered from the search cache, without the slow store.
+                first = asyncio.create_task(post_chat(first_client, {"query": "Does rye need more water?"}))
                 # Wait until the first search holds the only slot.
                 assert await asyncio.to_thread(slow.busy.wait, 10), await first
                 started = time.monotonic()
@@ -144,7 +145,8 @@ async def test_f6_the_search_queue_admits_by_expected_wait(
             async with app.client() as first_client, app.client() as second_client:
                 assert (await post_chat(first_client, {"query": QUESTION})).stream.done  # the gate learns 1 s
                 slow.busy.clear()
-                first = asyncio.create_task(post_chat(first_client, {"query": QUESTION}))
+                # Another question: one asked already is answered from the search cache, without the slow store.
+                first = asyncio.create_task(post_chat(first_client, {"query": "Does rye need more water?"}))
                 assert await asyncio.to_thread(slow.busy.wait, 10), await first
                 started = time.monotonic()
                 second = await post_chat(second_client, {"query": FOLLOW_UP})
