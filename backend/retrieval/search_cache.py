@@ -11,8 +11,8 @@ Qdrant server has other writers too (another replica's ingest, a curator's CLI) 
 there an entry is also served for at most `ttl_seconds`.
 
 The hits keep their stored sentence vectors (the service seeds its sentence cache from them), which are ~20x the
-chunk's text, so the cache is bounded by the bytes of the distinct chunks it holds, not by a count of entries:
-a chunk that many cached searches share is held once.
+chunk's text, so the cache is bounded by bytes, not by a count of entries: those of the distinct chunks it holds
+(a chunk that many cached searches share is held once) and each entry's own.
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from backend.settings import Settings
 from backend.stages import Hit
 
 _HIT_OVERHEAD = 256  # bytes of a Hit object and its small fields, beside its text and vectors
+_ENTRY_OVERHEAD = 512  # bytes of an entry, its key and its list, beside its hits
 
 
 @dataclass(slots=True)
 class _Entry:
     hits: tuple[Hit, ...]
     born: float
+    size: int  # its own bytes: its key and its hits' objects (the chunks' strings are counted once, in _Chunk)
 
 
 @dataclass(slots=True)
@@ -79,7 +81,9 @@ class SearchCache:
             if key in self._entries:
                 self._drop(key)
             shared = tuple(self._share(hit) for hit in hits)
-            self._entries[key] = _Entry(shared, self._clock())
+            size = _ENTRY_OVERHEAD + len(str(key)) + _HIT_OVERHEAD * len(shared)
+            self._entries[key] = _Entry(shared, self._clock(), size)
+            self._bytes += size
             while self._bytes > self._max_bytes and self._entries:
                 self._drop(next(iter(self._entries)))
 
@@ -114,6 +118,7 @@ class SearchCache:
 
     def _drop(self, key: Hashable) -> None:
         entry = self._entries.pop(key)
+        self._bytes -= entry.size
         for hit in entry.hits:
             chunk = self._chunks.get(hit.chunk_id)
             if chunk is None:

@@ -90,7 +90,7 @@ def test_a_chunk_shared_by_searches_is_held_once_with_each_searchs_score() -> No
     cache.put("q1", 0, [hit("a", 0.9, vectors=big)])
     one = cache.bytes
     cache.put("q2", 0, [hit("a", 0.4, vectors="v" * 10_000)])  # the same chunk, read again: new strings
-    assert cache.bytes == one
+    assert cache.bytes - one < 2_000  # the second entry's own bytes, not the chunk's again
     first, second = cache.get("q1", 0), cache.get("q2", 0)
     assert first is not None and second is not None
     assert (first[0].score, second[0].score) == (0.9, 0.4)
@@ -99,6 +99,16 @@ def test_a_chunk_shared_by_searches_is_held_once_with_each_searchs_score() -> No
     assert cache.get("q2", 0) is not None
     cache.put("q2", 0, [])
     assert set(cache._chunks) == {"b"}  # "a" went with its last user
+
+
+def test_entries_count_too_when_their_chunks_are_all_shared() -> None:
+    """Ten thousand questions over the same two chunks: the chunks are held once, and the entries themselves are
+    what the budget bounds."""
+    cache = SearchCache(200_000)
+    for i in range(10_000):
+        cache.put(f"question {i}", 0, [hit("a", 0.9), hit("b", 0.5)])
+    assert 0 < len(cache) < 10_000 and cache.bytes <= 200_000
+    assert cache.get("question 9999", 0) is not None and cache.get("question 0", 0) is None
 
 
 def test_the_service_cache_expires_only_where_others_write(tmp_path: Path) -> None:
