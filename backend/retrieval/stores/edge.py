@@ -78,8 +78,11 @@ class EdgeStore:
         shorter than expected"). Released by close(), or by the kernel when the process dies."""
         if self._lock_fd is not None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or foreign folder: the engine could not write its WAL there either
+            raise LorechatError(ErrorCode.index_unavailable, f"Cannot open the index at {self.path}: {exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -116,8 +119,7 @@ class EdgeStore:
             # IDF is applied by the engine at query time, over whatever is indexed now.
             sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         )
-        self.path.mkdir(parents=True, exist_ok=True)
-        shard = self._open(qe.EdgeShard.create, str(self._shard_path), config)
+        shard = self._open(qe.EdgeShard.create, str(self._shard_path), config)  # makes the folder
         # is_tenant co-locates each creator's points, so the creator filter stays cheap at any size.
         shard.update(qe.UpdateOperation.create_field_index(TENANT_FIELD, qe.KeywordIndexParams(is_tenant=True)))
         shard.update(qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword))

@@ -122,3 +122,13 @@ def test_missing_index_reads_as_empty(tmp_path: Path) -> None:
     assert store.counts() == []
     assert not (tmp_path / "never-created").exists()
     store.close()
+
+
+def test_an_index_path_that_cannot_be_a_folder_is_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    store = EdgeStore(blocker / "index", hnsw_ef=64)
+    with pytest.raises(LorechatError) as caught:
+        store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
+    assert caught.value.code is ErrorCode.index_unavailable
+    assert str(blocker / "index") in caught.value.message
