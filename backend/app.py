@@ -106,9 +106,6 @@ def create_app(
         lease_keeper: asyncio.Task[None] | None = None
         try:
             embedder = await anyio.to_thread.run_sync(partial(get_embedder, embedding))
-            retriever = Retriever(
-                embedder=embedder, store=store, settings=settings.retrieval, cache=search_cache(settings, store)
-            )
             await anyio.to_thread.run_sync(embedder.embed_query, "warm up")
             log.info("embedder %s; questions embedded in %s", embedder.embedder_id, embedder.query_precision)
             await migrate(engine)
@@ -139,6 +136,10 @@ def create_app(
             shared_catalog = SharedCatalog(sessions)
             await shared_catalog.refresh(force=True)
             catalog = shared_catalog.catalog
+            # A search asked again is answered from memory until the index changes: this process's own writes (the
+            # store's revision) or an ingest anywhere (the shared catalog's version, bumped after the index writes).
+            answers_again = search_cache(settings, store, follows=lambda: shared_catalog.version)
+            retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval, cache=answers_again)
             chat_service = ChatService(
                 settings=settings,
                 retriever=retriever,

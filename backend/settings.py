@@ -95,8 +95,8 @@ class RetrievalSettings(BaseModel):
     max_wait_seconds: float = Field(2.0, gt=0, le=60)
     max_waiting: int = Field(256, ge=0)
     # Recent searches kept for questions asked again (retrieval/search_cache.py), up to this many MiB of their
-    # chunks (sentence vectors included); 0 turns it off. Any write this process makes to the index drops them;
-    # on a Qdrant server, which other replicas and the CLI also write, an entry is used for at most cache_seconds.
+    # chunks (sentence vectors included); 0 turns it off. Any write this process makes to the index, and an ingest
+    # anywhere (the catalog's version), drops them; on a Qdrant server an entry is used for at most cache_seconds.
     cache_mib: int = Field(64, ge=0)
     cache_seconds: float = Field(30.0, gt=0)
 

@@ -33,6 +33,11 @@ class SharedCatalog:
         self._checked = float("-inf")
         self._checking = False
 
+    @property
+    def version(self) -> int | None:
+        """The catalog version this copy was read at (an ingest anywhere bumps it, after its index writes)."""
+        return self._version
+
     async def current(self) -> Catalog:
         # One request checks; the others meanwhile get the cached copy instead of queueing behind it.
         if not self._checking and time.monotonic() - self._checked >= self.CHECK_SECONDS:

@@ -142,11 +142,11 @@ class Retriever:
         chosen: SearchMode = mode or self.settings.mode
         if self._cache is None:
             return self._search(query, creator=creator, limit=limit, mode=chosen)
-        key, revision = self._cache_key(query, creator, limit, chosen), self.store.revision
+        key, revision = self._cache_key(query, creator, limit, chosen), self._cache.revision(self.store)
         hits = self._cache.get(key, revision)
         if hits is None:
             hits = self._search(query, creator=creator, limit=limit, mode=chosen)
-            if self.store.revision == revision:  # else a write finished meanwhile: what was read may predate it
+            if self._cache.revision(self.store) == revision:  # else a write finished meanwhile: it may predate it
                 self._cache.put(key, revision, hits)
         return hits
 
@@ -155,7 +155,7 @@ class Retriever:
         if self._cache is None:
             return None
         key = self._cache_key(query, creator, self.settings.k, self.settings.mode)
-        return self._cache.get(key, self.store.revision)
+        return self._cache.get(key, self._cache.revision(self.store))
 
     def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).

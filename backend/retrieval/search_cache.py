@@ -7,8 +7,9 @@ holds the GIL and was a tenth of a repeated turn's CPU (BENCHMARKS.md §24).
 An entry is only as good as the index it was read from. Every write a store makes (an ingest through the
 running server, a creator removed) bumps its `revision`, and an entry read at another revision is never served:
 the embedded index (Qdrant Edge) is written by this process alone (one process per shard), so that is exact. A
-Qdrant server has other writers too (another replica's ingest, a curator's CLI) that this process cannot see:
-there an entry is also served for at most `ttl_seconds`.
+Qdrant server has other writers too (another replica's ingest, a curator's CLI): their ingests bump the shared
+catalog's version after writing the index, which the service follows (`follows`, checked about once a second),
+and anything written past the catalog is seen within `ttl_seconds`, the most an entry is served there.
 
 The hits keep their stored sentence vectors (the service seeds its sentence cache from them), which are ~20x the
 chunk's text, so the cache is bounded by bytes, not by a count of entries: those of the distinct chunks it holds
@@ -50,9 +51,15 @@ class SearchCache:
     """Thread-safe: the event loop looks up, worker threads fill."""
 
     def __init__(
-        self, max_bytes: int, *, ttl_seconds: float | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        max_bytes: int,
+        *,
+        ttl_seconds: float | None = None,
+        follows: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_bytes = max_bytes
+        self._follows = follows
         self._ttl = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -60,6 +67,10 @@ class SearchCache:
         self._chunks: dict[str, _Chunk] = {}
         self._bytes = 0
         self._revision: object = None
+
+    def revision(self, store: Store) -> object:
+        """What an entry read from `store` now is valid for: the store's own revision, and what else it follows."""
+        return store.revision if self._follows is None else (store.revision, self._follows())
 
     def get(self, key: Hashable, revision: object) -> list[Hit] | None:
         """The hits cached under `key` at this index revision, or None."""
@@ -129,10 +140,13 @@ class SearchCache:
                 self._bytes -= chunk.size
 
 
-def search_cache(settings: Settings, store: Store) -> SearchCache | None:
-    """The service's cache for `store` (None when `retrieval.cache_mib` is 0)."""
+def search_cache(
+    settings: Settings, store: Store, *, follows: Callable[[], object] | None = None
+) -> SearchCache | None:
+    """The service's cache for `store` (None when `retrieval.cache_mib` is 0); `follows`: the shared catalog's
+    version, which every ingest bumps after writing the index."""
     retrieval = settings.retrieval
     if retrieval.cache_mib == 0:
         return None
     ttl = None if store.sees_every_write else retrieval.cache_seconds
-    return SearchCache(retrieval.cache_mib * 1024 * 1024, ttl_seconds=ttl)
+    return SearchCache(retrieval.cache_mib * 1024 * 1024, ttl_seconds=ttl, follows=follows)

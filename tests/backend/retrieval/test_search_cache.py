@@ -111,6 +111,20 @@ def test_entries_count_too_when_their_chunks_are_all_shared() -> None:
     assert cache.get("question 9999", 0) is not None and cache.get("question 0", 0) is None
 
 
+def test_an_ingest_elsewhere_is_seen_through_the_followed_catalog_version(
+    loaded_store: Store, embedder: Embedder
+) -> None:
+    """On a Qdrant server other replicas write too: their ingests bump the shared catalog's version (after the
+    index writes), which the cache follows, so this replica searches again instead of waiting out the TTL."""
+    catalog = {"version": 7}
+    cache = SearchCache(1 << 24, ttl_seconds=3600.0, follows=lambda: catalog["version"])
+    retriever = Retriever(embedder=embedder, store=loaded_store, settings=RetrievalSettings(k=3), cache=cache)
+    retriever.search(QUESTION)
+    assert retriever.recall(QUESTION) is not None
+    catalog["version"] = 8  # another replica's ingest
+    assert retriever.recall(QUESTION) is None
+
+
 def test_the_service_cache_expires_only_where_others_write(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     edge = EdgeStore(tmp_path / "index", hnsw_ef=64)
