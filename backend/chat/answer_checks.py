@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TypeVar
@@ -22,6 +23,8 @@ from backend.chat.sentences import SentenceVectors
 from backend.stages import Creator, Hit
 
 T = TypeVar("T")
+
+_COVERAGES_KEPT = 4096  # ~1 KiB each
 
 # A few threads: the checks hold the GIL but for the model's runs, and each model session runs one call at a time,
 # so more threads than cores add no throughput, only stacks and malloc arenas.
@@ -35,12 +38,26 @@ async def _in_worker(work: Callable[[], T]) -> T:
 class AnswerChecks:
     def __init__(self, vectors: SentenceVectors) -> None:
         self.vectors = vectors
+        # The coverage of recent turns, by what it is a function of; touched on the event loop only.
+        self._coverages: OrderedDict[Hashable, Coverage] = OrderedDict()
 
     async def coverage(
         self, *, question: str, search_query: str, hits: Sequence[Hit], creator: Creator | None
     ) -> Coverage:
+        """The question asked again over the same sources (the search cache's hits) has the coverage it had: looked
+        up on the loop, without the thread or the ~0.7 ms of reading every source sentence again. A source is keyed
+        by its id and its text's hash (a re-ingested chunk keeps its id), not by the text, which stays unheld."""
+        key = (question, search_query, creator, tuple((hit.chunk_id, hash(hit.text)) for hit in hits))
+        known = self._coverages.get(key)
+        if known is not None:
+            self._coverages.move_to_end(key)
+            return known
         work = partial(assess, question, search_query=search_query, hits=hits, creator=creator, vectors=self.vectors)
-        return await _in_worker(work)
+        found = await _in_worker(work)
+        self._coverages[key] = found
+        if len(self._coverages) > _COVERAGES_KEPT:
+            self._coverages.popitem(last=False)
+        return found
 
     async def check(self, *, text: str, hits: Sequence[Hit], creator: Creator | None) -> AnswerCheck:
         if not text.strip():
