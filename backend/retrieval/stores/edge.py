@@ -55,7 +55,7 @@ class EdgeStore:
         self._lock_fd: int | None = None  # the index's lock file, held while the shard is open (_hold_lock)
         self._shard: qe.EdgeShard | None = None
         self.revision = 0
-        self.sees_every_write = True  # a shard is opened by one process at a time (its WAL lock)
+        self.sees_every_write = True  # a shard is opened by one process at a time (LOCK_FILE)
         if self._shard_path.exists():
             self._shard = self._open(qe.EdgeShard.load, str(self._shard_path))
 
