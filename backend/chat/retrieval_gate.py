@@ -14,6 +14,7 @@ thread, no slot, and never refused.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from functools import partial
 
@@ -54,18 +55,21 @@ class RetrievalGate:
             mean = self._search_seconds
             self._search_seconds = took if mean == 0.0 else mean + _SMOOTHING * (took - mean)
 
-    def admit(self, query: str, *, creator: str | None) -> None:
-        """Refuse now (503) a search the queue could not serve in time. Called before `search`, and before the
-        turn's write that runs beside it: a refused question is never stored."""
-        if self._busy() and self._retriever.recall(query, creator=creator) is None:
-            raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
-
-    async def search(self, query: str, *, creator: str | None) -> list[Hit]:
-        """An admitted search: from the cache, else in a worker thread under the slots, bounded by
-        `index.timeout_seconds`."""
+    def start(self, query: str, *, creator: str | None) -> asyncio.Future[list[Hit]]:
+        """The turn's search, begun: answered at once from the retriever's cache when it holds the question, else
+        admitted or refused now (503) when the queue could not serve it in time (before the turn's write that runs
+        beside it: a refused question is never stored), then run in a worker thread under the slots."""
         remembered = self._retriever.recall(query, creator=creator)
         if remembered is not None:
-            return remembered
+            answered: asyncio.Future[list[Hit]] = asyncio.get_running_loop().create_future()
+            answered.set_result(remembered)
+            return answered
+        if self._busy():
+            raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
+        return asyncio.ensure_future(self._search(query, creator))
+
+    async def _search(self, query: str, creator: str | None) -> list[Hit]:
+        """In a worker thread under the slots, bounded by `index.timeout_seconds`."""
         try:
             with anyio.fail_after(self._timeout):
                 search = partial(self._timed_search, query, creator)

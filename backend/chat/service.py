@@ -122,8 +122,7 @@ class ChatService:
         # The question is stored while the query is embedded (the two took ~10 and ~3 ms one after the other).
         # A search that fails withdraws the stored turn, so the 503 leaves nothing behind; a turn that cannot be
         # stored (404, 409, database down) abandons the search. A busy search queue refuses before any write.
-        self._retrieval.admit(search_query, creator=creator_slug)
-        searching = asyncio.ensure_future(self._retrieval.search(search_query, creator=creator_slug))
+        searching = self._retrieval.start(search_query, creator=creator_slug)
         try:
             turn = await repository.start_turn(
                 self._sessions,
