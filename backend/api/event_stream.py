@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from backend.api.middleware import BODY_SEND
 from backend.chat.events import DoneEvent, ErrorEvent, SourcesEvent, frame, token_frame
 from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, TurnControl
-from backend.chat.stream_log import TurnLog
+from backend.chat.stream_log import NativeLog, TurnLog
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,10 @@ class SseSink:
             return None
         return cycle
 
-    def lend(self, tap: Any) -> tuple[int, Callable[[int, bytes], None] | None]:
-        """The tap writes frames from now on: the next frame's id, and where each frame is logged."""
+    def lend(self, tap: Any) -> tuple[int, NativeLog | None]:
+        """The tap writes frames from now on: the next frame's id, and the log it appends each frame to."""
         self._tap = tap
-        return self._next_id, self._log.append if self._log is not None else None
+        return self._next_id, self._log.native() if self._log is not None else None
 
     def take_back(self, next_id: int) -> None:
         self._tap = None

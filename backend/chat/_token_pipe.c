@@ -5,8 +5,9 @@
  * ~20 Python frames per token (BENCHMARKS.md section 17): split the read into SSE events (the same rules as
  * tiers/sse_deltas.py: LF or CRLF line ends, `data:` lines of one event joined by LF, a blank line ends the event,
  * other fields ignored, `[DONE]` ends the stream), parse each event with orjson, take the choice's text, frame one
- * `token` event per read (byte for byte events.token_frame), append it to the resume log when there is one, and
- * write it, wrapped as uvicorn's chunked body, to the visitor's transport.
+ * `token` event per read (byte for byte events.token_frame), append it to the resume log's write buffer when there
+ * is one (encoded as chat/stream_log.py's flusher reads it), and write it, wrapped as uvicorn's chunked body, to the
+ * visitor's transport.
  *
  * Everything that is not a token goes back to Python through `on_event(kind, a, b)`: the finish reason and
  * usage, a stream error, the end, and each reason to stop writing (the turn was cancelled, the visitor's socket
@@ -76,8 +77,13 @@ typedef struct {
     Py_ssize_t max_event;
     /* the writer */
     PyObject *write; /* the visitor's transport.write, bound once; NULL once detached: frames go to the log only */
-    PyObject *cycle, *flow, *control, *clock, *log_append, *on_event;
+    PyObject *cycle, *flow, *control, *clock, *on_event;
     long long next_id;
+    /* the resume log (stream_log.NativeLog): its shared write buffer (NULL: no log), this turn's event head, the
+     * flusher's wake-up, the last event id kept, how often (s) an event (re)sets the key's expiry, and when one last did */
+    PyObject *log_events, *log_head, *log_wake;
+    long long log_limit;
+    double log_refresh, log_refreshed;
     double window, last;
     PyObject *texts; /* what was written, joined every COMPACT_EVERY appends */
     Py_ssize_t sent_chars, max_chars;
@@ -89,7 +95,9 @@ static void tap_drop_writer(Tap *self) {
     Py_CLEAR(self->flow);
     Py_CLEAR(self->control);
     Py_CLEAR(self->clock);
-    Py_CLEAR(self->log_append);
+    Py_CLEAR(self->log_events);
+    Py_CLEAR(self->log_head);
+    Py_CLEAR(self->log_wake);
     Py_CLEAR(self->on_event);
 }
 
@@ -100,7 +108,9 @@ static int tap_traverse(Tap *self, visitproc visit, void *arg) {
     Py_VISIT(self->flow);
     Py_VISIT(self->control);
     Py_VISIT(self->clock);
-    Py_VISIT(self->log_append);
+    Py_VISIT(self->log_events);
+    Py_VISIT(self->log_head);
+    Py_VISIT(self->log_wake);
     Py_VISIT(self->on_event);
     Py_VISIT(self->texts);
     return 0;
@@ -169,14 +179,10 @@ static int count_sent(Tap *self, PyObject *text) {
     return 0;
 }
 
-/* After a write: stamp the watchdog's clock; hold for a window while pieces are dense; stop at the cap. */
-static int stamp(Tap *self) {
-    PyObject *now_obj = PyObject_CallNoArgs(self->clock);
-    if (now_obj == NULL) return -1;
-    double now = PyFloat_AsDouble(now_obj);
-    int failed = PyObject_SetAttr(self->control, s_since, now_obj);
-    Py_DECREF(now_obj);
-    if (failed < 0 || (now == -1.0 && PyErr_Occurred())) return -1;
+/* After a write (at `now`, read just before it): stamp the watchdog's clock; hold for a window while pieces are
+ * dense; stop at the cap. */
+static int stamp(Tap *self, PyObject *now_obj, double now) {
+    if (PyObject_SetAttr(self->control, s_since, now_obj) < 0) return -1;
     double previous = self->last;
     self->last = now;
     if (self->max_chars > 0 && self->sent_chars >= self->max_chars) {
@@ -225,6 +231,42 @@ static int format_hex(char *out, unsigned long long value) {
     return n;
 }
 
+static void put_u32(char *out, unsigned long value) {
+    out[0] = (char)(value >> 24);
+    out[1] = (char)(value >> 16);
+    out[2] = (char)(value >> 8);
+    out[3] = (char)value;
+}
+
+/* Append the frame to the resume log's write buffer as stream_log.StreamLog.append does: the turn's head (the key's
+ * length and the key), the event id, the flag, the frame's length, the frame. No Python runs per token here; the
+ * flusher is woken when this event is the buffer's first. */
+static int log_frame(Tap *self, long long event_id, const char *frame, Py_ssize_t frame_len, double now) {
+    enum { PLAIN = 0, EXPIRE = 1 }; /* stream_log's flags (a token is never TERMINAL) */
+    if (event_id > self->log_limit) return 0; /* bounded: a replay past this point finds the gap and says so */
+    PyObject *events = self->log_events;
+    Py_ssize_t head_len = PyBytes_GET_SIZE(self->log_head);
+    Py_ssize_t start = PyByteArray_GET_SIZE(events);
+    if (PyByteArray_Resize(events, start + head_len + 9 + frame_len) < 0) return -1;
+    char *out = PyByteArray_AS_STRING(events) + start;
+    memcpy(out, PyBytes_AS_STRING(self->log_head), head_len);
+    out += head_len;
+    int flag = PLAIN;
+    if (now - self->log_refreshed > self->log_refresh) {
+        flag = EXPIRE;
+        self->log_refreshed = now;
+    }
+    put_u32(out, (unsigned long)event_id);
+    out[4] = (char)flag;
+    put_u32(out + 5, (unsigned long)frame_len);
+    memcpy(out + 9, frame, frame_len);
+    if (start > 0) return 0;
+    PyObject *result = PyObject_CallNoArgs(self->log_wake);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
 /* One token frame for `text`, written (or handed to Python when the socket is full). */
 static int write_text(Tap *self, PyObject *text) {
     if (!self->piping) return 0; /* an on_event callback stopped the tap */
@@ -248,8 +290,18 @@ static int write_text(Tap *self, PyObject *text) {
         self->held = 1;
         return emit_void(self, EV_CANCELLED, NULL, NULL);
     }
+    PyObject *now_obj = PyObject_CallNoArgs(self->clock);
+    if (now_obj == NULL) return -1;
+    double now = PyFloat_AsDouble(now_obj);
+    if (now == -1.0 && PyErr_Occurred()) {
+        Py_DECREF(now_obj);
+        return -1;
+    }
     PyObject *json = PyObject_CallOneArg(orjson_dumps, text);
-    if (json == NULL) return -1;
+    if (json == NULL) {
+        Py_DECREF(now_obj);
+        return -1;
+    }
     char id[32] = "id: ";
     int id_len = 4 + format_decimal(id + 4, self->next_id);
     Py_ssize_t json_len = PyBytes_GET_SIZE(json);
@@ -262,6 +314,7 @@ static int write_text(Tap *self, PyObject *text) {
     PyObject *wrapped = PyBytes_FromStringAndSize(NULL, head_len + frame_len + 2);
     if (wrapped == NULL) {
         Py_DECREF(json);
+        Py_DECREF(now_obj);
         return -1;
     }
     char *out = PyBytes_AS_STRING(wrapped);
@@ -280,40 +333,20 @@ static int write_text(Tap *self, PyObject *text) {
     Py_DECREF(json);
     long long event_id = self->next_id++;
 
-    PyObject *frame_bytes = NULL; /* the frame alone: for the log, or for a write that must wait */
-    if (self->log_append != NULL) {
-        frame_bytes = PyBytes_FromStringAndSize(frame, frame_len);
-        PyObject *id_obj = frame_bytes ? PyLong_FromLongLong(event_id) : NULL;
-        if (id_obj == NULL) {
-            Py_XDECREF(frame_bytes);
-            Py_DECREF(wrapped);
-            return -1;
-        }
-        PyObject *args[2] = {id_obj, frame_bytes};
-        PyObject *result = PyObject_Vectorcall(self->log_append, args, 2, NULL);
-        Py_DECREF(id_obj);
-        if (result == NULL) {
-            Py_DECREF(frame_bytes);
-            Py_DECREF(wrapped);
-            return -1;
-        }
-        Py_DECREF(result);
-    }
     int written = 1; /* detached, or a visitor uvicorn knows is gone: its send would drop the frame too */
+    int failed = -1;
+    if (self->log_events != NULL && log_frame(self, event_id, frame, frame_len, now) < 0) goto end;
     if (self->write != NULL) {
         int gone = attr_true(self->cycle, s_disconnected);
         int full = gone ? 0 : attr_true(self->flow, s_write_paused);
-        if (gone < 0 || full < 0) {
-            Py_XDECREF(frame_bytes);
+        if (gone < 0 || full < 0) goto end;
+        if (full) { /* uvicorn's send would wait for the socket to drain: Python does (the frame alone) */
+            PyObject *frame_bytes = PyBytes_FromStringAndSize(frame, frame_len);
             Py_DECREF(wrapped);
-            return -1;
-        }
-        if (full) { /* uvicorn's send would wait for the socket to drain: Python does */
-            if (frame_bytes == NULL) frame_bytes = PyBytes_FromStringAndSize(frame, frame_len);
-            Py_DECREF(wrapped);
+            Py_DECREF(now_obj);
             if (frame_bytes == NULL) return -1;
             self->held = 1;
-            int failed = emit_void(self, EV_FULL, frame_bytes, text);
+            failed = emit_void(self, EV_FULL, frame_bytes, text);
             Py_DECREF(frame_bytes);
             return failed;
         }
@@ -323,10 +356,11 @@ static int write_text(Tap *self, PyObject *text) {
             Py_XDECREF(result);
         }
     }
-    Py_XDECREF(frame_bytes);
+    if (written && count_sent(self, text) == 0) failed = stamp(self, now_obj, now);
+end:
     Py_DECREF(wrapped);
-    if (!written || count_sent(self, text) < 0) return -1;
-    return stamp(self);
+    Py_DECREF(now_obj);
+    return failed;
 }
 
 /* One event's payload: [DONE], or a chunk whose text, finish reason and usage are collected. Returns -1 with a
@@ -490,15 +524,21 @@ static PyObject *tap_on_body(Tap *self, PyObject *data) {
 }
 
 static PyObject *tap_pipe(Tap *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"partial", "data_lines", "transport", "cycle", "control", "clock", "log_append",
+    static char *kwlist[] = {"partial", "data_lines", "transport", "cycle", "control", "clock", "log",
                              "on_event", "next_id", "window", "last", "max_event", "max_chars", NULL};
-    PyObject *partial, *data_lines, *transport, *cycle, *control, *clock, *log_append, *on_event;
+    PyObject *partial, *data_lines, *transport, *cycle, *control, *clock, *log, *on_event;
+    PyObject *log_events = NULL, *log_head = NULL, *log_wake = NULL;
+    long long log_limit = 0;
+    double log_refresh = 0;
     long long next_id;
     double window, last;
     Py_ssize_t max_event, max_chars;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "$SO!OOOOOOLddnn:pipe", kwlist, &partial, &PyList_Type, &data_lines,
-                                     &transport, &cycle, &control, &clock, &log_append, &on_event, &next_id, &window,
+                                     &transport, &cycle, &control, &clock, &log, &on_event, &next_id, &window,
                                      &last, &max_event, &max_chars))
+        return NULL;
+    if (log != Py_None && !PyArg_ParseTuple(log, "O!SOLd:log", &PyByteArray_Type, &log_events, &log_head, &log_wake,
+                                            &log_limit, &log_refresh))
         return NULL;
     PyObject *flow = PyObject_GetAttrString(cycle, "flow");
     if (flow == NULL) return NULL;
@@ -521,7 +561,12 @@ static PyObject *tap_pipe(Tap *self, PyObject *args, PyObject *kwds) {
     self->flow = flow;
     self->control = Py_NewRef(control);
     self->clock = Py_NewRef(clock);
-    self->log_append = log_append == Py_None ? NULL : Py_NewRef(log_append);
+    self->log_events = Py_XNewRef(log_events);
+    self->log_head = Py_XNewRef(log_head);
+    self->log_wake = Py_XNewRef(log_wake);
+    self->log_limit = log_limit;
+    self->log_refresh = log_refresh;
+    self->log_refreshed = last; /* the turn's first events, a moment ago, (re)set the expiry */
     self->on_event = Py_NewRef(on_event);
     self->next_id = next_id;
     self->window = window;

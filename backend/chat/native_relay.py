@@ -67,7 +67,7 @@ class NativeRelay(RelayCore):
         and whatever the write of a waiting frame raised (the connection broke without a log to keep the rest)."""
         tap, source, control = self._tap, self._source, self._control
         partial, data_lines = source.hand_off()
-        next_id, log_append = self._sink.lend(tap)
+        next_id, log = self._sink.lend(tap)
         tap.pipe(
             partial=partial,
             data_lines=data_lines,
@@ -75,7 +75,7 @@ class NativeRelay(RelayCore):
             cycle=self._cycle,
             control=control,
             clock=control.clock,
-            log_append=log_append,
+            log=log,
             on_event=self._on_event,
             next_id=next_id,
             window=self._window,

@@ -1,7 +1,10 @@
 """Resumable streams: every event of a turn kept, with its id, in a short-lived Redis stream.
 
-Writing costs the token path one list append: a process-wide flusher sends what all turns appended in one
-pipeline every `flush_seconds` (one round trip for hundreds of events, not one per token). Event `n` of a turn
+Writing costs the token path one append to a shared buffer: each event is encoded there once (`EVENT_HEAD`, which
+the native tap in chat/_token_pipe.c writes too, in C), and a process-wide flusher sends what all turns appended as
+the one argument of one script call every `flush_seconds` (one round trip and one argument for hundreds of events:
+an argument per event cost redis-py's encoder more CPU than relaying the token, and a round's fixed cost in redis-py
+is ~0.2 ms, BENCHMARKS.md §25). Event `n` of a turn
 is the Redis stream entry `0-n` of `lorechat:events:<message id>`, holding the frame's exact bytes, so a replay
 is byte-for-byte what the first reader got; `lorechat:events-of:<conversation id>` names the conversation's
 latest turn. Both expire `ttl_seconds` after the last write and the log keeps at most `max_events` entries.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,19 +42,33 @@ EVENTS_PREFIX = "lorechat:events:"
 LATEST_PREFIX = "lorechat:events-of:"
 _ERRORS = (RedisError, OSError, TimeoutError)
 _TERMINAL = b"1"
-_FLAG_PLAIN, _FLAG_EXPIRE, _FLAG_TERMINAL = "-", "e", "t"
-# ARGV: ttl, then (key, event id, frame, flag) per event. Event n is the entry "0-n"; "t" marks the terminal
-# event (field t=1) and, like "e", (re)sets the key's expiry. pcall: one bad entry must not drop the rest.
+# One event in the write buffer: the key's length and the key, then `EVENT_HEAD` (the event id, the flag, the frame's
+# length), then the frame; integers big-endian. The native tap writes the same bytes (_token_pipe.c `log_frame`).
+KEY_LENGTH = struct.Struct(">H")
+EVENT_HEAD = struct.Struct(">IBI")
+PLAIN, EXPIRE, TERMINAL = 0, 1, 2  # the flag: EXPIRE (re)sets the key's expiry, TERMINAL also marks the entry t=1
+# ARGV: ttl, the round's events as one string, then (conversation key, message id) pairs: the pointers, set first.
+# Event n is the entry "0-n". pcall: one bad entry must not drop the rest. (Redis' Lua has the struct library.)
 _APPEND = """
 local ttl = tonumber(ARGV[1])
-for i = 2, #ARGV, 4 do
-  local key, flag = ARGV[i], ARGV[i + 3]
-  if flag == 't' then
-    redis.pcall('XADD', key, '0-' .. ARGV[i + 1], 'f', ARGV[i + 2], 't', '1')
+for i = 3, #ARGV, 2 do
+  redis.pcall('SET', ARGV[i], ARGV[i + 1], 'EX', ttl)
+end
+local events = ARGV[2]
+local at, size = 1, #events
+while at <= size do
+  local key_length, id, flag, frame_length
+  key_length, at = struct.unpack('>H', events, at)
+  local key = string.sub(events, at, at + key_length - 1)
+  id, flag, frame_length, at = struct.unpack('>I4BI4', events, at + key_length)
+  local frame = string.sub(events, at, at + frame_length - 1)
+  at = at + frame_length
+  if flag == 2 then
+    redis.pcall('XADD', key, '0-' .. id, 'f', frame, 't', '1')
   else
-    redis.pcall('XADD', key, '0-' .. ARGV[i + 1], 'f', ARGV[i + 2])
+    redis.pcall('XADD', key, '0-' .. id, 'f', frame)
   end
-  if flag ~= '-' then
+  if flag ~= 0 then
     redis.pcall('EXPIRE', key, ttl)
   end
 end
@@ -69,12 +87,14 @@ def latest_key(conversation_id: str) -> str:
 class TurnLog:
     """One turn's side of the log: the sink appends each frame it writes (or would have written) here."""
 
-    __slots__ = ("_log", "key", "refreshed")
+    __slots__ = ("_log", "head", "key", "refreshed")
 
     def __init__(self, log: StreamLog, key: str) -> None:
         self._log = log
         self.key = key
-        self.refreshed = float("-inf")  # when the flusher last set this key's expiry
+        encoded = key.encode()
+        self.head = KEY_LENGTH.pack(len(encoded)) + encoded  # how each of its events starts in the write buffer
+        self.refreshed = float("-inf")  # when an event last (re)set this key's expiry
 
     @property
     def available(self) -> bool:
@@ -84,13 +104,33 @@ class TurnLog:
     def append(self, event_id: int, body: bytes, *, terminal: bool = False) -> None:
         self._log.append(self, event_id, body, terminal)
 
+    def native(self) -> NativeLog:
+        """What the native tap needs to append this turn's token frames itself (chat/native_relay.py)."""
+        return self._log.native(self)
+
     async def close(self) -> None:
         """Wait (bounded) until everything appended is in Redis: the terminal event included."""
         await self._log.flushed()
 
 
-# One appended frame: (its turn, event id, frame bytes, terminal?). A tuple: built once per token.
-_Entry = tuple[TurnLog, int, bytes, bool]
+# For the native tap: the shared write buffer, the turn's event head, the flusher's wake-up (called when the tap's
+# event is the buffer's first), the last event id kept, and how often an event (re)sets the key's expiry.
+NativeLog = tuple[bytearray, bytes, Callable[[], None], int, float]
+
+
+def read_events(buffer: bytes) -> list[tuple[str, int, int, bytes]]:
+    """The write buffer's events as (key, event id, flag, frame): for the log's warnings and for tests."""
+    events = []
+    at = 0
+    while at < len(buffer):
+        (key_length,) = KEY_LENGTH.unpack_from(buffer, at)
+        at += KEY_LENGTH.size
+        key = buffer[at : at + key_length].decode()
+        event_id, flag, frame_length = EVENT_HEAD.unpack_from(buffer, at + key_length)
+        at += key_length + EVENT_HEAD.size
+        events.append((key, event_id, flag, bytes(buffer[at : at + frame_length])))
+        at += frame_length
+    return events
 
 
 class StreamLog:
@@ -102,7 +142,7 @@ class StreamLog:
         ttl_seconds: int,
         max_events: int,
         timeout_seconds: float,
-        flush_seconds: float = 0.01,
+        flush_seconds: float = 0.025,
         health: RedisHealth | None = None,  # shared with the other Redis users of the process
     ) -> None:
         self._client = client  # short calls (the flusher's pipelines), bounded by the Redis timeout
@@ -111,11 +151,13 @@ class StreamLog:
         self._max_events = max_events
         self._timeout = timeout_seconds
         self._flush_seconds = flush_seconds
-        self._pending: list[_Entry] = []
+        # Every event appended since the flusher's last round, encoded. One object for the process's life: native
+        # taps hold it while they pipe, so a round copies and clears it rather than replacing it.
+        self._events = bytearray()
         self._latest: list[tuple[str, str]] = []  # (conversation key, message id) to point at, before events
         self._wake = asyncio.Event()
-        self._appended = 0
-        self._written = 0
+        self._rounds_taken = 0  # rounds that took the buffer's events
+        self._rounds_done = 0  # … and whose write ended (or failed)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._warned = 0.0
         self._health = health or RedisHealth()
@@ -133,16 +175,34 @@ class StreamLog:
         return TurnLog(self, events_key(message_id))
 
     def append(self, turn: TurnLog, event_id: int, body: bytes, terminal: bool) -> None:
-        self._pending.append((turn, event_id, body, terminal))
-        self._appended += 1
-        if not self._wake.is_set():
+        if event_id > self._max_events:
+            return  # bounded: a replay past this point finds the gap and says so
+        flag = PLAIN
+        if terminal:
+            flag = TERMINAL
+        else:
+            now = time.monotonic()
+            if now - turn.refreshed > self._ttl / 3:
+                flag = EXPIRE
+                turn.refreshed = now
+        events = self._events
+        if not events:
             self._wake.set()
+        events += turn.head
+        events += EVENT_HEAD.pack(event_id, flag, len(body))
+        events += body
+
+    def native(self, turn: TurnLog) -> NativeLog:
+        return (self._events, turn.head, self._wake.set, self._max_events, self._ttl / 3)
 
     async def flushed(self) -> None:
-        """Until every entry appended so far was written (or its write failed), at most one flush round and one
+        """Until every event appended so far was written (or its write failed), at most one flush round and one
         Redis timeout: the end of a response waits for it, and a slow Redis must not hold the visitor."""
-        target = self._appended
-        if self._written >= target:
+        if self._events:
+            target = self._rounds_taken + 1  # the next round takes them
+        elif self._rounds_done < self._rounds_taken:
+            target = self._rounds_taken  # the round in flight has them
+        else:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((target, future))
@@ -150,69 +210,57 @@ class StreamLog:
             async with asyncio.timeout(self._flush_seconds + self._timeout):
                 await asyncio.shield(future)
 
+    def _take(self) -> tuple[list[tuple[str, str]], bytes]:
+        """A round's work: the pointers to set and the events to add (the buffer is left empty)."""
+        events = bytes(self._events)
+        self._events.clear()
+        latest, self._latest = self._latest, []
+        self._rounds_taken += 1
+        return latest, events
+
     async def run(self) -> None:
         """The flusher (a lifespan task): one pipeline per round for every turn's new events."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self._flush_seconds)  # let the other streams' tokens of this moment join in
-            batch, self._pending = self._pending, []
-            latest, self._latest = self._latest, []
+            latest, events = self._take()
             try:
                 if not self._health.available():
                     # Redis failed a moment ago (here or for another user of it): one timeout per cool-down in
                     # all (F2), so these events are dropped; a resume of their turn says it cannot replay.
                     DEPENDENCY_FALLBACKS.labels(dependency="redis_stream_log").inc()
                 else:
-                    await self._write(latest, batch)
+                    await self._write(latest, events)
             except _ERRORS as exc:
                 self._health.failed()
                 DEPENDENCY_FALLBACKS.labels(dependency="redis_stream_log").inc()
                 now = time.monotonic()
                 if now - self._warned > 10:
                     self._warned = now
-                    log.warning("could not keep %d stream events for resumption (%s)", len(batch), type(exc).__name__)
+                    count = len(read_events(events))
+                    log.warning("could not keep %d stream events for resumption (%s)", count, type(exc).__name__)
             except Exception:
                 log.exception("the stream log's flusher failed a round")
             finally:
-                self._written += len(batch)
+                self._rounds_done += 1
                 self._release()
 
-    async def _write(self, latest: list[tuple[str, str]], batch: list[_Entry]) -> None:
-        if not batch and not latest:
+    async def _write(self, latest: list[tuple[str, str]], events: bytes) -> None:
+        """One script call: the round's pointers, then all of its events, however many turns wrote, as one argument
+        (redis-py loads the script again if Redis lost it)."""
+        if not events and not latest:
             return
-        now = time.monotonic()
-        async with self._client.pipeline(transaction=False) as pipe:  # reset however the round ends
-            await self._round(pipe, latest, batch, now)
-
-    async def _round(self, pipe: Any, latest: list[tuple[str, str]], batch: list[_Entry], now: float) -> None:
-        refresh_after = self._ttl / 3
-        for key, message_id in latest:
-            pipe.set(key, message_id, ex=self._ttl)
-        # All of a round's events go as the arguments of one script call: one command to encode and one reply to
-        # parse, however many turns wrote (a command per event cost more CPU than relaying the token).
-        args: list[str | int | bytes] = [self._ttl]
-        limit = self._max_events
-        for turn, event_id, body, terminal in batch:
-            if event_id > limit:
-                continue  # bounded: a replay past this point finds the gap and says so
-            flag = _FLAG_PLAIN
-            if terminal:
-                flag = _FLAG_TERMINAL
-                turn.refreshed = now
-            elif now - turn.refreshed > refresh_after:
-                flag = _FLAG_EXPIRE
-                turn.refreshed = now
-            args += (turn.key, event_id, body, flag)
-        if len(args) > 1:
-            await self._append_script(args=args, client=pipe)  # queued: the pipeline sends it (EVALSHA)
-        async with asyncio.timeout(self._timeout * 4):  # one round trip
-            await pipe.execute(raise_on_error=False)
+        args: list[str | int | bytes] = [self._ttl, events]
+        for pointer in latest:
+            args += pointer
+        async with asyncio.timeout(self._timeout * 4):  # one round trip (two when the script must be loaded)
+            await self._append_script(args=args)
 
     def _release(self) -> None:
         keep = []
         for target, future in self._waiters:
-            if self._written >= target:
+            if self._rounds_done >= target:
                 if not future.done():
                     future.set_result(None)
             else:
@@ -288,11 +336,10 @@ class StreamLog:
 
     async def aclose(self) -> None:
         """At shutdown, after the flusher stopped: write what is left, once, then close the readers' client."""
-        batch, self._pending = self._pending, []
-        latest, self._latest = self._latest, []
+        latest, events = self._take()
         with contextlib.suppress(*_ERRORS):
-            await self._write(latest, batch)
-        self._written += len(batch)
+            await self._write(latest, events)
+        self._rounds_done += 1
         self._release()
         with contextlib.suppress(*_ERRORS):
             await self._reader.aclose()

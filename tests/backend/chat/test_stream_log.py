@@ -66,6 +66,39 @@ async def test_appended_frames_replay_in_order_byte_for_byte_and_expire(log: Str
         await client.aclose()
 
 
+async def test_many_turns_interleaved_over_several_rounds_each_replay_in_order(log: StreamLog) -> None:
+    # One round's script call carries every turn's events in one buffer; events appended while a round is in flight
+    # go in the next one, and each turn's close waits for the round holding its terminal event.
+    turns = [(message, log.open(conversation, message)) for conversation, message in (ids() for _ in range(20))]
+    for n in range(1, 6):
+        for message, turn in turns:
+            turn.append(n, token_frame(f" {message[-4:]}{n}", n), terminal=n == 5)
+        await asyncio.sleep(0.015)  # rounds are 25 ms apart: some land mid-round
+    await asyncio.gather(*(turn.close() for _, turn in turns))
+    for message, _ in turns:
+        assert await replay(log, message, 0) == [token_frame(f" {message[-4:]}{n}", n) for n in range(1, 6)]
+
+
+async def test_a_long_answer_keeps_its_events_alive_while_it_lasts() -> None:
+    client = redis_client(REDIS_URL, timeout_seconds=0.5)
+    made = StreamLog(client, reader=client, ttl_seconds=3, max_events=50, timeout_seconds=0.5)
+    flusher = asyncio.get_running_loop().create_task(made.run())
+    try:
+        _, message = ids()
+        turn = made.open("c-long", message)
+        turn.append(1, token_frame(" w1", 1))
+        await turn.close()
+        await asyncio.sleep(1.5)  # past a third of the lifetime: the next event sets the expiry again
+        turn.append(2, token_frame(" w2", 2))
+        await turn.close()
+        assert await client.pttl(events_key(message)) > 2_500  # set anew, not left at the first event's ~1.5 s
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await client.aclose()
+
+
 async def test_a_gap_ends_the_replay_with_an_error_not_a_different_answer(log: StreamLog) -> None:
     _, message = ids()
     turn = log.open("c-gap", message)

@@ -8,14 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.chat import _token_pipe as pipe
 from backend.chat.events import token_frame
+from backend.chat.stream_log import EXPIRE, KEY_LENGTH, PLAIN, StreamLog, read_events
 from backend.chat.tiers.base import TierError
 from backend.chat.tiers.sse_deltas import MAX_EVENT_BYTES, ChatStreamDecoder
 from tests.backend.chat.test_stream_bytes import chunk
+
+KEY = "lorechat:events:m-1"
+KEY_HEAD = KEY_LENGTH.pack(len(KEY)) + KEY.encode()
 
 
 @dataclass
@@ -64,7 +69,12 @@ class Piped:
     control: Control
     kept: list[bytes] = field(default_factory=list)  # what the tap handed to the connection's buffer
     events: list[tuple[int, Any, Any]] = field(default_factory=list)
-    logged: list[tuple[int, bytes]] = field(default_factory=list)
+    log: bytearray = field(default_factory=bytearray)  # the resume log's write buffer (stream_log.StreamLog's)
+    wakes: list[int] = field(default_factory=list)  # the buffer's size each time the tap woke the flusher
+
+    @property
+    def logged(self) -> list[tuple[int, bytes]]:
+        return [(event_id, body) for _key, event_id, _flag, body in read_events(self.log)]
 
     def frames(self) -> list[bytes]:
         """The written token frames, out of their chunk framing (which is checked on the way)."""
@@ -83,6 +93,8 @@ def piped(
     partial: bytes = b"",
     data_lines: list[bytes] | None = None,
     max_chars: int = 0,
+    log_limit: int = 4096,
+    log_refresh: float = 1000.0,
 ) -> Piped:
     kept: list[bytes] = []
     tap = pipe.Tap(kept.append)
@@ -94,7 +106,9 @@ def piped(
         cycle=result.cycle,
         control=result.control,
         clock=Clock(),
-        log_append=(lambda event_id, body: result.logged.append((event_id, body))) if log else None,
+        log=(result.log, KEY_HEAD, lambda: result.wakes.append(len(result.log)), log_limit, log_refresh)
+        if log
+        else None,
         on_event=lambda kind, a, b: result.events.append((kind, a, b)),
         next_id=2,
         window=window,
@@ -205,6 +219,41 @@ def test_a_full_socket_hands_the_frame_to_python_and_holds() -> None:
     assert native.logged == [(2, token_frame("Salt", 2))]  # logged once, by the tap
     native.tap.on_body(chunk(" tightens"))  # held: kept for Python, not written
     assert native.kept == [chunk(" tightens")] and native.tap.take_text() == ""
+
+
+def test_the_tap_logs_each_frame_as_the_stream_log_encodes_it_bounded_and_wakes_its_flusher_once_a_round() -> None:
+    native = piped(log=True, log_limit=3, log_refresh=10.0)
+    for text in ("Salt", " tightens", " gluten"):  # events 2, 3 and 4; the log keeps up to 3
+        native.tap.on_body(chunk(text))
+    assert len(native.frames()) == 3 and len(native.wakes) == 1  # the first event woke the flusher
+    unused = aioredis.Redis()  # the log's writing side runs no command
+    stream_log = StreamLog(unused, reader=unused, ttl_seconds=30, max_events=3, timeout_seconds=0.1)
+    turn = stream_log.open("c-1", "m-1")
+    assert turn.head == KEY_HEAD
+    for event_id, text in ((2, "Salt"), (3, " tightens"), (4, " gluten")):
+        turn.append(event_id, token_frame(text, event_id))
+    python_side = turn.native()[0]
+    assert bytes(native.log) == bytes(python_side)  # byte for byte, flags included
+    assert [(key, event_id, flag) for key, event_id, flag, _ in read_events(native.log)] == [
+        (KEY, 2, EXPIRE),  # the first event (re)sets the key's expiry, the next one within the period does not
+        (KEY, 3, PLAIN),
+    ]
+    native.log.clear()  # the flusher took the round
+    native.tap.on_body(chunk(" gently"))  # event 5: past the bound, not kept
+    assert native.logged == [] and len(native.wakes) == 1
+
+
+def test_a_long_answer_refreshes_its_keys_expiry_and_wakes_the_flusher_each_round() -> None:
+    native = piped(log=True, log_refresh=2.5)  # the clock moves 1 s a write
+    for round_ in range(4):
+        native.tap.on_body(chunk(f" word{round_}"))
+        native.log.clear()
+    assert len(native.wakes) == 4
+    native = piped(log=True, log_refresh=2.5)
+    for round_ in range(6):
+        native.tap.on_body(chunk(f" word{round_}"))
+    flags = [flag for _key, _id, flag, _body in read_events(native.log)]
+    assert flags == [EXPIRE, PLAIN, PLAIN, EXPIRE, PLAIN, PLAIN]  # clock 101 (last 0), 102, 103, 104 > 101 + 2.5, …
 
 
 def test_a_cancelled_turn_writes_nothing_more() -> None:
