@@ -145,7 +145,7 @@ class StreamLog:
         flush_seconds: float = 0.025,
         health: RedisHealth | None = None,  # shared with the other Redis users of the process
     ) -> None:
-        self._client = client  # short calls (the flusher's pipelines), bounded by the Redis timeout
+        self._client = client  # short calls (the flusher's rounds), bounded by the Redis timeout
         self._reader = reader  # blocking reads of followers: a client whose reads may wait that long
         self._ttl = ttl_seconds
         self._max_events = max_events
@@ -219,7 +219,7 @@ class StreamLog:
         return latest, events
 
     async def run(self) -> None:
-        """The flusher (a lifespan task): one pipeline per round for every turn's new events."""
+        """The flusher (a lifespan task): one script call per round for every turn's new events."""
         while True:
             await self._wake.wait()
             self._wake.clear()
