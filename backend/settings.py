@@ -280,7 +280,7 @@ class ServerSettings(BaseModel):
     # visitor whose connection dropped reconnects on any replica (GET /api/v1/conversations/{id}/stream with
     # Last-Event-ID) and the answer goes on meanwhile. 0 turns it off (a visitor who leaves ends the turn, D2).
     resume_seconds: int = Field(600, ge=0, le=86_400)
-    # At most this many events are kept per turn (coalesced tokens: a long answer is a few hundred).
+    # At most this many events are kept per turn (one a relayed piece: at a steady 20 tokens/s, one a token).
     resume_max_events: int = Field(4096, ge=16, le=1_000_000)
     # glibc malloc arenas for `lorechat serve` (backend/malloc_arenas.py): worker threads' arenas otherwise grow
     # with the open streams while free memory elsewhere sits unused. 0 keeps glibc's default (8 per core).

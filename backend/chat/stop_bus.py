@@ -53,8 +53,9 @@ class StopBus:
         self._url = url  # the subscriber gets its own connection: it blocks on reads, the client must not
         self._timeout = timeout_seconds
         self._pending: set[asyncio.Task[None]] = set()
-        self._renew = client.register_script(_RENEW) if client is not None else None
+        self._renew = None
         if client is not None:
+            self._renew = client.register_script(_RENEW)
             running.on_register = lambda cid: self._spawn(self._mark(cid))
             running.on_unregister = lambda cid: self._spawn(self._unmark(cid))
 

@@ -148,6 +148,7 @@ class StreamLog:
         self._client = client  # short calls (the flusher's rounds), bounded by the Redis timeout
         self._reader = reader  # blocking reads of followers: a client whose reads may wait that long
         self._ttl = ttl_seconds
+        self._refresh_seconds = ttl_seconds / 3  # an event (re)sets its key's expiry once this has passed
         self._max_events = max_events
         self._timeout = timeout_seconds
         self._flush_seconds = flush_seconds
@@ -182,7 +183,7 @@ class StreamLog:
             flag = TERMINAL
         else:
             now = time.monotonic()
-            if now - turn.refreshed > self._ttl / 3:
+            if now - turn.refreshed > self._refresh_seconds:
                 flag = EXPIRE
                 turn.refreshed = now
         events = self._events
@@ -193,7 +194,7 @@ class StreamLog:
         events += body
 
     def native(self, turn: TurnLog) -> NativeLog:
-        return (self._events, turn.head, self._wake.set, self._max_events, self._ttl / 3)
+        return (self._events, turn.head, self._wake.set, self._max_events, self._refresh_seconds)
 
     async def flushed(self) -> None:
         """Until every event appended so far was written (or its write failed), at most one flush round and one
