@@ -140,7 +140,7 @@ def check_answer(
             pending.append((len(checked), claim, cited, rows, facts_ok))
             checked.append(None)
     if pending:
-        # The answer's claims are new text each turn: embedded, not cached (the cache is for source sentences).
+        # The answer's claims: mostly new text, kept apart from the source sentences' cache (sentences.py).
         claim_vectors = vectors.encode([claim for _, claim, *_ in pending], remember=False)
         span_vectors = vectors.encode([span.text for _, span in flat])
         for (at, claim, cited, rows, _), vector in zip(pending, claim_vectors, strict=True):

@@ -97,11 +97,21 @@ class SentenceVectors:
     """Normalized sentence embeddings from the retrieval model, cached by text. Thread-safe; CPU-bound on a miss,
     so async callers use a worker thread."""
 
-    def __init__(self, embedder: TextEmbedder | Callable[[], TextEmbedder], *, max_entries: int = 20_000) -> None:
+    def __init__(
+        self,
+        embedder: TextEmbedder | Callable[[], TextEmbedder],
+        *,
+        max_entries: int = 20_000,
+        max_transient: int = 2_048,
+    ) -> None:
         # A callable is resolved on first use: the tiers are built before the lifespan has loaded the model.
         self._embedder = embedder
         self._max = max_entries
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Answers' own sentences, kept apart so they never push out source sentences: a model asked the same
+        # question again at a low temperature says much of it again, and each sentence cost ~3 ms to embed.
+        self._max_transient = max_transient
+        self._transient: OrderedDict[str, np.ndarray] = OrderedDict()
         # Texts some thread is embedding right now: turns arriving together over the same new chunks wait for
         # that one batch instead of each embedding the same sentences again (they would queue for the model).
         self._pending: dict[str, threading.Event] = {}
@@ -161,8 +171,14 @@ class SentenceVectors:
 
     def _encode_transient(self, texts: Sequence[str]) -> np.ndarray:
         unique = list(dict.fromkeys(texts))
+        found: dict[str, np.ndarray] = {}
         with self._lock:
-            found = {text: vector for text in unique if (vector := self._cache.get(text)) is not None}
+            for text in unique:
+                vector = self._cache.get(text)
+                if vector is None and (vector := self._transient.get(text)) is not None:
+                    self._transient.move_to_end(text)
+                if vector is not None:
+                    found[text] = vector
         misses = [text for text in unique if text not in found]
         if misses:
             model = self._model()
@@ -170,7 +186,12 @@ class SentenceVectors:
             # against ~9 in fp32), compared with fp32 source sentences as a question is: for a model's answer this
             # is most of a turn's own CPU (BENCHMARKS.md §22).
             embed = getattr(model, "embed_passing", None) or partial(model.embed_documents, batch_size=16)
-            found.update(zip(misses, embed(misses), strict=True))
+            fresh = dict(zip(misses, embed(misses), strict=True))
+            found.update(fresh)
+            with self._lock:
+                self._transient.update(fresh)
+                while len(self._transient) > self._max_transient:
+                    self._transient.popitem(last=False)
         return np.stack([found[text] for text in texts])
 
     def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
@@ -185,8 +206,9 @@ class SentenceVectors:
 
     def encode(self, texts: Sequence[str], *, remember: bool = True) -> np.ndarray:
         """Shape (len(texts), dimension); misses are embedded together in one batch, each text by one thread.
-        `remember=False` (an answer's own sentences, new text each turn): hits are used, misses are embedded but
-        not cached, so they never push out the source sentences that later turns come back to."""
+        `remember=False` (an answer's own sentences): source sentences cached are used, misses are embedded and
+        kept apart, among the last `max_transient` answer sentences, so they never push out the source sentences
+        that later turns come back to."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         if not remember:

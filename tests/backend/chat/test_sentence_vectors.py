@@ -185,3 +185,23 @@ def test_a_chunk_seen_before_is_not_decoded_again(shared_embedder: Embedder, mon
     vectors.seed([hit])
     assert decoded == [len(texts), len(texts)]
     assert set(texts) <= set(vectors._cache)
+
+
+def test_an_answers_sentences_said_again_are_embedded_once(shared_embedder: Embedder) -> None:
+    """A model asked the same question again says much of its answer again: those sentences come from their own
+    bounded cache, which never pushes out a source sentence."""
+    counting = CountingEmbedder(shared_embedder)
+    vectors = SentenceVectors(counting, max_entries=2, max_transient=2)
+    sources = ["The Quillfield dough rests for forty minutes.", "Bake it at 250 degrees."]
+    vectors.encode(sources)
+    first = ["She lets the dough rest for forty minutes [1].", "Then it bakes hot [2]."]
+    again = ["Then it bakes hot [2].", "She lets the dough rest for forty minutes [1].", "It cools on a rack."]
+    got_first = vectors.encode(first, remember=False)
+    got_again = vectors.encode(again, remember=False)
+    np.testing.assert_array_equal(got_again[0], got_first[1])
+    np.testing.assert_array_equal(got_again[1], got_first[0])
+    assert counting.embedded == Counter([*sources, *first, "It cools on a rack."])
+    assert set(vectors._cache) == set(sources)  # the answers' sentences pushed out no source sentence
+    assert len(vectors._transient) == 2  # bounded: the oldest answer sentence went
+    vectors.encode([first[1]], remember=False)
+    assert counting.embedded[first[1]] == 2
