@@ -108,8 +108,8 @@ class SentenceVectors:
         self._embedder = embedder
         self._max = max_entries
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        # Answers' own sentences, kept apart so they never push out source sentences: a model asked the same
-        # question again at a low temperature says much of it again, and each sentence cost ~3 ms to embed.
+        # Answers' own sentences, kept apart so they never push out source sentences: a repeated question answered
+        # the same way (greedy decoding repeats most sentences) is not embedded again, at ~3 ms a sentence.
         self._max_transient = max_transient
         self._transient: OrderedDict[str, np.ndarray] = OrderedDict()
         # Texts some thread is embedding right now: turns arriving together over the same new chunks wait for
