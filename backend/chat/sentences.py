@@ -93,6 +93,12 @@ class TextEmbedder(Protocol):
     def embed_documents(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray: ...
 
 
+def _trim(cache: OrderedDict[str, np.ndarray], limit: int) -> None:
+    """Drop the least recently used entries beyond `limit`."""
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
 class SentenceVectors:
     """Normalized sentence embeddings from the retrieval model, cached by text. Thread-safe; CPU-bound on a miss,
     so async callers use a worker thread."""
@@ -165,8 +171,7 @@ class SentenceVectors:
                         self._cache.move_to_end(text)
                     else:
                         self._cache[text] = vector
-                while len(self._cache) > self._max:
-                    self._cache.popitem(last=False)
+                _trim(self._cache, self._max)
         return bare
 
     def _encode_transient(self, texts: Sequence[str]) -> np.ndarray:
@@ -190,8 +195,7 @@ class SentenceVectors:
             found.update(fresh)
             with self._lock:
                 self._transient.update(fresh)
-                while len(self._transient) > self._max_transient:
-                    self._transient.popitem(last=False)
+                _trim(self._transient, self._max_transient)
         return np.stack([found[text] for text in texts])
 
     def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
@@ -234,8 +238,7 @@ class SentenceVectors:
                     for text, vector in zip(mine, fresh, strict=True):
                         found[text] = vector
                         self._cache[text] = vector
-                    while len(self._cache) > self._max:
-                        self._cache.popitem(last=False)
+                    _trim(self._cache, self._max)
             finally:  # cached (or failed): either way the waiting threads go on
                 with self._lock:
                     done = [self._pending.pop(text) for text in mine]
