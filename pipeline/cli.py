@@ -1,12 +1,12 @@
 """The `lorechat` command group: curator commands here; service and eval commands from their own modules.
 
 Progress and messages go to stderr, results to stdout (`--json` for machines). Expected failures
-(LorechatError) become one clear line and the error's exit code, never a traceback.
+(LorechatError) become one clear line and the error's exit code, never a traceback. Whatever came from content,
+visitors, the database or argv is printed inert (pipeline/terminal.py, C1), error messages included.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings, get_settings
@@ -27,22 +26,40 @@ from pipeline.gaps_cli import gaps
 from pipeline.progress import RichProgress
 from pipeline.service_cli import ask, doctor, serve
 from pipeline.sites_cli import sites
+from pipeline.terminal import dumps, markup, safe
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+@contextmanager
+def _inert_usage_errors() -> Iterator[None]:
+    """Click's own messages quote argv as typed (`No such option: --…`): made inert before click prints them."""
+    try:
+        yield
+    except click.ClickException as exc:
+        exc.message = safe(exc.message)  # type: ignore[misc]  # Final in click's stubs, a plain attribute at run time
+        raise
+
+
 class LorechatGroup(click.Group):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _inert_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _inert_usage_errors():
+                return super().invoke(ctx)
         except LorechatError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}")
+            err.print(f"[bold red]error:[/] {markup(exc.message)}")
             sys.exit(exc.exit_code)
         except CreatorError as exc:
             # A content layout problem that escaped a report (e.g. `eval --content` on a folder of no
             # creators): one line naming the folder, like a usage error, never a traceback.
-            err.print(f"[bold red]error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]error:[/] {markup(exc)}")
             sys.exit(2)
 
 
@@ -115,7 +132,7 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
             dry_run=dry_run,
         )
     if as_json:
-        click.echo(json.dumps(report.as_json(), ensure_ascii=False))
+        click.echo(dumps(report.as_json()))
     else:
         _print_report(report)
     sys.exit(1 if report.failed else 0)
@@ -133,7 +150,7 @@ def _print_report(report: Any) -> None:
     elif report.dry_run:
         err.print(f"Dry run: the changes above {verb} made; nothing was written.")
     for failure in report.failed:
-        err.print(f"  [red]✗[/] {failure.source}: {failure.error}")
+        err.print(f"  [red]✗[/] {markup(failure.source)}: {markup(failure.error)}")
 
 
 @main.command()
@@ -163,7 +180,7 @@ def search(query: str | None, creator: str | None, k: int | None, mode: str | No
             hits = retriever.search(query, creator=creator, k=k, mode=mode)
             if as_json:
                 snippet_chars = settings.retrieval.snippet_chars
-                click.echo(json.dumps([hit_json(hit, snippet_chars) for hit in hits], ensure_ascii=False))
+                click.echo(dumps([hit_json(hit, snippet_chars) for hit in hits]))
             else:
                 print_hits(out, hits, snippet_chars=settings.retrieval.snippet_chars)
             return
@@ -171,16 +188,16 @@ def search(query: str | None, creator: str | None, k: int | None, mode: str | No
         for line_no, item in read_batch(batch):
             if isinstance(item, str):
                 failed = True
-                click.echo(json.dumps({"line": line_no, "error": item}))
+                click.echo(dumps({"line": line_no, "error": item}))
                 continue
             q, c = item
             if c is not None and c not in known:
                 failed = True
-                click.echo(json.dumps({"query": q, "creator": c, "error": f"unknown creator '{c}'"}))
+                click.echo(dumps({"query": q, "creator": c, "error": f"unknown creator '{c}'"}))
                 continue
             hits = retriever.search(q, creator=c, k=k, mode=mode)
             results = [hit_json(hit, settings.retrieval.snippet_chars) for hit in hits]
-            click.echo(json.dumps({"query": q, "creator": c, "results": results}, ensure_ascii=False))
+            click.echo(dumps({"query": q, "creator": c, "results": results}))
         if failed:
             sys.exit(1)
 
@@ -212,12 +229,13 @@ def creators(as_json: bool) -> None:
         for c in sorted(counts, key=lambda c: c.creator)
     ]
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
+        click.echo(dumps(rows))
         return
     if not rows:
         err.print("No creators indexed yet: run `lorechat ingest PATH`.")
     for row in rows:
-        out.print(f"[bold]{row['slug']}[/]  {row['name']}  {row['documents']} documents, {row['chunks']} chunks")
+        slug, name = markup(row["slug"]), markup(row["name"])
+        out.print(f"[bold]{slug}[/]  {name}  {row['documents']} documents, {row['chunks']} chunks")
 
 
 @main.command()
@@ -232,13 +250,13 @@ def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
         raise click.UsageError("give exactly one of --creator or --document")
     target = f"creator '{creator}'" if creator else f"document '{document_id}'"
     if not yes and sys.stdin.isatty():
-        click.confirm(f"Delete every chunk of {target}?", abort=True, err=True)
+        click.confirm(f"Delete every chunk of {safe(target)}?", abort=True, err=True)
     settings = get_settings()
     with open_index(settings) as retriever:
         removed = Indexer.from_settings(settings, retriever).delete(creator=creator, document_id=document_id)
     if removed == 0:
         raise LorechatError(ErrorCode.not_found, f"nothing indexed for {target}")
-    err.print(f"Deleted {removed} chunks of {target}.")
+    err.print(f"Deleted {removed} chunks of {markup(target)}.")
 
 
 for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps):

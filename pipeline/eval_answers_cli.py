@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backend.settings import DatabaseSettings, RedisSettings, Settings, get_settings
+from pipeline.terminal import dumps, markup
 
 
 def indexed_settings(settings: Settings, content: Path, work: Path) -> Settings:
@@ -69,7 +69,7 @@ def eval_answers(questions: Path, content: Path, personality_weight: float, as_j
     loaded = load_questions(questions)
     work = Path(tempfile.mkdtemp(prefix="lorechat-eval-answers-"))
     try:
-        err.print(f"Indexing {content} into a temporary store…")
+        err.print(f"Indexing {markup(content)} into a temporary store…")
         settings = indexed_settings(get_settings(), content, work)
         total = turn_count(loaded)
         err.print(f"Asking {len(loaded)} questions ({total} turns with their follow-ups)…")
@@ -79,7 +79,7 @@ def eval_answers(questions: Path, content: Path, personality_weight: float, as_j
             nonlocal done
             done += 1
             answered = "unanswered" if result.unanswered else (result.error or result.tier or "?")
-            err.print(f"  [{done}/{total}] {result.id}: {answered}", highlight=False)
+            err.print(f"  [{done}/{total}] {markup(result.id)}: {markup(answered)}", highlight=False)
 
         results = anyio.run(
             lambda: run_questions(settings, loaded, personality_weight=personality_weight, on_turn=progress)
@@ -92,14 +92,16 @@ def eval_answers(questions: Path, content: Path, personality_weight: float, as_j
             {"id": r.id, "tier": r.tier, "unanswered": r.unanswered, "facts_found": r.facts_found, "answer": r.answer}
             for r in results
         ]
-        click.echo(json.dumps({"tiers": report, "turns": turns}))
+        click.echo(dumps({"tiers": report, "turns": turns}))
         return
-    table = Table(title=f"{len(results)} turns from {questions}")
+    table = Table(title=f"{len(results)} turns from {markup(questions)}")
     columns = next(iter(report.values()), {})
     table.add_column("tier")
     for name in columns:
         table.add_column(name, justify="right")
     for tier, row in report.items():
-        table.add_row(tier, *(f"{value:.3f}" if isinstance(value, float) else str(value) for value in row.values()))
+        table.add_row(
+            markup(tier), *(f"{value:.3f}" if isinstance(value, float) else str(value) for value in row.values())
+        )
     # Piped to a file, rich would fit the table to 80 columns and cut every header short.
     Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backend.settings import get_settings
+from pipeline.terminal import dumps, markup
 
 _existing_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -73,7 +73,7 @@ def eval_command(
     embedding = settings.embedding.model_copy(update={"backend": backend}) if backend else settings.embedding
     eval_set = load_eval_set(corpus=corpus, content=content, queries=queries, qrels=qrels)
     err = Console(stderr=True, highlight=False)
-    err.print(f"Indexing {len(eval_set.documents)} documents into a temporary store ({embedding.backend})…")
+    err.print(f"Indexing {len(eval_set.documents)} documents into a temporary store ({markup(embedding.backend)})…")
     embedder = get_embedder(embedding)
     with tempfile.TemporaryDirectory(prefix="lorechat-eval-") as work:
         report = evaluate(
@@ -87,9 +87,9 @@ def eval_command(
             work_dir=Path(work),
         )
     if as_json:
-        click.echo(json.dumps(report.as_json(per_query=per_query)))
+        click.echo(dumps(report.as_json(per_query=per_query)))
         return
-    print_table(Console(highlight=False), report.scores, title=_title(report))
+    print_table(Console(highlight=False), report.scores, title=markup(_title(report)))
     if not report.queries:
         err.print("No query has a relevant document in the qrels: nothing was scored.")
         sys.exit(1)
@@ -111,5 +111,5 @@ def print_table(console: Console, scores: dict[str, dict[str, float]], *, title:
     best = {name: max(row[name] for row in scores.values()) for name in metrics}
     for mode, row in scores.items():
         cells = [f"[bold]{row[n]:.4f}[/]" if row[n] == best[n] else f"{row[n]:.4f}" for n in metrics]
-        table.add_row(mode, *cells)
+        table.add_row(markup(mode), *cells)
     console.print(table)

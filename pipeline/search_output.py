@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from backend.retrieval.search import snippet
 from backend.stages import Hit, format_timestamp
+from pipeline.terminal import markup
 
 
 def hit_json(hit: Hit, snippet_chars: int) -> dict[str, Any]:
@@ -34,10 +34,10 @@ def print_hits(console: Console, hits: list[Hit], *, snippet_chars: int) -> None
     for rank, hit in enumerate(hits, start=1):
         when = f" @ {format_timestamp(hit.start_seconds)}" if hit.start_seconds is not None else ""
         console.print(
-            f"[bold]{rank}.[/] [cyan]{escape(hit.creator)}[/] · [bold]{escape(hit.title)}[/]{when}"
-            f"  [dim]{hit.score:.4f}  {escape(hit.source)}[/]"
+            f"[bold]{rank}.[/] [cyan]{markup(hit.creator)}[/] · [bold]{markup(hit.title)}[/]{when}"
+            f"  [dim]{hit.score:.4f}  {markup(hit.source)}[/]"
         )
-        console.print(f"   {escape(snippet(hit.text, snippet_chars))}\n")
+        console.print(f"   {markup(snippet(hit.text, snippet_chars))}\n")
 
 
 def read_batch(handle: IO[str]) -> Iterator[tuple[int, tuple[str, str | None] | str]]:

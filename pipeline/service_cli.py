@@ -85,10 +85,11 @@ def doctor(quiet: bool) -> None:
     from backend.doctor import check_local_models
     from backend.logging import configure_logging
     from backend.settings import get_settings
+    from pipeline.terminal import safe
 
     settings = get_settings()
     configure_logging("ERROR" if quiet else settings.log_level)
     lines, ok = anyio.run(check_local_models, settings)
     for line in lines:
-        click.echo(line, err=not ok)
+        click.echo(safe(line), err=not ok)  # a model's name or error text, printed inert (C1)
     raise SystemExit(0 if ok else 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ import click
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import get_settings
+from pipeline.terminal import dumps, safe
 
 if TYPE_CHECKING:
     from backend.storage.curator_sites import SiteView
@@ -30,10 +30,23 @@ def _site_json(site: SiteView) -> dict[str, Any]:
     }
 
 
+def _valid_name(name: str) -> bool:
+    return re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name) is not None
+
+
 def _check_name(name: str) -> str:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name):
+    if not _valid_name(name):
         raise click.BadParameter(f"{name!r}: a site name uses {_NAME}", param_hint="NAME")
     return name
+
+
+def _check_creators(creators: tuple[str, ...]) -> list[str]:
+    from pipeline.creators import SLUG
+
+    for creator in creators:
+        if not SLUG.fullmatch(creator):
+            raise click.BadParameter(f"{creator!r} is not a creator slug (a-z, 0-9 and '-')", param_hint="--creator")
+    return sorted(set(creators))
 
 
 @click.group()
@@ -68,29 +81,33 @@ def sites() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the site as JSON.")
 def add(name: str, origins: tuple[str, ...], creators: tuple[str, ...], daily_limit: int | None, as_json: bool) -> None:
     """Register site NAME."""  # fmt: skip
-    from backend.sites import normalize_origin
+    from backend.sites import OriginError, normalize_origin
     from backend.storage import curator_sites
     from pipeline.curator_db import with_sessions
 
     _check_name(name)
+    slugs = _check_creators(creators)
     try:
         normalized = sorted({normalize_origin(origin) for origin in origins})
-    except ValueError as exc:
+    except OriginError as exc:  # the one parser (C2); storage checks again, by the same function
         raise click.BadParameter(str(exc), param_hint="--origin") from exc
     settings = get_settings()
     site = with_sessions(
         settings,
         lambda sessions: curator_sites.add_site(
-            sessions, name=name, origins=normalized, creators=sorted(set(creators)), daily_limit=daily_limit
+            sessions, name=name, origins=normalized, creators=slugs, daily_limit=daily_limit
         ),
     )
     if as_json:
-        click.echo(json.dumps(_site_json(site), ensure_ascii=False))
+        click.echo(dumps(_site_json(site)))
         return
-    click.echo(f"Added site {name}: {', '.join(site.origins)}")
-    missing = [origin for origin in site.origins if origin not in settings.server.cors_origins]
+    click.echo(f"Added site {safe(name)}: {safe(', '.join(site.origins))}")
+    cors = settings.server.cors_origins
+    missing = [origin for origin in site.origins if origin not in cors and "*" not in cors]
     if missing:
-        click.echo(f"note: add {', '.join(missing)} to server.cors_origins so browsers may call the API", err=True)
+        click.echo(
+            f"note: add {safe(', '.join(missing))} to server.cors_origins so browsers may call the API", err=True
+        )
 
 
 @sites.command("list")
@@ -102,7 +119,7 @@ def list_(as_json: bool) -> None:
 
     rows = with_sessions(get_settings(), curator_sites.list_sites)
     if as_json:
-        click.echo(json.dumps([_site_json(site) for site in rows], ensure_ascii=False))
+        click.echo(dumps([_site_json(site) for site in rows]))
         return
     if not rows:
         click.echo("No sites registered: `lorechat sites add NAME --origin https://…`.", err=True)
@@ -111,8 +128,10 @@ def list_(as_json: bool) -> None:
             f"{site.requests_today}/{site.daily_limit}" if site.daily_limit is not None else f"{site.requests_today}"
         )
         creators = ", ".join(site.creators) or "every creator"
+        # Each field inert (C1): names, origins and creators were typed by someone, maybe long ago.
         click.echo(
-            f"{site.name}  {' '.join(site.origins)}  [{creators}]  today {budget} (refused {site.refused_today})"
+            f"{safe(site.name)}  {safe(' '.join(site.origins))}  [{safe(creators)}]  today {budget}"
+            f" (refused {site.refused_today})"
         )
 
 
@@ -123,7 +142,10 @@ def remove(name: str) -> None:
     from backend.storage import curator_sites
     from pipeline.curator_db import with_sessions
 
-    removed = with_sessions(get_settings(), lambda sessions: curator_sites.remove_site(sessions, name=name))
+    # A name `add` would refuse was never stored: not looked up (bad bytes from argv never reach the database).
+    removed = _valid_name(name) and with_sessions(
+        get_settings(), lambda sessions: curator_sites.remove_site(sessions, name=name)
+    )
     if not removed:
         raise LorechatError(ErrorCode.not_found, f"no site named '{name}'")
-    click.echo(f"Removed site {name}.", err=True)
+    click.echo(f"Removed site {safe(name)}.", err=True)

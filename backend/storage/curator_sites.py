@@ -42,8 +42,15 @@ def _view(site: Site, today: SiteUsage | None = None, total: int = 0) -> SiteVie
 async def add_site(
     sessions: Sessions, *, name: str, origins: list[str], creators: list[str], daily_limit: int | None
 ) -> SiteView:
-    """Register a site; conflict when the name is taken."""
-    site = Site(name=name, origins=origins, creators=creators, daily_limit=daily_limit, created_at=utcnow())
+    """Register a site; invalid_input naming a malformed origin (stored normalised, C2); conflict when the name is
+    taken."""
+    from backend.sites import OriginError, normalize_origin  # lazily: backend.sites reads sites through here
+
+    try:
+        normalized = sorted({normalize_origin(origin) for origin in origins})
+    except OriginError as exc:
+        raise LorechatError(ErrorCode.invalid_input, str(exc)) from exc
+    site = Site(name=name, origins=normalized, creators=creators, daily_limit=daily_limit, created_at=utcnow())
     try:
         async with db_errors(), sessions() as session, session.begin():
             session.add(site)

@@ -4,6 +4,8 @@ usage errors; and `lorechat ingest` recording its run for the dashboard."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +131,110 @@ def test_ingest_records_its_run(lorechat_env: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     runs = with_sessions(get_settings(), curator_runs.recent_runs)
     assert [(r.origin, r.ok, r.dry_run, r.report["added"]) for r in runs] == [("cli", True, False, 1)]
+
+
+# C1: what visitors, content or argv put in a listing reaches the curator's terminal inert.
+HOSTILE_QUESTION = "\x1b[2J\x1b]0;owned\x07\rWhy is my \u202edough flat\u202c?\u2028 \x9b31m 🍞 面包 خبز"
+HOSTILE_TITLE = "Fold\x1b[31ming\u2066 [bold]x[/]"
+
+
+def inert(text: str) -> bool:
+    """Nothing a terminal would act on between the line ends: no control, bidi, separator or surrogate character."""
+    from pipeline.terminal import unsafe
+
+    return not any(unsafe(char) for char in text.replace("\n", ""))
+
+
+async def _seed_hostile(sessions: Sessions) -> None:
+    turn = await repo.start_turn(
+        sessions, conversation_id=None, owner_id=None, creator="ada", question=HOSTILE_QUESTION
+    )
+    await repo.finish_turn(
+        sessions, assistant_message_id=turn.assistant_message_id, content="…", status=repo.MessageStatus.done,
+        cascade_tier="local", sources=[{"document_id": "ada/a.md", "title": HOSTILE_TITLE, "score": 0.3}], usage=None,
+        search_query=HOSTILE_QUESTION, error_code=None,
+    )  # fmt: skip
+    async with sessions() as session, session.begin():
+        await session.execute(update(Message).where(Message.id == turn.assistant_message_id).values(unanswered=True))
+
+
+def test_c1_gaps_listing_prints_visitor_text_inert(lorechat_env: Path) -> None:
+    with_sessions(get_settings(), _seed_hostile)
+    plain = run("gaps")
+    assert plain.exit_code == 0, plain.output
+    assert inert(plain.stdout), plain.stdout
+    lines = plain.stdout.splitlines()
+    assert len(lines) == 3  # topic, label, source: one record per line, the question's \r and U+2028 escaped
+    escaped = "\\x1b[2J\\x1b]0;owned\\x07\\rWhy is my \\u202edough flat\\u202c?\\u2028 \\x9b31m 🍞 面包 خبز"
+    assert lines[1] == f"    {escaped}"
+    assert lines[2] == "    source: Fold\\x1b[31ming\\u2066 [bold]x[/]"
+
+    as_json = run("gaps", "--json")
+    assert as_json.exit_code == 0 and inert(as_json.stdout)
+    [topic] = json.loads(as_json.stdout)
+    assert topic["label"] == HOSTILE_QUESTION and topic["sources"][0]["title"] == HOSTILE_TITLE  # equal in value
+
+
+def test_c1_sites_listing_and_errors_print_argv_inert(lorechat_env: Path) -> None:
+    added = run("sites", "add", "bakery", "--origin", "https://bücher.example", "--json")
+    assert added.exit_code == 0 and json.loads(added.stdout)["origins"] == ["https://xn--bcher-kva.example"]
+    listed = run("sites", "list")
+    assert listed.exit_code == 0 and inert(listed.stdout) and "xn--bcher-kva" in listed.stdout
+
+    for args in (
+        ["sites", "remove", "\x1b]0;owned\x07\r\u202e"],  # a LorechatError naming argv
+        ["sites", "remove", "\udcff\udcfe-id"],  # bad bytes under surrogateescape: never looked up
+        ["gaps", "resolve", "\udcff\udcfe-id"],
+        ["gaps", "resolve", "\x1b[2J\u202e"],
+        ["sites", "add", "\x1b[2J", "--origin", "https://a.example"],  # a usage error quoting argv
+        ["sites", "add", "x", "--origin", "https://a.example", "--creator", "\x1b[2J\udcff"],
+        ["sites", "add", "x", "--origin", "https://exa\u202emple.com\r"],
+        ["gaps", "--\x1b[2J\u202e"],  # click's own "No such option" message
+        ["sites", "\x1b]0;owned\x07"],  # and "No such command"
+        ["--\x1b[2J"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+        assert result.output and inert(result.output), (args, result.output)
+
+
+def test_c1_bad_argv_bytes_end_in_a_clean_error(lorechat_env: Path) -> None:
+    """As a shell runs it: `lorechat gaps resolve $'\\xff\\xfe-id'` exits 2 with one error line, no traceback."""
+    for args, quoted in (
+        ([b"gaps", b"resolve", b"\xff\xfe-id\x1b[2J"], ""),
+        ([b"sites", b"remove", b"\xff\xfe\x1b[2J\r"], "'\\udcff\\udcfe\\x1b[2J\\r'"),
+    ):
+        done = subprocess.run(
+            [sys.executable.encode(), b"-m", b"pipeline.cli", *args],
+            capture_output=True, cwd=Path(__file__).parents[2], timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert b"Traceback" not in done.stderr and done.stdout == b""
+        message = done.stderr.decode("utf-8")  # strict: no raw bad bytes
+        assert message.startswith("error:") and message.count("\n") == 1 and inert(message), message
+        assert quoted in message
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://*.example.com",
+        "https://exa mple.com",
+        "https://ex<ample>.com",
+        f"https://{'a' * 300}.example.com",
+        "http://a..b",
+        "https://blog.example.com\r",
+        "https://blog\u202e.example.com",
+        "https://-blog.example.com",
+        "https://blog.example.com:0",
+        "https://user@blog.example.com",
+        "https://[::1",
+        "https://999.1.1.1",
+    ],
+)
+def test_c2_sites_add_refuses_malformed_origins(lorechat_env: Path, origin: str) -> None:
+    result = run("sites", "add", "x", "--origin", "https://ok.example", "--origin", origin)
+    assert result.exit_code == 2 and "--origin" in result.output, result.output
+    assert inert(result.output), result.output
+    assert json.loads(run("sites", "list", "--json").stdout) == []  # nothing stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from backend.gaps import refresh_gaps
 from backend.retrieval.embedder import Embedder
 from backend.storage import curator_feedback, curator_gaps, curator_runs, curator_sites, curator_stats
 from backend.storage import repository as repo
-from backend.storage.models import Message
+from backend.storage.models import Message, Site, utcnow
 from backend.storage.records import MessageStatus
 
 pytestmark = pytest.mark.services
@@ -93,6 +94,56 @@ async def test_feedback_is_one_per_answer_and_follows_conversation_visibility(se
                 sessions, message_id=message_id, owner_id=None, rating="up", comment=None
             )
         assert caught.value.code is ErrorCode.invalid_input
+
+
+async def test_c2_site_origins_are_stored_and_matched_through_one_parser(
+    sessions: Sessions, clean: None, tmp_path: Path
+) -> None:
+    """C2: storage keeps origins normalised and refuses malformed ones (invalid_input, nothing stored); the site
+    guard normalises the Origin header and the stored origins alike, and a malformed one matches nothing."""
+    from backend.settings import Settings
+    from backend.sites import admit_site
+
+    site = await curator_sites.add_site(
+        sessions, name="blog", origins=["HTTPS://Blog.Example:443/", "http://[0:0::1]:8080", "https://blog.example"],
+        creators=[], daily_limit=None,
+    )  # fmt: skip
+    assert site.origins == ["http://[::1]:8080", "https://blog.example"]
+    for bad in ("https://*.example", "http://a..b", "https://exa mple.com", "https://blog.example\r"):
+        with pytest.raises(LorechatError) as caught:
+            await curator_sites.add_site(sessions, name="bad", origins=["https://ok.example", bad], creators=[],
+                                         daily_limit=None)  # fmt: skip
+        assert caught.value.code is ErrorCode.invalid_input
+        assert await curator_sites.get_site(sessions, name="bad") is None
+    async with sessions() as session, session.begin():  # written before the parser existed: raw, one malformed
+        session.add(Site(name="legacy", origins=["https://Old.Example:443", "https://*.example"], creators=[],
+                         daily_limit=None, created_at=utcnow()))  # fmt: skip
+
+    settings = Settings(data_dir=tmp_path)
+    for name, origin in (
+        ("blog", "https://blog.example"),
+        ("blog", "https://BLOG.example:443"),
+        ("blog", "https://blog.example/"),
+        ("blog", "http://[::0:1]:8080"),
+        ("legacy", "https://old.example"),
+    ):
+        await admit_site(sessions, settings, site=name, origin=origin, creator="ada")
+    for name, origin in (
+        ("blog", None),
+        ("blog", "null"),
+        ("blog", "https://blog.example.evil"),
+        ("blog", "https://evil.blog.example"),
+        ("blog", "https://blog..example"),
+        ("blog", "https://blog.example\r"),
+        ("blog", "https://blog.example:8443"),
+        ("blog", "http://blog.example"),
+        ("blog", "https://user@blog.example"),
+        ("legacy", "https://*.example"),
+        ("legacy", "https://www.example"),
+    ):
+        with pytest.raises(LorechatError) as refused:
+            await admit_site(sessions, settings, site=name, origin=origin, creator="ada")
+        assert refused.value.code is ErrorCode.forbidden, origin
 
 
 async def test_site_budget_holds_under_concurrency(sessions: Sessions, clean: None) -> None:
