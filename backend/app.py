@@ -27,6 +27,7 @@ from backend.chat.service import ChatService
 from backend.chat.stop_bus import StopBus
 from backend.chat.stream_log import StreamLog, build_stream_log
 from backend.chat.tiers.factory import build_tiers
+from backend.credential_guard import CredentialGuard
 from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import for_serving, get_embedder
@@ -53,6 +54,7 @@ class State(TypedDict):
     cache: HistoryCache
     limiter: RateLimiter
     feedback_limiter: RateLimiter
+    credentials: CredentialGuard
     slots: StreamSlots
     cascade: Cascade
     running: RunningTurns
@@ -92,6 +94,7 @@ def create_app(
         cache = build_history_cache(settings, client=shared, health=health)
         limiter = RateLimiter(settings, client=shared, health=health)
         rating_limiter = feedback_limiter(settings, client=shared, health=health)
+        credentials = CredentialGuard(settings, client=shared, health=health)
         max_streams = settings.limits.concurrent_streams_per_ip
         slots = (
             SharedStreamSlots(shared, max_streams, timeout_seconds=settings.redis.timeout_seconds, health=health)
@@ -157,6 +160,7 @@ def create_app(
                 cache=cache,
                 limiter=limiter,
                 feedback_limiter=rating_limiter,
+                credentials=credentials,
                 slots=slots,
                 cascade=cascade,
                 running=running,

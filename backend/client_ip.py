@@ -74,3 +74,22 @@ def client_ip(peer: str | None, headers: Mapping[str, str], trusted_proxies: Seq
         return str(nearest)
     real = _parse_ip(_header(headers, "x-real-ip"))
     return str(real or peer_ip)
+
+
+def public_scheme_and_host(
+    peer: str | None, scheme: str, headers: Mapping[str, str], trusted_proxies: Sequence[str]
+) -> tuple[str, str]:
+    """The scheme and host the visitor's browser used to reach us (what its Origin header must name on a form
+    post, and whether cookies must be Secure). Behind a trusted proxy (`limits.trusted_proxies`) its
+    X-Forwarded-Proto and X-Forwarded-Host count (the first value: the hop nearest the visitor); from anyone
+    else only the request's own scheme and Host header do. Normalise with `backend.sites.origin_or_none`."""
+    host = (_header(headers, "host") or "").strip()
+    peer_ip = _parse_ip(peer)
+    if peer_ip is not None and any(peer_ip in network for network in _networks(tuple(trusted_proxies))):
+        proto = (_header(headers, "x-forwarded-proto") or "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        forwarded_host = (_header(headers, "x-forwarded-host") or "").split(",")[0].strip()
+        if forwarded_host:
+            host = forwarded_host
+    return scheme.lower(), host

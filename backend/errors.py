@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     internal = "internal"
 
 
+# Seconds a retryable 503 asks the caller to wait when its raiser names no time of its own.
+DEFAULT_RETRY_AFTER = 5
+
 # status, retryable, CLI exit code
 _TRAITS: dict[ErrorCode, tuple[int, bool, int]] = {
     ErrorCode.invalid_input: (422, False, 2),

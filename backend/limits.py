@@ -94,7 +94,7 @@ class RateLimiter:
         if user_id is not None:
             await self._hit(self._user, ("user", user_id), "user", ErrorCode.rate_limited, "Rate limit exceeded")
         else:
-            ip_key = ("ip", _ip_bucket(client_ip))
+            ip_key = ("ip", ip_bucket(client_ip))
             await self._hit(self._ip, ip_key, "ip", ErrorCode.rate_limited, "Rate limit exceeded")
         if creator is not None:
             await self._hit(
@@ -161,7 +161,7 @@ class RateLimiter:
             await self._client.aclose()
 
 
-def _ip_bucket(address: str) -> str:
+def ip_bucket(address: str) -> str:
     """IPv6 clients are limited per /64: one host usually owns the whole prefix."""
     try:
         ip = ipaddress.ip_address(address)

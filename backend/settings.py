@@ -136,6 +136,10 @@ class LimitSettings(BaseModel):
     on_storage_error: Literal["fail_open", "fail_closed"] = "fail_open"
     # Feedback (👍/👎) posts per hour per user, or per IP when anonymous (a budget of its own, not the chat's).
     feedback_per_hour: int = Field(120, ge=0)
+    # Failed credential checks (admin token, dashboard session, JWT) one address may make per window; past it
+    # every check is refused with 429 before it is evaluated (backend/credential_guard.py). 0 turns it off.
+    auth_failures: int = Field(10, ge=0)
+    auth_window_seconds: int = Field(900, ge=1, le=86_400)
 
 
 class AuthSettings(BaseModel):

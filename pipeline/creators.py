@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from backend.stages import Creator
+from pipeline.sources.common import OutsideRoot, read_confined
 
 CREATOR_FILE = "creator.yaml"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -31,7 +32,11 @@ def discover_creators(root: Path) -> list[Path]:
     folders = sorted(
         child
         for child in root.iterdir()
-        if child.is_dir() and not child.name.startswith(".") and (child / CREATOR_FILE).is_file()
+        # A creator folder reached through a symbolic link is not followed, like any folder link inside one.
+        if child.is_dir()
+        and not child.is_symlink()
+        and not child.name.startswith(".")
+        and (child / CREATOR_FILE).is_file()
     )
     if not folders:
         raise CreatorError(
@@ -73,7 +78,9 @@ def load_creator(folder: Path) -> Creator:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
+        raw = read_confined(path, path.parent)  # creator.yaml may not be a link out of its folder either
+    except OutsideRoot as exc:
+        raise CreatorError(f"{path}: {exc}") from None
     except FileNotFoundError:
         raise CreatorError(f"{path}: missing; every creator folder needs a {CREATOR_FILE}") from None
     except OSError as exc:

@@ -16,7 +16,7 @@ import anyio.from_thread
 
 from backend.settings import Settings
 from backend.storage.db import create_engine, migrate, session_factory
-from backend.storage.repository import Sessions
+from backend.storage.repository import Sessions, db_errors
 
 T = TypeVar("T")
 
@@ -55,8 +55,9 @@ def with_sessions(settings: Settings, work: Callable[[Sessions], Awaitable[T]]) 
     async def run() -> T:
         engine = create_engine(settings)
         try:
-            await migrate(engine)
-            return await work(session_factory(engine))
+            async with db_errors():  # an unreachable database is one clear line and exit code 3, not a traceback
+                await migrate(engine)
+                return await work(session_factory(engine))
         finally:
             await engine.dispose()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ import click
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import get_settings
+from pipeline.terminal import dumps, safe
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,26 +77,32 @@ def gaps(ctx: click.Context, creator: str | None, since: str | None, include_res
 
     topics = with_sessions(settings, work)
     if as_json:
-        click.echo(json.dumps([topic_json(topic) for topic in topics], ensure_ascii=False))
+        click.echo(dumps([topic_json(topic) for topic in topics]))
         return
     if not topics:
         click.echo("No open knowledge gaps.", err=True)
     for topic in topics:
+        # Labels are visitors' questions and titles come from content: each field is printed inert (C1).
         who = topic.creator or "(no creator)"
         signals = ", ".join(f"{name} {n}" for name, n in sorted(topic.signals.items()))
-        click.echo(f"{topic.id}  {who}  ×{topic.count}  {topic.status}  last {topic.last_seen:%Y-%m-%d}  [{signals}]")
-        click.echo(f"    {topic.label}")
+        click.echo(
+            f"{safe(topic.id)}  {safe(who)}  ×{topic.count}  {safe(topic.status)}  last {topic.last_seen:%Y-%m-%d}"
+            f"  [{safe(signals)}]"
+        )
+        click.echo(f"    {safe(topic.label)}")
         for source in topic.sources:
-            click.echo(f"    source: {source.get('title') or source.get('document_id')}")
+            click.echo(f"    source: {safe(source.get('title') or source.get('document_id'))}")
 
 
 @gaps.command("resolve")
 @click.argument("topic_id", metavar="ID")
 def resolve(topic_id: str) -> None:
     """Mark gap topic ID resolved; it reopens if visitors keep asking after the next ingest."""
+    from backend.ids import require_id
     from backend.storage import curator_gaps
     from pipeline.curator_db import with_sessions
 
+    topic_id = require_id(topic_id, what="gap topic")  # the id gate: a malformed id is never looked up
     done = with_sessions(
         get_settings(),
         lambda sessions: curator_gaps.resolve_topic(sessions, topic_id=topic_id, when=datetime.now(UTC)),

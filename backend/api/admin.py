@@ -16,6 +16,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.deps import client_ip_of, credentials_of
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
 from backend.storage import curator_runs
@@ -32,13 +33,21 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=Tru
 _INGEST_LOCK = anyio.Lock()
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     settings: Settings = request.app.state.settings
     token = settings.auth.admin_token.get_secret_value() if settings.auth.admin_token else ""
     if not token:
         raise LorechatError(ErrorCode.not_found, "Admin operations are disabled (set LORECHAT_AUTH__ADMIN_TOKEN)")
-    scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    authorization = request.headers.get("authorization")
+    if not authorization:  # no credential presented: nothing to check, nothing to count
+        raise LorechatError(ErrorCode.unauthorized, "Admin token required")
+    scheme, _, given = authorization.partition(" ")
+
+    def matches() -> bool:
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+    # Rate-limited per address before the token is compared (backend/credential_guard.py).
+    if not await credentials_of(request).check(client_ip_of(request), matches):
         raise LorechatError(ErrorCode.unauthorized, "Admin token required")
 
 

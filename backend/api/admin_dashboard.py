@@ -8,17 +8,28 @@ carry a per-session CSRF token and a POST from another origin is refused. Disabl
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from backend import admin_session
-from backend.api.deps import CatalogDep, ClientIpDep, LimiterDep, SessionsDep, SettingsDep
+from backend.api.deps import (
+    CatalogDep,
+    ClientIpDep,
+    CredentialsDep,
+    SessionsDep,
+    SettingsDep,
+    client_ip_of,
+    credentials_of,
+)
+from backend.client_ip import public_scheme_and_host
 from backend.curator_dashboard import TABLES, Table, build_table, refresh_gap_inbox
 from backend.errors import ErrorCode, LorechatError
+from backend.ids import require_id
 from backend.settings import Settings
+from backend.sites import origin_or_none
 from backend.storage import curator_gaps
 from backend.storage.models import utcnow
 
@@ -39,6 +50,8 @@ _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+# Our forms carry two or three fields; `&&&` counts as fields too, so leave room, but bound the parse.
+_MAX_FORM_FIELDS = 20
 _FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
@@ -53,27 +66,50 @@ def _admin_token(request: Request) -> str:
 AdminTokenDep = Annotated[str, Depends(_admin_token)]
 
 
-def _session(request: Request, token: str) -> str | None:
-    """The caller's valid session cookie (or None); a bearer admin token is accepted too, for scripts."""
+async def _session(request: Request, token: str, ip: str) -> str | None:
+    """The caller's valid session cookie (or None); a bearer admin token is accepted too, for scripts.
+
+    Whatever credential is presented is checked through the credential guard, so a locked-out address gets 429
+    before its cookie or token is evaluated."""
     cookie = request.cookies.get(admin_session.COOKIE)
-    if admin_session.valid_session(cookie, token):
-        return cookie
     scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and admin_session.token_matches(given.strip(), token):
-        return ""
+    guard = credentials_of(request)
+    if cookie:
+        valid: bool = await guard.check(ip, lambda: admin_session.valid_session(cookie, token))
+        if valid:
+            return cookie
+    if scheme.lower() == "bearer":
+        matches: bool = await guard.check(ip, lambda: admin_session.token_matches(given.strip(), token))
+        if matches:
+            return ""
     return None
 
 
 def _same_origin(request: Request) -> bool:
-    # Browsers send Origin on every POST; one naming another site is a cross-site form (CSRF), refused.
+    # Browsers send Origin on every POST; one naming another site is a cross-site form (CSRF), refused. "Same"
+    # means the origin the browser used, which behind a trusted proxy is what it forwards (backend/client_ip.py);
+    # both sides go through the one origin parser (backend/sites.py), so a malformed header matches nothing.
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host", "")
+    if origin is None:
+        return True
+    public = _public_origin(request)
+    return public is not None and origin_or_none(origin) == public
+
+
+def _public_origin(request: Request) -> str | None:
+    settings: Settings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    scheme, host = public_scheme_and_host(peer, request.url.scheme, request.headers, settings.limits.trusted_proxies)
+    return origin_or_none(f"{scheme}://{host}")
 
 
 async def _form(request: Request) -> dict[str, str]:
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise LorechatError(ErrorCode.invalid_input, "Expected a form")
-    fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
+    try:
+        fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=_MAX_FORM_FIELDS)
+    except ValueError:  # more fields than any of our forms has
+        raise LorechatError(ErrorCode.invalid_input, "Too many form fields") from None
     return {name: values[0] for name, values in fields.items()}
 
 
@@ -87,22 +123,32 @@ def _to_login() -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_form(request: Request, token: AdminTokenDep) -> Response:
-    if _session(request, token) is not None:
+async def login_form(request: Request, token: AdminTokenDep, ip: ClientIpDep) -> Response:
+    if await _session(request, token, ip) is not None:
         return RedirectResponse("/admin", status_code=303, headers=_HEADERS)
     return _page("login.html", title="Curator sign-in — lorechat", error=None)
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(
-    request: Request, token: AdminTokenDep, settings: SettingsDep, limiter: LimiterDep, ip: ClientIpDep
+    request: Request, token: AdminTokenDep, settings: SettingsDep, guard: CredentialsDep, ip: ClientIpDep
 ) -> Response:
     if not _same_origin(request):
         raise LorechatError(ErrorCode.forbidden, "Cross-site request refused")
     form = await _form(request)
-    if not admin_session.token_matches(form.get("token", ""), token):
-        # A wrong token spends the caller's hourly budget: guessing is bounded by the per-IP limit.
-        await limiter.check(user_id=None, client_ip=ip, creator=None)
+    try:
+        # Refused before the token is compared once the address spent its failures: 429 says nothing of the guess.
+        right = await guard.check(ip, lambda: admin_session.token_matches(form.get("token", ""), token))
+    except LorechatError as exc:
+        if exc.retry_after is None:
+            raise
+        page = _page(
+            "login.html", title="Curator sign-in — lorechat", status_code=exc.status,
+            error=f"Too many attempts. Try again in {exc.retry_after} s.",
+        )  # fmt: skip
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+    if not right:
         return _page(
             "login.html", title="Curator sign-in — lorechat", error="That token is not right.", status_code=401
         )
@@ -110,7 +156,8 @@ async def login(
     response = RedirectResponse("/admin", status_code=303, headers=_HEADERS)
     response.set_cookie(
         admin_session.COOKIE, admin_session.new_session(token, lifetime_seconds=lifetime), max_age=int(lifetime),
-        path="/admin", httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        path="/admin", httponly=True, samesite="strict",
+        secure=(_public_origin(request) or "").startswith("https://"),
     )  # fmt: skip
     return response
 
@@ -126,7 +173,10 @@ async def logout(request: Request, token: AdminTokenDep) -> Response:
 async def _checked_post(request: Request, token: str) -> dict[str, str]:
     """A dashboard form post: a valid session cookie, the same origin, and the session's CSRF token."""
     cookie = request.cookies.get(admin_session.COOKIE)
-    if not admin_session.valid_session(cookie, token) or cookie is None:
+    ip = client_ip_of(request)
+    if cookie is None or not await credentials_of(request).check(
+        ip, lambda: admin_session.valid_session(cookie, token)
+    ):
         raise LorechatError(ErrorCode.unauthorized, "Sign in at /admin/login")
     form = await _form(request)
     if not _same_origin(request) or not admin_session.csrf_matches(form.get("csrf"), cookie, token):
@@ -135,8 +185,10 @@ async def _checked_post(request: Request, token: str) -> dict[str, str]:
 
 
 @router.get("", response_class=HTMLResponse)
-async def dashboard(request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep) -> Response:
-    cookie = _session(request, token)
+async def dashboard(
+    request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep, ip: ClientIpDep
+) -> Response:
+    cookie = await _session(request, token, ip)
     if cookie is None:
         return _to_login()
     settings: Settings = request.app.state.settings
@@ -151,6 +203,7 @@ async def dashboard(request: Request, token: AdminTokenDep, sessions: SessionsDe
 @router.post("/gaps/{topic_id}/resolve")
 async def resolve_gap(topic_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep) -> Response:
     await _checked_post(request, token)
+    topic_id = require_id(topic_id, what="gap topic")  # after the sign-in check: anonymous callers learn nothing
     if not await curator_gaps.resolve_topic(sessions, topic_id=topic_id, when=utcnow()):
         raise LorechatError(ErrorCode.not_found, "No such gap topic")
     return RedirectResponse("/admin#gaps", status_code=303, headers=_HEADERS)
@@ -158,9 +211,15 @@ async def resolve_gap(topic_id: str, request: Request, token: AdminTokenDep, ses
 
 @router.get("/export/{name}.{fmt}")
 async def export(
-    name: str, fmt: str, request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep
+    name: str,
+    fmt: str,
+    request: Request,
+    token: AdminTokenDep,
+    sessions: SessionsDep,
+    catalog: CatalogDep,
+    ip: ClientIpDep,
 ) -> Response:
-    if _session(request, token) is None:
+    if await _session(request, token, ip) is None:
         raise LorechatError(ErrorCode.unauthorized, "Sign in at /admin/login")
     if name not in TABLES or fmt not in _FORMATS:
         raise LorechatError(ErrorCode.not_found, "No such export")

@@ -107,6 +107,8 @@ async def read_chat_request(request: Request) -> ChatRequest:
         data = json.loads(raw)
     except ValueError as exc:  # bad JSON or bad UTF-8
         raise _invalid({"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}"}) from None
+    except RecursionError:  # thousands of nested arrays or objects: the decoder's own bound, a 422 like bad JSON (I3)
+        raise _invalid({"type": "json_invalid", "loc": ("body",), "msg": "JSON nested too deeply"}) from None
     try:
         return ChatRequest.model_validate(data)
     except ValidationError as exc:
@@ -129,7 +131,7 @@ def _invalid(error: dict[str, Any]) -> RequestValidationError:
 async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
     """Admits the turn (creator, limits, site, stream slot), prepares it, and returns its response."""
     settings, chat, slots = settings_of(request), chat_of(request), slots_of(request)
-    owner, ip = owner_of(request), client_ip_of(request)
+    owner, ip = await owner_of(request), client_ip_of(request)
     creator = None
     if body.creator is not None:
         creator = (await catalog_of(request)).creator(body.creator)

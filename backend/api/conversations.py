@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from backend.api.deps import OwnerDep, PrincipalDep, SessionsDep, StopBusDep
+from backend.api.deps import ConversationIdDep, OwnerDep, PrincipalDep, SessionsDep, StopBusDep
 from backend.errors import ErrorCode, LorechatError
 from backend.storage import repository
 
@@ -73,7 +73,7 @@ async def list_conversations(
 
 
 @router.get("/{conversation_id}", response_model=ConversationDetailOut)
-async def get_conversation(conversation_id: str, sessions: SessionsDep, owner: OwnerDep) -> Any:
+async def get_conversation(conversation_id: ConversationIdDep, sessions: SessionsDep, owner: OwnerDep) -> Any:
     detail = await repository.get_conversation(sessions, conversation_id=conversation_id, owner_id=owner)
     if detail is None:
         raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
@@ -81,7 +81,7 @@ async def get_conversation(conversation_id: str, sessions: SessionsDep, owner: O
 
 
 @router.delete("/{conversation_id}", status_code=204)
-async def delete_conversation(conversation_id: str, sessions: SessionsDep, owner: OwnerDep) -> Response:
+async def delete_conversation(conversation_id: ConversationIdDep, sessions: SessionsDep, owner: OwnerDep) -> Response:
     deleted = await repository.delete_conversation(sessions, conversation_id=conversation_id, owner_id=owner)
     if not deleted:
         raise LorechatError(ErrorCode.not_found, _NOT_FOUND)
@@ -89,7 +89,9 @@ async def delete_conversation(conversation_id: str, sessions: SessionsDep, owner
 
 
 @router.post("/{conversation_id}/stop", response_model=StopOut)
-async def stop(conversation_id: str, sessions: SessionsDep, owner: OwnerDep, stops: StopBusDep) -> StopOut:
+async def stop(
+    conversation_id: ConversationIdDep, sessions: SessionsDep, owner: OwnerDep, stops: StopBusDep
+) -> StopOut:
     """Cancel the answer being generated, on whichever replica streams it; the stream ends with `done`
     (finish_reason "stopped")."""
     visible = await repository.get_conversation(sessions, conversation_id=conversation_id, owner_id=owner)

@@ -13,6 +13,8 @@ from backend.chat.service import ChatService
 from backend.chat.stop_bus import StopBus
 from backend.chat.stream_log import StreamLog
 from backend.client_ip import client_ip
+from backend.credential_guard import CredentialGuard
+from backend.ids import require_id
 from backend.limits import RateLimiter
 from backend.settings import Settings
 from backend.storage.repository import Sessions
@@ -64,13 +66,29 @@ async def catalog_of(request: Request) -> Catalog:
     return catalog if isinstance(catalog, Catalog) else Catalog()
 
 
-def principal_of(request: Request) -> Principal | None:
-    return decode_bearer(request.headers.get("authorization"), request.app.state.settings.auth)
+def credentials_of(request: Request) -> CredentialGuard:
+    """The limiter every credential check goes through first (backend/credential_guard.py)."""
+    guard = getattr(request.state, "credentials", None)
+    if guard is None:  # an app without the lifespan's state (site-only tests): one guard per app, in process
+        guard = getattr(request.app.state, "credentials", None)
+        if guard is None:
+            guard = request.app.state.credentials = CredentialGuard(request.app.state.settings)
+    return guard
 
 
-def owner_of(request: Request) -> str | None:
+async def principal_of(request: Request) -> Principal | None:
+    """The caller from a bearer JWT; None when anonymous. The check is rate-limited per address before the
+    token is evaluated (a locked-out address gets 429 whatever it sends)."""
+    header = request.headers.get("authorization")
+    if header is None or not header.strip():
+        return None
+    auth = request.app.state.settings.auth
+    return await credentials_of(request).check(client_ip_of(request), lambda: decode_bearer(header, auth))
+
+
+async def owner_of(request: Request) -> str | None:
     """Whose conversations the caller may see: the signed-in user, or None for an anonymous visitor."""
-    principal = principal_of(request)
+    principal = await principal_of(request)
     return principal.user_id if principal else None
 
 
@@ -78,6 +96,15 @@ def client_ip_of(request: Request) -> str:
     settings: Settings = request.app.state.settings
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers, settings.limits.trusted_proxies)
+
+
+# Ids in paths pass the one id gate (backend/ids.py) before anything looks them up: a malformed one is 404.
+def conversation_id_of(conversation_id: str) -> str:
+    return require_id(conversation_id, what="conversation")
+
+
+def message_id_of(message_id: str) -> str:
+    return require_id(message_id, what="message")
 
 
 SettingsDep = Annotated[Settings, Depends(settings_of)]
@@ -92,3 +119,6 @@ CatalogDep = Annotated[Catalog, Depends(catalog_of)]
 PrincipalDep = Annotated[Principal | None, Depends(principal_of)]
 OwnerDep = Annotated[str | None, Depends(owner_of)]
 ClientIpDep = Annotated[str, Depends(client_ip_of)]
+ConversationIdDep = Annotated[str, Depends(conversation_id_of)]
+MessageIdDep = Annotated[str, Depends(message_id_of)]
+CredentialsDep = Annotated[CredentialGuard, Depends(credentials_of)]

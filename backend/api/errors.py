@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from backend.errors import ErrorCode, LorechatError
+from backend.errors import DEFAULT_RETRY_AFTER, ErrorCode, LorechatError
+from backend.storage.repository import DATABASE_ERRORS, unavailable_error
 
 log = logging.getLogger("lorechat.api")
 
@@ -33,6 +34,9 @@ def request_id(request: Request) -> str | None:
 
 
 def error_response(error: LorechatError, request: Request) -> JSONResponse:
+    if error.retry_after is None and error.status == 503 and error.retryable:
+        # Every "not now" tells the caller when to come back, even where the raiser could not know better.
+        error.retry_after = DEFAULT_RETRY_AFTER
     body = error.body(request_id(request))
     headers: dict[str, str] = {}
     if error.retry_after is not None:
@@ -63,8 +67,22 @@ def install_error_handlers(app: FastAPI) -> None:
         body = {"code": code.value, "message": str(exc.detail), "retryable": False, "request_id": request_id(request)}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # A database failure a route did not map itself: still 503 with Retry-After when it means "not now"
+        # (F4, backend/storage/repository.py::unavailable_error), else the internal error below.
+        unavailable = unavailable_error(exc)
+        if unavailable is not None:
+            return error_response(unavailable, request)
+        return await _unexpected(request, exc)
+
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        unavailable = unavailable_error(exc)
+        if unavailable is not None:
+            return error_response(unavailable, request)
         # Never a stack trace, SQL or hostname in a response (INV-6): those go to the log only.
         log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id(request))
         error = LorechatError(ErrorCode.internal, "Internal error")

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from backend.api.deps import ClientIpDep, OwnerDep, SessionsDep
+from backend.api.deps import ClientIpDep, MessageIdDep, OwnerDep, SessionsDep
 from backend.errors import ErrorCode, LorechatError
 from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
@@ -74,7 +74,7 @@ class FeedbackOut(BaseModel):
     },
 )
 async def rate_answer(
-    message_id: str,
+    message_id: MessageIdDep,
     body: FeedbackIn,
     sessions: SessionsDep,
     owner: OwnerDep,

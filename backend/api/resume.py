@@ -23,7 +23,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from backend.api.deps import ClientIpDep, OwnerDep, SessionsDep, SettingsDep, SlotsDep, StreamLogDep
+from backend.api.deps import ClientIpDep, ConversationIdDep, OwnerDep, SessionsDep, SettingsDep, SlotsDep, StreamLogDep
 from backend.api.event_stream import KEEPALIVE
 from backend.chat.stream_log import MAX_BLOCK_SECONDS
 from backend.errors import ErrorCode, LorechatError
@@ -40,6 +40,7 @@ router = APIRouter(tags=["chat"])
     response_class=Response,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the events after Last-Event-ID, then live"},
+        204: {"description": "Last-Event-ID is the answer's last event (or past it): nothing more will come"},
         404: {"description": "Unknown conversation, or no stream kept for it"},
         409: {"description": "This deployment keeps no streams (no Redis)"},
         422: {"description": "Last-Event-ID is not a non-negative integer"},
@@ -48,7 +49,7 @@ router = APIRouter(tags=["chat"])
     },
 )
 async def resume_stream(
-    conversation_id: str,
+    conversation_id: ConversationIdDep,
     request: Request,
     sessions: SessionsDep,
     owner: OwnerDep,
@@ -69,6 +70,12 @@ async def resume_stream(
     message_id = await stream_log.latest(conversation_id)
     if message_id is None:
         raise LorechatError(ErrorCode.not_found, "No answer stream is kept for this conversation; read it instead.")
+
+    end = await stream_log.end_id(message_id)
+    if end is not None and after >= end:
+        # The client already has the whole answer, its `done` or `error` included: nothing to wait for. 204 is
+        # what tells an EventSource to stop reconnecting (the SSE spec).
+        return Response(status_code=204, headers={"X-Conversation-Id": conversation_id})
 
     async def still_streaming() -> bool:
         try:

@@ -1,8 +1,9 @@
 """The chat stream's event vocabulary. frontend/src/events.ts is its TypeScript twin (checked by a test).
 
-`ChatService.stream` yields these models (a union told apart by `type`, as onyx's streaming models are);
-`frame` is the one place that turns them into SSE bytes, at the edge (the API route). On the wire the type is
-the `event:` line and `data:` is the rest of the model as one JSON line (`sources` carries a bare array).
+`ChatService.run(turn, sink)` sends these models (a union told apart by `type`, as onyx's streaming models are)
+into an `EventSink`; `frame` is the one place that turns them into SSE bytes, at the edge (the API route). On the
+wire the type is the `event:` line and `data:` is the rest of the model as one JSON line (`sources` carries a bare
+array).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One chat turn, end to end: `prepare` does everything that can fail as a plain HTTP error, `stream` the rest.
+"""One chat turn, end to end: `prepare` does everything that can fail as a plain HTTP error, `run(turn, sink)` the rest.
 
 prepare: history (history.py) → search query → retrieval (retrieval_gate.py) → store the question and a
 "streaming" placeholder. run: `sources` → tokens from the first tier that answers (cascade.py) → final write

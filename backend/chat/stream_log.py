@@ -283,6 +283,21 @@ class StreamLog:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
+    async def end_id(self, message_id: str) -> int | None:
+        """The id of the turn's terminal event (`done` or `error`) when the log holds it; None while the answer
+        still streams, or when its end is not kept."""
+        try:
+            async with asyncio.timeout(self._timeout * 4):
+                response: Any = await self._client.xrevrange(events_key(message_id), count=1)
+        except _ERRORS as exc:
+            self._health.failed()
+            raise LorechatError(ErrorCode.stream_log_unavailable, "Stream resumption is unavailable right now") from exc
+        for entry_id, fields in response or []:
+            if fields.get(b"t") == _TERMINAL:
+                raw = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                return int(raw.split("-", 1)[1])
+        return None
+
     async def follow(
         self,
         message_id: str,

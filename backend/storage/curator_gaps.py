@@ -11,7 +11,7 @@ from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, defer
 
-from backend.storage.models import Conversation, Feedback, GapMember, GapTopic, IngestRun, Message, new_id
+from backend.storage.models import Conversation, Feedback, GapMember, GapTopic, IngestRun, Message, is_valid_id, new_id
 from backend.storage.records import MessageStatus
 from backend.storage.repository import Sessions, db_errors
 
@@ -259,6 +259,8 @@ async def list_topics(
 
 
 async def resolve_topic(sessions: Sessions, *, topic_id: str, when: datetime) -> bool:
+    if not is_valid_id(topic_id):  # never looked up (backend/ids.py): a NUL would be a database error on PostgreSQL
+        return False
     async with db_errors(), sessions() as session, session.begin():
         result = await session.execute(
             update(GapTopic).where(GapTopic.id == topic_id).values(resolved_at=when)

@@ -1,9 +1,8 @@
-"""SQL tables for conversations and their messages (SQLAlchemy 2 typed declarative)."""
+"""The service's SQL tables (SQLAlchemy 2 typed declarative): conversations and messages, the curator loop's
+(feedback, sites and their usage, gap topics, ingest runs) and the content catalog."""
 
 from __future__ import annotations
 
-import re
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,26 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from backend.ids import ID_PATTERN as ID_PATTERN
+from backend.ids import is_valid_id as is_valid_id
+from backend.ids import new_id as new_id
 from backend.storage.records import MessageStatus
 
 ROLES = ("user", "assistant")
 MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 TITLE_CHARS = 120
-
-
-# Ids as `new_id` makes them (URL-safe base64). Anything else is never looked up: a NUL, a surrogate or a
-# 5,000-character id in a path or a cursor is "not found" before it can reach the database (I4).
-ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
-_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
-
-
-def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
-
-
-def new_id() -> str:
-    """22 URL-safe characters (128 random bits): ids are unguessable (S3)."""
-    return secrets.token_urlsafe(16)
 
 
 def utcnow() -> datetime:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from asyncpg import PostgresError
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, true, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -60,21 +61,43 @@ async def db_errors() -> AsyncIterator[None]:
     """Connectivity failures become a retryable 503; programming errors stay loud."""
     try:
         yield
-    except (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError) as exc:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        raise LorechatError(ErrorCode.database_unavailable, "The database is unavailable", retry_after=5) from exc
-    except DBAPIError as exc:
-        if not (exc.connection_invalidated or _unavailable_sqlstate(exc)):
+    except Exception as exc:
+        unavailable = unavailable_error(exc)
+        if unavailable is None:
             raise
-        log.warning("database unavailable: %s", type(exc.orig).__name__)
-        raise LorechatError(ErrorCode.database_unavailable, "The database is unavailable", retry_after=5) from exc
+        raise unavailable from exc
 
 
-def _unavailable_sqlstate(exc: DBAPIError) -> bool:
-    """PostgreSQL states meaning "not now" rather than "wrong": connection loss, shutdown, overload,
-    and statement_timeout cancelling a statement."""
-    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
-    return state.startswith(("08", "53", "57P")) or state == "57014"
+# What a database failure escaping any route can be (the app maps these through `unavailable_error`).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, PoolTimeoutError, PostgresError)
+
+
+def unavailable_error(exc: BaseException) -> LorechatError | None:
+    """The one mapping of "the database cannot serve now" to 503 with Retry-After (F4), for `db_errors` and for
+    the app's last-resort handler (so a route that forgot `db_errors` still answers 503, never 500); None when
+    `exc` is not such a failure. Exception groups count when every failure in them is one."""
+    if isinstance(exc, BaseExceptionGroup):
+        mapped = [unavailable_error(inner) for inner in exc.exceptions]
+        return mapped[0] if mapped and all(m is not None for m in mapped) else None
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError, OSError, TimeoutError)):
+        reason = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
+    elif isinstance(exc, DBAPIError) and (exc.connection_invalidated or _unavailable_sqlstate(exc)):
+        reason = type(exc.orig).__name__
+    elif _unavailable_sqlstate(exc):  # a driver's own error that escaped SQLAlchemy's wrapping (asyncpg on connect)
+        reason = type(exc).__name__
+    else:
+        return None
+    log.warning("database unavailable: %s", reason)
+    return LorechatError(ErrorCode.database_unavailable, "The database is unavailable", retry_after=5)
+
+
+def _unavailable_sqlstate(exc: BaseException) -> bool:
+    """PostgreSQL states meaning "not now" rather than "wrong": connection loss (08), shutdown and
+    statement_timeout (57), overload (53), and a database that is gone or refuses us (3D000: it was dropped;
+    28: credentials no longer accepted; 42P01: its tables are missing, e.g. recreated empty)."""
+    orig = getattr(exc, "orig", None) or exc
+    state = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    return state.startswith(("08", "53", "57", "28")) or state in ("3D000", "42P01")
 
 
 def _visible(conversation_id: str, owner_id: str | None) -> ColumnElement[bool]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.sources.common import ParseError, ParseResult, SourceContext
+from pipeline.sources.common import ParseError, ParseResult, SourceContext, inside
 from pipeline.sources.html import parse_html
 from pipeline.sources.jsonl import parse_jsonl
 from pipeline.sources.markdown import parse_markdown
@@ -60,7 +60,7 @@ _NOT_CONTENT = {"creator.yaml"}
 def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
     """Parse one file under `creator_root` (the creator's folder) for creator slug `creator`."""
     ctx = SourceContext(path=path, creator=creator, creator_root=creator_root)
-    problem = link_problem(path)
+    problem = link_problem(path, creator_root)
     if problem is not None:
         raise ctx.error(problem)
     parser = PARSERS.get(path.suffix.lower())
@@ -88,8 +88,9 @@ def content_files(creator_root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(creator_root).as_posix())
 
 
-def link_problem(path: Path) -> str | None:
-    """Why a symbolic link is not followed; None for anything that is not a link, or links to a file.
+def link_problem(path: Path, creator_root: Path | None = None) -> str | None:
+    """Why a symbolic link is not followed; None for anything that is not a link, or links to a file inside
+    `creator_root` (reading enforces the same rule on the file it opens: `common.read_confined`).
 
     Folders reached through links are never walked (a link to an ancestor would loop forever), but they
     are named in the report instead of vanishing silently.
@@ -103,6 +104,8 @@ def link_problem(path: Path) -> str | None:
     except (OSError, RuntimeError):  # ELOOP, or pathlib's "Symlink loop"
         return "symbolic link loop; skipped"
     if target.is_file():
+        if creator_root is not None and not inside(creator_root.resolve(), target):
+            return "symbolic link to a file outside the creator folder; not read (copy the file here)"
         return None
     if target.is_dir():
         here = path.parent.resolve()

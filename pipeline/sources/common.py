@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,12 +94,52 @@ def read_text(ctx: SourceContext) -> str:
 
 def read_bytes(ctx: SourceContext) -> bytes:
     try:
-        data = ctx.path.read_bytes()
+        data = read_confined(ctx.path, ctx.creator_root)
+    except OutsideRoot as exc:
+        raise ctx.error(str(exc)) from None
     except OSError as exc:
         raise ctx.error(f"cannot read file ({exc.strerror or type(exc).__name__})") from None
     if not data.strip():
         raise ctx.error("file is empty or whitespace only")
     return data
+
+
+class OutsideRoot(OSError):
+    """The file that was opened is not inside the folder it was read for."""
+
+
+def inside(root: Path | str, target: Path | str) -> bool:
+    """Whether the real path `target` lies in the real folder `root` (both already resolved)."""
+    root, target = os.fspath(root), os.fspath(target)
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def read_confined(path: Path, root: Path) -> bytes:
+    """The bytes of the regular file `path`, which must really lie inside `root` once every symbolic link is
+    followed: the one rule for what an ingest may read. A link (or a folder on the way that was swapped for one)
+    leading out of the creator's folder, to another creator's folder or to /etc/passwd alike, is refused.
+
+    The check is made on the file actually opened (its descriptor's path), not on a name looked up before, so
+    nothing can be swapped in between; FIFOs and devices are refused without blocking on them."""
+    real_root = os.path.realpath(root)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: the resolved name (a race remains possible there)
+            opened = os.path.realpath(path)
+        if not inside(real_root, opened):
+            raise OutsideRoot("symbolic link to a file outside the creator folder; not read (copy the file here)")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OutsideRoot("not a regular file; skipped")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as file:
+            fd = -1
+            return file.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def title_from_name(path: Path) -> str:

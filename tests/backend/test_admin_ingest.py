@@ -153,3 +153,54 @@ def test_a_question_asked_again_after_an_ingest_sees_what_it_added(
     after = sources_for(base, question)
     assert after[0]["creator"] == "ada-lantern", after
     assert all(source["creator"] != "ada-lantern" for source in before)
+
+
+def test_i10_files_linked_from_outside_the_creator_folder_never_reach_visitors(
+    server: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base, _ = server
+    root = tmp_path_factory.mktemp("links")
+    secret = tmp_path_factory.mktemp("secret") / "leak.md"
+    secret.write_text("# Quartermaster ledger\n\nThe quartermaster ledger password is tangerine-omega.\n")
+    other = root / "other-creator"
+    other.mkdir()
+    (other / "creator.yaml").write_text("name: Other\n", encoding="utf-8")
+    (other / "private.md").write_text("# Private\n\nThe other creator's harbour cipher is violet-nine.\n")
+    creator = root / "link-tester"
+    creator.mkdir()
+    (creator / "creator.yaml").write_text("name: Link Tester\n", encoding="utf-8")
+    (creator / "real.md").write_text("# Real\n\nThe link tester bakes copper rye on Sundays.\n", encoding="utf-8")
+    os.symlink("real.md", creator / "alias.md")  # a link that stays inside the folder is fine
+    os.symlink(secret, creator / "leak.md")
+    os.symlink("/etc/passwd", creator / "passwd.txt")
+    os.symlink(other / "private.md", creator / "borrowed.md")  # another creator's file is outside too
+    os.symlink(creator / "real.md", other / "in-other.md")
+    yaml_outside = tmp_path_factory.mktemp("yaml") / "creator.yaml"
+    yaml_outside.write_text("name: Sneaky\nbio: The quartermaster ledger password is tangerine-omega.\n")
+    sneaky = root / "sneaky"
+    sneaky.mkdir()
+    os.symlink(yaml_outside, sneaky / "creator.yaml")
+    (sneaky / "notes.md").write_text("# Notes\n\nNothing here.\n", encoding="utf-8")
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    response = httpx.post(f"{base}/api/v1/admin/ingest", json={"paths": [str(root)]}, headers=auth, timeout=120)
+    assert response.status_code == 200, response.text
+    failed = {f["source"]: f["error"] for f in response.json()["failed"]}
+    for source in (
+        "link-tester/leak.md",
+        "link-tester/passwd.txt",
+        "link-tester/borrowed.md",
+        "other-creator/in-other.md",
+    ):
+        assert "outside the creator folder" in failed[source], failed
+    assert any("sneaky" in source and "outside the creator folder" in error for source, error in failed.items())
+
+    for question in ("What is the quartermaster ledger password?", "root x 0 0 root /bin/bash", "harbour cipher"):
+        for source in sources_for(base, question):
+            text = json.dumps(source)
+            assert "tangerine-omega" not in text and "root:x:0:0" not in text, source
+            assert not (source["creator"] == "link-tester" and "violet-nine" in text), source
+    linked = [
+        s for s in sources_for(base, "What does the link tester bake on Sundays?") if s["creator"] == "link-tester"
+    ]
+    assert linked, "the folder's own files, and links inside it, are indexed"

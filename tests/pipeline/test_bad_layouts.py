@@ -97,8 +97,10 @@ def test_i9_symlink_loops_in_a_content_folder_are_reported(tmp_path: Path, index
     outside.mkdir()
     (outside / "x.md").write_text("# X\n\nelsewhere\n", encoding="utf-8")
     os.symlink(outside, creator / "linked")
-    (outside / "real.md").write_text("# Real\n\nA linked file is followed.\n", encoding="utf-8")
+    (outside / "real.md").write_text("# Real\n\nA linked file outside the folder is not read.\n", encoding="utf-8")
     os.symlink(outside / "real.md", creator / "real-link.md")
+    (creator / "sub" / "inner.md").write_text("# Inner\n\nA link inside the folder is followed.\n", encoding="utf-8")
+    os.symlink("sub/inner.md", creator / "inner-link.md")
 
     report = run([content], index, tmp_path)
 
@@ -109,9 +111,12 @@ def test_i9_symlink_loops_in_a_content_folder_are_reported(tmp_path: Path, index
         "hazel-marsh/loop.md",
         "hazel-marsh/broken.md",
         "hazel-marsh/linked",
+        "hazel-marsh/real-link.md",
     }
     assert "loop" in failed["hazel-marsh/sub/self"] and "loop" in failed["hazel-marsh/sub/up"]
     assert "loop" in failed["hazel-marsh/loop.md"] and "broken" in failed["hazel-marsh/broken.md"]
     assert "folder" in failed["hazel-marsh/linked"]
-    assert "hazel-marsh/real-link.md" in index.store.documents("hazel-marsh")
+    assert "outside the creator folder" in failed["hazel-marsh/real-link.md"]  # I10
+    documents = index.store.documents("hazel-marsh")
+    assert "hazel-marsh/real-link.md" not in documents and "hazel-marsh/inner-link.md" in documents
     assert report.added > 1

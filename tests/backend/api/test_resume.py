@@ -4,6 +4,8 @@ byte with the same ids, then follows the turn live; the policy for everything el
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,6 +144,46 @@ async def test_the_resume_policy(resumable: LiveApp, upstream: ScriptedOpenAI, a
         finally:
             await client.aclose()
         assert_error(await resume(owner, conversation_id, 0), 404, "not_found")
+
+
+async def test_d5_a_resume_at_or_past_the_end_answers_204_at_once(resumable: LiveApp, upstream: ScriptedOpenAI) -> None:
+    upstream.enqueue(Script(tokens=[" Salt", " tightens", " gluten."]))
+    async with resumable.client() as client:
+        reply = await client.post("/api/v1/chat", json={"query": QUESTION})
+        conversation_id = reply.headers["x-conversation-id"]
+        done_id = parse_sse(reply.content).events[-1].id
+        for last in (done_id, done_id + 1, 10**12):
+            started = time.monotonic()
+            ended = await resume(client, conversation_id, last)
+            assert ended.status == 204 and ended.raw == b"", (last, ended.status, ended.raw[:200])
+            assert time.monotonic() - started < 2  # no wait for events that will never come
+        # One event before the end still gets that end, and nothing else.
+        last_one = await resume(client, conversation_id, done_id - 1)
+        assert last_one.status == 200
+        tail = parse_sse(last_one.raw, first_id=done_id)
+        assert [event.name for event in tail.events] == ["done"]
+        assert tail.done["conversation_id"] == conversation_id
+
+
+async def test_d5_a_resume_with_the_stream_log_unreachable_is_503_with_retry_after(
+    fake: ScriptedOpenAI, api_index: Path, api_pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: Redis "down" from the start
+        closed.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+    with live_app(
+        template=api_index,
+        workdir=tmp_path_factory.mktemp("resume-redis-down"),
+        backend=Backend("production", api_pg_url, dead),
+        tiers=[extractive_tier()],
+    ) as app:
+        async with app.client() as client:
+            reply = await client.post("/api/v1/chat", json={"query": QUESTION})
+            assert reply.status_code == 200
+            conversation_id = reply.headers["x-conversation-id"]
+            down = await resume(client, conversation_id, 0)
+    assert_error(down, 503, "stream_log_unavailable")
+    assert int(down.headers["retry-after"]) >= 1
 
 
 async def test_a_new_turn_is_what_the_conversation_resumes(resumable: LiveApp, upstream: ScriptedOpenAI) -> None:

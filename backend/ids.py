@@ -1,0 +1,33 @@
+"""The one gate every id passes before it is looked up, from a route's path or body, a cursor or a CLI argument.
+
+Ids are what `new_id` makes (URL-safe base64). Anything else (a NUL, a surrogate from a mis-decoded argument, a
+5,000-character string) is "not found" before it can reach the database, whichever database it is (I4): the
+same 404 a well-formed but unknown id gets, so the gate is no existence oracle either (S3).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from backend.errors import ErrorCode, LorechatError
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def new_id() -> str:
+    """22 URL-safe characters (128 random bits): ids are unguessable (S3)."""
+    return secrets.token_urlsafe(16)
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def require_id(value: object, *, what: str) -> str:
+    """`value` when it is an id; otherwise the not-found error an unknown `what` gets."""
+    if not is_valid_id(value):
+        raise LorechatError(ErrorCode.not_found, f"No such {what}")
+    assert isinstance(value, str)
+    return value
