@@ -14,27 +14,24 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from backend.api import admin, admin_dashboard, chat, conversations, creators, feedback, health, resume, site
-from backend.api.admin import IngestRunner
+from backend.api import chat, conversations, creators, health, resume, site
 from backend.api.errors import install_error_handlers
-from backend.api.feedback import feedback_limiter
 from backend.api.middleware import BodySizeLimit, RequestContext
 from backend.catalog import Catalog
 from backend.chat.cascade import Cascade
-from backend.chat.running import SHUTDOWN, RunningTurns
-from backend.chat.sentences import SentenceVectors
 from backend.chat.service import ChatService
-from backend.chat.stop_bus import StopBus
-from backend.chat.stream_log import StreamLog, build_stream_log
 from backend.chat.tiers.factory import build_tiers
 from backend.credential_guard import CredentialGuard
+from backend.curation import dashboard_routes, feedback_routes, ingest_routes
+from backend.curation.feedback_routes import feedback_limiter
+from backend.curation.ingest_routes import IngestRunner
+from backend.grounding.sentences import SentenceVectors
 from backend.limits import RateLimiter
 from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import for_serving, get_embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.search_cache import search_cache
 from backend.retrieval.stores import open_store
-from backend.server import ExitSignal
 from backend.settings import Settings, get_settings
 from backend.shared_catalog import SharedCatalog, adopt_legacy_catalog
 from backend.storage import repository
@@ -42,6 +39,10 @@ from backend.storage.cache import HistoryCache, build_history_cache, redis_clien
 from backend.storage.db import create_engine, migrate, session_factory
 from backend.storage.leases import Leases
 from backend.storage.repository import Sessions
+from backend.stream.running import SHUTDOWN, RunningTurns
+from backend.stream.server import ExitSignal
+from backend.stream.stop_bus import StopBus
+from backend.stream.stream_log import StreamLog, build_stream_log
 from backend.stream_slots import SharedStreamSlots, StreamSlots
 
 log = logging.getLogger("lorechat")
@@ -121,7 +122,7 @@ def create_app(
                 sessions, seconds=settings.server.stream_lease_seconds, reaper_seconds=settings.server.reaper_seconds
             )
             lease_keeper = asyncio.get_running_loop().create_task(leases.run(), name="lorechat-leases")
-            # SIGTERM (backend/server.py) stops every open stream at once: each stores its partial answer and
+            # SIGTERM (backend/stream/server.py) stops every open stream at once: each stores its partial answer and
             # ends with a retryable error while uvicorn waits for the connections to close (F12).
             app.state.exit_signal.bind(asyncio.get_running_loop(), partial(running.stop_all, reason=SHUTDOWN))
             for name, work in (
@@ -211,7 +212,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestContext)
     app.router.routes.append(chat.ChatRoute())
-    for module in (resume, conversations, creators, health, admin, site, feedback, admin_dashboard):
+    for module in (resume, conversations, creators, health, ingest_routes, site, feedback_routes, dashboard_routes):
         app.include_router(module.router)
     fastapi_openapi = app.openapi
 

@@ -8,11 +8,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from backend.app import create_app
-from backend.chat.events import DoneEvent, ErrorEvent, Source, SourcesEvent
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
 from backend.stages import format_timestamp
+from backend.stream.events import DoneEvent, ErrorEvent, Source, SourcesEvent
 
 
 async def ask_in_terminal(

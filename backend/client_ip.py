@@ -82,7 +82,7 @@ def public_scheme_and_host(
     """The scheme and host the visitor's browser used to reach us (what its Origin header must name on a form
     post, and whether cookies must be Secure). Behind a trusted proxy (`limits.trusted_proxies`) its
     X-Forwarded-Proto and X-Forwarded-Host count (the first value: the hop nearest the visitor); from anyone
-    else only the request's own scheme and Host header do. Normalise with `backend.sites.origin_or_none`."""
+    else only the request's own scheme and Host header do. Normalise with `backend.curation.sites.origin_or_none`."""
     host = (_header(headers, "host") or "").strip()
     peer_ip = _parse_ip(peer)
     if peer_ip is not None and any(peer_ip in network for network in _networks(tuple(trusted_proxies))):

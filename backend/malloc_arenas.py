@@ -4,8 +4,8 @@ glibc gives each new thread a malloc arena of its own, up to eight per core, and
 never reused by another. In this service the worker threads (retrieval, the embedder, SQLite) allocate each
 turn's hits and payloads, so their arenas grow with the streams open while free space in the main heap sits
 unused: with 300 streams held open, RSS grew 110–116 KiB a stream with glibc's default and 74–97 KiB with two
-arenas, for the same live data (BENCHMARKS.md §13). Two, not one, so the event loop and the threads do not all
-queue on one lock; MALLOC_ARENA_MAX=2 is the same cap, set from outside.
+arenas, for the same live data (BENCHMARKS.md, "Memory per stream and collector pauses"). Two, not one, so the event
+loop and the threads do not all queue on one lock; MALLOC_ARENA_MAX=2 is the same cap, set from outside.
 """
 
 from __future__ import annotations

@@ -28,14 +28,15 @@ class EmbeddingSettings(BaseModel):
     cache_dir: str = ""
     # Cores one model call may use (ONNX Runtime's intra-op threads; torch's threads). 0: automatic, which is 1
     # in the service (a visitor's query is too small to split: split across 2 cores it cost 15-33 % more CPU,
-    # taken from the event loop that relays every stream; scripts/bench/query_threads, BENCHMARKS.md §19) and
+    # taken from the event loop that relays every stream; scripts/bench/query_threads, BENCHMARKS.md, "Embedding") and
     # every core for ingestion.
     threads: int = Field(0, ge=0, le=256)
     # With the onnx backend, a visitor's question is embedded by an int8 copy of the model (dynamically
     # quantized for this CPU's int8 instructions, exported once beside the fp32 one) while documents keep fp32:
     # the index is unchanged, a query costs half the CPU, and hybrid nDCG@10 moved by 0.1 % or less on both
-    # eval sets (BENCHMARKS.md §20). The claim check's answer sentences take the same copy, in a session of their
-    # own (the same verdicts at half the CPU, §22). false: queries and answer sentences use the fp32 model too.
+    # eval sets (BENCHMARKS.md, "Embedding"). The claim check's answer sentences take the same copy, in a session of
+    # their own (the same verdicts at half the CPU, "Answer checks"). false: queries and answer sentences use the fp32
+    # model too.
     quantized_queries: bool = True
 
 
@@ -77,7 +78,7 @@ class RetrievalSettings(BaseModel):
     # Candidates each retriever hands to fusion.
     prefetch_limit: int = Field(50, ge=1, le=1000)
     # Hybrid fusion inside the engine: dbsf (distribution-based score fusion: +0.03 MRR@10 on the PostgreSQL-manual
-    # set, no loss on the demo set) or rrf (weighted reciprocal rank). BENCHMARKS.md section 7.
+    # set, no loss on the demo set) or rrf (weighted reciprocal rank). BENCHMARKS.md, "Retrieval quality".
     fusion: Literal["rrf", "dbsf"] = "dbsf"
     rrf_k: int = Field(60, ge=1, le=1000)
     # RRF weight of each retriever's list (dbsf ignores them).
@@ -87,8 +88,8 @@ class RetrievalSettings(BaseModel):
     # Searches in flight at once (each in a worker thread) ... The model runs one query at a time anyway (the
     # embedder's lock); more slots let queued searches wait there, in their threads, instead of in the event
     # loop, where each hand-over of a slot costs loop iterations: with hundreds of streams open those take
-    # ~0.1 s each, and 2 slots served fewer than 10 searches a second (BENCHMARKS.md §11: 197 of 600 turns
-    # timed out with 2 slots, none with 8).
+    # ~0.1 s each, and 2 slots served fewer than 10 searches a second (BENCHMARKS.md, "Streaming at 1,000 streams": 197
+    # of 600 turns timed out with 2 slots, none with 8).
     max_concurrent: int = Field(8, ge=1, le=64)
     # ... and how long a new question may expect to wait for one (from recent search times), or how many may
     # wait, before new questions get a quick 503 with Retry-After.
@@ -203,7 +204,7 @@ class LlamaCppTierSettings(_TierCommon):
     # The prompt is fitted (fewer sources, less history) so the first token is expected within this long at
     # the prompt-reading speed measured at warm-up; if even a minimal prompt cannot, the tier is skipped.
     first_token_target_seconds: float = Field(3.0, gt=0)
-    # A small local model invents facts often (BENCHMARKS.md section 6: SmolLM2-135M's citation precision
+    # A small local model invents facts often (BENCHMARKS.md, "Answer quality": SmolLM2-135M's citation precision
     # was 0), so its answers are checked before they are shown unless this is turned off.
     hold_until_supported: bool = True
 
@@ -232,7 +233,7 @@ class CircuitSettings(BaseModel):
 
 def _default_tiers() -> list[TierSettings]:
     # Embedded defaults answer from the sources: the bundled 135M model met none of the answer floors
-    # (BENCHMARKS.md section 6), so a local model is opt-in (config.yaml shows how).
+    # (BENCHMARKS.md, "Answer quality"), so a local model is opt-in (config.yaml shows how).
     return [ExtractiveTierSettings(name="extractive")]
 
 

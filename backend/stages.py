@@ -112,7 +112,7 @@ class EmbeddedChunk:
     chunk: Chunk
     dense: tuple[float, ...]
     sparse: SparseVector
-    # The chunk's sentences embedded at ingest (backend/chat/sentences.py packs them), stored with it so that
+    # The chunk's sentences embedded at ingest (backend/grounding/sentences.py packs them), stored with it so that
     # answering never embeds source sentences; None: not computed (older index, or switched off).
     sentence_vectors: str | None = None
 

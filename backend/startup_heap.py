@@ -2,10 +2,10 @@
 
 Startup leaves a few hundred thousand long-lived objects (modules, the embedding model's tokenizer and session
 wrappers, the index client, the settings, the ORM's metadata). A full collection walks all of them, and it runs
-on the event loop: during 600 open streams one took 486 ms, stalling every stream at once (BENCHMARKS.md §15).
-`gc.freeze()` after startup moves them to a generation the collector never walks, so later collections only see
-what the streams themselves allocate. They are alive for the whole process anyway; garbage made before the
-freeze is collected first.
+on the event loop: during 600 open streams one took ~0.5 s, stalling every stream at once (BENCHMARKS.md, "Memory per
+stream and collector pauses"). `gc.freeze()` after startup moves them to a generation the collector never walks, so
+later collections only see what the streams themselves allocate. They are alive for the whole process anyway; garbage
+made before the freeze is collected first.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ them) stops renewing, and its slots expire within `SLOT_TTL_SECONDS` instead of 
 When Redis fails, slots are counted in this process for a few seconds (logged and counted in
 `lorechat_dependency_fallbacks_total`), as the rate limiter does.
 
-A slot is an open connection. A visitor who leaves a resumable answer (chat/stream_log.py) hands the slot over:
+A slot is an open connection. A visitor who leaves a resumable answer (stream/stream_log.py) hands the slot over:
 it is released for their reconnect while the answer goes on unattended, and each process lets an IP have at most
 as many unattended answers as it may have streams, so leaving and asking again cannot pile up generations.
 """

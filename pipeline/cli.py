@@ -24,9 +24,9 @@ from pipeline.eval_answers_cli import eval_answers
 from pipeline.eval_cli import eval_command
 from pipeline.gaps_cli import gaps
 from pipeline.progress import RichProgress
-from pipeline.service_cli import ask, doctor, serve
 from pipeline.sites_cli import sites
 from pipeline.terminal import dumps, markup, safe
+from service.commands import ask, doctor, serve
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from backend.app import create_app
-from backend.chat.events import Citation, DoneEvent, ErrorEvent, SourcesEvent
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
+from backend.stream.events import Citation, DoneEvent, ErrorEvent, SourcesEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from pipeline.terminal import dumps, safe
 if TYPE_CHECKING:
     import numpy as np
 
-    from backend.storage.curator_gaps import TopicView
+    from backend.curation.gaps_store import TopicView
     from backend.storage.repository import Sessions
 
 
@@ -58,9 +58,9 @@ def gaps(ctx: click.Context, creator: str | None, since: str | None, include_res
     """
     if ctx.invoked_subcommand is not None:
         return
-    from backend.gaps import extractive_tier_names, refresh_gaps
+    from backend.curation import gaps_store
+    from backend.curation.gaps import extractive_tier_names, refresh_gaps
     from backend.retrieval.embedder import get_embedder
-    from backend.storage import curator_gaps
     from pipeline.curator_db import with_sessions
 
     start = _since(since)
@@ -73,7 +73,7 @@ def gaps(ctx: click.Context, creator: str | None, since: str | None, include_res
 
     async def work(sessions: Sessions) -> list[TopicView]:
         await refresh_gaps(sessions, embed, extractive_tiers=extractive_tier_names(settings))
-        return await curator_gaps.list_topics(sessions, creator=creator, since=start, include_resolved=include_resolved)
+        return await gaps_store.list_topics(sessions, creator=creator, since=start, include_resolved=include_resolved)
 
     topics = with_sessions(settings, work)
     if as_json:
@@ -98,14 +98,14 @@ def gaps(ctx: click.Context, creator: str | None, since: str | None, include_res
 @click.argument("topic_id", metavar="ID")
 def resolve(topic_id: str) -> None:
     """Mark gap topic ID resolved; it reopens if visitors keep asking after the next ingest."""
+    from backend.curation import gaps_store
     from backend.ids import require_id
-    from backend.storage import curator_gaps
     from pipeline.curator_db import with_sessions
 
     topic_id = require_id(topic_id, what="gap topic")  # the id gate: a malformed id is never looked up
     done = with_sessions(
         get_settings(),
-        lambda sessions: curator_gaps.resolve_topic(sessions, topic_id=topic_id, when=datetime.now(UTC)),
+        lambda sessions: gaps_store.resolve_topic(sessions, topic_id=topic_id, when=datetime.now(UTC)),
     )
     if not done:
         raise LorechatError(ErrorCode.not_found, f"no gap topic '{topic_id}'")

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from backend.curation import runs_store
 from backend.errors import LorechatError
 from backend.settings import Settings
-from backend.storage import curator_runs
 from pipeline.curator_db import with_sessions
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def record_cli_run(
     try:
         with_sessions(
             settings,
-            lambda sessions: curator_runs.record_run(
+            lambda sessions: runs_store.record_run(
                 sessions, origin="cli", creator=creator, paths=[str(p) for p in paths], dry_run=dry_run,
                 ok=not report.get("failed"), report=report, error=None, started_at=started_at,
                 finished_at=datetime.now(UTC),

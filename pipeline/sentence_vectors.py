@@ -1,4 +1,4 @@
-"""Each chunk's sentences embedded at ingest, stored with the chunk (backend/chat/sentences.py reads them back).
+"""Each chunk's sentences embedded at ingest, stored with the chunk (backend/grounding/sentences.py reads them back).
 
 A turn compares the question and the answer with the sentences of its sources (coverage, the extractive tier,
 the claim check). Embedding those at ingest, once, instead of on the first turn that retrieves a chunk, takes
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from backend.chat.sentences import TextEmbedder, pack_vectors, sentence_texts
+from backend.grounding.sentences import TextEmbedder, pack_vectors, sentence_texts
 from backend.stages import EmbeddedChunk
 
 _BATCH = 64

@@ -12,7 +12,7 @@ from backend.settings import get_settings
 from pipeline.terminal import dumps, safe
 
 if TYPE_CHECKING:
-    from backend.storage.curator_sites import SiteView
+    from backend.curation.sites_store import SiteView
 
 _NAME = "a-z, 0-9 and '-', starting with a letter or digit, at most 64 characters"
 
@@ -81,8 +81,8 @@ def sites() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the site as JSON.")
 def add(name: str, origins: tuple[str, ...], creators: tuple[str, ...], daily_limit: int | None, as_json: bool) -> None:
     """Register site NAME."""  # fmt: skip
-    from backend.sites import OriginError, normalize_origin
-    from backend.storage import curator_sites
+    from backend.curation import sites_store
+    from backend.curation.origins import OriginError, normalize_origin
     from pipeline.curator_db import with_sessions
 
     _check_name(name)
@@ -94,7 +94,7 @@ def add(name: str, origins: tuple[str, ...], creators: tuple[str, ...], daily_li
     settings = get_settings()
     site = with_sessions(
         settings,
-        lambda sessions: curator_sites.add_site(
+        lambda sessions: sites_store.add_site(
             sessions, name=name, origins=normalized, creators=slugs, daily_limit=daily_limit
         ),
     )
@@ -114,10 +114,10 @@ def add(name: str, origins: tuple[str, ...], creators: tuple[str, ...], daily_li
 @click.option("--json", "as_json", is_flag=True, help="Print the sites as a JSON array.")
 def list_(as_json: bool) -> None:
     """List sites with today's usage."""
-    from backend.storage import curator_sites
+    from backend.curation import sites_store
     from pipeline.curator_db import with_sessions
 
-    rows = with_sessions(get_settings(), curator_sites.list_sites)
+    rows = with_sessions(get_settings(), sites_store.list_sites)
     if as_json:
         click.echo(dumps([_site_json(site) for site in rows]))
         return
@@ -139,12 +139,12 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 def remove(name: str) -> None:
     """Remove site NAME (requests naming it are refused from then on)."""
-    from backend.storage import curator_sites
+    from backend.curation import sites_store
     from pipeline.curator_db import with_sessions
 
     # A name `add` would refuse was never stored: not looked up (bad bytes from argv never reach the database).
     removed = _valid_name(name) and with_sessions(
-        get_settings(), lambda sessions: curator_sites.remove_site(sessions, name=name)
+        get_settings(), lambda sessions: sites_store.remove_site(sessions, name=name)
     )
     if not removed:
         raise LorechatError(ErrorCode.not_found, f"no site named '{name}'")

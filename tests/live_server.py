@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from backend.server import uvicorn_config
+from backend.stream.server import uvicorn_config
 
 
 class LiveServer:

@@ -31,12 +31,12 @@ from backend.api.deps import (
     slots_of,
     stream_log_of,
 )
-from backend.api.event_stream import TurnEventStream
 from backend.chat.service import PreparedTurn, TurnRequest
+from backend.curation.sites import admit_site
 from backend.errors import ErrorCode, LorechatError
-from backend.sites import admit_site
 from backend.storage.cleaning import clean_text
 from backend.storage.models import ID_PATTERN
+from backend.stream.event_stream import TurnEventStream
 
 PATH = "/api/v1/chat"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -138,7 +138,7 @@ async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
         if creator is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
     await limiter_of(request).check(user_id=owner, client_ip=ip, creator=body.creator)
-    # Origin, creators and daily budget of the named site (403 / 429), counted per site: backend/sites.py.
+    # Origin, creators and daily budget of the named site (403 / 429), counted per site: backend/curation/sites.py.
     await admit_site(
         sessions_of(request), settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator
     )

@@ -8,16 +8,16 @@ from fastapi import Depends, Request
 
 from backend.auth import Principal, decode_bearer
 from backend.catalog import Catalog
-from backend.chat.running import RunningTurns
 from backend.chat.service import ChatService
-from backend.chat.stop_bus import StopBus
-from backend.chat.stream_log import StreamLog
 from backend.client_ip import client_ip
 from backend.credential_guard import CredentialGuard
 from backend.ids import require_id
 from backend.limits import RateLimiter
 from backend.settings import Settings
 from backend.storage.repository import Sessions
+from backend.stream.running import RunningTurns
+from backend.stream.stop_bus import StopBus
+from backend.stream.stream_log import StreamLog
 from backend.stream_slots import StreamSlots
 
 # request.state carries the lifespan's State (a copy per request of the same objects). Routes take these as

@@ -37,6 +37,8 @@ async def readyz(request: Request) -> JSONResponse:
         "tiers": {name: breaker.state.value for name, breaker in state.cascade.breakers.items()},
         # Local model processes: ready, starting, restarting (after a crash) or broken (disabled).
         "models": {tier.name: tier.status for tier in state.cascade.tiers if tier.kind == "llama_cpp"},
+        # "native", or "python (why)": a uvicorn whose internals the C relay does not know gets the Python one.
+        "token_path": state.chat.token_path,
     }
     essential_ok = checks["database"] == "ok" and checks["index"] == "ok"
     degraded = (

@@ -10,16 +10,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.metrics import REQUESTS
+from backend.stream.event_stream import BODY_SEND  # the key under which RequestContext leaves its `send`
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-
-# Scope key: the `send` RequestContext was given, for a long response's body messages (api/event_stream.py). Every
-# middleware below RequestContext (BodySizeLimit, CORS, Starlette's exception layers) only reads or amends the
-# `http.response.start` message and passes body messages on unchanged, so once the start has gone down the
-# whole chain a stream may skip those wrappers: four Python calls less per token. A middleware that rewrites
-# bodies (compression, say) must not be added below RequestContext; tests/backend/api/test_chat.py
-# keeps that list.
-BODY_SEND = "lorechat.body_send"
 
 
 class RequestContext:

@@ -24,11 +24,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from backend.api.deps import ClientIpDep, ConversationIdDep, OwnerDep, SessionsDep, SettingsDep, SlotsDep, StreamLogDep
-from backend.api.event_stream import KEEPALIVE
-from backend.chat.stream_log import MAX_BLOCK_SECONDS
 from backend.errors import ErrorCode, LorechatError
 from backend.storage import repository
 from backend.storage.records import MessageStatus
+from backend.stream.event_stream import KEEPALIVE
+from backend.stream.stream_log import MAX_BLOCK_SECONDS
 
 log = logging.getLogger(__name__)
 

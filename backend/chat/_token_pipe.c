@@ -2,7 +2,7 @@
  *
  * Once an openai tier has answered, every network read of the upstream reaches `Tap.on_body` from httptools'
  * parser, inside the socket's callback. While the tap pipes, it does here, in C, what the Python relay does in
- * ~20 Python frames per token (BENCHMARKS.md section 17): split the read into SSE events (the same rules as
+ * ~20 Python frames per token (BENCHMARKS.md, "Streaming at 1,000 streams"): split the read into SSE events (the same rules as
  * tiers/sse_deltas.py: LF or CRLF line ends, `data:` lines of one event joined by LF, a blank line ends the event,
  * other fields ignored, `[DONE]` ends the stream), parse each event with orjson, take the choice's text, frame one
  * `token` event per read (byte for byte events.token_frame), append it to the resume log's write buffer when there

@@ -6,14 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
 from backend.chat.circuit import CircuitBreaker
 from backend.chat.prompt import Prompt
 from backend.chat.text_buffer import TextBuffer
-from backend.chat.tiers.base import TextDelta, Tier, TierError, TokenUsage
+from backend.chat.tiers.base import PipedDeltas, PushingDeltas, TextDelta, Tier, TierError, TokenUsage
 from backend.chat.tokens import count_tokens
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import TIER_FALLBACKS
@@ -122,18 +122,18 @@ class TierStream:
         """Push mode (chat/relay.py): every further non-empty piece goes to `on_text` as it arrives, inside the
         upstream socket's callback, then `on_end` is called once (None: complete; else upstream_interrupted, F9).
         False when the tier cannot push (or a piece is still pending): iterate instead."""
-        push = getattr(self._deltas, "push", None)
-        if push is None or self._pending is not None or self._finished or self._closed:
+        deltas = self._deltas
+        if not isinstance(deltas, PushingDeltas) or self._pending is not None or self._finished or self._closed:
             return False
         self._on_text, self._on_end = on_text, on_end
-        return bool(push(self._pushed, self._push_ended))
+        return bool(deltas.push(self._pushed, self._push_ended))
 
     def hold(self) -> None:
         """In push mode: nothing more is pushed, and the upstream's socket is not read, until `release`."""
-        self._deltas.hold()  # type: ignore[attr-defined]  # push() succeeded: the deltas push
+        cast(PushingDeltas, self._deltas).hold()  # push() succeeded: the deltas push
 
     def release(self) -> None:
-        self._deltas.release()  # type: ignore[attr-defined]
+        cast(PushingDeltas, self._deltas).release()
 
     @property
     def chars_left(self) -> int:
@@ -159,10 +159,10 @@ class TierStream:
 
     def pipe_source(self) -> Any:
         """The tier's stream when it can be piped natively from here on (chat/native_relay.py), else None."""
-        pipe_tap = getattr(self._deltas, "pipe_tap", None)
-        if pipe_tap is None or self._pending is not None or self._finished or self._closed or pipe_tap() is None:
+        deltas = self._deltas
+        if not isinstance(deltas, PipedDeltas) or self._pending is not None or self._finished or self._closed:
             return None
-        return self._deltas
+        return deltas if deltas.pipe_tap() is not None else None
 
     def piped(self, text: str) -> None:
         """Text the native relay wrote (the stream's text holds only what was sent, in that case)."""

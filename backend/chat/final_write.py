@@ -36,7 +36,7 @@ class FinalAnswer:
     sources: list[dict[str, Any]]
     usage: dict[str, int] | None
     search_query: str
-    # The claim check (citations.py): per sentence its span, citations, quote and support.
+    # The claim check (grounding/claim_check.py): per sentence its span, citations, quote and support.
     citations: list[dict[str, Any]] | None = None
     unsupported_claims: int = 0
     unanswered: bool = False  # retrieval confidence was too low: the answer said the content does not cover it

@@ -3,8 +3,8 @@ each upstream read, frames the token event, logs it for resumption and writes it
 inside the upstream socket's callback. No Python frame runs per token beyond the connection's `data_received`.
 
 The Python relay (relay.py `TokenRelay`) cost ~45 µs of CPU a token at 1,000 streams, two thirds of it in ~20
-Python frames (BENCHMARKS.md §17-18). This one keeps that relay's guarantees, with Python called back only at the
-events that are not a token (`_on_event`):
+Python frames (BENCHMARKS.md, "Streaming at 1,000 streams"). This one keeps that relay's guarantees, with Python called
+back only at the events that are not a token (`_on_event`):
 - only text whose write returned counts as sent (INV-2): the tap counts it after `transport.write` (or, for a
   frame that had to wait for the visitor's socket, `_finish_write` after the send);
 - the turn's cancel scope ends it: the tap reads `control.reason` before each write and holds once it is set;
@@ -20,18 +20,16 @@ else goes through relay.py.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend.chat import _token_pipe as pipe
 from backend.chat.cascade import TierStream
-from backend.chat.outcome import TurnOutcome
 from backend.chat.relay_core import RelayCore
-from backend.chat.running import TurnControl
 from backend.chat.tiers.sse_deltas import MAX_EVENT_BYTES, usage_from
 from backend.metrics import TOKEN_PATHS
-
-if TYPE_CHECKING:
-    from backend.api.event_stream import SseSink
+from backend.stream.event_stream import SseSink
+from backend.stream.outcome import TurnOutcome
+from backend.stream.running import TurnControl
 
 
 class NativeRelay(RelayCore):

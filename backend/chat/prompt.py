@@ -1,13 +1,14 @@
-"""Builds the chat prompt from retrieved sources, history and the question, within a tier's token budget."""
+"""Builds the chat prompt from retrieved sources, history and the question, within a tier's token budget; and the
+honest reply when the sources do not cover the question (the refusal, and the prompt that asks a model for it)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from backend.chat.personality import clamp_weight, style_instructions
+from backend.chat.personality import WARM, clamp_weight, style_instructions
 from backend.chat.tokens import count_tokens, truncate_tokens
 from backend.stages import Creator, Hit
 
@@ -78,7 +79,7 @@ def _message_tokens(content: str) -> int:
 @lru_cache(maxsize=4096)
 def _recurring_tokens(text: str) -> int:
     """The count of a text that recurs from turn to turn (a creator's system prompt, a source's block), counted
-    once: tiktoken over every turn's prompt ran on the event loop (BENCHMARKS.md §19)."""
+    once: tiktoken over every turn's prompt ran on the event loop (BENCHMARKS.md, "Turn cost")."""
     return count_tokens(text)
 
 
@@ -206,3 +207,29 @@ def search_query_for(question: str, history: Sequence[tuple[str, str]]) -> str:
         if len(context) == 2 or not is_follow_up(previous):
             break
     return " ".join([*context, question])[-_MAX_QUERY_CHARS:]
+
+
+def refusal_text(creator: Creator | None, weight: float, titles: Sequence[str]) -> str:
+    """The reply when the content does not cover the question; the style changes, never the substance."""
+    # Titles in quotes after the colon: the claim check reads the whole line as one framing sentence.
+    quoted = [f"“{title}”" for title in dict.fromkeys(t for t in titles if t)]
+    named = ", ".join(quoted[:-1]) + f" and {quoted[-1]}" if len(quoted) > 1 else "".join(quoted)
+    if creator is not None and weight >= WARM:
+        head = "I haven't covered that in my content."
+        tail = f" The closest topics I do cover: {named}." if named else ""
+    else:
+        whose = f"{creator.name}'s content" if creator else "The available content"
+        head = f"{whose[0].upper()}{whose[1:]} doesn't cover this."
+        tail = f" The closest topics it does cover: {named}." if named else ""
+    return head + tail
+
+
+def uncovered_prompt(prompt: Prompt) -> Prompt:
+    """The prompt for a model tier when the sources do not answer: decline, and name the closest topics."""
+    reply = refusal_text(prompt.creator, prompt.personality_weight, [hit.title for hit in prompt.sources])
+    instruction = (
+        "The sources found for this question do not answer it. Do not answer it from memory or guess. "
+        f'Reply with exactly this, and nothing else:\n"{reply}"\n\nQuestion: {prompt.question}'
+    )
+    messages = [*prompt.messages[:-1], {"role": "user", "content": instruction}]
+    return replace(prompt, messages=messages, covered=False)

@@ -2,9 +2,9 @@
 upstream socket's callback, with no task step, future, generator or coroutine frames per token.
 
 Pulling a token (the turn's task woken by a future, resumed through every frame from uvicorn down to the socket
-read, then suspended again) cost more CPU than decoding and writing it (BENCHMARKS.md §16-17). Here the turn's
-task waits once, for the answer's end, while the socket's callback does the work: `TierStream.push` hands each
-piece to `_on_text`, which writes it with the sink's inline send (`SseSink.send_text_now`).
+read, then suspended again) cost more CPU than decoding and writing it (BENCHMARKS.md, "Streaming at 1,000 streams").
+Here the turn's task waits once, for the answer's end, while the socket's callback does the work: `TierStream.push`
+hands each piece to `_on_text`, which writes it with the sink's inline send (`SseSink.send_text_now`).
 
 What the pull loop (service.py `_generate`) guaranteed still holds:
 - only text whose write returned counts as sent (INV-2: `outcome.sent` after the write);
@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from backend.chat.cascade import TierStream
-from backend.chat.events import EventSink
-from backend.chat.outcome import TurnOutcome
 from backend.chat.relay_core import RelayCore
-from backend.chat.running import TurnControl
 from backend.errors import LorechatError
 from backend.metrics import TOKEN_PATHS
-
-if TYPE_CHECKING:
-    from backend.api.event_stream import SseSink
+from backend.stream.event_stream import SseSink
+from backend.stream.events import EventSink
+from backend.stream.outcome import TurnOutcome
+from backend.stream.running import TurnControl
 
 try:  # the native relay needs chat/_token_pipe.c built (`pip install` builds it)
     from backend.chat.native_relay import NativeRelay
@@ -93,10 +91,8 @@ async def _relayed(
     native: bool,
 ) -> bool:
     """After the first piece: the rest piped in C, or pushed; False when neither can (pull them)."""
-    if native and NativeRelay is not None and hasattr(sink, "pipe_target"):
-        piped = NativeRelay(
-            stream=stream, sink=cast("SseSink", sink), outcome=outcome, control=control, window=window, last_write=last
-        )
+    if native and NativeRelay is not None and isinstance(sink, SseSink):  # the native relay writes only SSE
+        piped = NativeRelay(stream=stream, sink=sink, outcome=outcome, control=control, window=window, last_write=last)
         if piped.ready():
             await piped.run()
             return True

@@ -15,8 +15,8 @@ from collections.abc import Awaitable
 import anyio
 
 from backend.chat.cascade import TierStream
-from backend.chat.outcome import TurnOutcome
-from backend.chat.running import TurnControl
+from backend.stream.outcome import TurnOutcome
+from backend.stream.running import TurnControl
 
 
 class RelayCore:

@@ -18,30 +18,18 @@ from functools import partial
 
 import anyio
 
-from backend.chat.answer_checks import AnswerChecks
 from backend.chat.cascade import Cascade
-from backend.chat.citations import AnswerCheck
-from backend.chat.coverage import Coverage, uncovered_prompt
-from backend.chat.events import (
-    Citation,
-    DoneEvent,
-    ErrorEvent,
-    EventSink,
-    SkippedTier,
-    Source,
-    SourcesEvent,
-    Usage,
-)
 from backend.chat.final_write import FinalAnswer, FinalWriter
 from backend.chat.history import ConversationHistory
-from backend.chat.outcome import TurnOutcome
-from backend.chat.prompt import Prompt, build_prompt, search_query_for
+from backend.chat.prompt import Prompt, build_prompt, search_query_for, uncovered_prompt
 from backend.chat.relay import native_relay_built, relay_answer
 from backend.chat.retrieval_gate import RetrievalGate
-from backend.chat.running import DISCONNECTED, SEND_TIMEOUT, RunningTurns, TurnControl
-from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.base import Tier
 from backend.errors import ErrorCode, LorechatError
+from backend.grounding.answer_checks import AnswerChecks
+from backend.grounding.claim_check import AnswerCheck
+from backend.grounding.coverage import Coverage
+from backend.grounding.sentences import SentenceVectors
 from backend.metrics import STREAM_SECONDS, STREAMS_ACTIVE, TIER_ANSWERS, TIME_TO_FIRST_TOKEN, TIME_TO_SOURCES
 from backend.retrieval.search import Retriever, snippet
 from backend.settings import Settings
@@ -51,6 +39,19 @@ from backend.storage.cache import HistoryCache
 from backend.storage.leases import Leases
 from backend.storage.records import HISTORY_STATUSES, MessageStatus, Turn
 from backend.storage.repository import Sessions
+from backend.stream.events import (
+    Citation,
+    DoneEvent,
+    ErrorEvent,
+    EventSink,
+    SkippedTier,
+    Source,
+    SourcesEvent,
+    Usage,
+)
+from backend.stream.outcome import TurnOutcome
+from backend.stream.running import DISCONNECTED, SEND_TIMEOUT, RunningTurns, TurnControl
+from backend.stream.server import native_path_problem
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,15 @@ class ChatService:
         self._running = running
         self._coalesce_seconds = settings.server.token_coalesce_seconds
         self._native_token_path = settings.server.native_token_path
-        if self._native_token_path and not native_relay_built():
-            log.warning("the native token relay is not built (run scripts/setup): tokens go through the Python relay")
+        # Which relay writes tokens, and why not the native one (for /readyz and the log).
+        self.token_path = "native" if self._native_token_path else "python (server.native_token_path is false)"
+        if self._native_token_path:
+            problem = (
+                None if native_relay_built() else "the native token relay is not built (run scripts/setup)"
+            ) or native_path_problem()
+            if problem is not None:
+                log.warning("%s: tokens go through the Python relay", problem)
+                self._native_token_path, self.token_path = False, f"python ({problem})"
         self._leases = leases  # renewed while this process streams the turn (F13)
         self._history = ConversationHistory(sessions=sessions, cache=cache, limit=settings.cache.history_messages)
         self._retrieval = RetrievalGate(retriever, settings)

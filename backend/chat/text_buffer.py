@@ -2,9 +2,9 @@
 
 A streamed answer arrives a token or two at a time. Keeping every piece as its own str (about 50 bytes each,
 plus a list slot, in both the tier's stream and the turn's outcome) made a 2,200-token answer hold ~150 KiB
-while it streamed, most of a stream's memory at 1,000 streams (BENCHMARKS.md section 3). Joined, the same
-answer is one str of ~1 byte a character, kept once: by the tier's stream (the turn's outcome counts how much
-of it was sent).
+while it streamed, most of a stream's memory at 1,000 streams (BENCHMARKS.md, "Memory per stream and collector pauses").
+Joined, the same answer is one str of ~1 byte a character, kept once: by the tier's stream (the turn's outcome counts
+how much of it was sent).
 """
 
 from __future__ import annotations

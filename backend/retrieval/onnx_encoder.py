@@ -2,7 +2,7 @@
 
 sentence-transformers' `encode` wraps the same ONNX session in the transformers tokenizer, torch tensors
 converted to numpy and back, and a torch op per pooling step, each giving up and re-taking the GIL. For one
-short query that wrapping cost ~2 ms of the ~6.5 ms (BENCHMARKS.md §11); here a query takes the GIL back once,
+short query that wrapping cost ~2 ms of the ~6.5 ms (BENCHMARKS.md, "Embedding"); here a query takes the GIL back once,
 after `run`.
 
 Only the plain layout is taken this way (Transformer → mean or CLS pooling → optional Normalize, a fast

@@ -2,7 +2,7 @@
 
 A search repeated with the same query, scope and settings is answered from here, without the query embedding or
 the engine, and without a worker thread when the event loop asks first (`Retriever.recall`): the engine's query
-holds the GIL and was a tenth of a repeated turn's CPU (BENCHMARKS.md §24).
+holds the GIL and was a tenth of a repeated turn's CPU (BENCHMARKS.md, "Turn cost").
 
 An entry is only as good as the index it was read from. Every write a store makes (an ingest through the
 running server, a creator removed) bumps its `revision`, and an entry read at another revision is never served:

@@ -1,4 +1,4 @@
-// The chat stream's event vocabulary: TypeScript twin of backend/chat/events.py.
+// The chat stream's event vocabulary: TypeScript twin of backend/stream/events.py.
 // tests/frontend/test_event_twin.py parses this file and compares it to the Pydantic models, so keep one
 // field per line in the form `name: type;` (or `name?: type;` for fields with a default). Each event's `type`
 // travels as the SSE `event:` line (ChatEvent.type below), not inside `data`.

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { ChatEvent } from "../src/events";
 import { readChatEvents, type SseMessage, SseParser, SseProtocolError, toChatEvent } from "../src/sse";
 
-// Frames exactly as backend/chat/events.py encode() writes them, with a keepalive between.
+// Frames exactly as backend/stream/events.py encode() writes them, with a keepalive between.
 const SOURCES = [
   {
     index: 1, chunk_id: "c1", document_id: "d1", creator: "ada", title: "Engines", url: "https://x.test/a",

@@ -1,7 +1,7 @@
 """The frozen startup heap of `lorechat serve` (backend/startup_heap.py, Server(freeze_startup_heap=…)).
 
 Checked in a child process: freezing is process-wide and would keep this test process's objects out of the
-collector for the rest of the suite. The child serves a small ASGI app with backend.server.Server, as `lorechat
+collector for the rest of the suite. The child serves a small ASGI app with backend.stream.server.Server, as `lorechat
 serve` does, and reports what the collector sees once the server has started.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 _CHILD = """
 import asyncio, gc, json, socket, sys
-from backend.server import Server, uvicorn_config
+from backend.stream.server import Server, uvicorn_config
 from backend.settings import ServerSettings
 
 built_at_startup = []

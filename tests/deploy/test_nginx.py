@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend import admin_session
+from backend.curation import admin_session
 from tests.backend.api.harness import new_peer
 from tests.backend.api.streams import Reply, parse_sse, read_tokens
 from tests.backend.api.test_crash import QUESTION, Served, serve

@@ -1,4 +1,4 @@
-"""frontend/src/events.ts must declare the same events, fields, optionality and types as backend/chat/events.py."""
+"""frontend/src/events.ts must declare the same events, fields, optionality and types as backend/stream/events.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, create_model
 
 from backend.api.chat import ChatRequest
-from backend.chat import events
 from backend.storage.records import MessageStatus
+from backend.stream import events
 
 EVENTS_TS = Path(__file__).resolve().parents[2] / "frontend" / "src" / "events.ts"
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import update
 
+from backend.curation import runs_store
 from backend.settings import get_settings
-from backend.storage import curator_runs
 from backend.storage import repository as repo
 from backend.storage.models import Message
 from backend.storage.repository import Sessions
@@ -129,7 +129,7 @@ def test_ingest_records_its_run(lorechat_env: Path, tmp_path: Path) -> None:
     (creator / "notes.md").write_text("# Notes\n\nRye ferments fast.\n", encoding="utf-8")
     result = run("ingest", str(tmp_path / "content"), "--json")
     assert result.exit_code == 0, result.output
-    runs = with_sessions(get_settings(), curator_runs.recent_runs)
+    runs = with_sessions(get_settings(), runs_store.recent_runs)
     assert [(r.origin, r.ok, r.dry_run, r.report["added"]) for r in runs] == [("cli", True, False, 1)]
 
 

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 
 PGDOCS = REPO / "examples" / "eval" / "pgdocs"
 
-# Measured on this set (ONNX fp32 default backend, default settings; BENCHMARKS.md section 7), minus 0.05.
+# Measured on this set (ONNX fp32 default backend, default settings; BENCHMARKS.md, "Retrieval quality"), minus 0.05.
 FLOORS = {
     "bm25": {"ndcg@10": 0.80, "recall@10": 0.91, "mrr@10": 0.77},
     "dense": {"ndcg@10": 0.80, "recall@10": 0.92, "mrr@10": 0.77},

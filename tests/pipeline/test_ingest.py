@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backend.catalog import Catalog
-from backend.chat.sentences import SentenceVectors, sentence_texts
+from backend.grounding.sentences import SentenceVectors, sentence_texts
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
@@ -20,7 +20,7 @@ from backend.storage import catalog_store
 from pipeline.catalog_update import read_catalog
 from pipeline.indexer import Indexer
 from pipeline.ingest import IngestReport
-from tests.backend.chat.test_sentence_vectors import CountingEmbedder
+from tests.backend.grounding.test_sentence_vectors import CountingEmbedder
 from tests.conftest import DEMO_CONTENT, PG_URL, indexer
 from tests.databases import throwaway_database
 

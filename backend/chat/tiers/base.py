@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from backend.chat.prompt import Prompt
 from backend.settings import TierSettings
@@ -67,12 +67,37 @@ class Tier(Protocol):
 
     def stream(self, prompt: Prompt) -> AsyncIterator[TextDelta]:
         """An async iterator (a generator, say) of deltas, with an `aclose()` that releases the upstream promptly.
-        One that can also push its deltas (`push`, `hold`, `release`: openai_tier.OpenAIStream) is relayed from
-        the socket's callback after its first token (chat/relay.py)."""
+        One that is also `PushingDeltas` (openai_tier.OpenAIStream) is relayed from the socket's callback after
+        its first token (chat/relay.py), and one that is `PipedDeltas` in C (chat/native_relay.py)."""
         ...
 
     async def aclose(self) -> None:
         """Release long-lived resources (HTTP clients, models) at shutdown."""
+        ...
+
+
+@runtime_checkable
+class PushingDeltas(Protocol):
+    """A tier stream that can also push its deltas from the socket's callback (openai_tier.OpenAIStream): the
+    push relay (chat/relay.py) uses it after the first token."""
+
+    def push(self, on_delta: Callable[[TextDelta], None], on_end: Callable[[BaseException | None], None]) -> bool:
+        """Hand every further delta to `on_delta` as it arrives, then call `on_end` once; False: iterate instead."""
+        ...
+
+    def hold(self) -> None:
+        """Push nothing, and leave the socket unread, until `release`."""
+        ...
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class PipedDeltas(Protocol):
+    """A tier stream whose body the native relay (chat/native_relay.py) can pipe in C from here on."""
+
+    def pipe_tap(self) -> Any:
+        """The connection's native tap, or None when this body cannot be piped now."""
         ...
 
 

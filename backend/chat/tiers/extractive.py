@@ -16,12 +16,11 @@ from functools import partial
 
 import anyio
 
-from backend.chat.coverage import refusal_text
 from backend.chat.personality import WARM
-from backend.chat.prompt import Prompt, search_query_for
-from backend.chat.relevance import FactKind, rank, read_question, select
-from backend.chat.sentences import SentenceVectors
+from backend.chat.prompt import Prompt, refusal_text, search_query_for
 from backend.chat.tiers.base import AlwaysReady, TextDelta
+from backend.grounding.relevance import FactKind, rank, read_question, select
+from backend.grounding.sentences import SentenceVectors
 from backend.settings import EmbeddingSettings, TierSettings
 
 _MAX_SENTENCES = 3

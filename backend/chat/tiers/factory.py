@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.base import Tier
 from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.llama_cpp_tier import LlamaCppTier
 from backend.chat.tiers.openai_tier import OpenAITier
+from backend.grounding.sentences import SentenceVectors
 from backend.settings import LlamaCppTierSettings, LLMSettings, OpenAITierSettings, TierSettings
 
 

@@ -2,9 +2,9 @@
 
 httpx's default transport reads through httpcore and h11: per network read an anyio cancel scope, exception-
 mapping context managers and an extra loop turn, then h11's pure-Python parser and four generator layers. A
-streamed answer is one read per token, and that path was the largest single cost of relaying it (BENCHMARKS.md
-§12, §14). Here llhttp parses each read in C inside the socket's callback (upstream_connection.py), and the
-response body is one async iterator over what the socket delivered. The `openai` SDK above stays unchanged: it
+streamed answer is one read per token, and that path was the largest single cost of relaying it (BENCHMARKS.md,
+"Streaming at 1,000 streams"). Here llhttp parses each read in C inside the socket's callback (upstream_connection.py),
+and the response body is one async iterator over what the socket delivered. The `openai` SDK above stays unchanged: it
 builds the request, maps status codes, timeouts and connection failures to its errors (this transport raises
 httpx's own exceptions, as httpx's transport does). It speaks to the upstream directly, over TCP or TLS: httpx
 ignores proxies from the environment once given a transport, so the tier uses httpx's own transport for an upstream

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from backend.chat.events import DoneEvent, ErrorEvent, EventName, Source, TokenEvent
 from backend.storage.records import ConversationDetail, MessageView
 from backend.storage.repository import Sessions, get_conversation
+from backend.stream.events import DoneEvent, ErrorEvent, EventName, Source, TokenEvent
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 TERMINAL = (EventName.done.value, EventName.error.value)

@@ -8,8 +8,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from backend.api.middleware import BodySizeLimit, RequestContext
 from backend.app import create_app
-from backend.chat.events import Source
-from tests.backend.api.conftest import DEFAULT_TOKENS
+from backend.stream.events import Source
+from tests.backend.api.fixtures import DEFAULT_TOKENS
 from tests.backend.api.harness import EXTRACTIVE, UPSTREAM, LiveApp, make_token
 from tests.backend.api.streams import assert_error, assert_turn_stored, post_chat
 from tests.fakes import Script, ScriptedOpenAI

@@ -26,6 +26,7 @@ async def test_readyz_reports_each_dependency(main_app: LiveApp, backend: Backen
     assert checks["database"] == "ok" and checks["index"] == "ok"
     assert checks["redis"] == ("ok" if backend.redis_url else "not configured")
     assert checks["tiers"][UPSTREAM] == "closed"
+    assert checks["token_path"] == "native"  # the C relay, with the uvicorn the project bounds itself to
 
 
 async def test_metrics_and_stream_gauge_back_to_zero(main_app: LiveApp, upstream: ScriptedOpenAI) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend.settings import LimitSettings
-from tests.backend.api.conftest import LIMIT_CREATOR
+from tests.backend.api.fixtures import LIMIT_CREATOR
 from tests.backend.api.harness import EXTRACTIVE, Backend, LiveApp, extractive_tier, live_app, new_peer
 from tests.backend.api.streams import Reply, assert_error, assert_turn_stored, post_chat
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.api.event_stream import SseSink
+from backend.stream.event_stream import SseSink
 from tests.backend.api.harness import TEST_SERVER, Backend, LiveApp, extractive_tier, live_app, new_peer, upstream_tier
 from tests.backend.api.streams import Reply, assert_turn_stored, metric, post_chat, read_tokens
 from tests.fakes import Script, ScriptedOpenAI

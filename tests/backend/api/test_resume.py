@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from backend.api.event_stream import KEEPALIVE
-from backend.chat.stream_log import latest_key
+from backend.stream.event_stream import KEEPALIVE
+from backend.stream.stream_log import latest_key
 from tests.backend.api.harness import Backend, LiveApp, extractive_tier, live_app, make_token, upstream_tier
 from tests.backend.api.streams import Reply, assert_error, check_stream, parse_sse, read_tokens, settled
 from tests.fakes import Script, ScriptedOpenAI

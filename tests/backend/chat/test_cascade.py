@@ -12,13 +12,13 @@ import pytest
 
 from backend.chat.cascade import Cascade, TierStream
 from backend.chat.prompt import Prompt, build_prompt
-from backend.chat.running import STALLED, RunningTurns, TurnControl
 from backend.chat.tiers.base import Tier
 from backend.chat.tiers.extractive import ExtractiveTier
 from backend.chat.tiers.openai_tier import OpenAITier
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import REGISTRY
 from backend.settings import CircuitSettings, ExtractiveTierSettings, OpenAITierSettings
+from backend.stream.running import STALLED, RunningTurns, TurnControl
 from tests.backend.chat.helpers import ADA, hit
 from tests.fakes import Script, ScriptedOpenAI
 

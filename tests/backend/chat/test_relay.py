@@ -11,8 +11,8 @@ from typing import Any, cast
 import pytest
 
 from backend.chat.relay import TokenRelay
-from backend.chat.running import STOPPED, TurnControl
 from backend.errors import ErrorCode, LorechatError
+from backend.stream.running import STOPPED, TurnControl
 
 
 class PushingStream:

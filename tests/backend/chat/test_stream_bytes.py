@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.chat.events import TokenEvent, frame, token_frame
 from backend.chat.tiers.base import TierError, TokenUsage
 from backend.chat.tiers.sse_deltas import ChatStreamDecoder
+from backend.stream.events import TokenEvent, frame, token_frame
 
 
 def chunk(content: str | None = None, *, finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from backend.chat.prompt import Prompt, build_prompt
-from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.extractive import ExtractiveTier, compose_answer
+from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import Embedder
 from backend.settings import ExtractiveTierSettings
 from backend.stages import Creator

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.chat import _token_pipe as pipe
-from backend.chat.events import token_frame
-from backend.chat.stream_log import EXPIRE, KEY_LENGTH, PLAIN, StreamLog, read_events
 from backend.chat.tiers.base import TierError
 from backend.chat.tiers.sse_deltas import MAX_EVENT_BYTES, ChatStreamDecoder
+from backend.stream.events import token_frame
+from backend.stream.stream_log import EXPIRE, KEY_LENGTH, PLAIN, StreamLog, read_events
 from tests.backend.chat.test_stream_bytes import chunk
 
 KEY = "lorechat:events:m-1"

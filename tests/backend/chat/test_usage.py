@@ -10,11 +10,11 @@ import uuid
 import pytest
 
 from backend.chat.cascade import Cascade
-from backend.chat.outcome import TurnOutcome
 from backend.chat.tiers.openai_tier import OpenAITier
 from backend.chat.tokens import count_tokens
 from backend.errors import LorechatError
 from backend.settings import CircuitSettings, OpenAITierSettings
+from backend.stream.outcome import TurnOutcome
 from tests.backend.chat.helpers import engine_prompt
 from tests.fakes import Script, ScriptedOpenAI
 

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from backend.curation import feedback_store, gaps_store, runs_store, sites_store, stats_store
+from backend.curation.gaps import refresh_gaps
 from backend.errors import ErrorCode, LorechatError
-from backend.gaps import refresh_gaps
 from backend.retrieval.embedder import Embedder
-from backend.storage import curator_feedback, curator_gaps, curator_runs, curator_sites, curator_stats
 from backend.storage import repository as repo
 from backend.storage.models import Message, Site, utcnow
 from backend.storage.records import MessageStatus
@@ -61,11 +61,11 @@ async def test_feedback_is_one_per_answer_and_follows_conversation_visibility(se
     mine = await answered(sessions, "Owned question?", owner_id="alice")
     anonymous = await answered(sessions, "Anonymous question?")
 
-    first = await curator_feedback.put_feedback(
+    first = await feedback_store.put_feedback(
         sessions, message_id=mine.assistant_message_id, owner_id="alice", rating="up", comment=None
     )
     assert first is not None and first.rating == "up"
-    changed = await curator_feedback.put_feedback(
+    changed = await feedback_store.put_feedback(
         sessions, message_id=mine.assistant_message_id, owner_id="alice", rating="down", comment="Wrong year\x00."
     )
     assert changed is not None and changed.rating == "down" and changed.comment == "Wrong year."
@@ -77,22 +77,20 @@ async def test_feedback_is_one_per_answer_and_follows_conversation_visibility(se
     for owner, message_id in (("bob", mine.assistant_message_id), (None, mine.assistant_message_id),
                               ("alice", "A" * 22), ("alice", "bad id!")):  # fmt: skip
         assert (
-            await curator_feedback.put_feedback(
+            await feedback_store.put_feedback(
                 sessions, message_id=message_id, owner_id=owner, rating="up", comment=None
             )
             is None
         )
     # Anonymous conversations by their id, for anyone (as the conversation API).
-    assert await curator_feedback.put_feedback(
+    assert await feedback_store.put_feedback(
         sessions, message_id=anonymous.assistant_message_id, owner_id="bob", rating="up", comment=None
     )
     # A question, or an answer still streaming, cannot be rated.
     streaming = await repo.start_turn(sessions, conversation_id=None, owner_id=None, creator=None, question="Hm?")
     for message_id in (anonymous.user_message_id, streaming.assistant_message_id):
         with pytest.raises(LorechatError) as caught:
-            await curator_feedback.put_feedback(
-                sessions, message_id=message_id, owner_id=None, rating="up", comment=None
-            )
+            await feedback_store.put_feedback(sessions, message_id=message_id, owner_id=None, rating="up", comment=None)
         assert caught.value.code is ErrorCode.invalid_input
 
 
@@ -101,20 +99,20 @@ async def test_c2_site_origins_are_stored_and_matched_through_one_parser(
 ) -> None:
     """C2: storage keeps origins normalised and refuses malformed ones (invalid_input, nothing stored); the site
     guard normalises the Origin header and the stored origins alike, and a malformed one matches nothing."""
+    from backend.curation.sites import admit_site
     from backend.settings import Settings
-    from backend.sites import admit_site
 
-    site = await curator_sites.add_site(
+    site = await sites_store.add_site(
         sessions, name="blog", origins=["HTTPS://Blog.Example:443/", "http://[0:0::1]:8080", "https://blog.example"],
         creators=[], daily_limit=None,
     )  # fmt: skip
     assert site.origins == ["http://[::1]:8080", "https://blog.example"]
     for bad in ("https://*.example", "http://a..b", "https://exa mple.com", "https://blog.example\r"):
         with pytest.raises(LorechatError) as caught:
-            await curator_sites.add_site(sessions, name="bad", origins=["https://ok.example", bad], creators=[],
+            await sites_store.add_site(sessions, name="bad", origins=["https://ok.example", bad], creators=[],
                                          daily_limit=None)  # fmt: skip
         assert caught.value.code is ErrorCode.invalid_input
-        assert await curator_sites.get_site(sessions, name="bad") is None
+        assert await sites_store.get_site(sessions, name="bad") is None
     async with sessions() as session, session.begin():  # written before the parser existed: raw, one malformed
         session.add(Site(name="legacy", origins=["https://Old.Example:443", "https://*.example"], creators=[],
                          daily_limit=None, created_at=utcnow()))  # fmt: skip
@@ -148,22 +146,22 @@ async def test_c2_site_origins_are_stored_and_matched_through_one_parser(
 
 async def test_site_budget_holds_under_concurrency(sessions: Sessions, clean: None) -> None:
     """R1 for sites: 30 concurrent requests against a budget of 10 → exactly 10 counted, 20 refused."""
-    await curator_sites.add_site(sessions, name="blog", origins=["https://blog.example"], creators=[], daily_limit=10)
+    await sites_store.add_site(sessions, name="blog", origins=["https://blog.example"], creators=[], daily_limit=10)
     with pytest.raises(LorechatError) as caught:
-        await curator_sites.add_site(sessions, name="blog", origins=[], creators=[], daily_limit=None)
+        await sites_store.add_site(sessions, name="blog", origins=[], creators=[], daily_limit=None)
     assert caught.value.code is ErrorCode.conflict
-    day = curator_sites.utc_day()
+    day = sites_store.utc_day()
     results = await asyncio.gather(
-        *(curator_sites.count_request(sessions, name="blog", daily_limit=10, day=day) for _ in range(30))
+        *(sites_store.count_request(sessions, name="blog", daily_limit=10, day=day) for _ in range(30))
     )
     assert results.count(True) == 10
-    [site] = await curator_sites.list_sites(sessions)
+    [site] = await sites_store.list_sites(sessions)
     assert (site.requests_today, site.refused_today, site.requests_total) == (10, 20, 10)
     # A new day starts a new budget.
-    assert await curator_sites.count_request(sessions, name="blog", daily_limit=10, day="2999-01-01")
-    assert await curator_sites.remove_site(sessions, name="blog")
-    assert not await curator_sites.remove_site(sessions, name="blog")
-    assert await curator_sites.list_sites(sessions) == []
+    assert await sites_store.count_request(sessions, name="blog", daily_limit=10, day="2999-01-01")
+    assert await sites_store.remove_site(sessions, name="blog")
+    assert not await sites_store.remove_site(sessions, name="blog")
+    assert await sites_store.list_sites(sessions) == []
 
 
 async def test_gap_topics_group_similar_questions_per_creator_and_reopen_after_the_next_ingest(
@@ -179,39 +177,39 @@ async def test_gap_topics_group_similar_questions_per_creator_and_reopen_after_t
     disliked = await answered(sessions, "Who invented the bicycle?", creator=None)
     await answered(sessions, "A fine question that was answered well", creator="ada")  # no signal: no gap
     await answered(sessions, "Failed turn", status=MessageStatus.error, unanswered=True)  # not seen to the end
-    await curator_feedback.put_feedback(
+    await feedback_store.put_feedback(
         sessions, message_id=disliked.assistant_message_id, owner_id=None, rating="down", comment=None
     )
 
     assert await refresh_gaps(sessions, embed, extractive_tiers=["extractive"]) == 5
     assert await refresh_gaps(sessions, embed, extractive_tiers=["extractive"]) == 0  # incremental
-    ada = await curator_gaps.list_topics(sessions, creator="ada")
+    ada = await gaps_store.list_topics(sessions, creator="ada")
     assert [(t.count, sorted(t.signals)) for t in ada] == [(2, ["unanswered", "unsupported"]), (1, ["extractive"])]
     fold = ada[0]
     assert len(fold.examples) == 2 and fold.sources[0]["document_id"] == "ada/a.md" and fold.status == "open"
-    assert [t.count for t in await curator_gaps.list_topics(sessions, creator="bob")] == [1]
-    unscoped = [t for t in await curator_gaps.list_topics(sessions) if t.creator is None]
+    assert [t.count for t in await gaps_store.list_topics(sessions, creator="bob")] == [1]
+    unscoped = [t for t in await gaps_store.list_topics(sessions) if t.creator is None]
     assert [(t.label, t.signals) for t in unscoped] == [("Who invented the bicycle?", {"thumbs_down": 1})]
 
     # Resolved: a question before the next ingest does not reopen it ...
     resolved_at = datetime.now(UTC)
-    assert await curator_gaps.resolve_topic(sessions, topic_id=fold.id, when=resolved_at)
-    assert fold.id not in {t.id for t in await curator_gaps.list_topics(sessions, creator="ada")}
+    assert await gaps_store.resolve_topic(sessions, topic_id=fold.id, when=resolved_at)
+    assert fold.id not in {t.id for t in await gaps_store.list_topics(sessions, creator="ada")}
     await answered(sessions, "How should the Quillfield croissant dough be folded?", unanswered=True)
     await refresh_gaps(sessions, embed, extractive_tiers=["extractive"])
-    assert fold.id not in {t.id for t in await curator_gaps.list_topics(sessions, creator="ada")}
+    assert fold.id not in {t.id for t in await gaps_store.list_topics(sessions, creator="ada")}
     # ... one asked after the ingest that followed the resolution does.
     now = datetime.now(UTC)
-    await curator_runs.record_run(
+    await runs_store.record_run(
         sessions, origin="cli", creator="ada", paths=["content/ada"], dry_run=False, ok=True,
         report={"added": 1}, error=None, started_at=now, finished_at=now,
     )  # fmt: skip
     await asyncio.sleep(0.01)
     await answered(sessions, "How do you fold Quillfield croissant dough?", unanswered=True)
     await refresh_gaps(sessions, embed, extractive_tiers=["extractive"])
-    reopened = {t.id: t for t in await curator_gaps.list_topics(sessions, creator="ada")}
+    reopened = {t.id: t for t in await gaps_store.list_topics(sessions, creator="ada")}
     assert fold.id in reopened and reopened[fold.id].count == 4
-    since = await curator_gaps.list_topics(sessions, creator="ada", since=now)
+    since = await gaps_store.list_topics(sessions, creator="ada", since=now)
     assert [(t.id, t.count) for t in since] == [(fold.id, 1)]
 
 
@@ -221,22 +219,22 @@ async def test_dashboard_stats(sessions: Sessions, clean: None) -> None:
     await answered(sessions, "Two?", tier="extractive", creator=None)
     async with sessions() as session, session.begin():
         await session.execute(update(Message).where(Message.id == first.assistant_message_id).values(ttft_ms=120))
-    await curator_feedback.put_feedback(
+    await feedback_store.put_feedback(
         sessions, message_id=first.assistant_message_id, owner_id=None, rating="down", comment=None
     )
-    today = curator_sites.utc_day()
-    assert [(d.day, d.questions) for d in await curator_stats.questions_per_day(sessions, since=since)] == [(today, 2)]
-    tiers = {(t.tier, t.status): t.answers for t in await curator_stats.answers_per_tier(sessions, since=since)}
+    today = sites_store.utc_day()
+    assert [(d.day, d.questions) for d in await stats_store.questions_per_day(sessions, since=since)] == [(today, 2)]
+    tiers = {(t.tier, t.status): t.answers for t in await stats_store.answers_per_tier(sessions, since=since)}
     assert tiers == {("upstream", "done"): 1, ("extractive", "done"): 1}
-    assert await curator_stats.ttft_p50_ms(sessions, since=since) == 120
-    counts = await curator_stats.feedback_counts(sessions, since=since)
+    assert await stats_store.ttft_p50_ms(sessions, since=since) == 120
+    counts = await stats_store.feedback_counts(sessions, since=since)
     assert [(c.creator, c.up, c.down) for c in counts] == [("ada", 0, 1)]
     now = datetime.now(UTC)
-    await curator_runs.record_run(
+    await runs_store.record_run(
         sessions, origin="admin", creator=None, paths=["/c"], dry_run=False, ok=False, report=None,
         error="boom", started_at=now, finished_at=now,
     )  # fmt: skip
-    [run] = await curator_runs.recent_runs(sessions)
+    [run] = await runs_store.recent_runs(sessions)
     assert (run.origin, run.ok, run.error) == ("admin", False, "boom")
 
 
@@ -253,5 +251,5 @@ async def test_concurrent_refreshes_group_each_answer_once(
         await answered(sessions, question, unanswered=True)
     results = await asyncio.gather(*(refresh_gaps(sessions, embed, extractive_tiers=[]) for _ in range(2)))
     assert sorted(results) == [0, 3]
-    topics = await curator_gaps.list_topics(sessions, creator="ada")
+    topics = await gaps_store.list_topics(sessions, creator="ada")
     assert sum(t.count for t in topics) == 3

@@ -1,0 +1,83 @@
+"""The claim check: quoted and paraphrased sentences are supported, invented ones and wrong numbers are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.grounding.claim_check import answer_sentences, check_answer, cited_numbers
+from backend.grounding.facts import Quantity, names, quantities
+from backend.grounding.sentences import SentenceVectors
+from backend.retrieval.embedder import Embedder
+from backend.stages import Creator
+from tests.backend.chat.helpers import hit
+
+HAZEL = Creator(slug="hazel-marsh", name="Hazel Marsh")
+SOURCES = [
+    hit(
+        1,
+        "How much salt I use\n\nI use two percent salt, by the weight of the flour. For my usual loaf of five hundred "
+        "grams of flour, that is ten grams of fine sea salt. I weigh it into a little egg cup.",
+        creator="hazel-marsh",
+    ),
+    hit(
+        2,
+        "I mix the flour and most of the water first and leave it for forty minutes while I have a cup of tea. "
+        "Then I add the starter, the salt and a last splash of water.",
+        creator="hazel-marsh",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def vectors(shared_embedder: Embedder) -> SentenceVectors:
+    return SentenceVectors(shared_embedder)
+
+
+def test_facts_read_digits_words_and_units_alike() -> None:
+    assert quantities("sixty-eight percent") == [Quantity(68.0, "%")] == quantities("68%")
+    assert quantities("twenty-four degrees") == [Quantity(24.0, "°C")] == quantities("24 °C")
+    assert [q.value for q in quantities("Feed 1:5:2.5")] == [1.0, 5.0, 2.5]
+    assert quantities("two point four percent") == [Quantity(2.4, "%")]
+    assert quantities("four hundred and eighty grams") == [Quantity(480.0, "g")]
+    assert names("Tomás trained with Chef Brassard in Lyon.") == {"brassard", "lyon"}
+
+
+def test_answer_sentences_keep_their_trailing_markers() -> None:
+    text = "Here is what Hazel Marsh's content says: I use salt. [1] She waits [2]. Done"
+    spans = [text[a:b] for a, b in answer_sentences(text)]
+    assert spans == ["Here is what Hazel Marsh's content says:", "I use salt. [1]", "She waits [2].", "Done"]
+    assert cited_numbers("A [1][2] and [3, 4].") == [1, 2, 3, 4]
+
+
+def test_quotes_and_faithful_paraphrases_are_supported(vectors: SentenceVectors) -> None:
+    text = (
+        "Here is what Hazel Marsh's content says: I use two percent salt, by the weight of the flour. [1] "
+        "For a 500 g loaf that is 10 g of fine sea salt [1]. She rests the flour and water for 40 minutes first [2]."
+    )
+    check = check_answer(text, SOURCES, vectors, creator=HAZEL)
+    assert [s.claim for s in check.sentences] == [False, True, True, True]
+    assert all(s.supported for s in check.sentences), check.as_json()
+    assert check.unsupported_claims == 0
+    quoted = check.sentences[1].quote
+    assert quoted is not None and quoted.source == 1
+    assert SOURCES[0].text[quoted.start : quoted.end] == "I use two percent salt, by the weight of the flour."
+
+
+def test_invented_claims_wrong_numbers_and_wrong_citations_are_flagged(vectors: SentenceVectors) -> None:
+    text = (
+        "Hazel uses 3% salt [1]. "  # a number no source states
+        "She recommends Himalayan pink salt for the best flavour [1]. "  # an invention
+        "She rests the flour and water for 40 minutes first [1]. "  # true, but in source 2, not the one cited
+        "Salt makes the crust go dark and shiny. "  # cites nothing, stated nowhere
+        "Hazel learned the method from Chef Brassard in Lyon [7]."  # a source that does not exist
+    )
+    check = check_answer(text, SOURCES, vectors, creator=HAZEL)
+    assert [s.supported for s in check.sentences] == [False] * 5, check.as_json()
+    assert check.unsupported_claims == 5
+
+
+def test_an_uncited_sentence_is_checked_against_every_source(vectors: SentenceVectors) -> None:
+    check = check_answer("She leaves the flour and water for forty minutes.", SOURCES, vectors, creator=HAZEL)
+    (sentence,) = check.sentences
+    assert sentence.sources == [] and sentence.supported
+    assert sentence.quote is not None and sentence.quote.source == 2
