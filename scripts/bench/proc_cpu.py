@@ -1,5 +1,5 @@
 """What each process of a bench spends: CPU seconds and RSS sampled from /proc while a phase runs, and CPU per
-token in the steady state of a run of concurrent streams (scripts/bench/chat, relay_floor, turn_cost)."""
+token in the steady state of a run of concurrent streams (the chat, turn_cost and replicas benches)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import benchlib
+from scripts.bench import benchlib
 
 
 class ProcWatch:

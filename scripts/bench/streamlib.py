@@ -1,6 +1,6 @@
 """The chat benches' shared parts: the scripted upstream and the service as their own processes, the demo corpus
-ingested for them, and a raw-socket client that time-stamps what each stream carries (scripts/bench/chat,
-scripts/bench/replicas)."""
+ingested for them, and a raw-socket client that time-stamps what each stream carries (the chat, turn_cost and
+replicas benches)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import benchlib
-from proc_cpu import ProcWatch, steady_state
+from scripts.bench import benchlib
+from scripts.bench.proc_cpu import ProcWatch, steady_state
 
 TOKEN_MARK = b"event: token"
 SOURCES_MARK = b"event: sources"
@@ -117,17 +116,20 @@ def serve_service(
 
     from backend.app import create_app
     from backend.malloc_arenas import limit_malloc_arenas
-    from backend.server import Server, uvicorn_config
     from backend.settings import (
+        DatabaseSettings,
         EmbeddingSettings,
         LimitSettings,
         LLMSettings,
         OpenAITierSettings,
+        RedisSettings,
         ServerSettings,
         Settings,
     )
+    from backend.stream.server import Server, uvicorn_config
 
     # The scripted answers run past max_tokens (the length is the bench's), so the runaway cap is off.
+    arenas: dict[str, Any] = {} if malloc_arenas is None else {"malloc_arenas": malloc_arenas}
     tier = OpenAITierSettings(name="bench", base_url=upstream, model="scripted", max_tokens=512, max_answer_chars=0)
     settings = Settings(
         data_dir=data_dir,
@@ -141,10 +143,10 @@ def serve_service(
             resume_seconds=resume_seconds,
             freeze_startup_heap=freeze_startup_heap,
             native_token_path=native_token_path,
-            **({} if malloc_arenas is None else {"malloc_arenas": malloc_arenas}),
+            **arenas,
         ),
-        database={"url": database_url, "pool_size": 20},
-        redis={"url": redis_url},
+        database=DatabaseSettings(url=database_url, pool_size=20),
+        redis=RedisSettings(url=redis_url),
         embedding=EmbeddingSettings(threads=embedding_threads, quantized_queries=quantized_queries),
     )
     # Served exactly as `lorechat serve` serves it: its malloc arenas, its frozen startup heap and uvicorn_config's
@@ -306,9 +308,9 @@ async def concurrent(
 
 
 def start_upstream(argv: list[str], port_file: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The scripted upstream as its own process (`argv` runs `serve_upstream`, which writes its port to
-    `port_file`), once it listens: (process, port)."""
-    proc = subprocess.Popen([sys.executable, *argv])
+    """The scripted upstream as its own process (`argv`, from `benchlib.module_argv`, runs `serve_upstream`, which
+    writes its port to `port_file`), once it listens: (process, port)."""
+    proc = subprocess.Popen(argv, cwd=benchlib.REPO)
     while not port_file.exists() or not port_file.read_text():
         if proc.poll() is not None:
             raise RuntimeError(f"upstream process exited with {proc.returncode}")
@@ -317,11 +319,13 @@ def start_upstream(argv: list[str], port_file: Path) -> tuple[subprocess.Popen[b
 
 
 def start_service(argv: list[str], port: int, *, checkout: Path | None = None) -> subprocess.Popen[bytes]:
-    """The service as its own process (`argv` runs `serve_service` on `port`) on the bench's settings alone (no
-    config.yaml), once it listens. `checkout`: another set-up checkout whose interpreter and code serve instead."""
-    python = str(checkout / ".venv" / "bin" / "python") if checkout else sys.executable
+    """The service as its own process (`argv`, from `benchlib.module_argv`, runs `serve_service` on `port`) on the
+    bench's settings alone (no config.yaml), once it listens. `checkout`: another set-up checkout whose interpreter
+    and code serve instead (`argv[0]`, the interpreter, is replaced by its own)."""
+    if checkout is not None:
+        argv = [str(checkout / ".venv" / "bin" / "python"), *argv[1:]]
     env = {**os.environ, "LORECHAT_CONFIG": os.devnull}
-    proc = subprocess.Popen([python, *argv], env=env, cwd=checkout)
+    proc = subprocess.Popen(argv, env=env, cwd=checkout or benchlib.REPO)
     try:
         wait_port(port, proc)
     except BaseException:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Time to first token per tier on the default cascade (embedded defaults: extractive) or, with --local, on the
 opt-in local tier (SmolLM2 unless --model-path, held until the claim check supports its answer) then extractive.
 
@@ -8,9 +7,9 @@ to `sources`, to the first `token`, which tier answered (`done.cascade_tier`) an
 passed over (`done.skipped`). Prints TTFT p50/p99 per answering tier and over all turns, and the skip
 reasons, so "the visitor gets a first token within the target" can be read off directly.
 
-    .venv/bin/python scripts/bench/cascade                 # 25 questions
-    .venv/bin/python scripts/bench/cascade --questions 50 --local --target 3
-    .venv/bin/python scripts/bench/cascade --local --no-hold     # stream the local model's answers unchecked
+    .venv/bin/python -m scripts.bench.cascade                 # 25 questions
+    .venv/bin/python -m scripts.bench.cascade --questions 50 --local --target 3
+    .venv/bin/python -m scripts.bench.cascade --local --no-hold     # stream the local model's answers unchecked
 """
 
 from __future__ import annotations
@@ -27,11 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
+import httpx
+import yaml
 
-import httpx  # noqa: E402  (benchlib puts the repo on sys.path first)
-import yaml  # noqa: E402
+from scripts.bench import benchlib
 
 LORECHAT = Path(sys.executable).with_name("lorechat")
 

@@ -1,19 +1,19 @@
-#!/usr/bin/env python
-"""Hybrid tuning on two eval sets (demo, PostgreSQL manual): chunk fitting, embed-text prefix, and fusion.
+"""Hybrid tuning on two eval sets (demo, PostgreSQL manual): chunk fitting and fusion.
 
-Per eval set and per index variant (chunks fitted to the model's window or cut in cl100k tokens only, as before
-issue 15; three title/heading prefix variants) one index is built; every fusion setting is then ranked on it:
+Per eval set and per index variant (chunks fitted to the model's window, or cut in cl100k tokens only as before
+issue 15) one index is built; every fusion setting is then ranked on the fitted one:
   - in the engine (both adapters support these): RRF with k in --rrf-k, weighted RRF (dense, bm25 weights),
-    Qdrant's DBSF, and the prefetch sizes in --prefetch;
+    Qdrant's DBSF (`retrieval.fusion`'s default), and the prefetch sizes in --prefetch;
   - client-side over the dense and BM25 candidate lists (not in the engines): convex combinations
     alpha * dense + (1 - alpha) * bm25 of per-query min-max or z-score normalised scores.
-The default configuration is built twice (two indexes) to measure run-to-run noise. Figures: nDCG@10,
-MRR@10, Recall@10/100 per mode; per-query MRR@10 differences against today's default get a paired bootstrap
-95 % interval.
+The fitted index is built twice on the demo set (--second-build: on every set) to measure run-to-run noise.
+Figures: nDCG@10, MRR@10, Recall@10/100 per mode; per-query MRR@10 differences against the default before issue 15
+(cl100k-only chunks, RRF k=60) get a paired bootstrap 95 % interval. (The embed-text prefix variants measured here
+once are in BENCHMARKS.md, "Retrieval quality": the shipped prefix stays.)
 
-    scripts/build-eval-pgdocs                      # once: the PostgreSQL corpus (git-ignored)
-    .venv/bin/python scripts/bench/fusion          # ~10 min on 2 cores
-    .venv/bin/python scripts/bench/fusion --sets demo --quick
+    scripts/build-eval-pgdocs                              # once: the PostgreSQL corpus (git-ignored)
+    .venv/bin/python -m scripts.bench.fusion               # ~10 min on 2 cores
+    .venv/bin/python -m scripts.bench.fusion --sets demo --quick
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import shutil
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
+from scripts.bench import benchlib
 
 PGDOCS = benchlib.REPO / "examples" / "eval" / "pgdocs"
 DEEP_CHUNKS = 400
@@ -54,22 +53,6 @@ def eval_sets(names: Sequence[str]) -> dict[str, Any]:
             content=PGDOCS / "content", queries=PGDOCS / "queries.jsonl", qrels=PGDOCS / "qrels.tsv"
         )
     return sets
-
-
-def compositions(shipped: Callable[..., str]) -> dict[str, Callable[..., str]]:
-    """`shipped`: search.compose_embed_text as imported, before this script swaps it."""
-
-    def text_only(*, title: str, heading: str, text: str) -> str:
-        return text
-
-    def title_heading_always(*, title: str, heading: str, text: str) -> str:
-        return "\n".join(p for p in (title, heading, text) if p)
-
-    return {
-        "prefix": shipped,
-        "text only": text_only,
-        "title+heading always": title_heading_always,
-    }
 
 
 def build_index(eval_set: Any, *, embedder: Any, fitted: bool, root: Path) -> Any:
@@ -177,7 +160,10 @@ def bootstrap(a: dict[str, float], b: dict[str, float], *, rounds: int = 2000) -
 def fusion_settings(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     from backend.retrieval.stores.protocol import Fusion
 
-    settings: list[tuple[str, dict[str, Any]]] = [("RRF k=60 (default)", {})]
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("RRF k=60", {}),
+        ("DBSF (the default)", {"fusion": Fusion(method="dbsf")}),
+    ]
     if args.quick:
         return settings
     settings += [(f"RRF k={k}", {"fusion": Fusion(rrf_k=k)}) for k in args.rrf_k if k != 60]
@@ -186,7 +172,6 @@ def fusion_settings(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]
         (f"weighted RRF dense {d} / bm25 {b}", {"fusion": Fusion(dense_weight=d, bm25_weight=b)})
         for d, b in ENGINE_WEIGHTS
     ]
-    settings += [("DBSF", {"fusion": Fusion(method="dbsf")})]
     settings += [
         (f"convex {norm} alpha(dense)={a}", {"convex": (a, norm)}) for norm in ("minmax", "zscore") for a in ALPHAS
     ]
@@ -198,72 +183,54 @@ def main() -> None:
     parser.add_argument("--sets", default="demo,pgdocs", help="Eval sets: demo, pgdocs.")
     parser.add_argument("--rrf-k", type=lambda s: [int(x) for x in s.split(",")], default=[10, 30, 60, 100])
     parser.add_argument("--prefetch", type=lambda s: [int(x) for x in s.split(",")], default=[20, 50, 100])
-    parser.add_argument("--quick", action="store_true", help="Default fusion only, no prefix variants.")
-    parser.add_argument("--second-build", action="store_true", help="Build the default index twice on every set.")
-    parser.add_argument("--prefixes", default="prefix,text only,title+heading always", help="Prefix variants.")
+    parser.add_argument("--quick", action="store_true", help="RRF k=60 and DBSF only.")
+    parser.add_argument("--second-build", action="store_true", help="Build the fitted index twice on every set.")
     args = parser.parse_args()
 
-    from backend.retrieval import search
     from backend.retrieval.embedder import get_embedder
     from backend.settings import EmbeddingSettings
 
     embedder = get_embedder(EmbeddingSettings())
     sets = eval_sets(args.sets.split(","))
-    variants = [("fitted", "prefix", 0), ("fitted", "prefix", 1), ("cl100k only", "prefix", 0)]
-    if not args.quick:
-        variants += [("fitted", p, 0) for p in args.prefixes.split(",") if p != "prefix"]
-    original = search.compose_embed_text
+    variants = [("fitted", 0), ("fitted", 1), ("cl100k only", 0)]
     rows: list[dict[str, Any]] = []
-    try:
-        for set_name, eval_set in sets.items():
-            baseline: dict[str, float] = {}
-            for chunking, prefix, run in variants:
-                if run and set_name != "demo" and not args.second_build:
-                    continue  # below 5,000 chunks Edge searches exactly: a 2nd build only repeats itself
-                search.compose_embed_text = compositions(original)[prefix]
-                # pipeline.chunk imported the name: measure chunks with the same composition.
-                import pipeline.chunk
-
-                pipeline.chunk.compose_embed_text = search.compose_embed_text
-                tmp = Path(tempfile.mkdtemp(prefix="bench-fusion-"))
-                try:
-                    retriever, chunks = build_index(
-                        eval_set, embedder=embedder, fitted=chunking == "fitted", root=tmp / "index"
-                    )
-                    vectors = {
-                        qid: retriever.query_vectors(text, mode="hybrid")
-                        for qid, text in eval_set.judged_queries().items()
+    for set_name, eval_set in sets.items():
+        baseline: dict[str, float] = {}
+        for chunking, run in variants:
+            if run and set_name != "demo" and not args.second_build:
+                continue  # below 5,000 chunks Edge searches exactly: a 2nd build only repeats itself
+            tmp = Path(tempfile.mkdtemp(prefix="bench-fusion-"))
+            try:
+                retriever, chunks = build_index(
+                    eval_set, embedder=embedder, fitted=chunking == "fitted", root=tmp / "index"
+                )
+                vectors = {
+                    qid: retriever.query_vectors(text, mode="hybrid") for qid, text in eval_set.judged_queries().items()
+                }
+                is_default = chunking == "fitted" and run == 0
+                for name, setting in fusion_settings(args) if is_default else fusion_settings(args)[:1]:
+                    scores, mrr = score(eval_set, rank(retriever, vectors, eval_set, setting=setting))
+                    if chunking == "cl100k only" and not setting:
+                        baseline = mrr  # the default before issue 15
+                    row = {
+                        "set": set_name,
+                        "chunks": chunks,
+                        "chunking": chunking,
+                        "run": run,
+                        "fusion": name,
+                        **{f"{m}_{k}": v for m, s in scores.items() for k, v in s.items()},
+                        "_mrr": mrr,
                     }
-                    is_default = chunking == "fitted" and prefix == "prefix" and run == 0
-                    for name, setting in fusion_settings(args) if is_default else fusion_settings(args)[:1]:
-                        scores, mrr = score(eval_set, rank(retriever, vectors, eval_set, setting=setting))
-                        if chunking == "cl100k only" and not setting:
-                            baseline = mrr  # today's default before issue 15
-                        row = {
-                            "set": set_name,
-                            "chunks": chunks,
-                            "chunking": chunking,
-                            "prefix": prefix,
-                            "run": run,
-                            "fusion": name,
-                            **{f"{m}_{k}": v for m, s in scores.items() for k, v in s.items()},
-                            "_mrr": mrr,
-                        }
-                        if is_default and not setting:
-                            row["top5"] = {q: ranking[:5] for q, ranking in last_hybrid(retriever, vectors, eval_set)}
-                        rows.append(row)
-                        print({k: v for k, v in row.items() if k != "_mrr"}, file=sys.stderr, flush=True)
-                    retriever.store.close()
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-            for row in rows:
-                if row["set"] == set_name and baseline:
-                    row["mrr_vs_before"] = [round(x, 4) for x in bootstrap(baseline, row["_mrr"])]
-    finally:
-        search.compose_embed_text = original
-        import pipeline.chunk
-
-        pipeline.chunk.compose_embed_text = original
+                    if is_default and not setting:
+                        row["top5"] = {q: ranking[:5] for q, ranking in last_hybrid(retriever, vectors, eval_set)}
+                    rows.append(row)
+                    print({k: v for k, v in row.items() if k != "_mrr"}, file=sys.stderr, flush=True)
+                retriever.store.close()
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        for row in rows:
+            if row["set"] == set_name and baseline:
+                row["mrr_vs_before"] = [round(x, 4) for x in bootstrap(baseline, row["_mrr"])]
 
     table = []
     for r in rows:
@@ -272,7 +239,7 @@ def main() -> None:
         table.append(
             [
                 r["set"],
-                f"{r['chunking']}, {r['prefix']}" + (" (2nd build)" if r["run"] else ""),
+                r["chunking"] + (" (2nd build)" if r["run"] else ""),
                 r["chunks"],
                 r["fusion"],
                 r["bm25_mrr@10"],
@@ -286,8 +253,8 @@ def main() -> None:
             ]
         )
     benchlib.print_table(
-        "MRR@10 (hybrid nDCG@10, R@10, R@100) per index and fusion; last column: hybrid MRR@10 minus today's "
-        "default (cl100k-only chunks, RRF k=60) with a paired bootstrap 95 % interval",
+        "MRR@10 (hybrid nDCG@10, R@10, R@100) per index and fusion; last column: hybrid MRR@10 minus the default "
+        "before issue 15 (cl100k-only chunks, RRF k=60) with a paired bootstrap 95 % interval",
         ["set", "index", "chunks", "fusion", "bm25", "dense", "hybrid", "hyb − best", "nDCG", "R@10", "R@100", "Δ"],
         table,
     )

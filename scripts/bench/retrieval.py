@@ -1,15 +1,15 @@
-#!/usr/bin/env python
 """Time-to-sources and ANN recall on the embedded Edge store at 10k / 100k (/ 300k) synthetic chunks.
 
 Per size: build a synthetic corpus (see BENCHMARKS.md, "How the retrieval corpus is made"), upsert it through
 EdgeStore.upsert, EdgeStore.optimize(), then
   - time-to-sources: real query string → real embedder (embed_query) → hybrid EdgeStore.search (RRF over
     dense + BM25 prefetches, payload included, Hit objects built) — with and without a creator filter;
-  - recall@10 of the dense HNSW search against Qdrant's exact search (SearchParams(exact=True)), with and
-    without the creator filter, for several hnsw_ef values, with the dense-only latency at each.
+  - recall@10 of the dense HNSW search (EdgeStore.search, mode "dense", the store reopened at each hnsw_ef)
+    against the exact nearest neighbours (every chunk's vector scored by numpy: the corpus holds them), with
+    and without the creator filter, with the dense search's latency at each.
 
-    .venv/bin/python scripts/bench/retrieval              # 10k and 100k
-    .venv/bin/python scripts/bench/retrieval --sizes 10000,100000,300000
+    .venv/bin/python -m scripts.bench.retrieval              # 10k and 100k
+    .venv/bin/python -m scripts.bench.retrieval --sizes 10000,100000,300000
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
 import numpy as np
+
+from scripts.bench import benchlib
 
 DIM = 384
 CREATORS = 50
@@ -103,32 +103,39 @@ class Corpus:
         return _unit(q), " ".join(words), f"creator-{self.creator_of[i]:02d}"
 
 
-def build(store: Any, corpus: Corpus) -> dict[str, float]:
-    from backend.stages import EmbeddedChunk
-    from backend.retrieval.sparse import bm25_document
+def chunk_at(corpus: Corpus, i: int, text: str) -> Any:
+    """The corpus's i-th chunk as ingest would store it: 8 chunks a document, its creator's."""
     from backend.stages import Chunk
+
+    creator = f"creator-{corpus.creator_of[i]:02d}"
+    return Chunk(
+        creator=creator,
+        document_id=f"{creator}/doc-{i // 8}.md",
+        source=f"{creator}/doc-{i // 8}.md",
+        title=f"Document {i // 8}",
+        url=None,
+        position=i % 8,
+        text=text,
+        document_hash=f"{i // 8:064x}",
+        heading="Section",
+    )
+
+
+def build(store: Any, corpus: Corpus) -> dict[str, float]:
+    from backend.retrieval.sparse import bm25_document
+    from backend.stages import EmbeddedChunk
 
     timings = {"texts_and_bm25_s": 0.0, "upsert_s": 0.0}
     batch = 2048
     for start in range(0, corpus.size, batch):
         t0 = time.perf_counter()
-        items = []
         stop = min(start + batch, corpus.size)
-        for i, text in zip(range(start, stop), corpus.texts(start, stop), strict=True):
-            chunk = Chunk(
-                creator=f"creator-{corpus.creator_of[i]:02d}",
-                document_id=f"creator-{corpus.creator_of[i]:02d}/doc-{i // 8}.md",
-                source=f"creator-{corpus.creator_of[i]:02d}/doc-{i // 8}.md",
-                title=f"Document {i // 8}",
-                url=None,
-                position=i % 8,
-                text=text,
-                document_hash=f"{i // 8:064x}",
-                heading="Section",
+        items = [
+            EmbeddedChunk(
+                chunk=chunk_at(corpus, i, text), dense=tuple(corpus.vectors[i].tolist()), sparse=bm25_document(text)
             )
-            items.append(
-                EmbeddedChunk(chunk=chunk, dense=tuple(corpus.vectors[i].tolist()), sparse=bm25_document(text))
-            )
+            for i, text in zip(range(start, stop), corpus.texts(start, stop), strict=True)
+        ]
         t1 = time.perf_counter()
         store.upsert(items)
         timings["texts_and_bm25_s"] += t1 - t0
@@ -139,17 +146,19 @@ def build(store: Any, corpus: Corpus) -> dict[str, float]:
     return {k: round(v, 2) for k, v in timings.items()}
 
 
-def time_to_sources(store: Any, embedder: Any, corpus: Corpus, *, n: int, filtered: bool) -> dict[str, Any]:
+def time_to_sources(
+    store: Any, embedder: Any, questions: benchlib.NewQuestions, corpus: Corpus, *, n: int, filtered: bool
+) -> dict[str, Any]:
     """Real embedding of a real question + hybrid search for a synthetic query of the same shape, end to end."""
     from backend.retrieval.models import QueryVectors
     from backend.retrieval.sparse import bm25_query
 
-    questions = benchlib.eval_queries()
+    asked = questions.take(n + 10)  # new to the embedder, which answers a question it has seen from memory
     totals, embeds, searches = [], [], []
     for i in range(n + 10):
         dense, text, creator = corpus.query()
         t0 = time.perf_counter()
-        embedder.embed_query(questions[i % len(questions)])
+        embedder.embed_query(asked[i])
         t1 = time.perf_counter()
         # The embedded question is timed, but the synthetic corpus needs a query vector from its own space.
         vectors = QueryVectors(dense=tuple(dense.tolist()), sparse=bm25_query(text))
@@ -167,31 +176,39 @@ def time_to_sources(store: Any, embedder: Any, corpus: Corpus, *, n: int, filter
     }
 
 
-def recall(store: Any, corpus: Corpus, *, n: int, efs: list[int], filtered: bool) -> dict[int, dict[str, float]]:
-    import qdrant_edge as qe
+def exact_neighbours(corpus: Corpus, dense: np.ndarray, creator: str | None, *, k: int = 10) -> set[str]:
+    """The ids of the k chunks nearest `dense` (cosine: the vectors are unit), of `creator`'s only when given."""
+    scores = corpus.vectors @ dense
+    if creator is not None:
+        scores = np.where(corpus.creator_of == int(creator.removeprefix("creator-")), scores, -np.inf)
+    nearest = np.argsort(-scores, kind="stable")[:k]
+    return {chunk_at(corpus, int(i), "").chunk_id for i in nearest if np.isfinite(scores[i])}
 
-    shard = store._shard  # the bench needs Qdrant's exact search, which the Store contract does not expose
+
+def recall(path: Path, corpus: Corpus, *, n: int, efs: list[int], filtered: bool) -> dict[int, dict[str, float | int]]:
+    """Recall@10 of the dense search against the exact neighbours, and its latency, at each hnsw_ef: the index at
+    `path` opened at that ef (the store's search setting) for each, the same queries at every ef."""
+    from backend.retrieval.models import QueryVectors
+    from backend.retrieval.stores.edge import EdgeStore
+    from backend.stages import SparseVector
+
+    no_terms = SparseVector(indices=(), values=())
     queries = [corpus.query() for _ in range(n)]
-
-    def run(params: Any, dense: np.ndarray, creator: str) -> tuple[list[Any], float]:
-        where = qe.Filter(must=[qe.FieldCondition("creator", match=qe.MatchValue(creator))]) if filtered else None
-        request = qe.QueryRequest(
-            limit=10, query=qe.Query.Nearest(dense.tolist(), using="dense"), filter=where, params=params
-        )
-        t0 = time.perf_counter()
-        points = shard.query(request)
-        return [p.id for p in points], time.perf_counter() - t0
-
-    exact = [run(qe.SearchParams(exact=True), d, c)[0] for d, _, c in queries]
-    out: dict[int, dict[str, float]] = {}
+    truths = [exact_neighbours(corpus, dense, creator if filtered else None) for dense, _, creator in queries]
+    out: dict[int, dict[str, float | int]] = {}
     for ef in efs:
-        hits, seconds = 0, []
-        for (d, _, c), truth in zip(queries, exact, strict=True):
-            ids, s = run(qe.SearchParams(hnsw_ef=ef), d, c)
-            hits += len(set(ids) & set(truth))
-            seconds.append(s)
-        total = sum(len(t) for t in exact)
-        out[ef] = {"recall@10": round(hits / total, 4), **benchlib.summary_ms(seconds)}
+        store = EdgeStore(path, hnsw_ef=ef)
+        try:
+            found, seconds = 0, []
+            for (dense, _, creator), truth in zip(queries, truths, strict=True):
+                vectors = QueryVectors(dense=tuple(dense.tolist()), sparse=no_terms)
+                t0 = time.perf_counter()
+                hits = store.search(vectors, k=10, mode="dense", creator=creator if filtered else None)
+                seconds.append(time.perf_counter() - t0)
+                found += len({hit.chunk_id for hit in hits} & truth)
+        finally:
+            store.close()
+        out[ef] = {"recall@10": round(found / sum(len(t) for t in truths), 4), **benchlib.summary_ms(seconds)}
     return out
 
 
@@ -206,12 +223,13 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", help="Embedding backend for the query embedding.")
     args = parser.parse_args()
 
-    from backend.retrieval.stores.edge import EdgeStore
     from backend.retrieval.embedder import get_embedder
+    from backend.retrieval.stores.edge import EdgeStore
     from backend.settings import EmbeddingSettings
 
     embedder = get_embedder(EmbeddingSettings(backend=args.backend))
     efs = [int(x) for x in args.efs.split(",")]
+    questions = benchlib.NewQuestions()
     results: list[dict[str, Any]] = []
     for size in [int(s) for s in args.sizes.split(",")]:
         t0 = time.perf_counter()
@@ -225,9 +243,13 @@ def main() -> None:
             row: dict[str, Any] = {"size": size, "clusters": corpus.clusters, "build": build_times}
             for filtered in (False, True):
                 key = "filtered" if filtered else "unfiltered"
-                row[f"tts_{key}"] = time_to_sources(store, embedder, corpus, n=args.queries, filtered=filtered)
-                row[f"recall_{key}"] = recall(store, corpus, n=args.queries, efs=efs, filtered=filtered)
-            store.close()
+                row[f"tts_{key}"] = time_to_sources(
+                    store, embedder, questions, corpus, n=args.queries, filtered=filtered
+                )
+            store.close()  # one process opens an index once at a time: the recall sweep reopens it per ef
+            for filtered in (False, True):
+                key = "filtered" if filtered else "unfiltered"
+                row[f"recall_{key}"] = recall(store.path, corpus, n=args.queries, efs=efs, filtered=filtered)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         results.append(row)
         print(f"[{size}] done in {row['seconds']}s", file=sys.stderr)

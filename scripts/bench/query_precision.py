@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """A visitor's question embedded by the fp32 model or by its int8 twin (`embedding.quantized_queries`), side by
 side: CPU and latency per query, back to back and after idle, and retrieval quality on both eval sets.
 
@@ -9,8 +8,8 @@ eval set's questions one at a time, alternating rounds so a noisy neighbour hits
 again, which is where int8's 4x smaller weights help most). Then `lorechat eval`'s scoring (pipeline/evaluate.py)
 ranks the demo set and the PostgreSQL-manual set (built from Debian's postgresql-doc-15) with each.
 
-    .venv/bin/python scripts/bench/query_precision
-    .venv/bin/python scripts/bench/query_precision --rounds 3 --no-quality
+    .venv/bin/python -m scripts.bench.query_precision
+    .venv/bin/python -m scripts.bench.query_precision --rounds 3 --no-quality
 """
 
 from __future__ import annotations
@@ -21,14 +20,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
-
 from backend.retrieval.embedder import Embedder
 from backend.settings import EmbeddingSettings, Settings
 from pipeline.eval_data import EvalSet, load_eval_set
 from pipeline.eval_pgdocs import DEFAULT_HTML, build
 from pipeline.evaluate import evaluate
+from scripts.bench import benchlib
 
 EVAL = benchlib.REPO / "examples" / "eval"
 
@@ -55,26 +52,27 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100, help="Queries per round.")
     parser.add_argument("--no-quality", action="store_true", help="Skip the eval sets (speed only).")
     args = parser.parse_args()
-    pool = benchlib.eval_queries()
-    queries = [pool[i % len(pool)] for i in range(args.queries)]
+    questions = benchlib.NewQuestions()  # each model embeds a question once: one it has seen costs it nothing
+    warm_up = questions.take(20)
     embedders = {
         "fp32": Embedder(EmbeddingSettings(threads=1, quantized_queries=False)),
         "int8 twin": Embedder(EmbeddingSettings(threads=1, quantized_queries=True)),
     }
     names = {name: embedder.query_precision for name, embedder in embedders.items()}
     for embedder in embedders.values():
-        benchlib.embed_one_at_a_time(embedder, queries[:20])  # warm up
+        benchlib.embed_one_at_a_time(embedder, warm_up)
     results: dict[str, Any] = {"machine": benchlib.machine(), "settings": vars(args), "precision": names}
     rows = []
     for condition, idle in (("back to back", 0.0), ("after 100 ms idle", 0.1)):
         cpu = dict.fromkeys(embedders, 0.0)
         latencies: dict[str, list[float]] = {name: [] for name in embedders}
         for _ in range(args.rounds):
+            queries = questions.take(args.queries)
             for name, embedder in embedders.items():
                 spent, times = benchlib.embed_one_at_a_time(embedder, queries, idle=idle)
                 cpu[name] += spent
                 latencies[name] += times
-        total = args.rounds * len(queries)
+        total = args.rounds * args.queries
         baseline = cpu["fp32"] / total
         results[condition] = {}
         for name in embedders:

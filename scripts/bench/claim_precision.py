@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """The claim check with an answer's sentences embedded by the fp32 model or by the questions' int8 twin, side by
 side: the same verdicts? and the CPU each costs.
 
-The claim check (backend/chat/citations.py) decides most answer sentences by their words; the rest are embedded
+The claim check (backend/grounding/claim_check.py) decides most answer sentences by their words; the rest are embedded
 and compared with the cited source sentences (fp32, stored at ingest). Those are new text every turn, so that
 embedding is the check's cost for a model's answer (`embedding.quantized_queries` puts it on the twin, as it
 puts the questions). The demo corpus is ingested, each question of examples/eval/answers.jsonl retrieved, and two
@@ -11,8 +10,8 @@ greedy; it paraphrases and errs as a small model does) and the extractive tier's
 new text, still cited). Reported: sentences judged by meaning, verdicts that differ, the largest score change,
 unsupported claims per answer set, and the CPU of the check per answer (alternating rounds).
 
-    .venv/bin/python scripts/bench/claim_precision
-    .venv/bin/python scripts/bench/claim_precision --no-model   # reworded answers only
+    .venv/bin/python -m scripts.bench.claim_precision
+    .venv/bin/python -m scripts.bench.claim_precision --no-model   # reworded answers only
 """
 
 from __future__ import annotations
@@ -27,18 +26,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
-
-from backend.chat.citations import SUPPORT_THRESHOLD, AnswerCheck, check_answer
 from backend.chat.prompt import build_prompt
-from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.extractive import compose_answer
+from backend.grounding.claim_check import SUPPORT_THRESHOLD, AnswerCheck, check_answer
+from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
 from pipeline.catalog_update import read_catalog
+from scripts.bench import benchlib
 
 _REPEATS = 3
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Peers side by side: LlamaIndex's IngestionPipeline vs lorechat's ingest, and a plain bm25s index vs our retrievers.
 
 Ingest (same corpus: the demo corpus replicated --copies times, same model, same CPU, one after the other):
@@ -11,8 +10,8 @@ whole documents (title + text), beside lorechat's bm25 / dense / hybrid from pip
 
 Needs the optional `peers` dependency group (llama-index-core, llama-index-embeddings-huggingface, bm25s).
 
-    .venv/bin/python scripts/bench/peers
-    .venv/bin/python scripts/bench/peers --copies 10
+    .venv/bin/python -m scripts.bench.peers
+    .venv/bin/python -m scripts.bench.peers --copies 10
 """
 
 from __future__ import annotations
@@ -25,16 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
+from scripts.bench import benchlib
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def lorechat_ingest(corpus: Path, embedder: Any) -> dict[str, Any]:
-    from backend.retrieval.stores.edge import EdgeStore
     from backend.retrieval.search import Retriever
+    from backend.retrieval.stores.edge import EdgeStore
     from backend.settings import ChunkingSettings, RetrievalSettings
 
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:

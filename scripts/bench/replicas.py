@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Scale-out on one machine: 1 vs 3 API replicas sharing PostgreSQL and Redis, and what resumable streams cost.
 
 Every replica is its own process (create_app under uvicorn, as `lorechat serve`), on its own copy of the same
@@ -15,7 +14,7 @@ ones (concurrent streams).
 
 Run with a database and a Redis of its own (both are written to):
     createdb lorechat_bench
-    .venv/bin/python scripts/bench/replicas --pg postgresql+asyncpg://postgres@127.0.0.1:5432/lorechat_bench \\
+    .venv/bin/python -m scripts.bench.replicas --pg postgresql+asyncpg://postgres@127.0.0.1:5432/lorechat_bench \\
         --redis redis://127.0.0.1:6379/0
 """
 
@@ -35,9 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
-from streamlib import (
+from scripts.bench import benchlib
+from scripts.bench.streamlib import (
     END_MARKS,
     SOURCES_MARK,
     TOKEN_MARK,
@@ -53,6 +51,7 @@ from streamlib import (
     wait_port,
 )
 
+_SELF = "scripts.bench.replicas"  # this bench, run again as the upstreams' and the replicas' processes
 CREATORS = ["hazel-marsh", "ines-calloway", "tomas-reyes"]
 
 
@@ -60,7 +59,7 @@ CREATORS = ["hazel-marsh", "ines-calloway", "tomas-reyes"]
 def upstream(tmp: Path, name: str, tokens: int, first_delay: float, interval: float) -> Iterator[str]:
     port_file = tmp / f"{name}.port"
     args = ["--role", "upstream", "--arg", str(port_file), "--arg", str(tokens), "--arg", str(first_delay)]
-    proc = subprocess.Popen([sys.executable, __file__, *args, "--arg", str(interval)])
+    proc = subprocess.Popen(benchlib.module_argv(_SELF, *args, "--arg", str(interval)), cwd=benchlib.REPO)
     try:
         while not port_file.exists() or not port_file.read_text():
             if proc.poll() is not None:
@@ -86,8 +85,9 @@ def replicas(
             role = ["--role", "service", "--arg", str(port), "--arg", str(data_dir), "--arg", upstream_url]
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, __file__, *role, "--arg", str(resume_seconds), *_shared(args)],
+                    benchlib.module_argv(_SELF, *role, "--arg", str(resume_seconds), *_shared(args)),
                     env={**os.environ, "LORECHAT_CONFIG": os.devnull},
+                    cwd=benchlib.REPO,
                 )
             )
             ports.append(port)
@@ -197,7 +197,10 @@ def main() -> None:
         template = tmp / "template"
         print("ingesting the demo corpus…", file=sys.stderr)
         ingest_demo(template, args.pg)
-        with upstream(tmp, "short", 8, 0.05, 0.01) as short_url, upstream(tmp, "long", long_tokens, 0.1, args.interval) as long_url:
+        with (
+            upstream(tmp, "short", 8, 0.05, 0.01) as short_url,
+            upstream(tmp, "long", long_tokens, 0.1, args.interval) as long_url,
+        ):
             long_pid = int(long_url.rsplit("#", 1)[1])
             for count in (1, args.replicas):
                 print(f"{count} replica(s): turns/s with {args.clients} visitors…", file=sys.stderr)
@@ -265,9 +268,10 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> None:
                         ("1 replica, no event log", results["streams_1_no_log"])):  # fmt: skip
         tokens = phase["tokens"] or 1
         redis_cpu = phase["processes"].get("redis", {}).get("cpu_seconds", 0.0)
+        sources = phase["time_to_sources"]
         rows.append(
             [name, phase["failed"], phase["peak_streams_receiving_tokens"], phase["gap"]["p99_ms"],
-             f"{phase['time_to_sources']['p50_ms']} / {phase['time_to_sources']['p99_ms']}" if phase["time_to_sources"] else "",
+             f"{sources['p50_ms']} / {sources['p99_ms']}" if sources else "",
              round(_service_cpu(phase) / tokens * 1e6, 1), round(redis_cpu / tokens * 1e6, 1)]
         )  # fmt: skip
     benchlib.print_table(

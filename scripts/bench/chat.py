@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Chat latency and streaming overhead: the real service in front of a scripted OpenAI-compatible upstream.
 
 Three processes, so each one's CPU and memory are its own: the scripted upstream (tests/fakes/openai_server.py),
@@ -14,8 +13,8 @@ lighter than an HTTP library at 1,000 streams).
      token over the whole phase (each turn's own work spread over its tokens, the issue's measure), and in the
      steady state, while every stream receives and none starts or ends (the relay alone).
 
-    .venv/bin/python scripts/bench/chat                  # 200 streams
-    .venv/bin/python scripts/bench/chat --streams 1000
+    .venv/bin/python -m scripts.bench.chat                  # 200 streams
+    .venv/bin/python -m scripts.bench.chat --streams 1000
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
-from proc_cpu import print_steady_state
-from streamlib import (
+from scripts.bench import benchlib
+from scripts.bench.proc_cpu import print_steady_state
+from scripts.bench.streamlib import (
     SOURCES_MARK,
     TOKEN_MARK,
     UPSTREAM_TOKEN_MARK,
@@ -49,6 +47,8 @@ from streamlib import (
     stream_once,
     upstream_body,
 )
+
+_SELF = "scripts.bench.chat"  # this bench, run again as the upstream's and the service's processes
 
 
 async def sequential(port: int, upstream_port: int, n: int) -> dict[str, Any]:
@@ -222,12 +222,12 @@ def main() -> None:
             ingest_demo(data_dir, args.database_url)
             port_file = Path(tmp) / "upstream.port"
             upstream, upstream_port = start_upstream(
-                [__file__, "--role", "upstream", "--arg", str(port_file), *common], port_file
+                benchlib.module_argv(_SELF, "--role", "upstream", "--arg", str(port_file), *common), port_file
             )
             procs.append(upstream)
             port = free_port()
             upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
-            service_argv = [__file__, "--role", "service", "--arg", str(port), "--arg", str(data_dir)]
+            service_argv = benchlib.module_argv(_SELF, "--role", "service", "--arg", str(port), "--arg", str(data_dir))
             service = start_service([*service_argv, "--arg", upstream_url, *common], port)
             procs.append(service)
             print("measuring sequential latency…", file=sys.stderr)
@@ -353,7 +353,11 @@ def _report(seq: dict[str, Any], direct: dict[str, Any], through: dict[str, Any]
         both = (service["us_per_token"] or 0) + (redis_server["us_per_token"] or 0)
         print(f"service + its Redis {both:.1f} µs/token (ratio {both / upstream['us_per_token']:.2f})")
     if steady is not None:
-        print(f"steady state, the relay alone: service {steady[0]} µs/token vs upstream {steady[1]} (ratio {steady[2]:.2f})")
+        relay, upstream_relay, relay_ratio = steady
+        print(
+            f"steady state, the relay alone: service {relay} µs/token vs upstream {upstream_relay} "
+            f"(ratio {relay_ratio:.2f})"
+        )
     goals = {
         "added_ttft_p50_le_5ms": seq["added_ttft_after_sources"]["p50_ms"] <= 5,
         "added_gap_p99_le_50ms": added_p99 <= 50,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Answer checks on the demo corpus: extractive composition, coverage and the claim check, in milliseconds.
 
 The demo corpus is ingested into a temp data dir (timed without and with `chunking.sentence_vectors`, side by
@@ -8,7 +7,7 @@ chunks today), and without them (the sentences embedded then, as before ingest s
 sentence cache, as in a running service) timed: the extractive tier's composition, the coverage check, and
 the claim check of a cited paraphrase (new sentences to embed, as a model's answer has).
 
-    .venv/bin/python scripts/bench/answers [--repeats 5]
+    .venv/bin/python -m scripts.bench.answers [--repeats 5]
 """
 
 from __future__ import annotations
@@ -17,30 +16,23 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import benchlib
-
-from backend.chat.citations import check_answer
-from backend.chat.coverage import assess
 from backend.chat.prompt import build_prompt
-from backend.chat.sentences import SentenceVectors
 from backend.chat.tiers.extractive import compose_answer
+from backend.grounding.claim_check import check_answer
+from backend.grounding.coverage import assess
+from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import get_embedder
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.edge import EdgeStore
 from backend.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
 from pipeline.catalog_update import read_catalog
-
-REPO = Path(__file__).resolve().parents[2]
+from scripts.bench import benchlib
 
 
 def pct(values: list[float], q: float) -> float:
@@ -63,16 +55,16 @@ def main() -> None:
             Retriever(embedder=embedder, store=plain, settings=RetrievalSettings()),
             data / "plain",
             ChunkingSettings(sentence_vectors=False),
-        ).ingest([REPO / "examples/content"])
+        ).ingest([benchlib.DEMO_CONTENT])
         ingest_plain = time.perf_counter() - started
         plain.close()
         indexer = benchlib.indexer(retriever, data, ChunkingSettings())
         started = time.perf_counter()
-        indexer.ingest([REPO / "examples/content"])
+        indexer.ingest([benchlib.DEMO_CONTENT])
         ingest_with = time.perf_counter() - started
         catalog = read_catalog(indexer.catalog.database, data)
         vectors = SentenceVectors(embedder)
-        rows = [json.loads(line) for line in (REPO / "examples/eval/answers.jsonl").open()]
+        rows = [json.loads(line) for line in (benchlib.EVAL_DIR / "answers.jsonl").open()]
         names = (
             "extractive",
             "coverage",
@@ -128,6 +120,19 @@ def main() -> None:
     print(f"  ingest of the demo corpus: {ingest_plain:.1f} s without sentence vectors, {ingest_with:.1f} s with")
     for name, values in timings.items():
         print(f"  {name:36s} p50 {statistics.median(values):6.1f} ms   p99 {pct(values, 0.99):6.1f} ms")
+    benchlib.write_results(
+        "answers",
+        {
+            "questions": len(rows),
+            "repeats": args.repeats,
+            "embedder": embedder.embedder_id,
+            "ingest_seconds": {"without_sentence_vectors": round(ingest_plain, 2), "with": round(ingest_with, 2)},
+            "ms": {
+                name: {"p50": round(statistics.median(values), 2), "p99": round(pct(values, 0.99), 2)}
+                for name, values in timings.items()
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Curator analytics at scale: the dashboard's queries and the gap inbox over 100k stored turns.
 
 Fills a fresh database (SQLite in a temp dir, and PostgreSQL when --pg or LORECHAT_TEST_PG_URL names one: a
@@ -11,8 +10,8 @@ questions, with realistic gap signals (~5 % not covered, ~3 % unsupported claims
 - the gap inbox's first grouping (all gap turns embedded with the bundled model) and an incremental
   refresh after 100 new gap turns (what a dashboard load costs in steady state).
 
-    .venv/bin/python scripts/bench/curator                 # 100k turns, SQLite (+ PostgreSQL if configured)
-    .venv/bin/python scripts/bench/curator --turns 20000 --no-pg
+    .venv/bin/python -m scripts.bench.curator                 # 100k turns, SQLite (+ PostgreSQL if configured)
+    .venv/bin/python -m scripts.bench.curator --turns 20000 --no-pg
 """
 
 from __future__ import annotations
@@ -21,25 +20,23 @@ import argparse
 import asyncio
 import os
 import random
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Table, text
 
 from backend.catalog import Catalog
-from backend.curator_dashboard import TABLES, build_table
-from backend.gaps import refresh_gaps
+from backend.curation.dashboard import TABLES, build_table
+from backend.curation.gaps import refresh_gaps
 from backend.retrieval.embedder import get_embedder
-from backend.settings import EmbeddingSettings, Settings
+from backend.settings import DatabaseSettings, EmbeddingSettings, RedisSettings, Settings
 from backend.storage.db import create_engine, migrate, session_factory
 from backend.storage.models import Conversation, Feedback, Message, Site, SiteUsage, new_id
+from scripts.bench import benchlib
 
 CREATORS = ["ada", "bram", "cleo", "dina", "emil", None]
 TOPICS = [
@@ -58,6 +55,12 @@ TOPICS = [
 ]
 WORDS = ["the", "my", "a small", "a big", "whole-wheat", "holiday", "quick", "slow", "cold", "warm"]
 EXTRACTIVE = ["extractive"]
+# The tables behind the models, written in bulk through SQLAlchemy Core (the models type them as any FromClause).
+CONVERSATIONS = cast(Table, Conversation.__table__)
+MESSAGES = cast(Table, Message.__table__)
+FEEDBACK = cast(Table, Feedback.__table__)
+SITES = cast(Table, Site.__table__)
+SITE_USAGE = cast(Table, SiteUsage.__table__)
 
 
 def question(rng: random.Random) -> str:
@@ -77,12 +80,14 @@ async def fill(sessions: Any, *, turns: int, seed: int = 7) -> int:
     async def flush() -> None:
         async with sessions() as session, session.begin():
             if batch_conv:
-                await session.execute(Conversation.__table__.insert(), batch_conv)
+                await session.execute(CONVERSATIONS.insert(), batch_conv)
             if batch_msg:
-                await session.execute(Message.__table__.insert(), batch_msg)
+                await session.execute(MESSAGES.insert(), batch_msg)
             if batch_fb:
-                await session.execute(Feedback.__table__.insert(), batch_fb)
-        batch_conv.clear(), batch_msg.clear(), batch_fb.clear()
+                await session.execute(FEEDBACK.insert(), batch_fb)
+        batch_conv.clear()
+        batch_msg.clear()
+        batch_fb.clear()
 
     for n in range(turns):
         if n % 4 == 0:
@@ -165,7 +170,7 @@ async def fill(sessions: Any, *, turns: int, seed: int = 7) -> int:
     async with sessions() as session, session.begin():
         for i in range(20):
             await session.execute(
-                Site.__table__.insert(),
+                SITES.insert(),
                 [
                     {
                         "name": f"site-{i}",
@@ -177,7 +182,7 @@ async def fill(sessions: Any, *, turns: int, seed: int = 7) -> int:
                 ],
             )
             await session.execute(
-                SiteUsage.__table__.insert(),
+                SITE_USAGE.insert(),
                 [
                     {
                         "site": f"site-{i}",
@@ -202,7 +207,7 @@ async def timed(work: Any, repeat: int) -> list[float]:
 
 async def run(url: str, label: str, *, turns: int, repeat: int, embedder: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database={"url": url}, redis={"url": ""})
+        settings = Settings(data_dir=Path(tmp), database=DatabaseSettings(url=url), redis=RedisSettings(url=""))
         engine = create_engine(settings)
         try:
             await migrate(engine)
@@ -271,7 +276,7 @@ async def fill_more(sessions: Any, count: int) -> None:
         for _ in range(count):
             conversation = new_id()
             await session.execute(
-                Conversation.__table__.insert(),
+                CONVERSATIONS.insert(),
                 [
                     {
                         "id": conversation,
@@ -285,7 +290,7 @@ async def fill_more(sessions: Any, count: int) -> None:
             )
             for seq, role in ((0, "user"), (1, "assistant")):
                 await session.execute(
-                    Message.__table__.insert(),
+                    MESSAGES.insert(),
                     [
                         {
                             "id": new_id(),

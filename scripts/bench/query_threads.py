@@ -1,14 +1,13 @@
-#!/usr/bin/env python
 """A visitor's query embedding on one core or split across several: CPU and latency per query, side by side.
 
 `embedding.threads` (0: automatic) gives the service one ONNX Runtime intra-op thread a model call. This measures
 why: the real Embedder (the default backend, the bundled model; questions through its int8 twin unless
-`embedding.quantized_queries` is off, scripts/bench/query_precision) embeds the eval set's questions one at a time, as
+`embedding.quantized_queries` is off, the query_precision bench) embeds the eval set's questions one at a time, as
 the service does, with each thread count in turn, alternating rounds so a noisy neighbour hits all of them; once
 at idle and once with another process keeping one core busy (the service's event loop relaying streams).
 
-    .venv/bin/python scripts/bench/query_threads
-    .venv/bin/python scripts/bench/query_threads --threads 1,2 --rounds 3 --queries 200
+    .venv/bin/python -m scripts.bench.query_threads
+    .venv/bin/python -m scripts.bench.query_threads --threads 1,2 --rounds 3 --queries 200
 """
 
 from __future__ import annotations
@@ -17,14 +16,11 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
 
 from backend.retrieval.embedder import Embedder
 from backend.settings import EmbeddingSettings
+from scripts.bench import benchlib
 
 BUSY_LOOP = "while True: pass"
 
@@ -37,11 +33,11 @@ def main() -> None:
     parser.add_argument("--backend", default="onnx", help="embedding.backend (default: the default, onnx).")
     args = parser.parse_args()
     counts = [int(part) for part in args.threads.split(",")]
-    pool = benchlib.eval_queries()
-    queries = [pool[i % len(pool)] for i in range(args.queries)]
+    questions = benchlib.NewQuestions()  # each model embeds a question once: one it has seen costs it nothing
+    warm_up = questions.take(20)
     embedders = {n: Embedder(EmbeddingSettings(backend=args.backend, threads=n)) for n in counts}
     for embedder in embedders.values():
-        benchlib.embed_one_at_a_time(embedder, queries[:20])  # warm up
+        benchlib.embed_one_at_a_time(embedder, warm_up)
     results: dict[str, Any] = {"machine": benchlib.machine(), "settings": vars(args), "conditions": {}}
     rows = []
     for condition in ("idle", "one core busy"):
@@ -50,6 +46,7 @@ def main() -> None:
             cpu = dict.fromkeys(counts, 0.0)
             latencies: dict[int, list[float]] = {n: [] for n in counts}
             for _ in range(args.rounds):
+                queries = questions.take(args.queries)
                 for n, embedder in embedders.items():
                     spent, times = benchlib.embed_one_at_a_time(embedder, queries)
                     cpu[n] += spent
@@ -58,7 +55,7 @@ def main() -> None:
             if busy is not None:
                 busy.kill()
                 busy.wait()
-        total = args.rounds * len(queries)
+        total = args.rounds * args.queries
         baseline = cpu[counts[0]] / total
         figures = {}
         for n in counts:

@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """What one chat turn costs the service apart from its tokens: CPU per turn with one-token answers.
 
 A turn's own work (the request, history, retrieval, the database writes, the answer checks, the upstream request)
-is paid once per answer; `scripts/bench/chat` spreads it over 2,200-token answers, where it hides in µs per token.
+is paid once per answer; the `chat` bench spreads it over 2,200-token answers, where it hides in µs per token.
 Here every answer is a few tokens, so the service's CPU per turn is that work, measured directly: the same two
 processes as `chat` (scripted upstream, the service with the demo corpus), then `--turns` turns with
 `--concurrency` in flight, once with the demo set's questions repeating (as `chat` asks them) and once with a
@@ -13,10 +12,10 @@ With `--against DIR` (another checkout, set up with scripts/setup, e.g. a clean 
 service runs beside this one, each on its own copy of the ingested data, and the turns alternate between the two in
 `--rounds` rounds: both see the same neighbours' load, and each one's CPU is counted over its own rounds only.
 
-    .venv/bin/python scripts/bench/turn_cost
-    .venv/bin/python scripts/bench/turn_cost --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/lorechat_bench
-    .venv/bin/python scripts/bench/turn_cost --phases repeating --against /tmp/base --turns 3000
-    .venv/bin/python scripts/bench/turn_cost --phases repeating --redis-url redis://127.0.0.1:6379/3
+    .venv/bin/python -m scripts.bench.turn_cost
+    .venv/bin/python -m scripts.bench.turn_cost --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/lorechat_bench
+    .venv/bin/python -m scripts.bench.turn_cost --phases repeating --against /tmp/base --turns 3000
+    .venv/bin/python -m scripts.bench.turn_cost --phases repeating --redis-url redis://127.0.0.1:6379/3
 """
 
 from __future__ import annotations
@@ -31,10 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
-from proc_cpu import ProcWatch
-from streamlib import (
+from scripts.bench import benchlib
+from scripts.bench.proc_cpu import ProcWatch
+from scripts.bench.streamlib import (
     SOURCES_MARK,
     TOKEN_MARK,
     chat_body,
@@ -49,6 +47,7 @@ from streamlib import (
     stream_once,
 )
 
+_SELF = "scripts.bench.turn_cost"  # this bench, run again as the upstream's and the services' processes
 _CREATORS = ["hazel-marsh", "ines-calloway", "tomas-reyes"]
 _ANSWER_TOKENS = 2200  # bench chat's answers at 1,000 streams: what a turn's cost is spread over there
 
@@ -74,6 +73,14 @@ async def _turns(port: int, first: int, n: int, concurrency: int, *, novel: bool
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return {"outcomes": outcomes, "seconds": seconds}
+
+
+def _service_bench(checkout: Path | None) -> list[str]:
+    """The command line of this bench in `checkout` (None: this one), whose service role serves its code: a module
+    since scripts/bench became a package, a script before (a checkout of an earlier commit)."""
+    if checkout is None or (checkout / "scripts" / "bench" / "turn_cost.py").is_file():
+        return benchlib.module_argv(_SELF)
+    return [sys.executable, str(checkout / "scripts" / "bench" / "turn_cost")]
 
 
 def _merged(rounds: list[dict[str, Any]], service_cpu: float, upstream_cpu: float) -> dict[str, Any]:
@@ -146,17 +153,16 @@ def main() -> None:
                 # A fresh upstream and services for each phase: the novel phase starts with no cache the repeating
                 # one filled, as a service meeting new traffic would.
                 port_file = Path(tmp) / f"upstream-{phase}.port"
-                upstream_argv = [__file__, "--role", "upstream", "--arg", str(port_file), "--arg", phase, *common]
-                upstream, upstream_port = start_upstream(upstream_argv, port_file)
+                upstream_argv = ["--role", "upstream", "--arg", str(port_file), "--arg", phase, *common]
+                upstream, upstream_port = start_upstream(benchlib.module_argv(_SELF, *upstream_argv), port_file)
                 procs.append(upstream)
                 upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
                 services: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
                 for name, checkout in checkouts.items():
                     port = free_port()
                     data = data_dir if checkout is None else Path(tmp) / f"data-{name}"
-                    script = __file__ if checkout is None else str(checkout / "scripts" / "bench" / "turn_cost")
-                    argv = [script, "--role", "service", "--arg", str(port), "--arg", str(data), "--arg", upstream_url]
-                    service = start_service([*argv, *common], port, checkout=checkout)
+                    role = ["--role", "service", "--arg", str(port), "--arg", str(data), "--arg", upstream_url]
+                    service = start_service([*_service_bench(checkout), *role, *common], port, checkout=checkout)
                     procs.append(service)
                     services[name] = (service, port)
                 novel = phase == "novel"

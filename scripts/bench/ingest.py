@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Ingest throughput (pipeline vs raw embedder on the same chunks) and the embedding backends side by side.
 
 Part 1, one subprocess per backend (so its peak RSS is its own): after a warm-up, --rounds rounds of
@@ -9,8 +8,8 @@ is scored with that backend (pipeline.evaluate).
 Part 2, one process holding all backends: throughput and single-query latency round-robin, backend after
 backend within each round and query, so a busy neighbour slows them all alike.
 
-    .venv/bin/python scripts/bench/ingest                 # demo corpus x3, torch / onnx / onnx-int8
-    .venv/bin/python scripts/bench/ingest --copies 20 --backends torch
+    .venv/bin/python -m scripts.bench.ingest                 # demo corpus x3, torch / onnx / onnx-int8
+    .venv/bin/python -m scripts.bench.ingest --copies 20 --backends torch
 """
 
 from __future__ import annotations
@@ -23,12 +22,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchlib
+from scripts.bench import benchlib
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
+if TYPE_CHECKING:
+    from backend.retrieval.embedder import Backend
+
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
+
+
+def backend_list(text: str) -> list[Backend]:
+    """Comma-separated embedding backends, each one of BACKENDS."""
+    known: dict[str, Backend] = {name: name for name in BACKENDS}
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if unknown := [name for name in names if name not in known]:
+        raise argparse.ArgumentTypeError(f"unknown backends {unknown}: choose from {', '.join(BACKENDS)}")
+    return [known[name] for name in names]
 
 
 def cpu_now() -> float:
@@ -49,12 +59,12 @@ def corpus_texts(corpus: Path) -> list[str]:
     ]
 
 
-def worker(backend: str, corpus: Path, out: Path, rounds: int) -> None:
+def worker(backend: Backend, corpus: Path, out: Path, rounds: int) -> None:
     import numpy as np
 
-    from backend.retrieval.stores.edge import EdgeStore
     from backend.retrieval.embedder import get_embedder
     from backend.retrieval.search import Retriever
+    from backend.retrieval.stores.edge import EdgeStore
     from backend.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
     from pipeline.eval_data import load_eval_set
     from pipeline.evaluate import evaluate
@@ -64,7 +74,10 @@ def worker(backend: str, corpus: Path, out: Path, rounds: int) -> None:
     texts = corpus_texts(corpus)
     embedder.embed_documents(texts[:64])  # warm-up: first calls allocate and pick kernels
     rss_loaded = benchlib.peak_rss_mib()
-    raw, pipe, written, vectors = [], [], 0, None
+    raw: list[tuple[float, float]] = []
+    pipe: list[tuple[float, float]] = []
+    written = 0
+    vectors = np.empty((0, 0))
     for _ in range(rounds):
         w0, c0 = time.perf_counter(), cpu_now()
         vectors = embedder.embed_documents(texts)
@@ -111,7 +124,7 @@ def worker(backend: str, corpus: Path, out: Path, rounds: int) -> None:
     )
 
 
-def duel(backends: list[str], texts: list[str], rounds: int) -> dict[str, dict[str, Any]]:
+def duel(backends: list[Backend], texts: list[str], rounds: int) -> dict[str, dict[str, Any]]:
     """Every backend in one process, measured round-robin (the starting backend rotates each round)."""
     from backend.retrieval.embedder import get_embedder
     from backend.settings import EmbeddingSettings
@@ -128,8 +141,9 @@ def duel(backends: list[str], texts: list[str], rounds: int) -> dict[str, dict[s
             walls[b].append(time.perf_counter() - w0)
             cpus[b].append(cpu_now() - c0)
     latency: dict[str, list[float]] = {b: [] for b in backends}
-    queries = benchlib.eval_queries()
-    for i, q in enumerate(queries * 3):
+    # Questions new to every model (each serves one it has seen from memory), three passes of the eval set.
+    queries = benchlib.NewQuestions()
+    for i, q in enumerate(queries.take(3 * len(benchlib.eval_queries()))):
         for b in backends[i % len(backends) :] + backends[: i % len(backends)]:
             t0 = time.perf_counter()
             models[b].embed_query(q)
@@ -148,8 +162,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=3, help="Copies of the demo corpus (81 chunks each).")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating measurement rounds.")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="Comma-separated embedding backends.")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backends", type=backend_list, default=",".join(BACKENDS), help="Comma-separated embedding backends."
+    )
+    parser.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -157,7 +173,7 @@ def main() -> None:
         worker(args.worker, args.corpus, args.out, args.rounds)
         return
 
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends: list[Backend] = args.backends
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
         corpus = Path(tmp) / "content"
@@ -166,9 +182,9 @@ def main() -> None:
         for backend in backends:
             out = Path(tmp) / f"{backend}.json"
             print(f"[{backend}] pipeline vs raw, quality…", file=sys.stderr)
-            cmd = [sys.executable, __file__, "--worker", backend, "--corpus", str(corpus), "--out", str(out),
-                   "--rounds", str(args.rounds)]  # fmt: skip
-            subprocess.run(cmd, check=True)
+            cmd = benchlib.module_argv("scripts.bench.ingest", "--worker", backend, "--corpus", str(corpus),
+                                       "--out", str(out), "--rounds", str(args.rounds))  # fmt: skip
+            subprocess.run(cmd, check=True, cwd=benchlib.REPO)
             results.append(json.loads(out.read_text()))
         _cosines(results, tmp)
         print("backends round-robin in one process…", file=sys.stderr)
