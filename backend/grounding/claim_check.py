@@ -31,8 +31,8 @@ _FRAMING = re.compile(
     r"|^i haven't covered|^the closest topics|^(?:sorry|i hope|let me know|i couldn't|i could not|i don't have)",
     re.IGNORECASE,
 )
-# Supported when the score reaches this and every fact is stated (calibrated in tests/backend/chat/
-# test_citations.py on quoted, paraphrased and invented sentences; BENCHMARKS.md "Answer checks").
+# Supported when the score reaches this and every fact is stated (calibrated in tests/backend/grounding/
+# test_claim_check.py on quoted, paraphrased and invented sentences; BENCHMARKS.md "Answer checks").
 SUPPORT_THRESHOLD = 0.6
 _W_DENSE = 0.6
 _W_WORDS = 0.4
