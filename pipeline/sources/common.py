@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -131,8 +132,10 @@ def read_confined(path: Path, root: Path) -> bytes:
         if not inside(real_root, opened):
             raise OutsideRoot("symbolic link to a file outside the creator folder; not read (copy the file here)")
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
         if not stat.S_ISREG(info.st_mode):
-            raise OutsideRoot("not a regular file; skipped")
+            raise OutsideRoot("not a regular file (a pipe or a device); skipped")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as file:
             fd = -1
