@@ -1,0 +1,171 @@
+"""The Debian-documentation eval sets (issue 37): git's manual pages (`gitdocs`), The Debian Administrator's Handbook
+(`handbook`) and the Debian Reference (`debref`). Each corpus is built in the run from its Debian package; the
+committed questions, judgements and answer sets must match it; retrieval must stay above per-set floors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.eval_answers import Question, load_questions, turn_count
+from pipeline.eval_data import load_content, load_qrels, load_queries, load_query_creators
+from pipeline.eval_debdocs import SETS, build
+from pipeline.eval_sets import EVAL_DIR
+
+NAMES = sorted(SETS)
+
+# Measured on each set (ONNX fp32 default backend, default settings; BENCHMARKS.md, "Retrieval quality"), minus 0.02:
+# a drop of more than that on any one set is a regression, whatever the other sets do.
+FLOORS: dict[str, dict[str, dict[str, float]]] = {
+    "gitdocs": {
+        "hybrid": {"mrr@10": 0.84, "ndcg@10": 0.83},
+        "dense": {"mrr@10": 0.80, "ndcg@10": 0.79},
+        "bm25": {"mrr@10": 0.76, "ndcg@10": 0.76},
+    },
+    "handbook": {
+        "hybrid": {"mrr@10": 0.90, "ndcg@10": 0.90},
+        "dense": {"mrr@10": 0.93, "ndcg@10": 0.91},
+        "bm25": {"mrr@10": 0.81, "ndcg@10": 0.80},
+    },
+    "debref": {
+        "hybrid": {"mrr@10": 0.91, "ndcg@10": 0.91},
+        "dense": {"mrr@10": 0.96, "ndcg@10": 0.94},
+        "bm25": {"mrr@10": 0.84, "ndcg@10": 0.84},
+    },
+}
+# Sets whose text speaks in its authors' voice: their answer sets ask the creator in the second person.
+AUTHOR_VOICE = {"handbook", "debref"}
+# A section number left in a title ("6.3. ", "Chapter 6. ", "B.3. ").
+_NUMBERED = re.compile(r"(Chapter |Appendix )?([0-9]+|[A-Z]\.[0-9]+)(\.[0-9]+)*\.? ")
+_SECOND_PERSON = re.compile(r"\b(you|your)\b", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    name = str(request.param)
+    doc_set = SETS[name]
+    if not doc_set.installed():
+        message = f"the Debian package {doc_set.package} is not installed (scripts/test installs it)"
+        if os.environ.get("LORECHAT_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"LORECHAT_REQUIRE_SERVICES=1 but {message}")
+        pytest.skip(message)
+    out = tmp_path_factory.mktemp(name) / "content"
+    build(doc_set, out)
+    return name, out
+
+
+def test_corpus_is_a_few_hundred_sections_in_the_declared_creators(corpus: tuple[str, Path]) -> None:
+    name, content = corpus
+    counts = {folder.name: len(list(folder.glob("*.html"))) for folder in content.iterdir()}
+    assert set(counts) == set(SETS[name].creators), counts
+    # Small enough to index in well under a minute on two cores, big enough that ranking means something.
+    assert 60 <= sum(counts.values()) <= 400 and min(counts.values()) >= 2, counts
+    for page in content.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        title = re.search(r"<title>(.*?)</title>", text)
+        assert title and title.group(1).strip(), page
+        assert not _NUMBERED.match(title.group(1)), title.group(1)
+        assert "docnav" not in text and 'class="navheader"' not in text and 'id="footer"' not in text, page
+
+
+def test_the_build_is_reproducible(corpus: tuple[str, Path], tmp_path: Path) -> None:
+    name, content = corpus
+    again = tmp_path / "content"
+    build(SETS[name], again)
+    first = {p.relative_to(content): p.read_bytes() for p in content.rglob("*") if p.is_file()}
+    second = {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
+    assert first == second
+
+
+def test_questions_and_judgements_match_the_corpus(corpus: tuple[str, Path]) -> None:
+    name, content = corpus
+    folder = EVAL_DIR / name
+    queries = load_queries(folder / "queries.jsonl")
+    qrels = load_qrels(folder / "qrels.tsv")
+    creators = load_query_creators(folder / "queries.jsonl")
+    assert len(queries) >= 50 and set(qrels) == set(queries)
+    assert len(creators) >= 5  # creator-scoped questions
+    assert len(set(queries.values())) == len(queries)  # no question twice
+    for qid, judged in qrels.items():
+        assert any(grade == 2 for grade in judged.values()), qid
+        for document_id in judged:
+            assert (content / document_id).is_file(), f"{qid}: {document_id} is not in the corpus"
+            if qid in creators:
+                assert document_id.startswith(creators[qid] + "/"), f"{qid} is scoped to {creators[qid]}"
+
+
+def _turns(question: Question) -> list[tuple[Question, Question | None]]:
+    """Each turn of a question's chain with the turn before it (None for the first)."""
+    out: list[tuple[Question, Question | None]] = []
+    previous: Question | None = None
+    turn: Question | None = question
+    while turn is not None:
+        out.append((turn, previous))
+        previous, turn = turn, turn.follow_up
+    return out
+
+
+def test_the_answer_set_is_well_formed(corpus: tuple[str, Path]) -> None:
+    name, content = corpus
+    questions = load_questions(EVAL_DIR / name / "answers.jsonl")  # compiles every fact pattern
+    turns = [pair for question in questions for pair in _turns(question)]
+    assert turn_count(questions) == len(turns) >= 40
+    assert len({q.id for q, _ in turns}) == len(turns)  # ids are unique, follow-ups included
+    unanswerable = [q for q, _ in turns if q.unanswerable]
+    assert len(unanswerable) >= 0.10 * len(turns), f"{len(unanswerable)} unanswerable of {len(turns)}"
+    follow_ups = [(q, before) for q, before in turns if before is not None]
+    assert len(follow_ups) >= 5
+    for follow_up, before in follow_ups:
+        # A follow-up continues an answerable turn of the same conversation, with the same creator.
+        assert before is not None and not before.unanswerable, follow_up.id
+        assert follow_up.creator == before.creator, follow_up.id
+    assert sum(1 for q, _ in turns if len(q.facts) >= 2) >= 3  # compound questions
+    if name in AUTHOR_VOICE:
+        assert sum(1 for q, _ in turns if q.creator and _SECOND_PERSON.search(q.question)) >= 3
+    # Every fact a correct answer must state is stated somewhere the question can reach (its creator, if scoped).
+    documents = load_content(content)
+    text_of: dict[str | None, str] = {None: "\n".join(d.text for d in documents)}
+    for creator in {d.creator for d in documents}:
+        text_of[creator] = "\n".join(d.text for d in documents if d.creator == creator)
+    for question, _ in turns:
+        assert question.creator is None or question.creator in text_of, f"{question.id}: unknown creator"
+        for fact in question.facts:
+            assert re.search(fact, text_of[question.creator], re.IGNORECASE), f"{question.id}: {fact!r} in no source"
+
+
+@pytest.mark.slow
+# Each corpus is 370-580 chunks: 30-60 s of embedding on two idle cores; a shared machine needs more.
+@pytest.mark.timeout(600)
+def test_retrieval_stays_above_the_set_floors(corpus: tuple[str, Path], lorechat_env: Path) -> None:
+    name, content = corpus
+    folder = EVAL_DIR / name
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--content",
+            str(content),
+            "--queries",
+            str(folder / "queries.jsonl"),
+            "--qrels",
+            str(folder / "qrels.tsv"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] >= 50
+    scores = report["scores"]
+    failures = [
+        f"{mode} {metric} fell to {scores[mode][metric]:.4f} (< {floor})"
+        for mode, floors in FLOORS[name].items()
+        for metric, floor in floors.items()
+        if scores[mode][metric] < floor
+    ]
+    assert not failures, f"{name}: {failures}"
