@@ -27,6 +27,8 @@ class Listing:
     documents: dict[str, CatalogDocument] = field(default_factory=dict)  # parsed now: listed as parsed
     gone: list[str] = field(default_factory=list)  # pruned from the index: unlisted
     still_indexed: dict[str, DocumentState] = field(default_factory=dict)  # listed unless already known
+    # A folder's creator.yaml defines the creator's profile; a channel only names the creator (kept if known).
+    defines_creator: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,8 @@ def update_catalog(catalog: CatalogWriter, listings: Iterable[Listing]) -> bool:
     def apply(listed: Catalog) -> None:
         for listing in listings:
             entry = listed.creators.setdefault(listing.creator.slug, CatalogCreator(creator=listing.creator))
-            entry.creator = listing.creator
+            if listing.defines_creator:
+                entry.creator = listing.creator
             entry.documents.update(listing.documents)
             for document_id in listing.gone:
                 entry.documents.pop(document_id, None)

@@ -7,12 +7,14 @@ route runs in a worker thread, so it shares the service's connection pool instea
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 
 from backend.settings import Settings
 from backend.storage.db import create_engine, migrate, session_factory
@@ -35,17 +37,30 @@ class OwnEngine:
         return with_sessions(self.settings, work)
 
 
+def _loop_token() -> Any:
+    try:
+        return anyio.lowlevel.current_token()
+    except RuntimeError:  # made outside the loop: only its worker threads may run work
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceLoop:
-    """Only from a worker thread the service started (anyio.to_thread): the work runs back on its loop."""
+    """From a thread other than the loop's own: the work runs back on the service's loop. Made on the loop (a route,
+    the scheduler), it knows that loop and serves any thread (a channel sync's lease heartbeat); otherwise only
+    the worker threads the service started (anyio.to_thread)."""
 
     sessions: Sessions
+    token: Any = field(default_factory=_loop_token)
 
     def run(self, work: Callable[[Sessions], Awaitable[T]]) -> T:
         async def call() -> T:
             return await work(self.sessions)
 
-        return anyio.from_thread.run(call)
+        return anyio.from_thread.run(call, token=self.token)
+
+
+_MIGRATING = threading.Lock()
 
 
 def with_sessions(settings: Settings, work: Callable[[Sessions], Awaitable[T]]) -> T:
@@ -56,7 +71,8 @@ def with_sessions(settings: Settings, work: Callable[[Sessions], Awaitable[T]]) 
         engine = create_engine(settings)
         try:
             async with db_errors():  # an unreachable database is one clear line and exit code 3, not a traceback
-                await migrate(engine)
+                with _MIGRATING:  # Alembic's context is process-global: one thread migrates at a time
+                    await migrate(engine)
                 return await work(session_factory(engine))
         finally:
             await engine.dispose()

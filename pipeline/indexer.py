@@ -8,19 +8,19 @@ instead of wiring the pieces by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import Store
 from backend.settings import ChunkingSettings, Settings
-from backend.stages import Document
+from backend.stages import Creator, Document
 from backend.storage.repository import Sessions
 from pipeline.catalog_update import CatalogWriter, delete
 from pipeline.chunk import chunk_document
 from pipeline.curator_db import OwnEngine, ServiceLoop
-from pipeline.ingest import OPTIMIZE_AFTER_CHUNKS, BatchWriter, IngestReport, ingest
+from pipeline.ingest import OPTIMIZE_AFTER_CHUNKS, BatchWriter, Failure, IngestReport, ingest, ingest_documents
 from pipeline.progress import Progress
 
 
@@ -68,6 +68,33 @@ class Indexer:
             prune=prune,
             dry_run=dry_run,
             progress=progress,
+            sentence_vectors=self.chunking.sentence_vectors,
+        )
+
+    def ingest_documents(
+        self,
+        creator: Creator,
+        documents: Sequence[Document],
+        *,
+        owns: Callable[[str], bool],
+        keep: Collection[str] = (),
+        prune: bool = False,
+        failed: Sequence[Failure] = (),
+    ) -> IngestReport:
+        """Documents made elsewhere (a channel's items) → index and catalog, through ingest's hash gate; with
+        `prune`, the documents `owns` claims that are neither given nor kept are removed (pipeline/ingest.py)."""
+        return ingest_documents(
+            creator,
+            documents,
+            retriever=self.retriever,
+            store=self.store,
+            catalog=self._catalog(),
+            size_tokens=self.chunking.size_tokens,
+            overlap_tokens=self.chunking.overlap_tokens,
+            owns=owns,
+            keep=keep,
+            prune=prune,
+            failed=failed,
             sentence_vectors=self.chunking.sentence_vectors,
         )
 

@@ -3,16 +3,22 @@
 Each document carries a content hash. A document whose hash the index already holds is skipped, a changed
 one has all its chunks replaced (so no stale chunk survives), and with `prune` a document that vanished from
 its creator's folder loses its chunks. Running the same ingest twice therefore writes nothing.
+
+`ingest` reads creator folders; `ingest_documents` takes documents already made elsewhere (a creator's channel,
+pipeline/channels) through the same hash gate, batches and catalog step, pruning only the documents that source
+owns. A folder owns every document of its creator except channels' (`<creator>/.channel-<id>/…`, a hidden folder
+no content folder can hold), so neither prunes the other's.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend import tracing
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import Store
 from backend.stages import Chunk, Creator, Document
@@ -29,6 +35,14 @@ WRITE_BATCH_CHUNKS = 256
 
 # Past this many new chunks in one run, the store's segments are optimized (HNSW built) before returning.
 OPTIMIZE_AFTER_CHUNKS = 5_000
+
+# Document ids a channel writes contain this: `<creator>/.channel-<id>/<item>` (pipeline/channels/sync.py).
+CHANNEL_DOCUMENTS = "/.channel-"
+
+
+def folder_owns(document_id: str) -> bool:
+    """Whether a folder ingest may prune this document: any of its creator's, except a channel's."""
+    return CHANNEL_DOCUMENTS not in document_id
 
 
 @dataclass(slots=True)
@@ -75,10 +89,15 @@ class _Plan:
     """One creator's parsed documents, split by what the index already has."""
 
     creator: Creator
-    root: Path
+    root: Path | None  # the creator folder; None for documents made elsewhere (a channel's)
+    # Read whole: with prune, the owned documents it did not yield are gone.
     scanned_whole_folder: bool
     documents: list[Document] = field(default_factory=list)
+    # Owned documents to keep though not yielded now (failed to parse or fetch, unchanged and not re-read).
     failed_ids: set[str] = field(default_factory=set)
+    owns: Callable[[str], bool] = folder_owns
+    # A folder's creator.yaml defines the creator in the catalog; a channel only names it.
+    defines_creator: bool = True
 
 
 def ingest(
@@ -98,8 +117,85 @@ def ingest(
     progress = progress or Progress()
     started = time.perf_counter()
     report = IngestReport(dry_run=dry_run)
-    plans = _collect(paths, only_creator=only_creator, report=report, progress=progress)
+    # One trace per run when tracing is on (backend/tracing.py): parsing, then each batch embedded and written.
+    with tracing.span("ingest run", {"lorechat.ingest.paths": len(paths), "lorechat.ingest.dry_run": dry_run}) as run:
+        with tracing.span("parse"):
+            plans = _collect(paths, only_creator=only_creator, report=report, progress=progress)
+        written = _write(
+            plans, report=report, started=started, retriever=retriever, store=store, catalog=catalog,
+            size_tokens=size_tokens, overlap_tokens=overlap_tokens, prune=prune, dry_run=dry_run, progress=progress,
+            sentence_vectors=sentence_vectors,
+        )  # fmt: skip
+        run.set_attributes(_traced(written))
+    return written
 
+
+def ingest_documents(
+    creator: Creator,
+    documents: Sequence[Document],
+    *,
+    retriever: Retriever,
+    store: Store,
+    catalog: CatalogWriter,
+    size_tokens: int,
+    overlap_tokens: int,
+    owns: Callable[[str], bool],
+    keep: Collection[str] = (),
+    prune: bool = False,
+    failed: Sequence[Failure] = (),
+    progress: Progress | None = None,
+    sentence_vectors: bool = True,
+) -> IngestReport:
+    """Documents made elsewhere (a channel's items) → index and catalog, through the same hash gate and batches as
+    `ingest`. With `prune`, the indexed documents `owns` claims that are neither among `documents` nor in `keep`
+    are removed; the creator's catalog profile is left as its folder defined it (or the bare slug if none did)."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    report = IngestReport()
+    report.failed.extend(failed)
+    plan = _Plan(
+        creator=creator, root=None, scanned_whole_folder=prune, documents=list(documents), failed_ids=set(keep),
+        owns=owns, defines_creator=False,
+    )  # fmt: skip
+    progress.start(files=0)
+    with tracing.span("ingest documents", {tracing.CREATOR: creator.slug}) as run:
+        written = _write(
+            [plan], report=report, started=started, retriever=retriever, store=store, catalog=catalog,
+            size_tokens=size_tokens, overlap_tokens=overlap_tokens, prune=prune, dry_run=False, progress=progress,
+            sentence_vectors=sentence_vectors,
+        )  # fmt: skip
+        run.set_attributes(_traced(written))
+    return written
+
+
+def _traced(report: IngestReport) -> dict[str, int]:
+    """A run's counts, for its span."""
+    return {
+        "lorechat.ingest.added": report.added,
+        "lorechat.ingest.updated": report.updated,
+        "lorechat.ingest.unchanged": report.unchanged,
+        "lorechat.ingest.pruned": report.pruned,
+        "lorechat.ingest.failed": len(report.failed),
+        "lorechat.ingest.chunks": report.chunks_written,
+    }
+
+
+def _write(
+    plans: list[_Plan],
+    *,
+    report: IngestReport,
+    started: float,
+    retriever: Retriever,
+    store: Store,
+    catalog: CatalogWriter,
+    size_tokens: int,
+    overlap_tokens: int,
+    prune: bool,
+    dry_run: bool,
+    progress: Progress,
+    sentence_vectors: bool,
+) -> IngestReport:
+    """The plans' documents through the hash gate into the index, then the catalog in one step."""
     writer = BatchWriter(
         retriever=retriever, store=store, dry_run=dry_run, progress=progress, sentence_vectors=sentence_vectors
     )
@@ -107,7 +203,7 @@ def ingest(
 
     for plan in plans:
         indexed = store.documents(plan.creator.slug)
-        listing = Listing(creator=plan.creator)
+        listing = Listing(creator=plan.creator, defines_creator=plan.defines_creator)
         listings.append(listing)
         for document in plan.documents:
             known = indexed.get(document.document_id)
@@ -132,7 +228,9 @@ def ingest(
             listing.documents[document.document_id] = catalog_document(document, len(chunks))
         if prune and plan.scanned_whole_folder:
             seen = {doc.document_id for doc in plan.documents} | plan.failed_ids
-            listing.gone = sorted(set(indexed) - seen)
+            listing.gone = sorted(
+                document_id for document_id in indexed if plan.owns(document_id) and document_id not in seen
+            )
             report.pruned += len(listing.gone)
             writer.remove(listing.gone)
         elif not prune:
@@ -145,7 +243,8 @@ def ingest(
         # Large writes land in unindexed segments; building the HNSW graph now keeps queries fast.
         store.optimize()
     if not dry_run:
-        update_catalog(catalog, listings)  # one transaction, after the index writes
+        with tracing.span("catalog"):
+            update_catalog(catalog, listings)  # one transaction, after the index writes
     progress.finish()
     report.seconds = time.perf_counter() - started
     return report
@@ -185,10 +284,12 @@ class BatchWriter:
             return
         batch, self._pending = self._pending, []
         if not self._dry_run:
-            embedded = self._retriever.embed_chunks(batch)
-            if self._sentence_vectors:
-                embedded = with_sentence_vectors(embedded, self._retriever.embedder)
-            self._store.upsert(embedded)
+            with tracing.span("embed chunks", {"lorechat.ingest.batch": len(batch)}):
+                embedded = self._retriever.embed_chunks(batch)
+                if self._sentence_vectors:
+                    embedded = with_sentence_vectors(embedded, self._retriever.embedder)
+            with tracing.span("index write", {"lorechat.ingest.batch": len(batch)}):
+                self._store.upsert(embedded)
             self.written += len(batch)
         self._progress.chunks_done(len(batch))
 
@@ -257,15 +358,17 @@ def _collect(
             unique.append((plan, file))
     progress.start(files=len(unique))
     for plan, file in unique:
-        source = _relative(file, plan.root.parent)
+        root = plan.root
+        assert root is not None  # every plan here is a folder's
+        source = _relative(file, root.parent)
         try:
-            result = parse_file(file, creator=plan.creator.slug, creator_root=plan.root)
+            result = parse_file(file, creator=plan.creator.slug, creator_root=root)
         except ParseError as exc:
             report.failed.append(Failure(source, str(exc)))
-            plan.failed_ids.add(f"{plan.creator.slug}/{file.relative_to(plan.root).as_posix()}")
+            plan.failed_ids.add(f"{plan.creator.slug}/{file.relative_to(root).as_posix()}")
         except OSError as exc:
             report.failed.append(Failure(source, f"cannot read file: {exc.strerror or exc}"))
-            plan.failed_ids.add(f"{plan.creator.slug}/{file.relative_to(plan.root).as_posix()}")
+            plan.failed_ids.add(f"{plan.creator.slug}/{file.relative_to(root).as_posix()}")
         else:
             plan.documents.extend(result.documents)
             report.failed.extend(Failure(source, error) for error in result.errors)

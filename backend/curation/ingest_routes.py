@@ -29,8 +29,9 @@ IngestRunner = Callable[..., Any]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=True)
 
-# One ingest at a time: two would race on the same documents' chunks.
-_INGEST_LOCK = anyio.Lock()
+# One writer of the index at a time (an ingest, a channel sync: channels_routes.py): two would race on the same
+# documents' chunks.
+INGEST_LOCK = anyio.Lock()
 
 
 async def require_admin(request: Request) -> None:
@@ -71,9 +72,9 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
     if indexer_for is None:
         raise LorechatError(ErrorCode.not_found, "Ingest over HTTP is not available in this process")
     retriever = request.state.retriever
-    if _INGEST_LOCK.locked():
+    if INGEST_LOCK.locked():
         raise LorechatError(ErrorCode.conflict, "Another ingest is running; try again when it finishes", retry_after=5)
-    async with _INGEST_LOCK:
+    async with INGEST_LOCK:
         started = utcnow()
         report = await anyio.to_thread.run_sync(
             partial(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import PreformattedString
@@ -28,8 +29,35 @@ _BLOCK = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What an HTML page says about itself, and its main text as blocks."""
+
+    title: str | None
+    url: str | None  # its canonical link
+    published: str | None
+    blocks: list[Block]
+
+
 def parse_html(ctx: SourceContext) -> ParseResult:
-    text = read_text(ctx)
+    page = read_page(read_text(ctx))
+    title = page.title or next((b.text for b in page.blocks if b.kind == "heading"), None) or title_from_name(ctx.path)
+    document = Document(
+        kind="page",
+        creator=ctx.creator,
+        document_id=ctx.document_id,
+        source=ctx.source,
+        title=title,
+        blocks=require_blocks(ctx, page.blocks),
+        url=page.url,
+        published=page.published,
+    )
+    return ParseResult(documents=[document])
+
+
+def read_page(text: str) -> Page:
+    """An HTML page (or fragment, such as a feed entry's content) without its chrome: navigation, scripts, forms,
+    site headers, footers and hidden elements are dropped; headings, paragraphs and code are kept."""
     with warnings.catch_warnings():
         # bs4 warns when a page looks like a URL or a file name; the text is still parsed.
         warnings.simplefilter("ignore")
@@ -47,20 +75,10 @@ def parse_html(ctx: SourceContext) -> ParseResult:
         tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.find("body") or soup
     blocks: list[Block] = []
-    _walk(root, blocks, [])
-    if not title:
-        title = next((b.text for b in blocks if b.kind == "heading"), None) or title_from_name(ctx.path)
-    document = Document(
-        kind="page",
-        creator=ctx.creator,
-        document_id=ctx.document_id,
-        source=ctx.source,
-        title=title,
-        blocks=require_blocks(ctx, blocks),
-        url=url,
-        published=published,
-    )
-    return ParseResult(documents=[document])
+    buffer: list[str] = []
+    _walk(root, blocks, buffer)
+    _flush(blocks, buffer)  # text outside any block element (a fragment of plain text)
+    return Page(title=title, url=url, published=published, blocks=blocks)
 
 
 def _title(soup: BeautifulSoup) -> str | None:

@@ -30,7 +30,7 @@ _LINE_ITEM = re.compile(r"^\s*(?:[-*+][ \t]|\d+[.)][ \t]|>|\|)")
 def parse_markdown(ctx: SourceContext) -> ParseResult:
     text = read_text(ctx)
     meta, body = _split_front_matter(ctx, text)
-    blocks = _blocks(body)
+    blocks = markdown_blocks(body)
     title = _meta_str(ctx, meta, "title") or _first_heading(blocks) or title_from_name(ctx.path)
     document = Document(
         kind="article",
@@ -83,7 +83,8 @@ def _first_heading(blocks: list[Block]) -> str | None:
     return next((b.text for b in blocks if b.kind == "heading" and b.level == 1), None)
 
 
-def _blocks(body: str) -> list[Block]:
+def markdown_blocks(body: str) -> list[Block]:
+    """Markdown text as blocks: ATX and setext headings, paragraphs, whole code fences."""
     blocks: list[Block] = []
     para: list[str] = []
 
