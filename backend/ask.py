@@ -7,6 +7,7 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+from backend import tracing
 from backend.app import create_app
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
@@ -32,16 +33,23 @@ async def ask_in_terminal(
         if creator and profile is None:
             raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{creator}'")
         chat = state["chat"]
-        turn = await chat.prepare(
-            TurnRequest(
-                question=question,
-                creator=profile,
-                conversation_id=conversation_id,
-                personality_weight=personality_weight,
-                owner_id=None,
-                request_id="cli",
-            )
-        )
+        trace = tracing.start_turn(surface="cli", creator=creator, question=question)  # a trace when tracing is on
+        try:
+            with trace.current():
+                turn = await chat.prepare(
+                    TurnRequest(
+                        question=question,
+                        creator=profile,
+                        conversation_id=conversation_id,
+                        personality_weight=personality_weight,
+                        owner_id=None,
+                        request_id="cli",
+                        trace=trace,
+                    )
+                )
+        except BaseException as exc:
+            trace.failed(exc)
+            raise
         await chat.run(turn, _TerminalSink(err))
 
 

@@ -20,7 +20,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -82,13 +82,17 @@ class CredentialGuard:
         """Reserve an attempt for `client_ip`, then run `verify`; a falsy result or a raised LorechatError
         (401/403) keeps the reservation as a failure, anything else gives it back. Raises 429 before `verify`
         runs when the address has no attempts left."""
+        return await self.check_async(client_ip, lambda: _at_once(verify))
+
+    async def check_async(self, client_ip: str, verify: Callable[[], Awaitable[T]]) -> T:
+        """`check` for a credential whose check awaits (a site key, compared with its stored hash)."""
         if not self.enabled:
-            return verify()
+            return await verify()
         key = f"{self._prefix}:{ip_bucket(client_ip)}"
         member = secrets.token_hex(8)
         where = await self._reserve(key, member)
         try:
-            result = verify()
+            result = await verify()
         except LorechatError as exc:
             if exc.code not in (ErrorCode.unauthorized, ErrorCode.forbidden):
                 await self._release(where, key, member)
@@ -164,3 +168,7 @@ class CredentialGuard:
     def _redis_failed(self, exc: BaseException) -> None:
         self._health.failed()
         log.warning("redis credential guard failed (%s); %s", type(exc).__name__, self._policy)
+
+
+async def _at_once(verify: Callable[[], T]) -> T:
+    return verify()

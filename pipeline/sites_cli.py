@@ -27,6 +27,7 @@ def _site_json(site: SiteView) -> dict[str, Any]:
         "refused_today": site.refused_today,
         "requests_total": site.requests_total,
         "created_at": site.created_at.isoformat(),
+        "has_key": site.has_key,
     }
 
 
@@ -133,6 +134,32 @@ def list_(as_json: bool) -> None:
             f"{safe(site.name)}  {safe(' '.join(site.origins))}  [{safe(creators)}]  today {budget}"
             f" (refused {site.refused_today})"
         )
+
+
+@sites.command("key")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the site and its key as JSON.")
+def key(name: str, as_json: bool) -> None:
+    """Make a key for site NAME: agents call the MCP server (/mcp) with `Authorization: Bearer KEY` as that site,
+    within its creators and daily budget. Shown once, stored hashed; running it again replaces the key."""
+    from backend.curation import sites_store
+    from backend.curation.sites import new_site_key
+    from pipeline.curator_db import with_sessions
+
+    secret, key_hash = new_site_key(name)
+    stored = _valid_name(name) and with_sessions(
+        get_settings(), lambda sessions: sites_store.set_site_key(sessions, name=name, key_hash=key_hash)
+    )
+    if not stored:
+        raise LorechatError(ErrorCode.not_found, f"no site named '{name}'")
+    if as_json:
+        click.echo(dumps({"site": name, "key": secret}))
+        return
+    click.echo(secret)
+    click.echo(
+        f"Key of site {safe(name)}, shown once: give it to the agent with the MCP URL (docs/deployment.md, Agents).",
+        err=True,
+    )
 
 
 @sites.command("remove")

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from backend import tracing
 from backend.api.deps import (
     catalog_of,
     chat_of,
@@ -56,11 +57,16 @@ class ChatRequest(BaseModel):
     @field_validator("query")
     @classmethod
     def _clean_query(cls, value: str) -> str:
-        # NUL bytes and lone surrogates cannot be stored (I4); other control characters carry nothing.
-        cleaned = _CONTROL.sub("", clean_text(value)).strip()
-        if not cleaned:
-            raise ValueError("query must contain some text")
-        return cleaned
+        return clean_question(value, field="query")
+
+
+def clean_question(value: str, *, field: str) -> str:
+    """A question as it may be stored: NUL bytes and lone surrogates cannot be (I4); other control characters carry
+    nothing. ValueError (a 422 naming `field`) when no text is left. The MCP server's `ask` cleans alike."""
+    cleaned = _CONTROL.sub("", clean_text(value)).strip()
+    if not cleaned:
+        raise ValueError(f"{field} must contain some text")
+    return cleaned
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -131,31 +137,47 @@ def _invalid(error: dict[str, Any]) -> RequestValidationError:
 async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
     """Admits the turn (creator, limits, site, stream slot), prepares it, and returns its response."""
     settings, chat, slots = settings_of(request), chat_of(request), slots_of(request)
-    owner, ip = await owner_of(request), client_ip_of(request)
-    creator = None
-    if body.creator is not None:
-        creator = (await catalog_of(request)).creator(body.creator)
-        if creator is None:
-            raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
-    await limiter_of(request).check(user_id=owner, client_ip=ip, creator=body.creator)
-    # Origin, creators and daily budget of the named site (403 / 429), counted per site: backend/curation/sites.py.
-    await admit_site(
-        sessions_of(request), settings, site=body.site, origin=request.headers.get("origin"), creator=body.creator
-    )
-    slot = await slots.acquire(ip)
+    # The turn's trace (backend/tracing.py; nothing when tracing is off): admission, then prepare and run's phases.
+    trace = tracing.start_turn(surface="api", creator=body.creator, question=body.query)
     try:
-        turn = await chat.prepare(
-            TurnRequest(
-                question=body.query,
-                creator=creator,
-                conversation_id=body.conversation_id,
-                personality_weight=body.personality_weight,
-                owner_id=owner,
-                request_id=request.state.request_id,
+        with trace.phase("admission"):
+            owner, ip = await owner_of(request), client_ip_of(request)
+            creator = None
+            if body.creator is not None:
+                creator = (await catalog_of(request)).creator(body.creator)
+                if creator is None:
+                    raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
+            with tracing.span("rate limits"):
+                await limiter_of(request).check(user_id=owner, client_ip=ip, creator=body.creator)
+            # Origin, creators and daily budget of the named site (403 / 429), counted per site: curation/sites.py.
+            await admit_site(
+                sessions_of(request),
+                settings,
+                site=body.site,
+                origin=request.headers.get("origin"),
+                creator=body.creator,
             )
-        )
-    except BaseException:
+            with tracing.span("stream slot"):
+                slot = await slots.acquire(ip)
+    except BaseException as exc:
+        trace.failed(exc)
+        raise
+    try:
+        with trace.current():
+            turn = await chat.prepare(
+                TurnRequest(
+                    question=body.query,
+                    creator=creator,
+                    conversation_id=body.conversation_id,
+                    personality_weight=body.personality_weight,
+                    owner_id=owner,
+                    request_id=request.state.request_id,
+                    trace=trace,
+                )
+            )
+    except BaseException as exc:
         await slots.release(slot)
+        trace.failed(exc)
         raise
 
     handed_over = False

@@ -26,6 +26,7 @@ class SiteView:
     requests_today: int = 0
     refused_today: int = 0
     requests_total: int = 0
+    has_key: bool = False  # a key for agents exists (`lorechat sites key`); its hash stays in storage
 
 
 def utc_day(moment: datetime | None = None) -> str:
@@ -36,7 +37,7 @@ def _view(site: Site, today: SiteUsage | None = None, total: int = 0) -> SiteVie
     return SiteView(
         name=site.name, origins=list(site.origins), creators=list(site.creators), daily_limit=site.daily_limit,
         created_at=site.created_at, requests_today=today.requests if today else 0,
-        refused_today=today.refused if today else 0, requests_total=total,
+        refused_today=today.refused if today else 0, requests_total=total, has_key=site.key_hash is not None,
     )  # fmt: skip
 
 
@@ -69,6 +70,23 @@ async def get_site(sessions: Sessions, *, name: str) -> SiteView | None:
     async with db_errors(), sessions() as session:
         site = await session.get(Site, name)
         return _view(site) if site else None
+
+
+async def set_site_key(sessions: Sessions, *, name: str, key_hash: str) -> bool:
+    """Store the hash of `name`'s new key, replacing any earlier one; False when there is no such site."""
+    async with db_errors(), sessions() as session, session.begin():
+        site = await session.get(Site, name)
+        if site is None:
+            return False
+        site.key_hash = key_hash
+    return True
+
+
+async def get_site_with_key(sessions: Sessions, *, name: str) -> tuple[SiteView, str | None] | None:
+    """The site and its key's stored hash (None: no key), for the key check alone (curation/sites.py)."""
+    async with db_errors(), sessions() as session:
+        site = await session.get(Site, name)
+        return (_view(site), site.key_hash) if site else None
 
 
 async def list_sites(sessions: Sessions) -> list[SiteView]:
