@@ -31,6 +31,7 @@ def topic_json(topic: TopicView) -> dict[str, Any]:
         "sources": topic.sources,
         "signals": topic.signals,
         "resolved_at": topic.resolved_at.isoformat() if topic.resolved_at else None,
+        "answered_by": topic.answered_by,
     }
 
 

@@ -15,7 +15,7 @@ import anyio
 import numpy as np
 
 from backend.catalog import Catalog
-from backend.curation import gaps_store, runs_store, sites_store, stats_store
+from backend.curation import answers_store, channels_store, gaps_store, runs_store, sites_store, stats_store
 from backend.curation.gaps import extractive_tier_names, refresh_gaps
 from backend.settings import Settings
 from backend.storage.repository import Sessions
@@ -49,7 +49,10 @@ class Table:
         return out.getvalue()
 
 
-TABLES = ("gaps", "creators", "ingest_runs", "questions_per_day", "answers_per_tier", "ttft", "feedback", "sites")
+TABLES = (
+    "gaps", "answers", "starters", "channels", "creators", "ingest_runs", "questions_per_day", "answers_per_tier",
+    "ttft", "feedback", "sites",
+)  # fmt: skip
 
 
 def _csv_safe(cell: Cell) -> Cell:
@@ -104,6 +107,29 @@ async def _gaps(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Tabl
     return Table("gaps", "Knowledge-gap inbox", columns, rows, keys=[t.id for t in topics])
 
 
+async def _answers(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Table:
+    """Curated answers (answers.py) with how often each was served and the 👍/👎 those answers got."""
+    rows: list[list[Cell]] = [
+        [
+            a.creator or "(all creators)", " | ".join(a.questions), a.answer, " ".join(a.documents), a.version,
+            a.status, a.uses, a.up, a.down, _time(a.updated_at), a.id,
+        ]
+        for a in await answers_store.list_answers(sessions, include_retired=True, limit=200)
+    ]  # fmt: skip
+    columns = [
+        "creator", "questions", "answer", "documents", "version", "status", "uses", "up", "down", "updated", "id",
+    ]  # fmt: skip
+    return Table("answers", "Curated answers", columns, rows, keys=[str(row[-1]) for row in rows])
+
+
+async def _starters(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Table:
+    rows: list[list[Cell]] = [
+        [s.creator or "(any creator)", s.site or "(any site)", " | ".join(s.questions)]
+        for s in await answers_store.list_starters(sessions)
+    ]
+    return Table("starters", "Starter questions", ["creator", "site", "questions"], rows)
+
+
 async def _creators(sessions: Sessions, catalog: Catalog, _since: datetime) -> Table:
     last = await runs_store.last_ingest_per_creator(sessions)
     rows: list[list[Cell]] = []
@@ -141,6 +167,28 @@ async def _ingest_runs(sessions: Sessions, _catalog: Catalog, _since: datetime) 
     return Table("ingest_runs", "Recent ingest runs", columns, rows)
 
 
+async def _channels(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Table:
+    rows: list[list[Cell]] = []
+    for c in await channels_store.list_channels(sessions):
+        status = "paused" if c.paused else "syncing" if c.syncing else c.last_status or "never synced"
+        rows.append([
+            c.id, c.creator, c.kind, c.url, _every(c.interval_seconds), status, _time(c.last_sync_at),
+            None if c.paused else _time(c.next_sync_at), c.items, c.documents, c.failures, c.last_error,
+        ])  # fmt: skip
+    columns = [
+        "id", "creator", "kind", "url", "every", "status", "last_sync", "next_sync", "items", "documents",
+        "failures", "last_error",
+    ]  # fmt: skip
+    return Table("channels", "Channels (lorechat channels)", columns, rows)
+
+
+def _every(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 async def _questions_per_day(sessions: Sessions, _catalog: Catalog, since: datetime) -> Table:
     rows: list[list[Cell]] = [[d.day, d.questions] for d in await stats_store.questions_per_day(sessions, since=since)]
     return Table("questions_per_day", f"Questions per day (last {WINDOW_DAYS} days)", ["day", "questions"], rows)
@@ -163,7 +211,7 @@ async def _feedback(sessions: Sessions, _catalog: Catalog, since: datetime) -> T
     rows: list[list[Cell]] = [
         [c.creator or "(no creator)", c.up, c.down] for c in await stats_store.feedback_counts(sessions, since=since)
     ]
-    return Table("feedback", "Feedback 👍/👎", ["creator", "up", "down"], rows)
+    return Table("feedback", "Feedback (helpful / not helpful)", ["creator", "up", "down"], rows)
 
 
 async def _sites(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Table:
@@ -185,6 +233,9 @@ async def _sites(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Tab
 
 _BUILDERS: dict[str, Callable[[Sessions, Catalog, datetime], Awaitable[Table]]] = {
     "gaps": _gaps,
+    "answers": _answers,
+    "starters": _starters,
+    "channels": _channels,
     "creators": _creators,
     "ingest_runs": _ingest_runs,
     "questions_per_day": _questions_per_day,

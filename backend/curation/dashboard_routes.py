@@ -23,8 +23,9 @@ from backend.api.deps import (
     client_ip_of,
     credentials_of,
 )
+from backend.catalog import Catalog
 from backend.client_ip import public_scheme_and_host
-from backend.curation import admin_session, gaps_store
+from backend.curation import admin_session, answers_store, gaps_store, sites_store
 from backend.curation.dashboard import TABLES, Table, build_table, refresh_gap_inbox
 from backend.curation.origins import origin_or_none
 from backend.errors import ErrorCode, LorechatError
@@ -193,8 +194,10 @@ async def dashboard(
     settings: Settings = request.app.state.settings
     await refresh_gap_inbox(sessions, settings, request.state.retriever.embedder.embed_documents)
     tables = [await build_table(name, sessions=sessions, catalog=catalog) for name in TABLES]
+    creators = sorted((slug, entry.creator.name) for slug, entry in catalog.creators.items())
+    sites = [site.name for site in await sites_store.list_sites(sessions)]
     return _page(
-        "dashboard.html", title="Curator dashboard — lorechat", tables=tables,
+        "dashboard.html", title="Curator dashboard — lorechat", tables=tables, creators=creators, sites=sites,
         csrf=admin_session.csrf_token(cookie, token) if cookie else "", signed_in=bool(cookie),
     )  # fmt: skip
 
@@ -228,3 +231,137 @@ async def export(
     body = table.as_csv() if fmt == "csv" else table.as_json()
     headers = {**_HEADERS, "Content-Disposition": f'attachment; filename="lorechat-{name}.{fmt}"'}
     return Response(body, media_type=_FORMATS[fmt], headers=headers)
+
+
+# ---- curated answers and starter questions (issue 40) --------------------------------------------------------
+
+
+async def _signed_in(request: Request, token: str, ip: str) -> str | None:
+    """The session cookie of a signed-in curator ("" for a bearer token), None for anyone else."""
+    return await _session(request, token, ip)
+
+
+async def _written(request: Request) -> None:
+    """A curated write from this replica is served by it at once (the others see it within curated.refresh_seconds)."""
+    curated = getattr(request.state, "curated", None)
+    if curated is not None:
+        await curated.refresh(force=True)
+
+
+def _lines(value: str | None) -> list[str]:
+    return [line.strip() for line in (value or "").splitlines() if line.strip()]
+
+
+def _answer_page(
+    *, request: Request, cookie: str, token: str, catalog: Catalog, values: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    creators = sorted((slug, entry.creator.name) for slug, entry in catalog.creators.items())
+    documents = {
+        slug: sorted((doc_id, doc.title or doc.source) for doc_id, doc in entry.documents.items())
+        for slug, entry in catalog.creators.items()
+    }
+    return _page(
+        "answer.html", title="Curated answer — lorechat", status_code=status_code, creators=creators,
+        documents=documents, csrf=admin_session.csrf_token(cookie, token) if cookie else "", signed_in=bool(cookie),
+        **values,
+    )  # fmt: skip
+
+
+@router.get("/answers/new", response_class=HTMLResponse)
+async def new_answer(
+    request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep, ip: ClientIpDep,
+    topic: str | None = None,
+) -> Response:  # fmt: skip
+    """The form for a new curated answer; from a gap topic, its example questions and sources prefilled."""
+    cookie = await _signed_in(request, token, ip)
+    if cookie is None:
+        return _to_login()
+    found = await gaps_store.get_topic(sessions, topic_id=topic) if topic else None
+    values: dict[str, Any] = {
+        "answer_id": None, "topic": found, "creator": found.creator if found else "",
+        "questions": "\n".join(found.examples) if found else "", "answer": "",
+        "documents_text": "\n".join(str(s["document_id"]) for s in found.sources if s.get("document_id"))
+        if found else "",
+        "error": None, "history": [],
+    }  # fmt: skip
+    return _answer_page(request=request, cookie=cookie, token=token, catalog=catalog, values=values)
+
+
+@router.post("/answers")
+async def create_answer(request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep) -> Response:
+    form = await _checked_post(request, token)
+    creator = form.get("creator") or None
+    topic = form.get("topic") or None
+    if creator is not None and catalog.creator(creator) is None:
+        raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{creator}'")
+    if topic is not None:
+        topic = require_id(topic, what="gap topic")
+    try:
+        await answers_store.add_answer(
+            sessions, creator=creator, questions=_lines(form.get("questions")), answer=form.get("answer", ""),
+            documents=_lines(form.get("documents")), topic_id=topic,
+        )  # fmt: skip
+    except LorechatError as exc:
+        if exc.code not in (ErrorCode.invalid_input, ErrorCode.not_found):
+            raise
+        values: dict[str, Any] = {
+            "answer_id": None, "topic": await gaps_store.get_topic(sessions, topic_id=topic) if topic else None,
+            "creator": creator or "", "questions": form.get("questions", ""), "answer": form.get("answer", ""),
+            "documents_text": form.get("documents", ""), "error": exc.message, "history": [],
+        }  # fmt: skip
+        cookie = request.cookies.get(admin_session.COOKIE, "")
+        return _answer_page(
+            request=request, cookie=cookie, token=token, catalog=catalog, values=values, status_code=exc.status
+        )
+    await _written(request)
+    return RedirectResponse("/admin#answers", status_code=303, headers=_HEADERS)
+
+
+@router.get("/answers/{answer_id}", response_class=HTMLResponse)
+async def edit_answer_form(
+    answer_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep, ip: ClientIpDep
+) -> Response:
+    cookie = await _signed_in(request, token, ip)
+    if cookie is None:
+        return _to_login()
+    answer = await answers_store.get_answer(sessions, answer_id=require_id(answer_id, what="curated answer"))
+    if answer is None:
+        raise LorechatError(ErrorCode.not_found, "No such curated answer")
+    values: dict[str, Any] = {
+        "answer_id": answer.id, "topic": None, "creator": answer.creator or "",
+        "questions": "\n".join(answer.questions), "answer": answer.answer,
+        "documents_text": "\n".join(answer.documents), "error": None, "view": answer, "history": answer.history,
+    }  # fmt: skip
+    return _answer_page(request=request, cookie=cookie, token=token, catalog=catalog, values=values)
+
+
+@router.post("/answers/{answer_id}")
+async def edit_answer(answer_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep) -> Response:
+    form = await _checked_post(request, token)
+    answer_id = require_id(answer_id, what="curated answer")
+    await answers_store.edit_answer(
+        sessions, answer_id=answer_id, questions=_lines(form.get("questions")), answer=form.get("answer", ""),
+        documents=_lines(form.get("documents")),
+    )  # fmt: skip
+    await _written(request)
+    return RedirectResponse("/admin#answers", status_code=303, headers=_HEADERS)
+
+
+@router.post("/answers/{answer_id}/retire")
+async def retire_answer(answer_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep) -> Response:
+    await _checked_post(request, token)
+    if not await answers_store.retire_answer(sessions, answer_id=require_id(answer_id, what="curated answer")):
+        raise LorechatError(ErrorCode.not_found, "No such active curated answer")
+    await _written(request)
+    return RedirectResponse("/admin#answers", status_code=303, headers=_HEADERS)
+
+
+@router.post("/starters")
+async def set_starters(request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep) -> Response:
+    form = await _checked_post(request, token)
+    creator, site = form.get("creator") or None, form.get("site") or None
+    if creator is not None and catalog.creator(creator) is None:
+        raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{creator}'")
+    await answers_store.set_starters(sessions, creator=creator, site=site, questions=_lines(form.get("questions")))
+    await _written(request)
+    return RedirectResponse("/admin#starters", status_code=303, headers=_HEADERS)

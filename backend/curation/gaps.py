@@ -1,10 +1,13 @@
-"""The knowledge-gap inbox: answers that signal a gap (not covered, unsupported claims, 👎, only the extractive
-tier answered) are grouped by question similarity, per creator, into topics a curator can work through.
+"""The knowledge-gap inbox: answers that signal a gap (not covered, unsupported claims, 👎, the extractive tier answered
+because the model tiers before it failed) are grouped by question similarity, per creator, into topics a curator can
+work through, and answer with a curated answer (answers.py).
 
 Grouping is incremental: each refresh embeds only the answers no topic holds yet (with the service's one
 Embedder) and adds each to the nearest topic of its creator, or starts a new one. A resolved topic reopens
 when a question joins it that was asked after the first ingest that followed its resolution: the curator
-fixed the content, re-ingested, and visitors still ask.
+fixed the content, re-ingested, and visitors still ask. A topic answered with a curated answer leaves the inbox too,
+and reopens when a question joins it after that: a question the answer did not match (one it matched is answered by
+it, and signals no gap).
 """
 
 from __future__ import annotations
@@ -34,7 +37,18 @@ EmbedQuestions = Callable[[list[str]], Awaitable[np.ndarray]]
 
 
 def extractive_tier_names(settings: Settings) -> list[str]:
-    return [tier.name for tier in settings.llm.tiers if isinstance(tier, ExtractiveTierSettings)]
+    """The extractive tiers whose answers signal a gap: those a configured model tier comes before, which answer only
+    when every model before them failed or was skipped. On the embedded defaults (extractive alone) every answer is
+    the extractive tier's, and none of them signals anything by that."""
+    names: list[str] = []
+    after_a_model = False
+    for tier in settings.llm.tiers:
+        if isinstance(tier, ExtractiveTierSettings):
+            if after_a_model:
+                names.append(tier.name)
+        else:
+            after_a_model = True
+    return names
 
 
 async def refresh_gaps(
@@ -116,7 +130,8 @@ def _new_topic(turn: GapTurn, vector: np.ndarray) -> TopicState:
     return TopicState(
         id=gaps_store.new_topic_id(), creator=turn.creator, label=turn.question[:300], centroid=[], count=1,
         first_seen=turn.asked_at, last_seen=turn.asked_at, examples=[turn.question[:300]],
-        sources=_best_sources([], turn.sources), signals=dict(Counter(turn.signals)), resolved_at=None, new=True,
+        sources=_best_sources([], turn.sources), signals=dict(Counter(turn.signals)), resolved_at=None,
+        answered_by=None, answered_at=None, new=True,
         members=[(turn.message_id, turn.asked_at)],
     )  # fmt: skip
 
@@ -140,6 +155,8 @@ def _add(
     topic.sources = _best_sources(topic.sources, turn.sources)
     topic.signals = dict(Counter(topic.signals) + Counter(turn.signals))
     topic.members = [*(topic.members or []), (turn.message_id, turn.asked_at)]
+    if topic.answered_at is not None and turn.asked_at > topic.answered_at:
+        topic.answered_at = topic.answered_by = None  # asked again, and the curated answer did not match it
     if topic.resolved_at is not None:
         reingested = ingests.get(topic.resolved_at)
         if reingested is not None and turn.asked_at > reingested:

@@ -48,6 +48,8 @@ class TopicState:
     sources: list[dict[str, Any]]
     signals: dict[str, int]
     resolved_at: datetime | None
+    answered_by: str | None = None  # the curated answer written for it
+    answered_at: datetime | None = None
     new: bool = False
     members: list[tuple[str, datetime]] | None = None  # (message id, asked at) added by this refresh
 
@@ -64,10 +66,11 @@ class TopicView:
     sources: list[dict[str, Any]]
     signals: dict[str, int]
     resolved_at: datetime | None
+    answered_by: str | None = None  # the curated answer written for it (answered: out of the inbox)
 
     @property
     def status(self) -> str:
-        return "resolved" if self.resolved_at else "open"
+        return "resolved" if self.resolved_at else "answered" if self.answered_by else "open"
 
 
 # Answers are flagged when they finish, at most a stream's length after they were created: a refresh looks
@@ -159,6 +162,8 @@ async def load_topics(sessions: Sessions, *, creators: set[str | None]) -> list[
             sources=list(t.sources),
             signals=dict(t.signals),
             resolved_at=t.resolved_at,
+            answered_by=t.answered_by,
+            answered_at=t.answered_at,
         )
         for t in topics
     ]
@@ -182,6 +187,7 @@ async def _save_topics(sessions: Sessions, topics: list[TopicState]) -> None:
                 "creator": topic.creator, "label": topic.label, "centroid": topic.centroid, "count": topic.count,
                 "first_seen": topic.first_seen, "last_seen": topic.last_seen, "examples": topic.examples,
                 "sources": topic.sources, "signals": topic.signals, "resolved_at": topic.resolved_at,
+                "answered_by": topic.answered_by, "answered_at": topic.answered_at,
             }  # fmt: skip
             if topic.new:
                 session.add(GapTopic(id=topic.id, **values))
@@ -218,6 +224,7 @@ def _view(topic: GapTopic, count: int | None = None) -> TopicView:
         id=topic.id, creator=topic.creator, label=topic.label, count=topic.count if count is None else count,
         first_seen=topic.first_seen, last_seen=topic.last_seen, examples=list(topic.examples),
         sources=list(topic.sources), signals=dict(topic.signals), resolved_at=topic.resolved_at,
+        answered_by=topic.answered_by,
     )  # fmt: skip
 
 
@@ -233,8 +240,8 @@ async def list_topics(
     query = select(GapTopic).options(defer(GapTopic.centroid))  # 384 floats a topic, not shown
     if creator is not None:
         query = query.where(GapTopic.creator == creator)
-    if not include_resolved:
-        query = query.where(GapTopic.resolved_at.is_(None))
+    if not include_resolved:  # nor answered: a curated answer serves those questions now
+        query = query.where(GapTopic.resolved_at.is_(None), GapTopic.answered_at.is_(None))
     async with db_errors(), sessions() as session:
         if since is None:
             topics = await session.scalars(
@@ -267,3 +274,12 @@ async def resolve_topic(sessions: Sessions, *, topic_id: str, when: datetime) ->
             .execution_options(synchronize_session=False)
         )  # fmt: skip
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def get_topic(sessions: Sessions, *, topic_id: str) -> TopicView | None:
+    """One topic (its examples prefill a curated answer written for it)."""
+    if not is_valid_id(topic_id):
+        return None
+    async with db_errors(), sessions() as session:
+        topic = await session.get(GapTopic, topic_id, options=[defer(GapTopic.centroid)])
+        return _view(topic) if topic is not None else None

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 
+from backend import tracing
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
 from backend.retrieval.models import QueryVectors, SearchMode
@@ -150,31 +151,52 @@ class Retriever:
                 self._cache.put(key, revision, hits)
         return hits
 
-    def recall(self, query: str, *, creator: str | None = None) -> list[Hit] | None:
-        """The default search's hits if the cache holds them (no model, no engine: fine on the event loop)."""
+    def recall(self, query: str, *, creator: str | None = None, k: int | None = None) -> list[Hit] | None:
+        """The default search's hits (or `k` of them) if the cache holds them (no model, no engine: fine on the event
+        loop)."""
         if self._cache is None:
             return None
-        key = self._cache_key(query, creator, self.settings.k, self.settings.mode)
+        key = self._cache_key(query, creator, k if k is not None else self.settings.k, self.settings.mode)
         return self._cache.get(key, self._cache.revision(self.store))
+
+    def search_documents(self, query: str, documents: Sequence[str], *, creator: str | None, k: int) -> list[Hit]:
+        """The `k` chunks of these documents that best answer `query` (a curated answer's linked sources), in the
+        default mode; uncached (asked only when a curated answer is served)."""
+        if not documents or not query.strip():
+            return []
+        mode: SearchMode = self.settings.mode
+        hits = self.store.search(
+            self.query_vectors(query, mode=mode),
+            k=k,
+            mode=mode,
+            creator=creator,
+            prefetch_limit=max(self.settings.prefetch_limit, k + TIE_MARGIN),
+            fusion=self.fusion,
+            tie_margin=TIE_MARGIN,
+            documents=documents,
+        )
+        return in_rank_order(hits)[:k]
 
     def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
         return (query, creator, limit, mode, self.fusion, self.settings.prefetch_limit)
 
     def _search(self, query: str, *, creator: str | None, limit: int, mode: SearchMode) -> list[Hit]:
-        vectors = self.query_vectors(query, mode=mode)
+        with tracing.span("embed query", {"lorechat.search.mode": mode}):
+            vectors = self.query_vectors(query, mode=mode)
         # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
         # k-th place. A few extra candidates, ordered by (score, id), make the same question always show the
         # same sources in the same order.
-        hits = self.store.search(
-            vectors,
-            k=limit,
-            mode=mode,
-            creator=creator,
-            prefetch_limit=max(self.settings.prefetch_limit, limit + TIE_MARGIN),
-            fusion=self.fusion,
-            tie_margin=TIE_MARGIN,
-        )
+        with tracing.span("index search", {"lorechat.search.k": limit}):
+            hits = self.store.search(
+                vectors,
+                k=limit,
+                mode=mode,
+                creator=creator,
+                prefetch_limit=max(self.settings.prefetch_limit, limit + TIE_MARGIN),
+                fusion=self.fusion,
+                tie_margin=TIE_MARGIN,
+            )
         return in_rank_order(hits)[:limit]
 
     def embed_chunks(self, chunks: Sequence[Chunk], *, batch_size: int | None = None) -> list[EmbeddedChunk]:

@@ -146,3 +146,26 @@ export async function listCreators(api: string, signal?: AbortSignal): Promise<C
   const body: unknown = await response.json();
   return Array.isArray(body) ? (body as CreatorInfo[]) : [];
 }
+
+/** The questions to offer before the first one (GET /api/v1/starters): [] when the service has none or fails. */
+export async function listStarters(
+  api: string,
+  creator: string | null,
+  site: string | null,
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const query = new URLSearchParams();
+  if (creator) query.set("creator", creator);
+  if (site) query.set("site", site);
+  const suffix = query.toString() ? `?${query}` : "";
+  try {
+    const response = await fetch(endpoint(api, `/api/v1/starters${suffix}`), {
+      signal, headers: { Accept: "application/json" },
+    });
+    if (!response.ok) return [];
+    const body = (await response.json()) as { questions?: unknown };
+    return Array.isArray(body.questions) ? body.questions.filter((q): q is string => typeof q === "string") : [];
+  } catch {
+    return [];
+  }
+}

@@ -61,6 +61,12 @@ export interface Citation {
   supported: boolean;
   score: number;
   claim: boolean;
+  verified?: boolean;
+}
+
+export interface CuratedAnswerRef {
+  id: string;
+  version: number;
 }
 
 export interface DoneEvent {
@@ -73,6 +79,9 @@ export interface DoneEvent {
   usage: Usage;
   citations?: Citation[];
   unanswered?: boolean;
+  curated_answer?: CuratedAnswerRef | null;
+  suggestions?: string[];
+  trace_id?: string | null;
 }
 
 export interface ErrorEvent {

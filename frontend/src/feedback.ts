@@ -1,7 +1,7 @@
-// 👍/👎 and an optional comment under a finished answer: POST /api/v1/messages/{id}/feedback.
+// Helpful / not helpful (inline SVG thumbs) and an optional comment under a finished answer: POST /api/v1/messages/{id}/feedback.
 import { errorFrom } from "./api";
 import type { ChatMessage } from "./store";
-import { h } from "./view";
+import { h, icon, THUMB_DOWN_ICON, THUMB_UP_ICON } from "./view";
 
 export type Rating = "up" | "down";
 export const COMMENT_MAX = 500;
@@ -31,20 +31,20 @@ export function feedbackBar(
 ): HTMLElement {
   const given = message.feedback;
   const note = h("span", { class: "fb-note", role: "status", "aria-live": "polite", "data-testid": "lorechat-feedback-note" });
-  const rateButton = (rating: Rating, glyph: string, label: string): HTMLButtonElement => {
+  const rateButton = (rating: Rating, svg: string, label: string): HTMLButtonElement => {
     const button = h(
       "button",
       {
         type: "button", class: "icon-btn fb", "aria-label": label, title: label,
         "aria-pressed": String(given?.rating === rating), "data-testid": `lorechat-feedback-${rating}`,
       },
-      glyph,
+      icon(svg),
     ) as HTMLButtonElement;
     button.addEventListener("click", () => void give({ rating, comment: given?.rating === rating ? given.comment : undefined }));
     return button;
   };
-  const up = rateButton("up", "👍", "Helpful");
-  const down = rateButton("down", "👎", "Not helpful");
+  const up = rateButton("up", THUMB_UP_ICON, "Helpful");
+  const down = rateButton("down", THUMB_DOWN_ICON, "Not helpful");
   const bar = h("div", { class: "feedback", role: "group", "aria-label": "Rate this answer" }, up, down, note);
 
   async function give(feedback: GivenFeedback): Promise<void> {

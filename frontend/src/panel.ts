@@ -1,6 +1,6 @@
 // The widget's static parts: the launcher button and the panel (header, options, messages, notice, question
 // form). Pure builders: behaviour comes in as callbacks, so widget.ts keeps only state and rendering.
-import { chatIcon, h } from "./view";
+import { chatIcon, CLOSE_ICON, h, icon } from "./view";
 
 export interface PanelElements {
   panel: HTMLElement;
@@ -39,7 +39,7 @@ export function buildPanel(options: PanelOptions): PanelElements {
   const newChat = h("button", { type: "button", class: "icon-btn", "data-testid": "lorechat-new-conversation" }, "New chat");
   newChat.addEventListener("click", options.onNewChat);
   const close = options.launcherMode
-    ? h("button", { type: "button", class: "icon-btn", "aria-label": "Close chat", "data-testid": "lorechat-close" }, "✕")
+    ? h("button", { type: "button", class: "icon-btn", "aria-label": "Close chat", "data-testid": "lorechat-close" }, icon(CLOSE_ICON))
     : null;
   close?.addEventListener("click", options.onClose);
   const { form, input, send, stop } = buildForm(options);

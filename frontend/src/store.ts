@@ -1,5 +1,5 @@
 // The conversation kept in localStorage, so a page reload shows it again.
-import type { Citation, MessageStatus, Source } from "./events";
+import type { Citation, CuratedAnswerRef, MessageStatus, Source } from "./events";
 
 export type { MessageStatus } from "./events";
 
@@ -24,6 +24,10 @@ export interface ChatMessage {
   citations?: Citation[];
   /** The conversation whose answer stream fills this message (X-Conversation-Id): what a reload resumes. */
   conversationId?: string;
+  /** Follow-up questions the sources can answer (from `done`), offered under the latest answer. */
+  suggestions?: string[];
+  /** The curated answer this is (from `done`, tier "curated"). */
+  curated?: CuratedAnswerRef;
 }
 
 export interface Session {

@@ -104,6 +104,13 @@ header h2 { font-size: 1rem; margin: 0; flex: 1 1 auto; min-width: 0; overflow: 
 @keyframes blink { 50% { opacity: 0; } }
 @media (prefers-reduced-motion: reduce) { .streaming .answer > :last-child::after { animation: none; } }
 
+.curated { margin: 0; font-size: 0.75rem; font-weight: 600; color: var(--lc-accent); }
+.suggestions { list-style: none; margin: 0; padding: 0; display: flex; flex-wrap: wrap; gap: 6px; }
+.empty .suggestions { justify-content: center; margin-top: 12px; }
+.suggestion { border: 1px solid var(--lc-line); background: var(--lc-soft); border-radius: 999px; padding: 5px 12px;
+  font-size: 0.85rem; text-align: left; color: var(--lc-fg); }
+.suggestion:hover { border-color: var(--lc-accent); background: var(--lc-accent-soft); }
+.icon-btn svg { width: 16px; height: 16px; display: block; }
 .feedback { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; font-size: 0.8rem; color: var(--lc-muted); }
 .feedback .fb[aria-pressed="true"] { background: var(--lc-accent-soft); border-color: var(--lc-accent); }
 .fb-comment { display: flex; gap: 6px; flex: 1 1 100%; }

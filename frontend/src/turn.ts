@@ -76,6 +76,8 @@ export async function runTurn({
       message.tier = event.data.cascade_tier;
       message.serverId = event.data.message_id;
       message.citations = event.data.citations ?? [];
+      message.suggestions = event.data.suggestions ?? [];
+      if (event.data.curated_answer) message.curated = event.data.curated_answer;
     } else {
       fail(event.data.code, event.data.message, event.data.retryable);
     }

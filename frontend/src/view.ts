@@ -56,6 +56,10 @@ export interface MessageActions {
   onRetry: (messageId: string) => void;
   /** The 👍/👎 row for a finished answer the service knows (feedback.ts), or null. */
   feedback?: (message: ChatMessage) => HTMLElement | null;
+  /** The follow-up questions to offer under this answer (only the latest one's), or none. */
+  suggestions?: (message: ChatMessage) => string[];
+  /** Ask a question (a follow-up clicked). */
+  onAsk?: (question: string) => void;
 }
 
 /** Sources come first, then the answer, then a status line (error + retry, or "stopped"). */
@@ -74,6 +78,9 @@ export function messageView(message: ChatMessage, actions: MessageActions): HTML
     for (const source of message.sources) list.appendChild(sourceCard(message.id, source));
     root.appendChild(list);
   }
+  if (message.tier === "curated" && message.status !== "streaming") {
+    root.appendChild(h("p", { class: "curated", "data-testid": "lorechat-curated" }, "Answer written by a curator"));
+  }
   const answer = h("div", { class: "answer", "data-testid": "lorechat-answer" });
   fillAnswer(answer, message, actions);
   root.appendChild(answer);
@@ -81,6 +88,10 @@ export function messageView(message: ChatMessage, actions: MessageActions): HTML
   if (status) root.appendChild(status);
   const feedback = actions.feedback?.(message);
   if (feedback) root.appendChild(feedback);
+  const followUps = actions.suggestions?.(message) ?? [];
+  if (followUps.length > 0 && actions.onAsk) {
+    root.appendChild(questionButtons(followUps, "Follow-up questions", "lorechat-suggestion", actions.onAsk));
+  }
   return root;
 }
 
@@ -152,13 +163,43 @@ export function personalitySlider(weight: number, onChange: (weight: number) => 
   return h("label", { for: "lc-personality", title: hint }, "Personality", slider);
 }
 
-export const CHAT_ICON =
-  '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" aria-hidden="true">' +
-  '<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg>';
+const SVG_OPEN = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" ' +
+  'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">';
+
+export const CHAT_ICON = `${SVG_OPEN}<path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg>`;
+// Inline SVG, not emoji: an emoji glyph shows as an empty box where no emoji font is installed. The buttons
+// carrying them have their own accessible names (aria-label); the icons are hidden from assistive technology.
+export const THUMB_UP_ICON =
+  `${SVG_OPEN}<path d="M7 10v11H4a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h3z"/>` +
+  '<path d="M7 10l4-8a3 3 0 0 1 3 3v4h5.5a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.1 21H7"/></svg>';
+export const THUMB_DOWN_ICON =
+  `${SVG_OPEN}<path d="M17 14V3h3a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1h-3z"/>` +
+  '<path d="M17 14l-4 8a3 3 0 0 1-3-3v-4H4.5a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.9 3H17"/></svg>';
+export const CLOSE_ICON = `${SVG_OPEN}<path d="M6 6l12 12M18 6L6 18"/></svg>`;
+
+/** One of the constant, author-written SVGs above: parsed from a fixed string, never from data. */
+export function icon(svg: string): Node {
+  const template = document.createElement("template");
+  template.innerHTML = svg;
+  return template.content.cloneNode(true);
+}
 
 export function chatIcon(): Node {
-  // A constant, author-written SVG: parsed once from a fixed string, never from data.
-  const template = document.createElement("template");
-  template.innerHTML = CHAT_ICON;
-  return template.content.cloneNode(true);
+  return icon(CHAT_ICON);
+}
+
+/** Question buttons (starters before the first question, follow-ups under an answer): one click asks it. */
+export function questionButtons(
+  questions: string[],
+  label: string,
+  testid: string,
+  onAsk: (question: string) => void,
+): HTMLElement {
+  const list = h("ul", { class: "suggestions", role: "list", "aria-label": label });
+  for (const question of questions) {
+    const button = h("button", { type: "button", class: "suggestion", "data-testid": testid }, question);
+    button.addEventListener("click", () => onAsk(question));
+    list.appendChild(h("li", {}, button));
+  }
+  return list;
 }

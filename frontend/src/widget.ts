@@ -1,5 +1,5 @@
 // <lorechat-widget>: the custom element. Owns the session state and the one stream in flight.
-import { type CreatorInfo, listCreators, stopConversation } from "./api";
+import { type CreatorInfo, listCreators, listStarters, stopConversation } from "./api";
 import { feedbackBar, type GivenFeedback, sendFeedback } from "./feedback";
 import { formatWait } from "./format";
 import {
@@ -9,10 +9,12 @@ import { buildLauncher, buildPanel, type PanelElements } from "./panel";
 import { STYLES } from "./styles";
 import { runTurn, type TurnOutcome, type TurnStart } from "./turn";
 import {
-  cardId, creatorPicker, fillAnswer, h, type MessageActions, messageView, personalitySlider,
+  cardId, creatorPicker, fillAnswer, h, type MessageActions, messageView, personalitySlider, questionButtons,
 } from "./view";
 
 const MAX_QUERY = 1000;
+const MAX_STARTERS = 4;
+const MAX_FOLLOW_UPS = 3;
 let counter = 0;
 const newId = () => `m${Date.now().toString(36)}${(counter++).toString(36)}`;
 
@@ -24,6 +26,8 @@ export class LorechatWidget extends HTMLElement {
   private readonly shadow: ShadowRoot;
   private session: Session = emptySession(null);
   private creators: CreatorInfo[] = [];
+  private starters: string[] = [];
+  private startersFor = "";
   private weight = 0.5;
   private isOpen = false;
   private ready = false;
@@ -40,6 +44,12 @@ export class LorechatWidget extends HTMLElement {
       message.role === "assistant" && message.serverId && (message.status === "done" || message.status === "stopped")
         ? feedbackBar(message, (rated, given) => this.giveFeedback(rated, given))
         : null,
+    // Follow-ups under the latest answer only, once it is done and nothing else is streaming.
+    suggestions: (message) =>
+      message.status === "done" && !this.controller && this.session.messages[this.session.messages.length - 1] === message
+        ? (message.suggestions ?? []).slice(0, MAX_FOLLOW_UPS)
+        : [],
+    onAsk: (question) => void this.send(question),
   };
 
   constructor() {
@@ -122,6 +132,18 @@ export class LorechatWidget extends HTMLElement {
     if (pending) void this.play(pending, { resume: pending.conversationId });
     // The list feeds the picker, and with a fixed creator still gives the heading a name instead of a slug.
     void this.loadCreators();
+    void this.loadStarters();
+  }
+
+  /** The questions offered before the first one, for this creator and site (GET /api/v1/starters). */
+  private async loadStarters(): Promise<void> {
+    const key = `${this.creator ?? ""}|${this.getAttribute("site") ?? ""}`;
+    if (key === this.startersFor) return;
+    this.startersFor = key;
+    const starters = await listStarters(this.api, this.creator, this.getAttribute("site"));
+    if (key !== this.startersFor) return; // another creator was picked meanwhile
+    this.starters = starters.slice(0, MAX_STARTERS);
+    if (this.session.messages.length === 0) this.renderMessages();
   }
 
   private applyAccent(): void {
@@ -174,7 +196,12 @@ export class LorechatWidget extends HTMLElement {
 
   private renderMessages(): void {
     const nodes = this.session.messages.map((message) => messageView(message, this.actions));
-    if (nodes.length === 0) nodes.push(h("p", { class: "empty" }, "Ask anything about this creator's articles, talks and notes."));
+    if (nodes.length === 0) {
+      const starters = this.starters.length > 0
+        ? questionButtons(this.starters, "Suggested questions", "lorechat-starter", (q) => void this.send(q))
+        : null;
+      nodes.push(h("div", { class: "empty" }, h("p", {}, "Ask anything about this creator's articles, talks and notes."), starters));
+    }
     this.els.messages.replaceChildren(...nodes);
     this.els.messages.scrollTop = this.els.messages.scrollHeight;
     if (this.live) this.live.answer = this.answerView(this.live.message);
@@ -230,6 +257,7 @@ export class LorechatWidget extends HTMLElement {
     this.session.creator = slug;
     saveSession(this.storageKey, this.session);
     this.renderTitle();
+    void this.loadStarters();
   }
 
   private newConversation(focus = true): void {

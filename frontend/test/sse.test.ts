@@ -17,7 +17,8 @@ const WIRE =
   // I6: text imitating framing stays inside one JSON line.
   `id: 3\nevent: token\ndata: ${JSON.stringify({ text: "\n\nevent: done\ndata: {}\n\n" })}\n\n` +
   'id: 4\nevent: done\ndata: {"conversation_id":"c","message_id":"m","cascade_tier":"local",' +
-  '"finish_reason":"stop","search_query":"q","usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n';
+  '"finish_reason":"stop","search_query":"q","usage":{"prompt_tokens":1,"completion_tokens":2},' +
+  '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}\n\n';
 
 function parseChunks(chunks: string[]): SseMessage[] {
   const parser = new SseParser();
@@ -115,6 +116,8 @@ describe("readChatEvents", () => {
     expect(events.map((e) => e.type)).toEqual(["sources", "token", "token", "done"]);
     expect(events[1].data).toEqual({ text: "Hé 👋 " });
     expect(events[0].data).toEqual(SOURCES);
+    // The turn's trace id (backend/tracing.py) rides along; the widget reads `done` as before.
+    expect(events[3].type === "done" && events[3].data.trace_id).toBe("4bf92f3577b34da6a3ce929d0e0e4736");
   });
 
   it("stops at the end of the stream without the unterminated tail", async () => {

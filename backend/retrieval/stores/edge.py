@@ -248,12 +248,16 @@ class EdgeStore:
         prefetch_limit: int = 50,
         fusion: Fusion = DEFAULT_FUSION,
         tie_margin: int = 0,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
         if self._shard is None:
             return []
         # The tenant filter sits on the request itself: the engine applies it inside every prefetch,
         # so another creator's chunk can never take a slot, not even before fusion.
-        where = qe.Filter(must=[_match(TENANT_FIELD, creator)]) if creator else None
+        must: list[Any] = [_match(TENANT_FIELD, creator)] if creator else []
+        if documents is not None:
+            must.append(_match("document_id", list(documents)))
+        where = qe.Filter(must=must) if must else None
         dense = qe.Query.Nearest(list(query.dense), using=DENSE_VECTOR)
         has_terms = bool(query.sparse.indices)
         sparse = qe.Query.Nearest(

@@ -79,8 +79,10 @@ class Store(Protocol):
         prefetch_limit: int = 50,
         fusion: Fusion = DEFAULT_FUSION,
         tie_margin: int = 0,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """Top-k chunks; `creator` scopes inside the engine's query (tenant filter), never afterwards. The engine
+        """Top-k chunks; `creator` scopes inside the engine's query (tenant filter), never afterwards, and so do
+        `documents` (only chunks of these document ids: a curated answer's linked sources). The engine
         is asked for `k + tie_margin` candidates, so the k best in `rank_key` order are the same every time even
         when scores tie at the k-th place; an adapter may return the extra candidates too (callers order and cut)."""
 

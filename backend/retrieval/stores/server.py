@@ -220,9 +220,13 @@ class ServerStore:
         prefetch_limit: int = 50,
         fusion: Fusion = DEFAULT_FUSION,
         tie_margin: int = 0,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
         # Same placement as EdgeStore: the tenant filter on the request scopes every prefetch server-side.
-        where = qm.Filter(must=[_match(TENANT_FIELD, creator)]) if creator else None
+        must: list[Any] = [_match(TENANT_FIELD, creator)] if creator else []
+        if documents is not None:
+            must.append(_match("document_id", list(documents)))
+        where = qm.Filter(must=must) if must else None
         dense = list(query.dense)
         sparse = qm.SparseVector(indices=list(query.sparse.indices), values=list(query.sparse.values))
         has_terms = bool(query.sparse.indices)

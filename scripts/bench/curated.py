@@ -1,0 +1,226 @@
+"""Curated answers: how often a question gets a curated answer written for another question, and how often a
+paraphrase gets its own, across match thresholds (the figures behind `curated.match_threshold`).
+
+Every answer eval set under examples/eval (`answers.jsonl`, the demo set's and each set folder's) becomes a set of
+curated answers, one per answerable question, its phrasing the question itself, scoped to the question's creator
+as a curator would scope it. Then, through the service's own matcher (backend/curation/answers.py):
+- false matches: every question of the set (follow-ups and unanswerable ones included) is asked against the
+  answers written for the *other* questions; any fit is a false match (a visitor would get an answer written for
+  something else). Counted per question, the figure a visitor sees.
+- paraphrases: each `paraphrases.jsonl` beside a set (ids of its questions, a few rewordings each) asked against
+  all of the set's answers: matched when its own answer fits best, wrong when another one does.
+
+    .venv/bin/python -m scripts.bench.curated [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from backend.curation.answers import (
+    EmbedQuestions,
+    Judgement,
+    Reading,
+    embed_readings,
+    judge,
+    question_embedder,
+    read,
+)
+from backend.curation.answers_store import CuratedView
+from backend.retrieval.embedder import get_embedder
+from backend.settings import CuratedSettings, EmbeddingSettings
+from backend.stages import Creator
+from scripts.bench import benchlib
+
+EVAL = Path(__file__).resolve().parents[2] / "examples" / "eval"
+DEMO_CONTENT = Path(__file__).resolve().parents[2] / "examples" / "content"
+THRESHOLDS = [round(0.46 + 0.02 * i, 2) for i in range(13)]
+PENALTIES = [0.0, 0.25, 0.5]
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    id: str  # the answer it belongs to ("" for none: an unanswerable question)
+    text: str
+    creator: str | None
+
+
+@dataclass
+class EvalSet:
+    name: str
+    answers: list[CuratedView]
+    questions: list[Question]  # every question asked in the set
+    paraphrases: list[Question]  # id: the answer each should get
+    creators: dict[str, Creator]
+
+
+def _creators(content: Path) -> dict[str, Creator]:
+    found: dict[str, Creator] = {}
+    for path in sorted(content.glob("*/creator.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        found[path.parent.name] = Creator(slug=path.parent.name, name=str(data.get("name") or path.parent.name))
+    return found
+
+
+def load_sets() -> list[EvalSet]:
+    sets = []
+    for answers_file in [EVAL / "answers.jsonl", *sorted(EVAL.glob("*/answers.jsonl"))]:
+        folder = answers_file.parent
+        name = "demo" if folder == EVAL else folder.name
+        rows = [json.loads(line) for line in answers_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        moment = datetime.now(UTC)
+        answers, questions = [], []
+        for row in rows:
+            creator = row.get("creator")
+            own = "" if row.get("unanswerable") else row["id"]
+            if own:
+                answer = CuratedView(
+                    id=own, creator=creator, version=1, questions=[row["question"]], answer="", documents=[],
+                    topic_id=None, created_at=moment, updated_at=moment, retired_at=None,
+                )  # fmt: skip
+                answers.append(answer)
+            questions.append(Question(own, row["question"], creator))
+            if "follow_up" in row:  # answered by no curated answer here: any fit is a false one
+                questions.append(Question("", row["follow_up"]["question"], creator))
+        scope = {row["id"]: row.get("creator") for row in rows}
+        paraphrases = []
+        file = folder / "paraphrases.jsonl"
+        if file.is_file():
+            for line in file.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    paraphrases += [Question(row["id"], text, scope[row["id"]]) for text in row["paraphrases"]]
+        content = DEMO_CONTENT if folder == EVAL else folder / "content"
+        sets.append(EvalSet(name, answers, questions, paraphrases, _creators(content)))
+    return sets
+
+
+class Judged:
+    """Every (question, phrasing in its scope) pair judged once with no floor, so any threshold and penalty can be
+    applied afterwards exactly as `AnswerIndex.best` would."""
+
+    def __init__(self, embed: EmbedQuestions, data: EvalSet) -> None:
+        self._embed = embed
+        self._set = data
+        self._cache: dict[tuple[str, str | None], tuple[Reading, np.ndarray]] = {}
+
+    def _reading(self, text: str, creator: Creator | None) -> tuple[Reading, np.ndarray]:
+        key = (text, creator.slug if creator else None)
+        if key not in self._cache:
+            reading = read(text, creator)
+            self._cache[key] = (reading, embed_readings(self._embed, [reading])[0])
+        return self._cache[key]
+
+    def pairs(self, question: Question) -> list[tuple[str, Judgement]]:
+        creator = self._set.creators.get(question.creator) if question.creator else None
+        if question.creator and creator is None:
+            creator = Creator(slug=question.creator, name=question.creator)
+        asked, asked_vectors = self._reading(question.text, creator)
+        judged = []
+        for answer in self._set.answers:
+            if answer.creator is not None and (creator is None or answer.creator != creator.slug):
+                continue
+            for phrasing in answer.questions:
+                reading, vectors = self._reading(phrasing, creator)
+                verdict = judge(asked, asked_vectors, reading, vectors, self._embed, penalty=0.0)
+                judged.append((answer.id, verdict))
+        return judged
+
+
+def fits(pairs: Sequence[tuple[str, Judgement]], threshold: float, penalty: float, *, exclude: str = "") -> str | None:
+    """The answer `AnswerIndex.best` would serve: the best score at or above the threshold, None when none fits."""
+    best: tuple[float, str] | None = None
+    for answer_id, verdict in pairs:
+        if answer_id == exclude or verdict.refused is not None:
+            continue
+        score = verdict.cosine - penalty * max(0.0, verdict.gain)
+        if score >= threshold and (best is None or score > best[0]):
+            best = (score, answer_id)
+    return best[1] if best else None
+
+
+Asked = list[tuple[Question, list[tuple[str, Judgement]]]]
+
+
+def measure(judged: Asked, para: Asked, threshold: float, penalty: float) -> dict[str, float]:
+    false = sum(1 for q, pairs in judged if fits(pairs, threshold, penalty, exclude=q.id) is not None)
+    got = [fits(pairs, threshold, penalty) for _, pairs in para]
+    matched = sum(1 for (q, _), answer in zip(para, got, strict=True) if answer == q.id)
+    wrong = sum(1 for (q, _), answer in zip(para, got, strict=True) if answer not in (None, q.id))
+    return {
+        "questions": len(judged),
+        "false_matches": false,
+        "false_match_rate": false / len(judged) if judged else 0.0,
+        "paraphrases": len(para),
+        "paraphrases_matched": matched / len(para) if para else float("nan"),
+        "paraphrases_wrong": wrong / len(para) if para else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="Also write the results under bench-results/.")
+    args = parser.parse_args()
+    defaults = CuratedSettings()
+    embedder = get_embedder(EmbeddingSettings())
+    embed = question_embedder(embedder.embed_query)
+    started = time.perf_counter()
+    per_set = []
+    for data in load_sets():
+        judge_all = Judged(embed, data)
+        judged = [(q, judge_all.pairs(q)) for q in data.questions]
+        para = [(q, judge_all.pairs(q)) for q in data.paraphrases]
+        per_set.append((data, judged, para))
+    took = time.perf_counter() - started
+
+    def pooled(threshold: float, penalty: float) -> dict[str, float]:
+        judged = [item for _, j, _ in per_set for item in j]
+        para = [item for _, _, p in per_set for item in p]
+        return measure(judged, para, threshold, penalty)
+
+    rows = []
+    for penalty in PENALTIES:
+        for threshold in THRESHOLDS:
+            m = pooled(threshold, penalty)
+            rows.append([penalty, threshold, f"{m['false_match_rate']:.1%}", f"{m['paraphrases_matched']:.1%}",
+                         f"{m['paraphrases_wrong']:.1%}"])  # fmt: skip
+    benchlib.print_table(
+        "All sets pooled: questions answered by another question's answer, paraphrases matched / wrongly matched",
+        ["penalty", "threshold", "false matches", "paraphrases matched", "paraphrases wrong"],
+        rows,
+    )
+    chosen = {"threshold": defaults.match_threshold, "penalty": defaults.substitution_penalty}
+    results = []
+    for data, judged, para in per_set:
+        m = measure(judged, para, defaults.match_threshold, defaults.substitution_penalty)
+        results.append({"set": data.name, "answers": len(data.answers), **m})
+    pooled_now = pooled(defaults.match_threshold, defaults.substitution_penalty)
+    results.append({"set": "all", "answers": sum(len(d.answers) for d, _, _ in per_set), **pooled_now})
+    benchlib.print_table(
+        f"At the defaults (threshold {defaults.match_threshold}, penalty {defaults.substitution_penalty})",
+        ["set", "answers", "questions", "false matches", "paraphrases", "matched", "wrong"],
+        [
+            [r["set"], r["answers"], r["questions"], f"{r['false_matches']} ({r['false_match_rate']:.1%})",
+             r["paraphrases"], f"{r['paraphrases_matched']:.1%}", f"{r['paraphrases_wrong']:.1%}"]
+            for r in results
+        ],
+    )  # fmt: skip
+    print(f"\njudged in {took:.1f} s ({embedder.query_precision} questions)")
+    if args.json:
+        path = benchlib.write_results(
+            "curated", {"machine": benchlib.machine(), "chosen": chosen, "results": results, "grid": rows}
+        )
+        print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main()
