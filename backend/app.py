@@ -14,6 +14,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from backend import tracing
 from backend.api import chat, conversations, creators, health, resume, site
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import BodySizeLimit, RequestContext
@@ -22,11 +23,14 @@ from backend.chat.cascade import Cascade
 from backend.chat.service import ChatService
 from backend.chat.tiers.factory import build_tiers
 from backend.credential_guard import CredentialGuard
-from backend.curation import dashboard_routes, feedback_routes, ingest_routes
+from backend.curation import answers_routes, channels_routes, dashboard_routes, feedback_routes, ingest_routes
+from backend.curation.answers import CuratedAnswers, question_embedder
+from backend.curation.channels_routes import ChannelRunner
 from backend.curation.feedback_routes import feedback_limiter
 from backend.curation.ingest_routes import IngestRunner
 from backend.grounding.sentences import SentenceVectors
 from backend.limits import RateLimiter
+from backend.mcp.server import McpRoute, McpServer
 from backend.redis_health import RedisHealth
 from backend.retrieval.embedder import for_serving, get_embedder
 from backend.retrieval.search import Retriever
@@ -64,15 +68,24 @@ class State(TypedDict):
     chat: ChatService
     catalog: Catalog
     shared_catalog: SharedCatalog
+    curated: CuratedAnswers
     engine: object
 
 
 def create_app(
-    settings: Settings | None = None, *, wait_for_models_seconds: float = 0.0, ingest: IngestRunner | None = None
+    settings: Settings | None = None,
+    *,
+    wait_for_models_seconds: float = 0.0,
+    ingest: IngestRunner | None = None,
+    channels: ChannelRunner | None = None,
 ) -> FastAPI:
-    """The app. `ingest` (the pipeline's ingest function) enables `POST /api/v1/admin/ingest`; the composition
-    root passes it, so the backend itself never imports the pipeline."""
+    """The app. `ingest` (the pipeline's ingest function) enables `POST /api/v1/admin/ingest`, `channels` (the
+    pipeline's channel sync) the channel routes and, with `channels.scheduler`, syncing due channels in the
+    background; the composition root passes both, so the backend itself never imports the pipeline."""
     settings = settings or get_settings()
+    # OpenTelemetry, once per process, when tracing.enabled or OTEL_EXPORTER_OTLP_ENDPOINT (backend/tracing.py).
+    tracing.setup(settings.tracing)
+    mcp = McpServer(settings) if settings.mcp.enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -82,7 +95,9 @@ def create_app(
         # model is the retriever's own (get_embedder is per process), resolved on first use.
         embedding = for_serving(settings.embedding)
         vectors = SentenceVectors(partial(get_embedder, embedding))
-        cascade = Cascade(build_tiers(settings.llm, vectors=vectors), settings.llm.circuit)
+        # A curated answer that fits the question is served first (the curated tier), before llm.tiers.
+        tiers = build_tiers(settings.llm, vectors=vectors, curated=settings.curated.enabled)
+        cascade = Cascade(tiers, settings.llm.circuit)
         running = RunningTurns(send_timeout_seconds=settings.server.send_timeout_seconds)
         # One Redis client and one view of its health for every Redis user: the history cache, rate limits and,
         # shared by replicas (scale-out), stream slots and stops. Without Redis all of them stay in process.
@@ -92,6 +107,8 @@ def create_app(
             else None
         )
         health = RedisHealth()
+        tracing.instrument_engine(engine)  # SQL and Redis calls as spans under the turn's phases (when tracing)
+        tracing.instrument_redis(shared)
         cache = build_history_cache(settings, client=shared, health=health)
         limiter = RateLimiter(settings, client=shared, health=health)
         rating_limiter = feedback_limiter(settings, client=shared, health=health)
@@ -144,6 +161,20 @@ def create_app(
             # store's revision) or an ingest anywhere (the shared catalog's version, bumped after the index writes).
             answers_again = search_cache(settings, store, follows=lambda: shared_catalog.version)
             retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval, cache=answers_again)
+            if channels is not None and settings.channels.scheduler:  # due channels synced here (embedded index)
+                every = settings.channels.scheduler_seconds
+                due = channels_routes.schedule(
+                    channels, retriever=retriever, sessions=sessions, shared_catalog=shared_catalog, every_seconds=every
+                )
+                background.append(asyncio.get_running_loop().create_task(due, name="lorechat-channels"))
+            # The curator's answers, phrasings embedded by the retrieval model, re-read when any replica writes them.
+            curated = CuratedAnswers(
+                sessions,
+                question_embedder(embedder.embed_query),
+                settings.curated,
+                creators=lambda slug: shared_catalog.catalog.creator(slug),
+            )
+            await curated.refresh(force=True)
             chat_service = ChatService(
                 settings=settings,
                 retriever=retriever,
@@ -153,6 +184,7 @@ def create_app(
                 running=running,
                 leases=leases,
                 vectors=vectors,
+                curated=curated,
             )
             yield State(
                 settings=settings,
@@ -170,6 +202,7 @@ def create_app(
                 chat=chat_service,
                 catalog=catalog,
                 shared_catalog=shared_catalog,
+                curated=curated,
                 engine=engine,
             )
         finally:
@@ -190,15 +223,22 @@ def create_app(
                 await engine.dispose()
                 store.close()
 
+    @asynccontextmanager
+    async def lifespan_with_mcp(app: FastAPI) -> AsyncIterator[State]:
+        assert mcp is not None
+        async with lifespan(app) as state, mcp.running():  # the MCP SDK's session manager, inside the resources
+            yield state
+
     app = FastAPI(
         title="lorechat",
         version="0.1.0",
         summary="Retrieval-augmented chat over creators' content",
-        lifespan=lifespan,
+        lifespan=lifespan if mcp is None else lifespan_with_mcp,
     )
     app.state.settings = settings
     app.state.exit_signal = ExitSignal()
     app.state.ingest = ingest
+    app.state.channels = channels
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,
@@ -212,8 +252,12 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
     app.add_middleware(RequestContext)
     app.router.routes.append(chat.ChatRoute())
+    if mcp is not None:  # /mcp for agents (backend/mcp/), off unless mcp.enabled
+        app.router.routes.append(McpRoute(mcp))
     for module in (resume, conversations, creators, health, ingest_routes, site, feedback_routes, dashboard_routes):
         app.include_router(module.router)
+    app.include_router(answers_routes.router)
+    app.include_router(channels_routes.router)
     fastapi_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -223,4 +267,5 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    tracing.instrument_app(app)  # a server span per request, outermost (nothing when tracing is off)
     return app

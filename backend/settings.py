@@ -226,6 +226,13 @@ TIER_SETTINGS_CLASSES: tuple[type[_TierCommon], ...] = (
 )
 
 
+class CuratedTierSettings(_TierCommon):
+    """The curated tier's own settings: built from the `curated` section, never listed in llm.tiers (it answers
+    first whenever a curated answer fits, and passes every other question on without counting as a fallback)."""
+
+    kind: Literal["curated"] = "curated"
+
+
 class CircuitSettings(BaseModel):
     failure_threshold: int = Field(3, ge=1)
     cooldown_seconds: float = Field(30.0, gt=0)
@@ -249,6 +256,8 @@ class LLMSettings(BaseModel):
             raise ValueError(f"llm.tiers names must be unique, got {names}")
         if not tiers:
             raise ValueError("llm.tiers needs at least one tier")
+        if "curated" in names:  # the curated tier's own name: it answers first, configured under `curated`
+            raise ValueError("llm.tiers: the name 'curated' is taken by the curated answers tier")
         return tiers
 
 
@@ -302,6 +311,83 @@ class SiteSettings(BaseModel):
     admin_session_hours: float = Field(8.0, gt=0, le=24 * 30)
 
 
+class McpSettings(BaseModel):
+    """The MCP server at /mcp (backend/mcp/): agents search, ask and read creators through the chat's own rules."""
+
+    # Serve /mcp (Streamable HTTP). Callers bring a bearer JWT (auth.*) or a site key (`lorechat sites key NAME`).
+    enabled: bool = False
+    # Let callers with no credential in, as anonymous visitors (per-IP limits; no site budget).
+    allow_anonymous: bool = False
+    # Most hits `search_knowledge` returns (its `k` argument is capped here).
+    max_results: int = Field(20, ge=1, le=100)
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces (backend/tracing.py): on when enabled, or when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+
+    enabled: bool = False
+    # OTLP/HTTP endpoint (e.g. http://otel-collector:4318); empty: OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318.
+    endpoint: str = ""
+    # The resource's service.name (OTEL_SERVICE_NAME wins when set).
+    service_name: str = Field("lorechat", min_length=1, max_length=128)
+    # Share of new traces kept (a request carrying a sampled traceparent is always kept).
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0)
+    # Put questions, answers and prompts in span attributes (off: ids, sizes and timings only).
+    include_content: bool = False
+
+
+class ChannelSettings(BaseModel):
+    """Creator channels (`lorechat channels`): how feeds, podcasts, sitemaps, sites and video pages are fetched."""
+
+    # Refuse URLs that resolve to private, loopback, link-local or otherwise non-public addresses, checked after DNS
+    # and on every redirect (SSRF). True only for a trusted network (the tests serve from 127.0.0.1).
+    allow_private_networks: bool = False
+    # Sent with every request, and the name robots.txt rules are matched against ("lorechat").
+    user_agent: str = Field("lorechat/0.1 (creator channels)", min_length=1, max_length=256)
+    # Connect and read timeout of one request; a response that takes longer than item_seconds overall (a slow
+    # drip) is abandoned too.
+    timeout_seconds: float = Field(15.0, gt=0, le=600)
+    item_seconds: float = Field(60.0, gt=0, le=3600)
+    # A body (feed, sitemap, page, transcript) larger than this is refused, decompressed size included.
+    max_item_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(5, ge=0, le=20)
+    # Politeness per host: requests in flight at once, and the least time between two request starts (a larger
+    # robots.txt Crawl-delay wins).
+    per_host_concurrency: int = Field(2, ge=1, le=32)
+    per_host_delay_seconds: float = Field(0.1, ge=0, le=60)
+    # A site channel's crawl follows links this many clicks from its start page (pages: --max-items).
+    crawl_depth: int = Field(2, ge=0, le=10)
+    # `lorechat serve` syncs due channels itself, looking every scheduler_seconds (off: `lorechat channels run`).
+    scheduler: bool = True
+    scheduler_seconds: float = Field(60.0, ge=1)
+    # How long one sync holds its channel (renewed while it runs): a crashed process's claim lapses after this.
+    lease_seconds: float = Field(600.0, ge=10)
+    # A failing channel is retried after its interval doubled per consecutive failure, at most this long.
+    max_backoff_hours: float = Field(24.0, gt=0)
+
+
+class CuratedSettings(BaseModel):
+    """Curated answers, starter questions and follow-up suggestions (backend/curation/answers.py)."""
+
+    # Serve a curator's answer first when a question fits one of its phrasings (the `curated` tier, before
+    # llm.tiers); off: curated answers are kept but not served.
+    enabled: bool = True
+    # How close a question must come to a phrasing: cosine of the two questions (the retrieval model), less the
+    # substitution penalty. Calibrated on the answer eval sets (BENCHMARKS.md, "Answer quality").
+    match_threshold: float = Field(0.56, ge=0, le=1)
+    # A word of the question standing where the phrasing has another ("how much yeast" for "how much salt") costs
+    # this much per point of similarity the swap would have added; a swap that alone makes the two the same
+    # question is refused outright.
+    substitution_penalty: float = Field(0.5, ge=0, le=5)
+    # Replicas re-read the answers when their version (SQL) moved, looking at most this often; a match is checked
+    # in SQL again before it is served, so an answer retired anywhere is never served after that.
+    refresh_seconds: float = Field(1.0, gt=0, le=60)
+    # Follow-up suggestions under an answer (`done.suggestions`), at most; 0 turns them off.
+    suggestions: int = Field(3, ge=0, le=3)
+    # Starter questions the widget shows before the first question, at most; 0 turns them off.
+    starters: int = Field(4, ge=0, le=4)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LORECHAT_",
@@ -323,6 +409,10 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     sites: SiteSettings = Field(default_factory=SiteSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    curated: CuratedSettings = Field(default_factory=CuratedSettings)
 
     @classmethod
     def settings_customise_sources(

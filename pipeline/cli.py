@@ -19,6 +19,8 @@ from rich.console import Console
 
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings, get_settings
+from pipeline.answers_cli import answers
+from pipeline.channels_cli import channels
 from pipeline.creators import CreatorError
 from pipeline.eval_answers_cli import eval_answers
 from pipeline.eval_cli import eval_command
@@ -75,10 +77,12 @@ def main() -> None:
 @contextmanager
 def open_index(settings: Settings) -> Iterator[Any]:
     """The embedder, store and retriever, exactly as the service builds them."""
+    from backend import tracing
     from backend.retrieval.embedder import get_embedder
     from backend.retrieval.search import Retriever
     from backend.retrieval.stores import open_store
 
+    tracing.setup(settings.tracing)  # an ingest run (or a channel sync) is a trace when tracing is on
     store = open_store(settings)
     try:
         embedder = get_embedder(settings.embedding)
@@ -259,7 +263,7 @@ def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
     err.print(f"Deleted {removed} chunks of {markup(target)}.")
 
 
-for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps):
+for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps, channels, answers):
     main.add_command(command)
 
 

@@ -21,14 +21,20 @@ def serve(host: str | None, port: int | None) -> None:
     from backend.malloc_arenas import limit_malloc_arenas
     from backend.settings import get_settings
     from backend.stream.server import Server, uvicorn_config
+    from pipeline.channels.sync import ChannelSync
     from pipeline.indexer import Indexer
 
     settings = get_settings()
     configure_logging(settings.log_level)
     limit_malloc_arenas(settings.server.malloc_arenas)  # before the app starts any thread
-    # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP).
+    # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP, channel
+    # syncs over HTTP and on their schedule).
     config = uvicorn_config(
-        create_app(settings, ingest=partial(Indexer.from_settings, settings)),
+        create_app(
+            settings,
+            ingest=partial(Indexer.from_settings, settings),
+            channels=partial(ChannelSync.for_service, settings),
+        ),
         settings.server,
         host=host or settings.server.host,
         port=port or settings.server.port,

@@ -30,6 +30,10 @@ BOUNDARIES = {
     },
     # uvicorn's internals (the native relay writes into its request cycle) are known in one package only
     "uvicorn": {"backend/stream/server.py"},
+    # the MCP SDK is known in the MCP package only; OpenTelemetry is set up and called in one module
+    "mcp": {"backend/mcp/server.py"},
+    "mcp_types": {"backend/mcp/server.py", "backend/mcp/resources.py"},
+    "opentelemetry": {"backend/tracing.py"},
     "sqlalchemy": {
         "backend/storage/db.py",
         "backend/storage/leases.py",
@@ -41,7 +45,9 @@ BOUNDARIES = {
         "backend/curation/feedback_store.py",
         "backend/curation/sites_store.py",
         "backend/curation/gaps_store.py",
+        "backend/curation/answers_store.py",
         "backend/curation/runs_store.py",
+        "backend/curation/channels_store.py",
         "backend/curation/stats_store.py",
         "backend/storage/catalog_store.py",
     },

@@ -10,10 +10,11 @@ from typing import Any, cast
 
 import anyio
 
+from backend import tracing
 from backend.chat.circuit import CircuitBreaker
 from backend.chat.prompt import Prompt
 from backend.chat.text_buffer import TextBuffer
-from backend.chat.tiers.base import PipedDeltas, PushingDeltas, TextDelta, Tier, TierError, TokenUsage
+from backend.chat.tiers.base import NOT_ASKED, PipedDeltas, PushingDeltas, TextDelta, Tier, TierError, TokenUsage
 from backend.chat.tokens import count_tokens
 from backend.errors import ErrorCode, LorechatError
 from backend.metrics import TIER_FALLBACKS
@@ -51,8 +52,10 @@ class TierStream:
         fallbacks: list[tuple[str, str]],
         usage: TokenUsage | None,
         finish_reason: str | None,
+        attempt: tracing.Attempt = tracing.NO_ATTEMPT,
     ) -> None:
         self.tier: str = tier.name
+        self.attempt = attempt  # its span in the turn's trace (backend/tracing.py), ended with the answer
         self.kind: str = tier.kind
         self.prompt = prompt
         self.fallbacks = fallbacks  # (tier, reason) for each tier skipped or failed before this one
@@ -285,9 +288,10 @@ class Cascade:
         """
         fallbacks: list[tuple[str, str]] = []
         for tier in self.tiers:
+            attempt = tracing.tier_attempt(tier)  # one span per tier tried, never per token
             breaker = self.breakers[tier.name]
             if not breaker.allow():
-                self._fell_back(fallbacks, tier, "circuit_open")
+                self._fell_back(fallbacks, tier, "circuit_open", attempt)
                 continue
             try:
                 prompt = build(tier)
@@ -295,11 +299,15 @@ class Cascade:
                 breaker.release()
                 raise
             skip = tier.skip_reason(prompt)
+            if skip == NOT_ASKED:  # a tier for some questions only (curated): not this one, and not a fallback
+                breaker.release()
+                continue
             if skip is not None:  # starting, busy, too slow for this prompt: not a failure of the tier
                 breaker.release()
-                self._fell_back(fallbacks, tier, skip)
+                self._fell_back(fallbacks, tier, skip, attempt)
                 continue
             gate = supported if tier.settings.hold_until_supported else None  # None: stream at once
+            attempt.called(prompt)
             deltas = tier.stream(prompt)
             usage: TokenUsage | None = None
             finish: str | None = None
@@ -328,23 +336,24 @@ class Cascade:
             except asyncio.CancelledError:
                 breaker.release()
                 await _close(deltas)
+                attempt.abandoned()
                 raise
             except StopAsyncIteration:
                 breaker.record_failure()
-                self._fell_back(fallbacks, tier, "empty")
+                self._fell_back(fallbacks, tier, "empty", attempt)
             except TimeoutError:
                 await _close(deltas)
                 breaker.record_failure()
-                self._fell_back(fallbacks, tier, "first_token_timeout")
+                self._fell_back(fallbacks, tier, "first_token_timeout", attempt)
             except TierError as exc:
                 await _close(deltas)
                 breaker.record_failure(retry_after=exc.retry_after, throttled=exc.reason == "status_429")
-                self._fell_back(fallbacks, tier, exc.reason)
+                self._fell_back(fallbacks, tier, exc.reason, attempt)
             except Exception:
                 log.exception("tier %s raised before its first token", tier.name)
                 await _close(deltas)
                 breaker.record_failure()
-                self._fell_back(fallbacks, tier, "error")
+                self._fell_back(fallbacks, tier, "error", attempt)
             else:
                 # The tier works (a held answer the check rejects is a quality verdict, not an outage).
                 breaker.record_success()
@@ -352,9 +361,10 @@ class Cascade:
                     await _close(deltas)
                     verdict = await _ask(gate, "".join(pieces), tier.name)
                     if verdict != "supported":
-                        self._fell_back(fallbacks, tier, verdict)
+                        self._fell_back(fallbacks, tier, verdict, attempt)
                         continue
                     deltas = _nothing_more()
+                attempt.answered()
                 return TierStream(
                     tier=tier,
                     prompt=prompt,
@@ -363,6 +373,7 @@ class Cascade:
                     fallbacks=fallbacks,
                     usage=usage,
                     finish_reason=finish,
+                    attempt=attempt,
                 )
         waits = [w for w in (b.retry_in() for b in self.breakers.values()) if w is not None]
         raise LorechatError(
@@ -371,8 +382,11 @@ class Cascade:
             retry_after=max(1, round(min(waits))) if waits else None,
         )
 
-    def _fell_back(self, fallbacks: list[tuple[str, str]], tier: Tier, reason: str) -> None:
+    def _fell_back(
+        self, fallbacks: list[tuple[str, str]], tier: Tier, reason: str, attempt: tracing.Attempt = tracing.NO_ATTEMPT
+    ) -> None:
         fallbacks.append((tier.name, reason))
+        attempt.skipped(reason)
         TIER_FALLBACKS.labels(tier=tier.name, reason=reason).inc()
         log.info("tier %s skipped: %s", tier.name, reason)
 

@@ -23,6 +23,18 @@ _TOKENIZER_SLACK = 1 / 8
 NO_SOURCES = "(no sources were found for this question)"
 
 
+@dataclass(frozen=True, slots=True)
+class CuratedMatch:
+    """A curator's answer that fits the question (backend/curation/answers.py finds it): the curated tier says it,
+    with its linked documents as the turn's sources."""
+
+    answer_id: str
+    version: int
+    text: str
+    documents: tuple[str, ...]
+    score: float  # how well the question fits its best phrasing (answers.py, `judge`)
+
+
 @dataclass(slots=True)
 class Prompt:
     messages: list[dict[str, str]]  # OpenAI chat format, system first, the question last
@@ -36,6 +48,8 @@ class Prompt:
     dropped_sources: int = field(default=0)  # lowest-ranked sources left out for space
     # False when retrieval confidence was too low to answer (coverage.py): every tier then says so instead.
     covered: bool = True
+    # A curated answer that fits the question: the curated tier answers with it (tiers/curated.py).
+    curated: CuratedMatch | None = None
 
 
 def system_prompt(creator: Creator | None, personality_weight: float) -> str:

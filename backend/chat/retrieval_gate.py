@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from functools import partial
 
 import anyio
 
+from backend import tracing
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.search import Retriever
 from backend.settings import Settings
@@ -46,34 +48,52 @@ class RetrievalGate:
         expected_wait = (slots.tasks_waiting + 1) * self._search_seconds / slots.total_tokens
         return expected_wait > self._max_wait
 
-    def _timed_search(self, query: str, creator: str | None) -> list[Hit]:
+    def _timed_search(self, query: str, creator: str | None, k: int | None = None) -> list[Hit]:
         started = time.perf_counter()
         try:
-            return self._retriever.search(query, creator=creator)
+            return self._retriever.search(query, creator=creator, k=k)
         finally:
             took = time.perf_counter() - started
             mean = self._search_seconds
             self._search_seconds = took if mean == 0.0 else mean + _SMOOTHING * (took - mean)
 
-    def start(self, query: str, *, creator: str | None) -> asyncio.Future[list[Hit]]:
+    def start(self, query: str, *, creator: str | None, k: int | None = None) -> asyncio.Future[list[Hit]]:
         """The turn's search, begun: answered at once from the retriever's cache when it holds the question, else
         admitted or refused now (503) when the queue could not serve it in time (before the turn's write that runs
-        beside it: a refused question is never stored), then run in a worker thread under the slots."""
-        remembered = self._retriever.recall(query, creator=creator)
+        beside it: a refused question is never stored), then run in a worker thread under the slots. `k`: hits
+        wanted (default retrieval.k)."""
+        remembered = self._retriever.recall(query, creator=creator, k=k)
         if remembered is not None:
+            with tracing.span("search", {tracing.CACHED: True, tracing.HITS: len(remembered)}):
+                pass  # a mark in the turn's trace: answered from memory, no embedding, no index call
             answered: asyncio.Future[list[Hit]] = asyncio.get_running_loop().create_future()
             answered.set_result(remembered)
             return answered
         if self._busy():
             raise LorechatError(ErrorCode.index_unavailable, "Search is busy; please ask again shortly", retry_after=1)
-        return asyncio.ensure_future(self._search(query, creator))
+        return asyncio.ensure_future(self._search(query, creator, k))
 
-    async def _search(self, query: str, creator: str | None) -> list[Hit]:
-        """In a worker thread under the slots, bounded by `index.timeout_seconds`."""
+    async def within(self, query: str, documents: Sequence[str], *, creator: str | None, k: int) -> list[Hit]:
+        """The best chunks of these documents for the question (a curated answer's linked sources), in a worker
+        thread bounded like a search; never refused (it runs only for a question a curated answer fits)."""
         try:
             with anyio.fail_after(self._timeout):
-                search = partial(self._timed_search, query, creator)
+                search = partial(self._retriever.search_documents, query, list(documents), creator=creator, k=k)
                 return await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._slots)
+        except TimeoutError as exc:
+            raise LorechatError(
+                ErrorCode.index_unavailable, f"The search index did not answer within {self._timeout:g}s", retry_after=5
+            ) from exc
+
+    async def _search(self, query: str, creator: str | None, k: int | None = None) -> list[Hit]:
+        """In a worker thread under the slots, bounded by `index.timeout_seconds`."""
+        try:
+            # The span covers the wait for a slot too; the embedding and the index call are its children.
+            with anyio.fail_after(self._timeout), tracing.span("search") as span:
+                search = partial(self._timed_search, query, creator, k)
+                hits = await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._slots)
+                span.set_attribute(tracing.HITS, len(hits))
+                return hits
         except TimeoutError as exc:
             raise LorechatError(
                 ErrorCode.index_unavailable, f"The search index did not answer within {self._timeout:g}s", retry_after=5

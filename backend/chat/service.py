@@ -12,24 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
 
+from backend import tracing
 from backend.chat.cascade import Cascade
 from backend.chat.final_write import FinalAnswer, FinalWriter
 from backend.chat.history import ConversationHistory
-from backend.chat.prompt import Prompt, build_prompt, search_query_for, uncovered_prompt
+from backend.chat.prompt import CuratedMatch, Prompt, build_prompt, search_query_for, uncovered_prompt
 from backend.chat.relay import native_relay_built, relay_answer
 from backend.chat.retrieval_gate import RetrievalGate
 from backend.chat.tiers.base import Tier
+from backend.chat.tiers.curated import NAME as CURATED
+from backend.chat.tiers.curated import CuratedAnswers, curated_text, verified_citations
 from backend.errors import ErrorCode, LorechatError
 from backend.grounding.answer_checks import AnswerChecks
 from backend.grounding.claim_check import AnswerCheck
 from backend.grounding.coverage import Coverage
 from backend.grounding.sentences import SentenceVectors
+from backend.grounding.suggestions import follow_ups
 from backend.metrics import STREAM_SECONDS, STREAMS_ACTIVE, TIER_ANSWERS, TIME_TO_FIRST_TOKEN, TIME_TO_SOURCES
 from backend.retrieval.search import Retriever, snippet
 from backend.settings import Settings
@@ -41,6 +46,7 @@ from backend.storage.records import HISTORY_STATUSES, MessageStatus, Turn
 from backend.storage.repository import Sessions
 from backend.stream.events import (
     Citation,
+    CuratedAnswerRef,
     DoneEvent,
     ErrorEvent,
     EventSink,
@@ -55,6 +61,8 @@ from backend.stream.server import native_path_problem
 
 log = logging.getLogger(__name__)
 
+_FOLLOW_UPS_KEPT = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
@@ -64,6 +72,8 @@ class TurnRequest:
     personality_weight: float
     owner_id: str | None
     request_id: str
+    # The turn's trace (backend/tracing.py), begun by the caller around its admission; `run` ends it.
+    trace: tracing.Trace = tracing.NO_TRACE
 
 
 @dataclass(slots=True)
@@ -78,6 +88,7 @@ class PreparedTurn:
     sources: list[Source] = field(default_factory=list)
     coverage: Coverage | None = None  # do the sources answer the question at all (coverage.py)
     held_check: tuple[str, AnswerCheck] | None = None  # a held answer's claim check, reused when it is stored
+    curated: CuratedMatch | None = None  # a curated answer that fits: the curated tier says it
     # Set once the body starts streaming; until then `abandon` owns the placeholder answer.
     streamed: bool = False
 
@@ -94,8 +105,11 @@ class ChatService:
         running: RunningTurns,
         leases: Leases | None = None,
         vectors: SentenceVectors | None = None,
+        curated: CuratedAnswers | None = None,
     ) -> None:
         self._settings = settings
+        self._curated = curated  # the curator's answers (backend/curation/answers.py), matched before the tiers
+        self._follow_ups: OrderedDict[Hashable, list[str]] = OrderedDict()  # recent turns' follow-ups (_suggestions)
         self._sessions = sessions
         self._cascade = cascade
         self._running = running
@@ -120,11 +134,12 @@ class ChatService:
     async def prepare(self, request: TurnRequest) -> PreparedTurn:
         """Everything before the first byte; failures here are HTTP errors and reach no model."""
         started = time.perf_counter()
-        history = (
-            await self._history.load(request.conversation_id, owner_id=request.owner_id)
-            if request.conversation_id
-            else []
-        )
+        with tracing.span("history"):
+            history = (
+                await self._history.load(request.conversation_id, owner_id=request.owner_id)
+                if request.conversation_id
+                else []
+            )
         search_query = search_query_for(request.question, history)
         creator_slug = request.creator.slug if request.creator else None
         # The question is stored while the query is embedded (the two took ~10 and ~3 ms one after the other).
@@ -148,12 +163,14 @@ class ChatService:
             raise
         try:
             found = await searching
+            match, found = await self._curated_match(request, found)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._withdraw(turn)
             raise
         if self._leases is not None:
             self._leases.hold(turn.assistant_message_id)
+        request.trace.asked(conversation_id=turn.conversation_id, message_id=turn.assistant_message_id)
         prepared = PreparedTurn(
             request=request,
             conversation_id=turn.conversation_id,
@@ -162,17 +179,37 @@ class ChatService:
             history=history,
             hits=found,  # still carrying their stored sentence vectors: `run` caches them once `sources` is out
             started=started,
+            curated=match,
         )
         prepared.sources = [
             _source(index, hit, self._settings.retrieval.snippet_chars) for index, hit in enumerate(found, start=1)
         ]
         return prepared
 
+    async def _curated_match(self, request: TurnRequest, found: list[Hit]) -> tuple[CuratedMatch | None, list[Hit]]:
+        """The curated answer that fits the question, with its linked documents' best chunks as the turn's sources;
+        (None, the search's hits) when none fits. A failure here only means no curated answer for this turn."""
+        if self._curated is None:
+            return None, found
+        try:
+            match = await self._curated.match(request.question, creator=request.creator)
+            if match is None:
+                return None, found
+            if not match.documents:
+                return match, []
+            creator = request.creator.slug if request.creator else None
+            k = min(self._settings.retrieval.k, 4)
+            return match, await self._retrieval.within(request.question, match.documents, creator=creator, k=k)
+        except Exception:
+            log.exception("matching curated answers failed; the tiers answer this question")
+            return None, found
+
     async def run(self, turn: PreparedTurn, sink: EventSink, control: TurnControl | None = None) -> None:
         """Stream the turn into `sink`: `sources`, text, then exactly one `done` or `error` (INV-3), sent only
         after the final write (INV-2). `control` is the turn's one cancel scope and clocks (running.py): stop,
         shutdown, the watchdog's deadlines and the visitor leaving all end the generation through it."""
         turn.streamed = True
+        traced = turn.request.trace.attach()  # the turn's span current until it ends: its phases nest under it
         control = control or TurnControl()
         outcome = TurnOutcome()
         STREAMS_ACTIVE.inc()
@@ -190,12 +227,15 @@ class ChatService:
                 turn.hits = self._checks.vectors.seed(turn.hits)
                 # Whether the sources answer the question at all decides what the tiers are asked; it embeds
                 # source sentences (milliseconds to tens of them), so it runs after `sources` is out, not before.
-                turn.coverage = await self._checks.coverage(
-                    question=turn.request.question,
-                    search_query=turn.search_query,
-                    hits=turn.hits,
-                    creator=turn.request.creator,
-                )
+                # A curated answer was written for this question: the curator, not retrieval, vouches for it.
+                with tracing.span("coverage"):
+                    if turn.curated is None:
+                        turn.coverage = await self._checks.coverage(
+                            question=turn.request.question,
+                            search_query=turn.search_query,
+                            hits=turn.hits,
+                            creator=turn.request.creator,
+                        )
                 await self._generate(turn, outcome, sink, control)
             if control.reason is not None and outcome.status is MessageStatus.streaming:
                 outcome.cancelled(control.reason)
@@ -217,6 +257,14 @@ class ChatService:
             self._running.unregister(turn.conversation_id, control)
             STREAMS_ACTIVE.dec()
             STREAM_SECONDS.labels(outcome.status).observe(time.perf_counter() - turn.started)
+            turn.request.trace.ended(
+                traced,
+                status=outcome.status.value,
+                finish_reason=outcome.finish_reason,
+                tier=outcome.tier,
+                error=outcome.error,
+                answer_chars=len(outcome.text),
+            )
 
     async def _withdraw(self, turn: Turn) -> None:
         try:
@@ -228,7 +276,17 @@ class ChatService:
         """The response ended before its body began (the visitor left at once, D1): no model is called, the
         question stays stored and the empty answer is marked interrupted."""
         if not turn.streamed:
-            await self._finish(turn, "", TurnOutcome())
+            outcome = TurnOutcome()
+            try:
+                await self._finish(turn, "", outcome)
+            finally:
+                turn.request.trace.ended(
+                    status=outcome.status.value, finish_reason="", tier=None, error=outcome.error, answer_chars=0
+                )
+
+    async def search(self, query: str, *, creator: str | None, k: int | None = None) -> list[Hit]:
+        """A search on its own (the MCP server's search_knowledge), bounded like a turn's (retrieval_gate.py)."""
+        return await self._retrieval.start(query, creator=creator, k=k)
 
     @staticmethod
     async def _send_timed(control: TurnControl, sending: Awaitable[None]) -> None:
@@ -250,6 +308,7 @@ class ChatService:
             creator=request.creator,
             weight=request.personality_weight,
             covered=turn.coverage.covered if turn.coverage else True,
+            curated=turn.curated,
         )
         try:
             stream = await self._cascade.start(build, supported=partial(self._supported, turn))
@@ -257,6 +316,7 @@ class ChatService:
             outcome.failed(exc)
             return
         outcome.attach(stream)
+        turn.request.trace.generating(stream.attempt)
         TIER_ANSWERS.labels(stream.tier).inc()
         ttft = time.perf_counter() - turn.started
         TIME_TO_FIRST_TOKEN.labels(stream.tier).observe(ttft)
@@ -279,7 +339,8 @@ class ChatService:
     async def _supported(self, turn: PreparedTurn, text: str) -> bool:
         """The gate of a tier that holds its answer: every claim found in the sources, and at least one claim
         unless the sources do not cover the question (then a refusal, which states nothing, is the answer)."""
-        check = await self._checks.check(text=text, hits=turn.hits, creator=turn.request.creator)
+        with tracing.span("claim check", {"lorechat.held": True}):
+            check = await self._checks.check(text=text, hits=turn.hits, creator=turn.request.creator)
         turn.held_check = (text, check)
         claims = sum(1 for sentence in check.sentences if sentence.claim)
         covered = turn.coverage.covered if turn.coverage else True
@@ -296,8 +357,19 @@ class ChatService:
             outcome.status = MessageStatus.interrupted
         outcome.finalized = True
         await outcome.measure_usage()
-        check = await self._checked(turn, text)
+        turn.request.trace.generated(
+            usage=outcome.usage, finish_reason=outcome.finish_reason, error=outcome.error, answer=text
+        )
+        with tracing.span("claim check"):
+            check = await self._checked(turn, text)
+        turn.request.trace.checked(claims=len(check.sentences), unsupported=check.unsupported_claims)
         unanswered = turn.coverage is not None and not turn.coverage.covered
+        citations, unsupported = check.as_json(), check.unsupported_claims
+        served = turn.curated if outcome.tier == CURATED else None
+        if served is not None:  # the curator's words are curator-verified, sentence by sentence
+            weight = turn.request.personality_weight if turn.request.creator else 0.0
+            citations = verified_citations(citations, curated_text(served, turn.request.creator, weight)[1])
+            unsupported = 0
         answer = FinalAnswer(
             assistant_message_id=turn.assistant_message_id,
             text=text,
@@ -307,13 +379,14 @@ class ChatService:
             sources=[source.model_dump() for source in turn.sources],
             usage=outcome.usage,
             search_query=turn.search_query,
-            citations=check.as_json(),
-            unsupported_claims=check.unsupported_claims,
+            citations=citations,
+            unsupported_claims=unsupported,
             unanswered=unanswered,
             ttft_ms=outcome.ttft_ms,
         )
         try:
-            written = await self._writer.write(answer)
+            with tracing.span("final write"):
+                written = await self._writer.write(answer)
         except LorechatError as exc:
             log.warning("final write failed for message %s: %s", turn.assistant_message_id, exc.message)
             self._writer.write_later(answer)
@@ -331,8 +404,11 @@ class ChatService:
                 question=turn.request.question,
                 answer=text,
             )
+        if served is not None and outcome.status in HISTORY_STATUSES:
+            await self._served(served, turn.assistant_message_id)
         if outcome.error is not None:
             return _error_event(outcome.error, turn.request.request_id)
+        suggestions = await self._suggestions(turn, text, check) if outcome.status is MessageStatus.done else []
         return DoneEvent(
             conversation_id=turn.conversation_id,
             message_id=turn.assistant_message_id,
@@ -343,7 +419,54 @@ class ChatService:
             usage=Usage(**(outcome.usage or {"prompt_tokens": 0, "completion_tokens": 0})),
             citations=[Citation.model_validate(item) for item in answer.citations or []],
             unanswered=unanswered,
+            trace_id=turn.request.trace.trace_id,
+            curated_answer=CuratedAnswerRef(id=served.answer_id, version=served.version) if served else None,
+            suggestions=suggestions,
         )
+
+    async def _served(self, match: CuratedMatch, message_id: str) -> None:
+        """Count the use (and so the 👍/👎 it gets) for the curated answer; a failure costs the count, not the turn."""
+        if self._curated is None:
+            return
+        try:
+            await self._curated.served(match, message_id=message_id)
+        except Exception:
+            log.exception("could not record the use of curated answer %s", match.answer_id)
+
+    async def _suggestions(self, turn: PreparedTurn, text: str, check: AnswerCheck) -> list[str]:
+        """Up to `curated.suggestions` follow-ups the visitor has not asked: questions related curated answers
+        answer, then the headings and titles of the turn's sources the answer did not quote (grounding/suggestions.py),
+        each checked answerable. Never fails the turn."""
+        limit = self._settings.curated.suggestions
+        if limit <= 0 or not text.strip():
+            return []
+        request = turn.request
+        asked = [content for role, content in turn.history if role == "user"] + [request.question]
+        found: list[str] = []
+        try:
+            if self._curated is not None:
+                exclude = turn.curated.answer_id if turn.curated else None
+                found += await self._curated.related(request.question, creator=request.creator, exclude=exclude,
+                                                     limit=limit)  # fmt: skip
+            if len(found) < limit and turn.hits:
+                quoted = frozenset(s.quote.source for s in check.sentences if s.quote is not None)
+                # The same question over the same sources (asked again) gets the same follow-ups: kept, not rechecked.
+                key = (tuple(asked), request.creator, tuple(hit.chunk_id for hit in turn.hits), quoted, limit)
+                kept = self._follow_ups.get(key)
+                if kept is None:
+                    suggest = partial(
+                        follow_ups, turn.hits, asked=asked, quoted=set(quoted), creator=request.creator,
+                        vectors=self._checks.vectors, limit=limit,
+                    )  # fmt: skip
+                    kept = self._follow_ups[key] = await anyio.to_thread.run_sync(suggest)
+                    if len(self._follow_ups) > _FOLLOW_UPS_KEPT:
+                        self._follow_ups.popitem(last=False)
+                found += kept
+        except Exception:
+            log.exception("follow-up suggestions failed for message %s", turn.assistant_message_id)
+        seen = {question.casefold() for question in asked}
+        unique = [q for q in dict.fromkeys(found) if q.casefold() not in seen]
+        return unique[:limit]
 
 
 def _prompt_for(
@@ -355,6 +478,7 @@ def _prompt_for(
     creator: Creator | None,
     weight: float,
     covered: bool = True,
+    curated: CuratedMatch | None = None,
 ) -> Prompt:
     prompt = build_prompt(
         question=question,
@@ -366,6 +490,7 @@ def _prompt_for(
         max_tokens=tier.settings.max_tokens,
         prompt_budget=tier.prompt_budget,
     )
+    prompt.curated = curated
     return prompt if covered else uncovered_prompt(prompt)
 
 

@@ -1,5 +1,5 @@
 """The service's SQL tables (SQLAlchemy 2 typed declarative): conversations and messages, the curator loop's
-(feedback, sites and their usage, gap topics, ingest runs) and the content catalog."""
+(feedback, sites and their usage, gap topics, ingest runs), the content catalog and creator channels."""
 
 from __future__ import annotations
 
@@ -176,6 +176,8 @@ class Site(Base):
     # None: no budget of its own (the per-IP and per-creator limits still apply).
     daily_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The SHA-256 (hex) of the site's key for agents (the MCP server); None: no key. The key itself is shown once.
+    key_hash: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class SiteUsage(Base):
@@ -206,6 +208,10 @@ class GapTopic(Base):
     # How often each signal was seen: unanswered, unsupported, thumbs_down, extractive.
     signals: Mapped[dict[str, int]] = mapped_column(JSON)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The curated answer written for it, and when: answered topics leave the inbox until a question joins them that
+    # the answer did not match (issue 40).
+    answered_by: Mapped[str | None] = mapped_column(String(64))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_gap_topics_creator_count", "creator", "count"),)
 
@@ -223,7 +229,7 @@ class GapMember(Base):
     __table_args__ = (Index("ix_gap_members_topic", "topic_id"), Index("ix_gap_members_asked", "asked_at"))
 
 
-INGEST_ORIGINS = ("cli", "admin")
+INGEST_ORIGINS = ("cli", "admin", "channel")
 
 
 class IngestRun(Base):
@@ -286,3 +292,137 @@ class CatalogVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
+
+
+# ---- creator channels (issue 38): feeds, podcasts, sitemaps, sites and video pages synced on an interval ------
+
+CHANNEL_KINDS = ("feed", "podcast", "sitemap", "site", "video")
+
+
+class Channel(Base):
+    """A creator's channel: where its content is read from, when, and how the last sync went."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    creator: Mapped[str] = mapped_column(String(255))
+    url: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    max_items: Mapped[int | None] = mapped_column(Integer)
+    # Site crawls: clicks from the start page.
+    depth: Mapped[int | None] = mapped_column(Integer)
+    # Items that vanished from the source stay indexed (a feed is a window of its latest entries).
+    keep_missing: Mapped[bool] = mapped_column(Boolean)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The listing's validators (feed, sitemap), sent back as If-None-Match / If-Modified-Since.
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # ok, partial (some items failed), failed (nothing read); None before the first sync.
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Consecutive failed syncs: the next one backs off.
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    documents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The sync in progress, if any: never two of one channel at once, on any process sharing the database.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("creator", "url", name="uq_channels_creator_url"),
+        Index("ix_channels_next_sync", "next_sync_at"),
+    )
+
+
+class ChannelItem(Base):
+    """One item of a channel as last synced: its change token, HTTP validators and the document it became."""
+
+    __tablename__ = "channel_items"
+
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+    # sha256 of `key` (an entry id, a page URL, a video id), which may be long.
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    document_id: Mapped[str] = mapped_column(Text)
+    # What the connector needs to fetch it again when the listing answered 304 (URL, title, date, links...).
+    item: Mapped[dict[str, Any]] = mapped_column(JSON)
+    token: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    # The indexed document's content hash; None while it never indexed (its last fetch failed).
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# ---- curated answers (issue 40): a curator's answer served first, its versions and uses; starter questions -------
+
+
+class CuratedAnswer(Base):
+    """A curator's answer to the questions it lists (its phrasings), scoped to one creator or to all."""
+
+    __tablename__ = "curated_answers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    creator: Mapped[str | None] = mapped_column(String(255))  # None: every creator
+    version: Mapped[int] = mapped_column(Integer)  # the current one; every edit adds one (curated_answer_versions)
+    questions: Mapped[list[str]] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text)
+    documents: Mapped[list[str]] = mapped_column(JSON)  # the catalog documents it rests on (its `sources`)
+    topic_id: Mapped[str | None] = mapped_column(String(64))  # the gap topic it was written from
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # retired: kept, never served
+
+    __table_args__ = (Index("ix_curated_answers_creator", "creator"),)
+
+
+class CuratedAnswerVersion(Base):
+    """Every version of a curated answer as it was written: an edit keeps the old text for the record."""
+
+    __tablename__ = "curated_answer_versions"
+
+    answer_id: Mapped[str] = mapped_column(ForeignKey("curated_answers.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    questions: Mapped[list[str]] = mapped_column(JSON)
+    answer: Mapped[str] = mapped_column(Text)
+    documents: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CuratedUse(Base):
+    """An answer a curated answer served (its 👍/👎 are the answer's feedback): use counts and ratings per answer."""
+
+    __tablename__ = "curated_uses"
+
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    answer_id: Mapped[str] = mapped_column(ForeignKey("curated_answers.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    served_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_curated_uses_answer", "answer_id"),)
+
+
+class CuratedVersion(Base):
+    """One row, bumped in the transaction of every curated answer or starter write: replicas poll it."""
+
+    __tablename__ = "curated_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class StarterQuestions(Base):
+    """The starter questions a curator set for a creator and/or a site ("" in either: any)."""
+
+    __tablename__ = "starter_questions"
+
+    creator: Mapped[str] = mapped_column(String(255), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    questions: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

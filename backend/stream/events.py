@@ -81,6 +81,14 @@ class Citation(_Event):
     supported: bool
     score: float
     claim: bool
+    verified: bool = False  # a curator wrote it: a sentence of a curated answer (its sources back it, or the curator)
+
+
+class CuratedAnswerRef(_Event):
+    """The curated answer a turn was answered with (backend/curation/answers.py), as it stood when served."""
+
+    id: str
+    version: int
 
 
 class DoneEvent(_Event):
@@ -94,6 +102,9 @@ class DoneEvent(_Event):
     usage: Usage
     citations: list[Citation] = []  # one per answer sentence, in order
     unanswered: bool = False  # the sources did not cover the question: the answer said so
+    curated_answer: CuratedAnswerRef | None = None  # set when cascade_tier is "curated"
+    suggestions: list[str] = []  # follow-up questions the sources can answer and the visitor has not asked (≤ 3)
+    trace_id: str | None = None  # the turn's OpenTelemetry trace (32 hex digits); null when tracing is off
 
 
 class ErrorEvent(_Event):

@@ -30,9 +30,10 @@ SITE_KEYS = {
     "refused_today",
     "requests_total",
     "created_at",
+    "has_key",
 }
 TOPIC_KEYS = {"id", "creator", "status", "label", "count", "first_seen", "last_seen", "examples", "sources", "signals",
-              "resolved_at"}  # fmt: skip
+              "resolved_at", "answered_by"}  # fmt: skip
 
 
 def run(*args: str) -> Any:
@@ -60,6 +61,26 @@ def test_sites_add_list_remove(lorechat_env: Path) -> None:
     assert json.loads(run("sites", "list", "--json").stdout) == []
     missing = run("sites", "remove", "bakery")
     assert missing.exit_code == 2 and "no site named 'bakery'" in missing.output
+
+
+def test_m1_sites_key_is_shown_once_and_stored_hashed(lorechat_env: Path) -> None:
+    """`lorechat sites key`: the key for agents (the MCP server) is printed once; only its SHA-256 is kept."""
+    from backend.curation import sites_store
+    from backend.curation.sites import site_key_hash
+
+    assert run("sites", "add", "bakery", "--origin", "https://blog.example").exit_code == 0
+    made = run("sites", "key", "bakery", "--json")
+    assert made.exit_code == 0, made.output
+    key = json.loads(made.stdout)["key"]
+    assert key.startswith("lck_bakery_") and len(key) > 40
+    [listed] = json.loads(run("sites", "list", "--json").stdout)
+    assert listed["has_key"] is True and key not in json.dumps(listed)
+    found = with_sessions(get_settings(), lambda s: sites_store.get_site_with_key(s, name="bakery"))
+    assert found is not None and found[1] == site_key_hash(key) != key
+    again = run("sites", "key", "bakery")  # a new key replaces the old one
+    assert again.exit_code == 0 and again.stdout.strip() != key and again.stdout.startswith("lck_bakery_")
+    missing = run("sites", "key", "nobody")
+    assert missing.exit_code == 2 and "no site named 'nobody'" in missing.output
 
 
 @pytest.mark.parametrize(

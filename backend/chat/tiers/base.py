@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from backend.chat.prompt import Prompt
-from backend.settings import TierSettings
+from backend.settings import CuratedTierSettings, TierSettings
+
+# A tier that answers only some questions (the curated tier) passes the others on with this reason: not a
+# fallback, so the cascade neither lists it in `skipped` nor counts it against the tier.
+NOT_ASKED = "not_asked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,7 @@ class Tier(Protocol):
     kind: str
 
     @property
-    def settings(self) -> TierSettings:
+    def settings(self) -> TierSettings | CuratedTierSettings:
         """The tier's own settings (read-only here: each kind has its own settings class)."""
         ...
 
@@ -58,7 +62,8 @@ class Tier(Protocol):
         ...
 
     def skip_reason(self, prompt: Prompt) -> str | None:
-        """Why the cascade should pass this tier over without calling it (None: try it)."""
+        """Why the cascade should pass this tier over without calling it (None: try it); NOT_ASKED when the tier
+        does not take this question at all."""
         ...
 
     async def warm(self, *, wait_seconds: float = 0.0) -> None:

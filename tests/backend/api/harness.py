@@ -33,12 +33,14 @@ from backend.settings import (
     IndexSettings,
     LimitSettings,
     LLMSettings,
+    McpSettings,
     OpenAITierSettings,
     RedisSettings,
     RetrievalSettings,
     ServerSettings,
     Settings,
     TierSettings,
+    TracingSettings,
 )
 from backend.storage.cache import redis_client
 from backend.storage.db import create_engine, session_factory
@@ -107,6 +109,8 @@ def make_settings(
     retrieval: RetrievalSettings | None = None,
     admin_token: str | None = None,
     pool_size: int = 5,
+    mcp: McpSettings | None = None,
+    tracing: TracingSettings | None = None,
 ) -> Settings:
     # Every section is passed as a model so nothing comes from the checkout's config.yaml.
     return Settings(
@@ -126,6 +130,8 @@ def make_settings(
         ),
         llm=LLMSettings(tiers=list(tiers), circuit=circuit or CircuitSettings(failure_threshold=100)),
         server=server or TEST_SERVER,
+        mcp=mcp or McpSettings(),
+        tracing=tracing or TracingSettings(),
     )
 
 
