@@ -14,6 +14,9 @@ from backend.errors import ErrorCode, LorechatError
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# Names a curator chooses (creators on the chat route, sites): lowercase letters, digits and hyphens.
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+_SLUG = re.compile(SLUG_PATTERN[1:-1])
 
 
 def new_id() -> str:
@@ -23,6 +26,10 @@ def new_id() -> str:
 
 def is_valid_id(value: object) -> bool:
     return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def is_slug(value: object) -> bool:
+    return isinstance(value, str) and _SLUG.fullmatch(value) is not None
 
 
 def require_id(value: object, *, what: str) -> str:

@@ -249,16 +249,6 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractCont
     return tracer.start_as_current_span(name, attributes=attributes, record_exception=False)
 
 
-def root(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
-    """A trace of its own (an ingest run, a channel sync): a span with no parent, current while the block runs."""
-    tracer = _state.tracer
-    if tracer is None:
-        return NO_SPAN
-    return tracer.start_as_current_span(
-        name, context=otel_context.Context(), attributes=attributes, record_exception=False
-    )
-
-
 def current_trace_id() -> str | None:
     """The current span's trace id (32 hex digits) while a sampled span is current, else None (the logs' field)."""
     if _state.tracer is None:

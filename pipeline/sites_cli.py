@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -32,7 +31,9 @@ def _site_json(site: SiteView) -> dict[str, Any]:
 
 
 def _valid_name(name: str) -> bool:
-    return re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name) is not None
+    from backend.ids import is_slug
+
+    return is_slug(name)
 
 
 def _check_name(name: str) -> str:

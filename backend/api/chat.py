@@ -35,12 +35,11 @@ from backend.api.deps import (
 from backend.chat.service import PreparedTurn, TurnRequest
 from backend.curation.sites import admit_site
 from backend.errors import ErrorCode, LorechatError
+from backend.ids import ID_PATTERN, SLUG_PATTERN
 from backend.storage.cleaning import clean_text
-from backend.storage.models import ID_PATTERN
 from backend.stream.event_stream import TurnEventStream
 
 PATH = "/api/v1/chat"
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import anyio
@@ -76,24 +76,22 @@ class RetrievalGate:
     async def within(self, query: str, documents: Sequence[str], *, creator: str | None, k: int) -> list[Hit]:
         """The best chunks of these documents for the question (a curated answer's linked sources), in a worker
         thread bounded like a search; never refused (it runs only for a question a curated answer fits)."""
-        try:
-            with anyio.fail_after(self._timeout):
-                search = partial(self._retriever.search_documents, query, list(documents), creator=creator, k=k)
-                return await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._slots)
-        except TimeoutError as exc:
-            raise LorechatError(
-                ErrorCode.index_unavailable, f"The search index did not answer within {self._timeout:g}s", retry_after=5
-            ) from exc
+        return await self._in_worker(
+            partial(self._retriever.search_documents, query, list(documents), creator=creator, k=k)
+        )
 
     async def _search(self, query: str, creator: str | None, k: int | None = None) -> list[Hit]:
-        """In a worker thread under the slots, bounded by `index.timeout_seconds`."""
+        # The span covers the wait for a slot too; the embedding and the index call are its children.
+        with tracing.span("search") as span:
+            hits = await self._in_worker(partial(self._timed_search, query, creator, k))
+            span.set_attribute(tracing.HITS, len(hits))
+            return hits
+
+    async def _in_worker(self, search: Callable[[], list[Hit]]) -> list[Hit]:
+        """`search` in a worker thread under the slots, bounded by `index.timeout_seconds` (then 503)."""
         try:
-            # The span covers the wait for a slot too; the embedding and the index call are its children.
-            with anyio.fail_after(self._timeout), tracing.span("search") as span:
-                search = partial(self._timed_search, query, creator, k)
-                hits = await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._slots)
-                span.set_attribute(tracing.HITS, len(hits))
-                return hits
+            with anyio.fail_after(self._timeout):
+                return await anyio.to_thread.run_sync(search, abandon_on_cancel=True, limiter=self._slots)
         except TimeoutError as exc:
             raise LorechatError(
                 ErrorCode.index_unavailable, f"The search index did not answer within {self._timeout:g}s", retry_after=5

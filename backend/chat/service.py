@@ -28,7 +28,7 @@ from backend.chat.relay import native_relay_built, relay_answer
 from backend.chat.retrieval_gate import RetrievalGate
 from backend.chat.tiers.base import Tier
 from backend.chat.tiers.curated import NAME as CURATED
-from backend.chat.tiers.curated import CuratedAnswers, curated_text, verified_citations
+from backend.chat.tiers.curated import CuratedAnswers, framing, verified_citations
 from backend.errors import ErrorCode, LorechatError
 from backend.grounding.answer_checks import AnswerChecks
 from backend.grounding.claim_check import AnswerCheck
@@ -367,8 +367,8 @@ class ChatService:
         citations, unsupported = check.as_json(), check.unsupported_claims
         served = turn.curated if outcome.tier == CURATED else None
         if served is not None:  # the curator's words are curator-verified, sentence by sentence
-            weight = turn.request.personality_weight if turn.request.creator else 0.0
-            citations = verified_citations(citations, curated_text(served, turn.request.creator, weight)[1])
+            body_start = len(framing(turn.request.creator, turn.request.personality_weight)) + 1
+            citations = verified_citations(citations, body_start)
             unsupported = 0
         answer = FinalAnswer(
             assistant_message_id=turn.assistant_message_id,

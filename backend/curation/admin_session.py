@@ -9,6 +9,8 @@ import hmac
 import secrets
 import time
 
+from backend.settings import AuthSettings
+
 COOKIE = "lorechat_admin"
 
 
@@ -18,6 +20,11 @@ def _key(admin_token: str) -> bytes:
 
 def _sign(admin_token: str, message: str) -> str:
     return hmac.new(_key(admin_token), message.encode(), hashlib.sha256).hexdigest()
+
+
+def admin_token(settings: AuthSettings) -> str:
+    """The configured admin token ("" when curator operations over HTTP are disabled)."""
+    return settings.admin_token.get_secret_value() if settings.admin_token else ""
 
 
 def token_matches(given: str, admin_token: str) -> bool:

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from backend.api.chat import SLUG_PATTERN
 from backend.curation.answers import CuratedAnswers
+from backend.ids import SLUG_PATTERN
 
 router = APIRouter(tags=["curation"])
 

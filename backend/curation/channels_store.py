@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from backend.errors import ErrorCode, LorechatError
@@ -258,11 +258,13 @@ async def finish_sync(sessions: Sessions, channel_id: int, *, owner: str, outcom
             for state in outcome.upserts
         )
         await session.flush()
-        items = list(
-            await session.scalars(select(ChannelItem.content_hash).where(ChannelItem.channel_id == channel_id))
-        )
-        row.items = len(items)
-        row.documents = sum(1 for content_hash in items if content_hash is not None)
+        # Counted in SQL (count of a column skips NULLs: items that made no document).
+        total, documents = (
+            await session.execute(
+                select(func.count(), func.count(ChannelItem.content_hash)).where(ChannelItem.channel_id == channel_id)
+            )
+        ).one()
+        row.items, row.documents = int(total), int(documents)
         row.last_sync_at = now
         row.next_sync_at = outcome.next_sync_at
         row.last_status = outcome.status

@@ -57,7 +57,7 @@ _FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 def _admin_token(request: Request) -> str:
     settings: Settings = request.app.state.settings
-    token = settings.auth.admin_token.get_secret_value() if settings.auth.admin_token else ""
+    token = admin_session.admin_token(settings.auth)
     if not token:
         raise LorechatError(ErrorCode.not_found, "Not found")
     return token

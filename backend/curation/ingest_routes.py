@@ -6,7 +6,6 @@ Paths are on the server's filesystem, as they would be for the CLI on that machi
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -17,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import client_ip_of, credentials_of
-from backend.curation import runs_store
+from backend.curation import admin_session, runs_store
 from backend.errors import ErrorCode, LorechatError
 from backend.settings import Settings
 from backend.storage.models import utcnow
@@ -36,7 +35,7 @@ INGEST_LOCK = anyio.Lock()
 
 async def require_admin(request: Request) -> None:
     settings: Settings = request.app.state.settings
-    token = settings.auth.admin_token.get_secret_value() if settings.auth.admin_token else ""
+    token = admin_session.admin_token(settings.auth)
     if not token:
         raise LorechatError(ErrorCode.not_found, "Admin operations are disabled (set LORECHAT_AUTH__ADMIN_TOKEN)")
     authorization = request.headers.get("authorization")
@@ -45,7 +44,7 @@ async def require_admin(request: Request) -> None:
     scheme, _, given = authorization.partition(" ")
 
     def matches() -> bool:
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+        return scheme.lower() == "bearer" and admin_session.token_matches(given.strip(), token)
 
     # Rate-limited per address before the token is compared (backend/credential_guard.py).
     if not await credentials_of(request).check(client_ip_of(request), matches):

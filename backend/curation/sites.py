@@ -15,19 +15,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
 from backend.curation import sites_store
 from backend.curation.origins import origin_or_none
 from backend.errors import ErrorCode, LorechatError
+from backend.ids import is_slug
 from backend.settings import Settings
 from backend.storage.repository import Sessions
 
 # "lck_<site name>_<secret>": the name says which site's hash to compare with; site names hold no "_".
 SITE_KEY_PREFIX = "lck_"
-_SITE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _MAX_KEY_CHARS = 256
 
 
@@ -94,7 +93,7 @@ async def site_of_key(sessions: Sessions, key: str) -> sites_store.SiteView:
     without a key or a wrong one. Call it through the credential guard: a guess is a failed check."""
     name, _, secret = key.removeprefix(SITE_KEY_PREFIX).partition("_")
     found = None
-    if is_site_key(key) and len(key) <= _MAX_KEY_CHARS and secret and _SITE_NAME.fullmatch(name):
+    if is_site_key(key) and len(key) <= _MAX_KEY_CHARS and secret and is_slug(name):
         found = await sites_store.get_site_with_key(sessions, name=name)
     stored = found[1] if found is not None else None
     if found is None or stored is None or not hmac.compare_digest(stored, site_key_hash(key)):

@@ -65,8 +65,7 @@ def follow_ups(
     quoted_documents = {hits[n - 1].document_id for n in quoted if 1 <= n <= len(hits)}
     candidates: dict[str, tuple[str, list[Hit]]] = {}  # label, folded -> (as written, the chunks under it)
     for number, hit in enumerate(hits, start=1):
-        heading, *title = _labels(hit)
-        for label in (heading, *title):
+        for label in _labels(hit):
             is_title = label == hit.title.strip()
             said = hit.document_id in quoted_documents if is_title else number in quoted
             terms = content_terms(label, drop=names)

@@ -21,11 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 
 from backend import tracing
-from backend.api.chat import SLUG_PATTERN, clean_question
+from backend.api.chat import clean_question
 from backend.api.deps import catalog_of, chat_of, limiter_of, sessions_of, settings_of, slots_of
 from backend.chat.service import TurnRequest
 from backend.curation.sites import spend_site_budget
 from backend.errors import ErrorCode, LorechatError
+from backend.ids import SLUG_PATTERN
 from backend.mcp.auth import Caller
 from backend.retrieval.search import snippet
 from backend.stages import Creator, Hit, format_timestamp

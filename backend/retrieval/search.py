@@ -164,24 +164,15 @@ class Retriever:
         default mode; uncached (asked only when a curated answer is served)."""
         if not documents or not query.strip():
             return []
-        mode: SearchMode = self.settings.mode
-        hits = self.store.search(
-            self.query_vectors(query, mode=mode),
-            k=k,
-            mode=mode,
-            creator=creator,
-            prefetch_limit=max(self.settings.prefetch_limit, k + TIE_MARGIN),
-            fusion=self.fusion,
-            tie_margin=TIE_MARGIN,
-            documents=documents,
-        )
-        return in_rank_order(hits)[:k]
+        return self._search(query, creator=creator, limit=k, mode=self.settings.mode, documents=documents)
 
     def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
         return (query, creator, limit, mode, self.fusion, self.settings.prefetch_limit)
 
-    def _search(self, query: str, *, creator: str | None, limit: int, mode: SearchMode) -> list[Hit]:
+    def _search(
+        self, query: str, *, creator: str | None, limit: int, mode: SearchMode, documents: Sequence[str] | None = None
+    ) -> list[Hit]:
         with tracing.span("embed query", {"lorechat.search.mode": mode}):
             vectors = self.query_vectors(query, mode=mode)
         # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
@@ -196,6 +187,7 @@ class Retriever:
                 prefetch_limit=max(self.settings.prefetch_limit, limit + TIE_MARGIN),
                 fusion=self.fusion,
                 tie_margin=TIE_MARGIN,
+                documents=documents,
             )
         return in_rank_order(hits)[:limit]
 

@@ -369,7 +369,7 @@ class Fetcher:
                     answer = {
                         name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers
                     }
-                    if status in _REDIRECTS or status == 304 or status >= 300:
+                    if status >= 300:  # redirects, 304 and errors: the head is the answer
                         return status, answer, b""
                     declared = answer.get("content-length", "")
                     if declared.isdigit() and int(declared) > limit:

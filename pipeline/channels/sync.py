@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -292,7 +293,7 @@ class ChannelSync:
             documents.append(document)
             if content.note:
                 result.notes.append(f"{item.url}: {content.note}")
-            merged = Item(**{**_fields(item), "data": {**item.data, **outcome.data}})
+            merged = dataclasses.replace(item, data={**item.data, **outcome.data})
             upserts.append(
                 _state(merged, doc_id, None, validators=outcome.validators, content_hash=document.content_hash)
             )
@@ -304,10 +305,10 @@ class ChannelSync:
             listing.complete and not listing.not_modified and bool(items) and not channel.keep_missing and not stopped
         )
         result.pruned_allowed = prune
+        prefix = document_prefix(channel.creator, channel.id)
         report = self.indexer.ingest_documents(
-            creator, documents, owns=lambda d: d.startswith(document_prefix(channel.creator, channel.id)), keep=keep,
-            prune=prune, failed=failures,
-        )  # fmt: skip
+            creator, documents, owns=lambda d: d.startswith(prefix), keep=keep, prune=prune, failed=failures
+        )
         report.unchanged += plan.unchanged
         result.report = report
         removed = [h for h, s in states.items() if s.key not in listed] if prune else []
@@ -457,13 +458,6 @@ class _Plan:
     work: list[tuple[Item, Validators | None, ItemState | None]] = field(default_factory=list)
     kept: set[str] = field(default_factory=set)
     unchanged: int = 0
-
-
-def _fields(item: Item) -> dict[str, Any]:
-    return {
-        "key": item.key, "url": item.url, "title": item.title, "published": item.published, "token": item.token,
-        "revalidate": item.revalidate, "data": item.data,
-    }  # fmt: skip
 
 
 def _state(

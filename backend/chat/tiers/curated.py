@@ -66,7 +66,7 @@ class CuratedTier(AlwaysReady):
     async def stream(self, prompt: Prompt) -> AsyncGenerator[TextDelta, None]:
         if prompt.curated is None:  # the cascade never asks (skip_reason); a direct caller gets nothing
             return
-        text, _ = curated_text(prompt.curated, prompt.creator, prompt.personality_weight if prompt.creator else 0.0)
+        text, _ = curated_text(prompt.curated, prompt.creator, prompt.personality_weight)
         for word in _WORD.findall(text):
             yield TextDelta(text=word)
             await asyncio.sleep(0)  # other streams share the loop fairly
