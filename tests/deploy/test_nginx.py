@@ -36,6 +36,7 @@ from tests.backend.api.harness import new_peer
 from tests.backend.api.streams import Reply, parse_sse, read_tokens
 from tests.backend.api.test_crash import QUESTION, Served, serve
 from tests.conftest import REPO
+from tests.data_dirs import copy_data_dir
 from tests.fakes import Script, ScriptedOpenAI
 
 pytestmark = pytest.mark.services
@@ -205,7 +206,7 @@ def replicas(
         a, b = (
             processes.enter_context(
                 serve(
-                    data_dir=Path(shutil.copytree(api_index, workdir / name)),
+                    data_dir=copy_data_dir(api_index, workdir / name),
                     database_url=api_pg_url,
                     fake=fake,
                     log=workdir / "serve.log",

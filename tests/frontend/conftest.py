@@ -35,6 +35,7 @@ from backend.settings import (
     Settings,
 )
 from tests.conftest import DEMO_CONTENT, REDIS_URL, REPO, indexer
+from tests.data_dirs import copy_data_dir
 from tests.fakes.openai_server import ScriptedOpenAI
 from tests.live_server import LiveServer
 
@@ -235,7 +236,7 @@ def data_dir_copy(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> C
 
     def make() -> Path:
         target = tmp_path_factory.mktemp("data") / "data"
-        shutil.copytree(ingested, target)
+        copy_data_dir(ingested, target)
         return target
 
     return make

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -46,6 +45,7 @@ from backend.storage.cache import redis_client
 from backend.storage.db import create_engine, session_factory
 from backend.storage.repository import Sessions
 from pipeline.indexer import Indexer
+from tests.data_dirs import copy_data_dir
 from tests.fakes import ScriptedOpenAI
 from tests.live_server import LiveServer
 
@@ -163,7 +163,7 @@ def live_app(
 ) -> Iterator[LiveApp]:
     """The app on its own copy of the ingested data dir (an Edge shard takes one handle per process)."""
     data_dir = workdir / "data"
-    shutil.copytree(template, data_dir)
+    copy_data_dir(template, data_dir)
     settings = make_settings(data_dir=data_dir, backend=backend, tiers=tiers, **options)
     # Composed like `lorechat serve`: the pipeline's ingest behind the admin route.
     server = LiveServer(create_app(settings, ingest=partial(Indexer.from_settings, settings)))
@@ -305,7 +305,7 @@ async def asgi_app(
     from asgi_lifespan import LifespanManager
 
     data_dir = workdir / "data"
-    shutil.copytree(template, data_dir)
+    copy_data_dir(template, data_dir)
     settings = make_settings(data_dir=data_dir, backend=backend, tiers=tiers, **options)
     app = create_app(settings, ingest=partial(Indexer.from_settings, settings))
     async with LifespanManager(app, startup_timeout=120) as manager:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from backend.storage.db import create_engine, session_factory
 from tests.backend.api.harness import Backend, upstream_tier
 from tests.backend.api.streams import parse_sse, post_chat, read_tokens, stored_turn
 from tests.conftest import REPO
+from tests.data_dirs import copy_data_dir
 from tests.fakes import Script, ScriptedOpenAI
 
 LEASE = 2.0  # server.stream_lease_seconds in these tests: renewed every 0.67 s
@@ -134,7 +134,7 @@ def database_url(backend: Backend, tmp_path: Path) -> str:
 
 def _data_dir(api_index: Path, tmp_path: Path, name: str) -> Path:
     # Each process has its own copy of the index: an Edge shard takes one handle per process.
-    return Path(shutil.copytree(api_index, tmp_path / name))
+    return copy_data_dir(api_index, tmp_path / name)
 
 
 async def test_f13_a_turn_killed_mid_stream_does_not_lock_its_conversation_after_a_restart(

@@ -158,7 +158,12 @@ async def test_f3_redis_lost_mid_stream_sql_stays_the_truth(
     questions = [QUESTION, FOLLOW_UP, "Does the salt go in before the autolyse?", "What about salt in the levain?"]
     real_redis = redis_client(api_redis_url, timeout_seconds=5)
     with live_app(
-        template=api_index, workdir=tmp_path, backend=backend, tiers=[upstream_tier(fake)], limits=LIMITED
+        template=api_index,
+        workdir=tmp_path,
+        backend=backend,
+        tiers=[upstream_tier(fake)],
+        limits=LIMITED,
+        redis_timeout=2.0,  # a cut connection fails at once; a loaded machine must not time out the first turn
     ) as app:
         async with app.client() as client, app.db() as db:
             first = await post_chat(client, {"query": questions[0]})

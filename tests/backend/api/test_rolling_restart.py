@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import signal
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from backend.storage.db import create_engine, session_factory
 from backend.storage.models import Message
 from tests.backend.api.streams import Reply, assert_turn_stored, parse_sse
 from tests.backend.api.test_crash import QUESTION, Served, serve
+from tests.data_dirs import copy_data_dir
 from tests.fakes import Script, ScriptedOpenAI
 
 pytestmark = pytest.mark.services
@@ -128,7 +128,7 @@ async def test_rolling_restart_under_steady_load_loses_no_turn(
 
             def start(name: str, generation: int) -> Served:
                 data_dir = tmp_path / f"{name}{generation}"
-                shutil.copytree(api_index, data_dir)
+                copy_data_dir(api_index, data_dir)
                 return processes.enter_context(
                     serve(data_dir=data_dir, database_url=api_pg_url, fake=upstream, log=log, env_extra=env)
                 )

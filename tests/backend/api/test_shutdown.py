@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from tests.backend.api.streams import (
     stored_turn,
 )
 from tests.conftest import REPO
+from tests.data_dirs import copy_data_dir
 from tests.fakes import Script, ScriptedOpenAI
 
 QUESTION = "What does salt do to the crumb?"
@@ -48,7 +48,7 @@ def served(
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     """`python -m pipeline.cli serve` on a copy of the index, configured only through LORECHAT_* variables."""
     data_dir = tmp_path / "data"
-    shutil.copytree(api_index, data_dir)
+    copy_data_dir(api_index, data_dir)
     port = _free_port()
     tier = upstream_tier(fake, first=5, idle=5).model_dump(include={"name", "kind", "base_url", "model"})
     tier |= {"first_token_timeout_seconds": 5, "idle_timeout_seconds": 5}

@@ -6,7 +6,6 @@ resumes on another with no event lost or repeated (issue 14; D2, D3, L4)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from tests.backend.api.harness import new_peer
 from tests.backend.api.streams import assert_error, parse_sse, read_tokens
 from tests.backend.api.test_crash import QUESTION, Served, serve
+from tests.data_dirs import copy_data_dir
 from tests.fakes import Script, ScriptedOpenAI
 
 pytestmark = pytest.mark.services
@@ -38,7 +38,7 @@ async def test_three_replicas_share_stops_and_stream_slots(
         a, b, c = (
             processes.enter_context(
                 serve(
-                    data_dir=Path(shutil.copytree(api_index, tmp_path / name)),
+                    data_dir=copy_data_dir(api_index, tmp_path / name),
                     database_url=api_pg_url,
                     fake=upstream,
                     log=log,
