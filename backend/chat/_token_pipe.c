@@ -26,7 +26,7 @@ enum {
     EV_DONE = 3,      /* [DONE] */
     EV_CANCELLED = 4, /* the turn's control has a reason: nothing more is written */
     EV_FULL = 5,      /* a: frame (bytes), b: text: the visitor's socket is full; Python writes it when it drains */
-    EV_DENSE = 6,     /* pieces come less than two windows apart: hold the upstream for one window */
+    EV_DENSE = 6,     /* pieces come less than dense_gap apart (relay_core.is_dense): hold the upstream for one window */
     EV_LIMIT = 7,     /* the answer reached its length cap */
 };
 
@@ -84,7 +84,7 @@ typedef struct {
     PyObject *log_events, *log_head, *log_wake;
     long long log_limit;
     double log_refresh, log_refreshed;
-    double window, last;
+    double dense_gap, last; /* dense_gap: relay_core.dense_gap(window), passed in */
     PyObject *texts; /* what was written, joined every COMPACT_EVERY appends */
     Py_ssize_t sent_chars, max_chars;
 } Tap;
@@ -189,7 +189,7 @@ static int stamp(Tap *self, PyObject *now_obj, double now) {
         self->held = 1;
         return emit_void(self, EV_LIMIT, NULL, NULL);
     }
-    if (now - previous < 2 * self->window) {
+    if (now - previous < self->dense_gap) { /* relay_core.dense_gap(window): the rule is defined there */
         self->held = 1;
         return emit_void(self, EV_DENSE, NULL, NULL);
     }
@@ -525,16 +525,16 @@ static PyObject *tap_on_body(Tap *self, PyObject *data) {
 
 static PyObject *tap_pipe(Tap *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"partial", "data_lines", "transport", "cycle", "control", "clock", "log",
-                             "on_event", "next_id", "window", "last", "max_event", "max_chars", NULL};
+                             "on_event", "next_id", "dense_gap", "last", "max_event", "max_chars", NULL};
     PyObject *partial, *data_lines, *transport, *cycle, *control, *clock, *log, *on_event;
     PyObject *log_events = NULL, *log_head = NULL, *log_wake = NULL;
     long long log_limit = 0;
     double log_refresh = 0;
     long long next_id;
-    double window, last;
+    double dense_gap, last;
     Py_ssize_t max_event, max_chars;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "$SO!OOOOOOLddnn:pipe", kwlist, &partial, &PyList_Type, &data_lines,
-                                     &transport, &cycle, &control, &clock, &log, &on_event, &next_id, &window,
+                                     &transport, &cycle, &control, &clock, &log, &on_event, &next_id, &dense_gap,
                                      &last, &max_event, &max_chars))
         return NULL;
     if (log != Py_None && !PyArg_ParseTuple(log, "O!SOLd:log", &PyByteArray_Type, &log_events, &log_head, &log_wake,
@@ -569,7 +569,7 @@ static PyObject *tap_pipe(Tap *self, PyObject *args, PyObject *kwds) {
     self->log_refreshed = last; /* the turn's first events, a moment ago, (re)set the expiry */
     self->on_event = Py_NewRef(on_event);
     self->next_id = next_id;
-    self->window = window;
+    self->dense_gap = dense_gap;
     self->last = last;
     self->max_event = max_event;
     self->max_chars = max_chars;

@@ -11,7 +11,8 @@ back only at the events that are not a token (`_on_event`):
 - the watchdog's clocks: the tap stamps `control.since` after each write; a full socket (uvicorn's flow control
   paused) hands the frame to Python, which sends it through uvicorn's `send` (it waits for the drain) with
   `sending` set and the upstream unread meanwhile;
-- coalescing: while pieces come less than two windows apart, the upstream is left unread for one window;
+- coalescing: the tap is given `relay_core.dense_gap(window)` and reports pieces closer than it (DENSE); the
+  upstream is then left unread for one window;
 - a visitor uvicorn knows is gone is written nothing, as uvicorn's own `send` does; a detached sink's tap writes
   to the log only.
 Used when the sink writes to uvicorn's httptools protocol and the tier's body comes from our transport; anything
@@ -24,7 +25,7 @@ from typing import Any
 
 from backend.chat import _token_pipe as pipe
 from backend.chat.cascade import TierStream
-from backend.chat.relay_core import RelayCore
+from backend.chat.relay_core import RelayCore, dense_gap
 from backend.chat.tiers.sse_deltas import MAX_EVENT_BYTES, usage_from
 from backend.metrics import TOKEN_PATHS
 from backend.stream.event_stream import SseSink
@@ -76,7 +77,7 @@ class NativeRelay(RelayCore):
             log=log,
             on_event=self._on_event,
             next_id=next_id,
-            window=self._window,
+            dense_gap=dense_gap(self._window),
             last=self._last,
             max_event=MAX_EVENT_BYTES,
             max_chars=self._stream.chars_left,

@@ -13,8 +13,8 @@ What the pull loop (service.py `_generate`) guaranteed still holds:
 - the watchdog's clocks: `since` is stamped at every write (idle deadline, F10); a write that cannot finish at
   once (the visitor's socket is full) sets `sending` until it does (send deadline, L3), and meanwhile the
   upstream's socket is not read (TCP pushes back on the upstream; pieces are never reordered or dropped);
-- coalescing: while pieces come less than two `window`s apart, the upstream's socket is left unread for one
-  window, so what arrives meanwhile leaves in one read and one write. At a steady 20 tokens/s nothing waits.
+- coalescing (the rule is `relay_core.is_dense`, the C tap's too): while pieces come dense, the upstream's socket
+  is left unread for one window, so what arrives meanwhile leaves in one read and one write.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from backend.chat.cascade import TierStream
-from backend.chat.relay_core import RelayCore
+from backend.chat.relay_core import RelayCore, is_dense
 from backend.errors import LorechatError
 from backend.metrics import TOKEN_PATHS
 from backend.stream.event_stream import SseSink
@@ -76,7 +76,7 @@ async def relay_answer(
             if await _relayed(stream, sink, outcome, control, window, last, native=native):
                 return
             TOKEN_PATHS.labels("pull").inc()
-        if last - previous < 2 * window:  # dense: let the next pieces gather for one write
+        if is_dense(previous, last, window):  # let the next pieces gather for one write
             await asyncio.sleep(window)
 
 
@@ -158,7 +158,7 @@ class TokenRelay(RelayCore):
         previous = self._last
         self._last = now = self._control.now()
         self._control.since = now
-        if now - previous >= 2 * self._window:
+        if not is_dense(previous, now, self._window):
             return False
         self._hold_for_window(now)
         return True

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.chat import _token_pipe as pipe
+from backend.chat.relay_core import dense_gap, is_dense
 from backend.chat.tiers.base import TierError
 from backend.chat.tiers.sse_deltas import MAX_EVENT_BYTES, ChatStreamDecoder
 from backend.stream.events import token_frame
@@ -89,6 +90,8 @@ class Piped:
 def piped(
     *,
     window: float = 0.0,
+    clock: Any = None,
+    last: float = 0.0,
     log: bool = False,
     partial: bytes = b"",
     data_lines: list[bytes] | None = None,
@@ -105,14 +108,14 @@ def piped(
         transport=result.cycle.transport,
         cycle=result.cycle,
         control=result.control,
-        clock=Clock(),
+        clock=clock or Clock(),
         log=(result.log, KEY_HEAD, lambda: result.wakes.append(len(result.log)), log_limit, log_refresh)
         if log
         else None,
         on_event=lambda kind, a, b: result.events.append((kind, a, b)),
         next_id=2,
-        window=window,
-        last=0.0,
+        dense_gap=dense_gap(window),
+        last=last,
         max_event=MAX_EVENT_BYTES,
         max_chars=max_chars,
     )
@@ -273,6 +276,20 @@ def test_dense_pieces_hold_for_a_window_and_a_detached_visitor_gets_nothing() ->
     native.tap.detach()
     native.tap.on_body(chunk(" gluten"))
     assert len(native.frames()) == 2 and native.tap.take_text() == "Salt tightens gluten"  # counted: logged
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(min_value=0.0, max_value=0.2, allow_nan=False),
+    st.floats(min_value=0.0, max_value=1.0, allow_nan=False),
+    st.floats(min_value=1.0, max_value=1e6, allow_nan=False),
+)
+def test_the_tap_finds_pieces_dense_by_the_one_coalescing_rule(window: float, gap: float, start: float) -> None:
+    # relay_core.is_dense is the rule; the tap is given dense_gap(window) and must agree with it at every gap.
+    native = piped(window=window, clock=lambda: start + gap, last=start)
+    native.tap.on_body(chunk("Salt"))
+    dense = (pipe.DENSE, None, None) in native.events
+    assert dense == is_dense(start, start + gap, window), (window, gap, start)
 
 
 def test_a_visitor_uvicorn_knows_is_gone_is_written_nothing_as_uvicorns_send_would() -> None:
