@@ -36,6 +36,7 @@ from backend.chat.service import PreparedTurn, TurnRequest
 from backend.curation.sites import admit_site
 from backend.errors import ErrorCode, LorechatError
 from backend.ids import ID_PATTERN, SLUG_PATTERN
+from backend.stages import Creator
 from backend.storage.cleaning import clean_text
 from backend.stream.event_stream import TurnEventStream
 
@@ -133,6 +134,19 @@ def _invalid(error: dict[str, Any]) -> RequestValidationError:
     return RequestValidationError([{**error, "input": None}])
 
 
+async def admit_question(request: Request, *, owner: str | None, ip: str, creator: str | None) -> Creator | None:
+    """Every question's admission before its site rule (the chat route's and the MCP tools'): the creator named
+    must exist (404 unknown_creator), then the rate limits per user, IP and creator (429). Returns the creator."""
+    found = None
+    if creator is not None:
+        found = (await catalog_of(request)).creator(creator)
+        if found is None:
+            raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{creator}'")
+    with tracing.span("rate limits"):
+        await limiter_of(request).check(user_id=owner, client_ip=ip, creator=creator)
+    return found
+
+
 async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
     """Admits the turn (creator, limits, site, stream slot), prepares it, and returns its response."""
     settings, chat, slots = settings_of(request), chat_of(request), slots_of(request)
@@ -141,13 +155,7 @@ async def start_stream(request: Request, body: ChatRequest) -> TurnEventStream:
     try:
         with trace.phase("admission"):
             owner, ip = await owner_of(request), client_ip_of(request)
-            creator = None
-            if body.creator is not None:
-                creator = (await catalog_of(request)).creator(body.creator)
-                if creator is None:
-                    raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{body.creator}'")
-            with tracing.span("rate limits"):
-                await limiter_of(request).check(user_id=owner, client_ip=ip, creator=body.creator)
+            creator = await admit_question(request, owner=owner, ip=ip, creator=body.creator)
             # Origin, creators and daily budget of the named site (403 / 429), counted per site: curation/sites.py.
             await admit_site(
                 sessions_of(request),

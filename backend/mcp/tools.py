@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 
 from backend import tracing
-from backend.api.chat import clean_question
-from backend.api.deps import catalog_of, chat_of, limiter_of, sessions_of, settings_of, slots_of
+from backend.api.chat import admit_question, clean_question
+from backend.api.deps import catalog_of, chat_of, sessions_of, settings_of, slots_of
 from backend.chat.service import TurnRequest
 from backend.curation.sites import spend_site_budget
 from backend.errors import ErrorCode, LorechatError
@@ -172,13 +172,7 @@ async def _admit(request: Request, caller: Caller, slug: str | None) -> Creator 
     slug = slug or caller.default_creator()
     if slug is None and caller.site is not None and caller.site.creators:
         raise LorechatError(ErrorCode.invalid_input, "Name a creator: this site may ask only some of them")
-    creator = None
-    if slug is not None:
-        creator = (await catalog_of(request)).creator(slug)
-        if creator is None:
-            raise LorechatError(ErrorCode.unknown_creator, f"Unknown creator '{slug}'")
-    with tracing.span("rate limits"):
-        await limiter_of(request).check(user_id=caller.owner_id, client_ip=caller.ip, creator=slug)
+    creator = await admit_question(request, owner=caller.owner_id, ip=caller.ip, creator=slug)
     if caller.site is not None:
         await spend_site_budget(sessions_of(request), caller.site, creator=slug)
     elif caller.owner_id is None and settings.sites.require_site:
