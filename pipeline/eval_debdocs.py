@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import html
-import json
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,14 +38,7 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup, Tag
 
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    page: str  # file name in the creator folder, e.g. "git-stash.html"
-    creator: str
-    title: str
-    body: str  # the section's own HTML
-    words: int
+from pipeline.eval_corpus import Section, write_corpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,28 +320,8 @@ def build(doc_set: DocSet, out: Path, *, source: Path | None = None) -> dict[str
     folder_source = source or doc_set.source
     if not folder_source.is_dir():
         raise SystemExit(f"{folder_source}: missing (is {doc_set.package} installed?)")
-    sections = list(doc_set.read(folder_source))
-    if out.exists():
-        shutil.rmtree(out)
-    counts: dict[str, int] = {}
-    for slug, name in doc_set.creators.items():
-        folder = out / slug
-        folder.mkdir(parents=True)
-        bio = doc_set.bio.format(name=name)
-        # JSON strings are YAML strings: quoted, so a colon in a name stays text.
-        (folder / "creator.yaml").write_text(
-            f"name: {json.dumps(name, ensure_ascii=False)}\nbio: {json.dumps(bio, ensure_ascii=False)}\n",
-            encoding="utf-8",
-        )
-        counts[slug] = 0
-    for section in sections:
-        page = (
-            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
-            f"{html.escape(section.title)}</title></head>\n<body>{section.body}</body></html>\n"
-        )
-        (out / section.creator / section.page).write_text(page, encoding="utf-8")
-        counts[section.creator] += 1
-    return counts
+    creators = {slug: (name, doc_set.bio.format(name=name)) for slug, name in doc_set.creators.items()}
+    return write_corpus(doc_set.read(folder_source), out, creators)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,15 +18,14 @@ byte-for-byte the same from the same package version:
 from __future__ import annotations
 
 import argparse
-import html
 import re
-import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from bs4 import BeautifulSoup, Tag
+
+from pipeline.eval_corpus import Section, write_corpus
 
 DEFAULT_HTML = Path("/usr/share/doc/postgresql-doc-15/html")
 DEBIAN_PACKAGE = "postgresql-doc-15"
@@ -47,15 +46,6 @@ PARTS: dict[str, tuple[str, str]] = {
 _SECTION_KINDS = ("sect1", "refentry")
 _UP_LINK = re.compile(r'<a accesskey="u" href="([^"#]+)"')
 _NUMBER = re.compile(r"^(?:[A-Z]\.)?[0-9.]+\s+")
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    page: str
-    creator: str
-    title: str
-    body: str  # the section's own HTML
-    words: int
 
 
 def part_of(page: str, up: dict[str, str | None]) -> str | None:
@@ -105,26 +95,11 @@ def _kind(tag: Tag) -> str:
 
 def build(html_dir: Path, out: Path, *, max_words: int = MAX_WORDS) -> dict[str, int]:
     """Write the content folder under `out` (replacing it); returns sections per creator."""
-    sections = list(read_sections(html_dir, max_words=max_words))
-    if out.exists():
-        shutil.rmtree(out)
-    counts: dict[str, int] = {}
-    for slug, name in PARTS.values():
-        folder = out / slug
-        folder.mkdir(parents=True)
-        (folder / "creator.yaml").write_text(
-            f"name: {name}\nbio: Part '{name}' of the PostgreSQL 15 manual (Debian {DEBIAN_PACKAGE}).\n",
-            encoding="utf-8",
-        )
-        counts[slug] = 0
-    for section in sections:
-        page = (
-            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
-            f"{html.escape(section.title)}</title></head>\n<body>{section.body}</body></html>\n"
-        )
-        (out / section.creator / section.page).write_text(page, encoding="utf-8")
-        counts[section.creator] += 1
-    return counts
+    creators = {
+        slug: (name, f"Part '{name}' of the PostgreSQL 15 manual (Debian {DEBIAN_PACKAGE}).")
+        for slug, name in PARTS.values()
+    }
+    return write_corpus(read_sections(html_dir, max_words=max_words), out, creators)
 
 
 def main(argv: list[str] | None = None) -> None:
