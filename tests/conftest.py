@@ -22,7 +22,7 @@ from pipeline.indexer import Indexer
 
 # The HTTP suite's fixtures (an ingested index, this run's PostgreSQL database and Redis, the two deployments, the
 # scripted upstream) serve every folder that runs the service: api, curation and deploy tests alike, built once.
-pytest_plugins = ["tests.backend.api.fixtures"]
+pytest_plugins = ["tests.backend.api.fixtures", "tests.fakes.qdrant_fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONTENT = REPO / "examples" / "content"

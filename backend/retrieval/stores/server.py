@@ -100,23 +100,27 @@ class ServerStore:
 
     def ensure_collection(self, *, dense_size: int, embedder_id: str, chunking: str = "") -> None:
         with self._guard():
-            if self._client.collection_exists(self.collection):
-                metadata = self._client.get_collection(self.collection).config.metadata or {}
-                if (
-                    not same_vectors(metadata.get("embedder_id"), embedder_id)
-                    or metadata.get("dense_size") != dense_size
-                ):
-                    raise mismatch_error(
-                        where=f"{self._where}, collection {self.collection!r}",
-                        built_with=f"{metadata.get('embedder_id')} ({metadata.get('dense_size')} dims)",
-                        wanted=f"{embedder_id} ({dense_size} dims)",
-                    )
-                check_chunking(
+            if not self._client.collection_exists(self.collection):
+                if self._create(dense_size=dense_size, embedder_id=embedder_id, chunking=chunking):
+                    return
+                # Another process (a replica, a worker, a CLI ingest) created it between the check and the create:
+                # a server answers 409. Check what it was built with, as if it had been there all along.
+            metadata = self._client.get_collection(self.collection).config.metadata or {}
+            if not same_vectors(metadata.get("embedder_id"), embedder_id) or metadata.get("dense_size") != dense_size:
+                raise mismatch_error(
                     where=f"{self._where}, collection {self.collection!r}",
-                    recorded=metadata.get("chunking"),
-                    wanted=chunking,
+                    built_with=f"{metadata.get('embedder_id')} ({metadata.get('dense_size')} dims)",
+                    wanted=f"{embedder_id} ({dense_size} dims)",
                 )
-                return
+            check_chunking(
+                where=f"{self._where}, collection {self.collection!r}",
+                recorded=metadata.get("chunking"),
+                wanted=chunking,
+            )
+
+    def _create(self, *, dense_size: int, embedder_id: str, chunking: str) -> bool:
+        """Create the collection and its payload indexes; False when it already exists (a server's 409)."""
+        try:
             self._client.create_collection(
                 self.collection,
                 vectors_config={DENSE_VECTOR: qm.VectorParams(size=dense_size, distance=qm.Distance.COSINE)},
@@ -128,15 +132,19 @@ class ServerStore:
                     "schema": INDEX_SCHEMA_VERSION,
                 },
             )
-            if not self.local:
-                self._client.create_payload_index(
-                    self.collection,
-                    TENANT_FIELD,
-                    field_schema=qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
-                )
-                self._client.create_payload_index(
-                    self.collection, "document_id", field_schema=qm.PayloadSchemaType.KEYWORD
-                )
+        except UnexpectedResponse as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        if not self.local:
+            # Only the process whose create succeeded makes the indexes; one that got the 409 leaves them to it.
+            self._client.create_payload_index(
+                self.collection,
+                TENANT_FIELD,
+                field_schema=qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, is_tenant=True),
+            )
+            self._client.create_payload_index(self.collection, "document_id", field_schema=qm.PayloadSchemaType.KEYWORD)
+        return True
 
     def close(self) -> None:
         self._client.close()

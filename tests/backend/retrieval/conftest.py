@@ -1,4 +1,5 @@
-"""Shared fixtures: one real embedder per test session, a small multi-creator corpus, and both store adapters."""
+"""Shared fixtures: one real embedder per test session, a small multi-creator corpus, and both store adapters (the
+server adapter in qdrant-client's local mode, and over HTTP against the Qdrant server double, tests/fakes)."""
 
 from __future__ import annotations
 
@@ -129,16 +130,25 @@ def embedded_corpus(embedder: Embedder) -> list[EmbeddedChunk]:
         scratch.close()
 
 
-def open_adapter(kind: str, tmp_path: Path) -> Store:
+# "server": qdrant-client's local mode; "http": the same adapter over HTTP, against the Qdrant server double.
+ADAPTERS = ("edge", "server", "http")
+
+
+def open_adapter(kind: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> Store:
+    """`request` (the test's) starts the test's Qdrant double for kind "http"."""
     if kind == "edge":
         return EdgeStore(tmp_path / "index", hnsw_ef=128)
+    if kind == "http":
+        assert request is not None, "the http adapter needs the test's request to start the Qdrant double"
+        url = request.getfixturevalue("qdrant_server").url
+        return ServerStore(url, None, "lorechat-test", hnsw_ef=128, timeout=5)
     return ServerStore(":memory:", None, "lorechat-test", hnsw_ef=128, timeout=5)
 
 
-@pytest.fixture(params=["edge", "server"])
+@pytest.fixture(params=ADAPTERS)
 def store(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> Iterator[Store]:
-    """An empty collection on either adapter, built for the session embedder."""
-    opened = open_adapter(request.param, tmp_path)
+    """An empty collection on any adapter, built for the session embedder."""
+    opened = open_adapter(request.param, tmp_path, request)
     opened.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id)
     yield opened
     opened.close()

@@ -1,4 +1,6 @@
-"""STYLE 9: the embedded and the server adapter answer the same queries with the same rankings."""
+"""STYLE 9: the embedded and the server adapter answer the same queries with the same rankings: the server adapter
+in qdrant-client's local mode, and over HTTP against the Qdrant server double (tests/fakes), both under the key
+"server" below."""
 
 from __future__ import annotations
 
@@ -35,12 +37,14 @@ def ranking(hits: list[Hit]) -> list[frozenset[str]]:
     return [frozenset(ids) for _, ids in groups]
 
 
-@pytest.fixture
-def both(tmp_path: Path, embedder: Embedder, embedded_corpus: list[EmbeddedChunk]) -> dict[str, Retriever]:
+@pytest.fixture(params=["server", "http"])
+def both(
+    request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder, embedded_corpus: list[EmbeddedChunk]
+) -> dict[str, Retriever]:
     retrievers = {}
-    for kind in ("edge", "server"):
-        store: Store = open_adapter(kind, tmp_path)
-        retrievers[kind] = Retriever(embedder=embedder, store=store, settings=RetrievalSettings(k=5))
+    for key, kind in (("edge", "edge"), ("server", request.param)):
+        store: Store = open_adapter(kind, tmp_path, request)
+        retrievers[key] = Retriever(embedder=embedder, store=store, settings=RetrievalSettings(k=5))
         store.upsert(embedded_corpus)
     yield retrievers
     for retriever in retrievers.values():

@@ -15,7 +15,7 @@ from backend.retrieval.search import Retriever, chunking_id
 from backend.retrieval.stores.protocol import Store, rank_key
 from backend.settings import RetrievalSettings
 from backend.stages import EmbeddedChunk
-from tests.backend.retrieval.conftest import CORPUS, open_adapter
+from tests.backend.retrieval.conftest import ADAPTERS, CORPUS, open_adapter
 
 MODES: tuple[SearchMode, ...] = ("dense", "bm25", "hybrid")
 
@@ -174,10 +174,12 @@ def test_points_counts_without_a_scan(retriever: Retriever) -> None:
     assert retriever.store.points() == sum(c.chunks for c in retriever.store.counts()) > 0
 
 
-def test_chunks_sized_for_another_window_are_refused(tmp_path: Path, embedder: Embedder) -> None:
+def test_chunks_sized_for_another_window_are_refused(
+    tmp_path: Path, embedder: Embedder, request: pytest.FixtureRequest
+) -> None:
     """Issue 15: the index records the window its chunks were fitted to; another window asks for a re-ingest."""
-    for kind in ("edge", "server"):
-        store = open_adapter(kind, tmp_path / kind)
+    for kind in ADAPTERS:
+        store = open_adapter(kind, tmp_path / kind, request)
         try:
             built = chunking_id(embedder.max_tokens)
             store.ensure_collection(dense_size=embedder.dimension, embedder_id=embedder.embedder_id, chunking=built)
