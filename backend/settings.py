@@ -376,8 +376,8 @@ class CuratedSettings(BaseModel):
     # substitution penalty. Calibrated on the answer eval sets (BENCHMARKS.md, "Answer quality").
     match_threshold: float = Field(0.56, ge=0, le=1)
     # A word of the question standing where the phrasing has another ("how much yeast" for "how much salt") costs
-    # this much per point of similarity the swap would have added; a swap that alone makes the two the same
-    # question is refused outright.
+    # this much per point of similarity the swap would have added (nothing when the answer's own text or its documents'
+    # titles use every such word of the question); a swap that alone makes the two the same question is refused.
     substitution_penalty: float = Field(0.5, ge=0, le=5)
     # Replicas re-read the answers when their version (SQL) moved, looking at most this often; a match is checked
     # in SQL again before it is served, so an answer retired anywhere is never served after that.
@@ -414,6 +414,13 @@ class Settings(BaseSettings):
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     curated: CuratedSettings = Field(default_factory=CuratedSettings)
 
+    # Also ask the model tier that answered (openai, llama_cpp) for follow-ups, each kept only when the turn's
+    # sources answer it: one more upstream call per answered turn, so off unless set.
+    model_suggestions: bool = False
+    # That call holds `done` back at most this long (a failure or a stall costs only its suggestions) and may write
+    # this many tokens.
+    model_suggestions_seconds: float = Field(1.5, gt=0, le=10)
+    model_suggestions_tokens: int = Field(64, ge=16, le=256)
     @classmethod
     def settings_customise_sources(
         cls,

@@ -22,6 +22,7 @@ import anyio
 from backend import tracing
 from backend.chat.cascade import Cascade
 from backend.chat.final_write import FinalAnswer, FinalWriter
+from backend.chat.follow_ups import MODEL_KINDS, model_follow_ups
 from backend.chat.history import ConversationHistory
 from backend.chat.prompt import CuratedMatch, Prompt, build_prompt, search_query_for, uncovered_prompt
 from backend.chat.relay import native_relay_built, relay_answer
@@ -408,7 +409,9 @@ class ChatService:
             await self._served(served, turn.assistant_message_id)
         if outcome.error is not None:
             return _error_event(outcome.error, turn.request.request_id)
-        suggestions = await self._suggestions(turn, text, check) if outcome.status is MessageStatus.done else []
+        suggestions = (
+            await self._suggestions(turn, text, check, outcome.tier) if outcome.status is MessageStatus.done else []
+        )
         return DoneEvent(
             conversation_id=turn.conversation_id,
             message_id=turn.assistant_message_id,
@@ -433,9 +436,10 @@ class ChatService:
         except Exception:
             log.exception("could not record the use of curated answer %s", match.answer_id)
 
-    async def _suggestions(self, turn: PreparedTurn, text: str, check: AnswerCheck) -> list[str]:
+    async def _suggestions(self, turn: PreparedTurn, text: str, check: AnswerCheck, tier: str | None) -> list[str]:
         """Up to `curated.suggestions` follow-ups the visitor has not asked: questions related curated answers
-        answer, then the headings and titles of the turn's sources the answer did not quote (grounding/suggestions.py),
+        answer, then those the model tier that answered proposes (`curated.model_suggestions`, chat/follow_ups.py),
+        then the headings and titles of the turn's sources the answer did not quote (grounding/suggestions.py),
         each checked answerable. Never fails the turn."""
         limit = self._settings.curated.suggestions
         if limit <= 0 or not text.strip():
@@ -443,6 +447,10 @@ class ChatService:
         request = turn.request
         asked = [content for role, content in turn.history if role == "user"] + [request.question]
         found: list[str] = []
+        headings: list[str] = []
+        # The model's proposals are asked for first and read last: the other follow-ups are found meanwhile.
+        model = self._model_tier(tier)
+        proposing = asyncio.ensure_future(self._proposed(model, turn, text, asked, limit)) if model else None
         try:
             if self._curated is not None:
                 exclude = turn.curated.answer_id if turn.curated else None
@@ -461,12 +469,31 @@ class ChatService:
                     kept = self._follow_ups[key] = await anyio.to_thread.run_sync(suggest)
                     if len(self._follow_ups) > _FOLLOW_UPS_KEPT:
                         self._follow_ups.popitem(last=False)
-                found += kept
+                headings = kept
+            if proposing is not None:
+                found += await proposing
         except Exception:
             log.exception("follow-up suggestions failed for message %s", turn.assistant_message_id)
+        finally:
+            if proposing is not None:
+                proposing.cancel()  # done by now, unless a failure above left it running
         seen = {question.casefold() for question in asked}
-        unique = [q for q in dict.fromkeys(found) if q.casefold() not in seen]
+        unique = [q for q in dict.fromkeys([*found, *headings]) if q.casefold() not in seen]
         return unique[:limit]
+
+    def _model_tier(self, name: str | None) -> Tier | None:
+        """The tier that answered, when it is a model asked for follow-ups too (`curated.model_suggestions`)."""
+        if not self._settings.curated.model_suggestions or name is None:
+            return None
+        return next((t for t in self._cascade.tiers if t.name == name and t.kind in MODEL_KINDS), None)
+
+    async def _proposed(self, tier: Tier, turn: PreparedTurn, text: str, asked: list[str], limit: int) -> list[str]:
+        request = turn.request
+        return await model_follow_ups(
+            tier, question=request.question, answer=text, hits=turn.hits, asked=asked, creator=request.creator,
+            weight=request.personality_weight if request.creator is not None else 0.0, vectors=self._checks.vectors,
+            settings=self._settings.curated, limit=limit,
+        )  # fmt: skip
 
 
 def _prompt_for(

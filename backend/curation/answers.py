@@ -8,7 +8,11 @@ A question fits an answer when it comes close enough to one of the answer's phra
 - a word standing where the phrasing has another ("how much yeast" for "how much salt") is tried in the
   phrasing's place: when the swap alone makes them the same question, it is refused; otherwise the similarity
   the swap adds is taken off the score (settings `curated.substitution_penalty`), so a question that differs from
-  the phrasing in what it is about never scores like one that differs in how it is worded.
+  the phrasing in what it is about never scores like one that differs in how it is worded; words are compared
+  stemmed, irregular forms at their base ("fed" is "feed"), quotes off;
+- except that a question whose every such word is one of the answer's own words (its text, its linked documents'
+  titles: "starter" where the phrasing says "Bartholomew" and the answer "my sourdough starter") pays no penalty:
+  the curator's answer vouches for the word. A swap that alone makes the two the same question is still refused.
 The threshold and the penalty are calibrated on the answer eval sets (scripts/bench/curated.py, BENCHMARKS.md,
 "Answer quality").
 
@@ -24,8 +28,9 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import anyio
@@ -54,6 +59,8 @@ _RELATED = 0.45
 # Starter questions are re-read at most this often per (creator, site), and kept for this many of them.
 _STARTERS_SECONDS = 60.0
 _STARTERS_KEPT = 1024
+# Questions kept scored per answer index (AnswerIndex._ask): a turn's match and its follow-ups, across turns.
+_ASKED_KEPT = 256
 
 # The kind of thing a question asks for. Quantities (how much, how long, how hot, how old) are told apart from
 # each other; a question naming several (time and temperature) asks for all of them.
@@ -106,6 +113,33 @@ _GENERIC = frozenset(
     way lot bit people ok okay right""".split()
 )
 _WORD = re.compile(r"[\w']+", re.UNICODE)
+_FILE_WORDS = re.compile(r"[-_.]+")
+# Irregular forms a suffix strip does not reach ("fed" is "feed"), keyed and valued by their stems.
+_IRREGULAR = {
+    stem(form): stem(base)
+    for form, base in (
+        pair.split("/")
+        for pair in """fed/feed risen/rise grew/grow grown/grow froze/freeze frozen/freeze ate/eat eaten/eat
+        bought/buy brought/bring chose/choose chosen/choose began/begin begun/begin spent/spend built/build held/hold
+        slept/sleep wrote/write written/write dried/dry tried/try loaves/loaf knives/knife shelves/shelf
+        children/child""".split()
+    )
+}
+
+
+# Words the sources' relevance reads as a question's framing ("what does Hazel write about…"), left in a question
+# only where they are what it asks about ("git describe", "write to a file"): read_question takes the framing out.
+_ACTIONS = frozenset("describe describes write writes wrote mention mentions talk talks".split())
+# A quote around a word ('annotated') is not part of it; an apostrophe inside one ("Hazel's", "don't") is.
+_QUOTE = re.compile(r"(?<!\w)['‘’]|['‘’](?!\w)")
+
+
+def terms_of(text: str, drop: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The words a question is about, normalised (stemmed, irregular forms to their base), without generic ones."""
+    text = _QUOTE.sub(" ", text)
+    actions = {stem(word) for word in _WORD.findall(text.lower()) if word in _ACTIONS}
+    terms = {_IRREGULAR.get(term, term) for term in content_terms(text, drop=drop)}
+    return frozenset(terms | actions) - _GENERIC - drop
 
 
 def intent(question: str) -> frozenset[str]:
@@ -148,9 +182,15 @@ class Reading:
 def read(text: str, creator: Creator | None) -> Reading:
     names = name_words(creator)
     focus = read_question(text, creator=creator).focus
-    terms = frozenset(term for term in content_terms(focus, drop=names) if term not in _GENERIC)
+    terms = terms_of(focus, names)
     numbers = frozenset((q.value, q.unit) for q in quantities(text))
     return Reading(text=text, focus=focus, terms=terms, numbers=numbers, intent=intent(text))
+
+
+def answer_words(answer: CuratedView, creator: Creator | None) -> frozenset[str]:
+    """The words an answer speaks of: its text and its linked documents' titles (else their file names)."""
+    titles = answer.titles or [_FILE_WORDS.sub(" ", d.rsplit("/", 1)[-1].rsplit(".", 1)[0]) for d in answer.documents]
+    return terms_of(" ".join([answer.answer, *titles]), name_words(creator))
 
 
 def _near(term: str, others: frozenset[str]) -> bool:
@@ -166,12 +206,12 @@ def _near(term: str, others: frozenset[str]) -> bool:
     return False
 
 
-def lonely(a: Reading, b: Reading) -> list[str]:
-    """The words of `a` (as written) whose terms `b` has in no form."""
+def lonely(a: Reading, b: Reading, covered: frozenset[str] = frozenset()) -> list[str]:
+    """The words of `a` (as written) whose terms `b` has in no form, nor `covered` (the words of b's answer)."""
     found = []
-    for word in _WORD.findall(a.focus):
-        term = next(iter(content_terms(word)), None)
-        if term and term in a.terms and term not in b.terms and not _near(term, b.terms):
+    for word in _WORD.findall(_QUOTE.sub(" ", a.focus)):
+        term = next(iter(terms_of(word)), None)
+        if term and term in a.terms and term not in b.terms | covered and not _near(term, b.terms | covered):
             found.append(word)
     return found
 
@@ -179,7 +219,7 @@ def lonely(a: Reading, b: Reading) -> list[str]:
 def swapped(phrasing: Reading, theirs: list[str], ours: list[str]) -> str:
     """The phrasing's focus with its own distinguishing words replaced by the question's."""
     words, placed = [], False
-    for word in _WORD.findall(phrasing.focus):
+    for word in _WORD.findall(_QUOTE.sub(" ", phrasing.focus)):
         if word in ours:
             if not placed:
                 words.extend(theirs)
@@ -191,7 +231,7 @@ def swapped(phrasing: Reading, theirs: list[str], ours: list[str]) -> str:
 
 def _same_but_for(question: Reading, phrasing: Reading, theirs: list[str], ours: list[str]) -> bool:
     """The two are the same question but for a word or two each ("how much yeast…" / "how much salt…")."""
-    swapped_terms = frozenset().union(*(content_terms(word) for word in [*theirs, *ours]))
+    swapped_terms = frozenset().union(*(terms_of(word) for word in [*theirs, *ours]))
     rest = question.terms - swapped_terms
     return bool(rest) and rest == phrasing.terms - swapped_terms
 
@@ -202,6 +242,12 @@ class Judgement:
     cosine: float
     refused: str | None = None  # why it can never fit: intent, numbers, substitution
     gain: float = 0.0  # what swapping the distinguishing words added to the similarity (0: none to swap)
+    # Every word of the question that the phrasing lacks is one of its answer's words: no substitution penalty.
+    leans: bool = False
+
+    def at(self, penalty: float) -> float:
+        """The score this pair would get with another substitution penalty (the calibration bench's grid)."""
+        return self.cosine - (0.0 if self.leans else penalty) * max(0.0, self.gain)
 
 
 def judge(
@@ -213,9 +259,14 @@ def judge(
     *,
     penalty: float,
     floor: float = 0.0,
+    covered: frozenset[str] = frozenset(),
 ) -> Judgement:
     """How well `question` fits `phrasing`. Vectors are (2, dimension): the text's, then the focus's. The swap is
-    embedded only for a pair scoring at least `floor` (the threshold: below it the penalty changes nothing)."""
+    embedded only for a pair scoring at least `floor` (the threshold: below it the penalty changes nothing).
+    `covered`: the words of the phrasing's answer (`answer_words`). When every word of the question that the
+    phrasing lacks is among them ("starter" where the phrasing says "Bartholomew" and the answer calls him "my
+    sourdough starter"), the swap costs no penalty; it is still refused when the swap alone makes the two the same
+    question, since an answer may mention what it is not about ("add the salt after the yeast")."""
     by_focus = float(question_vectors[1] @ phrasing_vectors[1])
     cosine = max(by_focus, float(question_vectors[0] @ phrasing_vectors[0]))
     if not compatible(question.intent, phrasing.intent):
@@ -225,14 +276,16 @@ def judge(
     if cosine < floor:
         return Judgement(cosine, cosine)
     theirs, ours = lonely(question, phrasing), lonely(phrasing, question)
+    leans = bool(theirs) and not lonely(question, phrasing, covered)
     if not (theirs and ours):
-        return Judgement(cosine, cosine)
+        return Judgement(cosine, cosine, leans=leans)
     after = float(question_vectors[1] @ embed([swapped(phrasing, theirs, ours)])[0])
     gain = after - by_focus
     refused_at = _SWAP_REFUSED[max(len(theirs), len(ours)) - 1] if max(len(theirs), len(ours)) <= 2 else None
     if refused_at is not None and gain >= refused_at and _same_but_for(question, phrasing, theirs, ours):
-        return Judgement(cosine, cosine, "substitution", gain)
-    return Judgement(cosine - penalty * max(0.0, gain), cosine, None, gain)
+        return Judgement(cosine, cosine, "substitution", gain, leans)
+    verdict = Judgement(cosine, cosine, None, gain, leans)
+    return replace(verdict, score=verdict.at(penalty))
 
 
 def embed_readings(embed: EmbedQuestions, readings: Sequence[Reading]) -> np.ndarray:
@@ -241,6 +294,23 @@ def embed_readings(embed: EmbedQuestions, readings: Sequence[Reading]) -> np.nda
         return np.zeros((0, 2, 0), dtype=np.float32)
     flat = embed([text for r in readings for text in (r.text, r.focus)])
     return np.asarray(flat, dtype=np.float32).reshape(len(readings), 2, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The phrasings of the answers a creator's questions may get, read and embedded under that creator."""
+
+    owners: list[int]  # per phrasing: its answer's index in AnswerIndex.answers
+    readings: list[Reading]
+    vectors: np.ndarray  # (phrasings, 2, dimension)
+    words: list[frozenset[str]]  # per phrasing: its answer's words (answer_words)
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    reading: Reading
+    vectors: np.ndarray  # (2, dimension)
+    cosines: np.ndarray  # per phrasing of the scope: the closer of text-to-text and focus-to-focus
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,60 +328,82 @@ class AnswerIndex:
         self.answers = list(answers)
         self._embed = embed
         self._lock = threading.Lock()
-        # (creator slug or None) -> (answer index per phrasing, readings, vectors (n, 2, d))
-        self._read: dict[str | None, tuple[list[int], list[Reading], np.ndarray]] = {}
+        self._read: dict[str | None, _Scope] = {}  # per creator slug (None: asked of no creator)
+        # Questions scored against a scope, the latest few: the turn's match and its follow-ups read one question
+        # once (the match before the turn streams, the related answers after it).
+        self._asked: OrderedDict[tuple[str, str | None], _Asked] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.answers)
 
-    def _scope(self, creator: Creator | None) -> tuple[list[int], list[Reading], np.ndarray]:
+    def _scope(self, creator: Creator | None) -> _Scope:
         """A creator's question is answered by that creator's answers and by answers for all; a question asked
         without a creator only by answers for all."""
         key = creator.slug if creator else None
         with self._lock:
             found = self._read.get(key)
             if found is None:
-                owners, readings = [], []
+                owners, readings, words = [], [], []
                 for at, answer in enumerate(self.answers):
                     if answer.creator is None or (creator is not None and answer.creator == creator.slug):
+                        covered = answer_words(answer, creator)
                         for phrasing in answer.questions:
                             owners.append(at)
                             readings.append(read(phrasing, creator))
-                found = self._read[key] = (owners, readings, embed_readings(self._embed, readings))
+                            words.append(covered)
+                found = self._read[key] = _Scope(owners, readings, embed_readings(self._embed, readings), words)
         return found
 
     def warm(self, creators: Sequence[Creator | None]) -> None:
         for creator in creators:
             self._scope(creator)
 
-    def _question(self, question: str, creator: Creator | None) -> tuple[Reading, np.ndarray]:
+    def _ask(self, question: str, creator: Creator | None, scope: _Scope) -> _Asked:
+        """The question read, embedded and compared with every phrasing of its scope: once per question."""
+        key = (question, creator.slug if creator else None)
+        with self._lock:
+            found = self._asked.get(key)
+            if found is not None:
+                self._asked.move_to_end(key)
+                return found
         reading = read(question, creator)
-        return reading, embed_readings(self._embed, [reading])[0]
+        vectors = embed_readings(self._embed, [reading])[0]
+        cosines = np.maximum(scope.vectors[:, 0, :] @ vectors[0], scope.vectors[:, 1, :] @ vectors[1])
+        found = _Asked(reading, vectors, cosines)
+        with self._lock:
+            self._asked[key] = found
+            if len(self._asked) > _ASKED_KEPT:
+                self._asked.popitem(last=False)
+        return found
 
     def best(self, question: str, creator: Creator | None, *, threshold: float, penalty: float) -> Fit | None:
         """The answer whose phrasing the question fits best, at `threshold` or above; CPU-bound (a thread)."""
-        owners, readings, vectors = self._scope(creator)
-        if not owners:
+        scope = self._scope(creator)
+        if not scope.owners:
             return None
-        reading, asked = self._question(question, creator)
-        cosines = np.maximum(vectors[:, 0, :] @ asked[0], vectors[:, 1, :] @ asked[1])
+        asked = self._ask(question, creator, scope)
+        cosines = asked.cosines
         best: Fit | None = None
         for at in np.argsort(-cosines):
             if cosines[at] < threshold or (best is not None and cosines[at] <= best.judgement.score):
                 break
-            verdict = judge(reading, asked, readings[at], vectors[at], self._embed, penalty=penalty, floor=threshold)
+            owner = scope.owners[at]
+            verdict = judge(
+                asked.reading, asked.vectors, scope.readings[at], scope.vectors[at], self._embed, penalty=penalty,
+                floor=threshold, covered=scope.words[at],
+            )  # fmt: skip
             if verdict.refused is None and verdict.score >= threshold:
                 if best is None or verdict.score > best.judgement.score:
-                    best = Fit(self.answers[owners[at]], readings[at].text, verdict)
+                    best = Fit(self.answers[owner], scope.readings[at].text, verdict)
         return best
 
     def related(self, question: str, creator: Creator | None, *, exclude: str | None, below: float) -> list[str]:
         """The first phrasing of each other answer near the question (but not fitting it), nearest first."""
-        owners, _, vectors = self._scope(creator)
-        if not owners:
+        scope = self._scope(creator)
+        if not scope.owners:
             return []
-        _, asked = self._question(question, creator)
-        cosines = np.maximum(vectors[:, 0, :] @ asked[0], vectors[:, 1, :] @ asked[1])
+        cosines = self._ask(question, creator, scope).cosines
+        owners = scope.owners
         picked: dict[str, tuple[float, str]] = {}
         for at in np.argsort(-cosines):
             answer = self.answers[owners[at]]

@@ -70,6 +70,8 @@ class CuratedView:
     up: int = 0
     down: int = 0
     history: list[AnswerVersion] = field(default_factory=list)  # older versions first (`get_answer` only)
+    # The linked documents' titles as the catalog holds them (`active_answers` only): words the matcher accepts.
+    titles: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -145,10 +147,21 @@ async def active_answers(sessions: Sessions) -> tuple[int, list[CuratedView]]:
     meanwhile can only make the version older than the rows, which costs one extra reload, never a missed one)."""
     async with db_errors(), sessions() as session:
         at = int(await session.scalar(select(CuratedVersion.version).where(CuratedVersion.id == 1)) or 0)
-        rows = await session.scalars(
-            select(CuratedAnswer).where(CuratedAnswer.retired_at.is_(None)).order_by(CuratedAnswer.created_at)
+        rows = list(
+            await session.scalars(
+                select(CuratedAnswer).where(CuratedAnswer.retired_at.is_(None)).order_by(CuratedAnswer.created_at)
+            )
         )
-        return at, [_view(row) for row in rows]
+        linked = sorted({document for row in rows for document in row.documents})
+        titles: dict[str, str] = {}
+        if linked:
+            found = await session.execute(
+                select(CatalogDocumentRow.document_id, CatalogDocumentRow.title).where(
+                    CatalogDocumentRow.document_id.in_(linked)
+                )
+            )
+            titles = {document: title for document, title in found}
+        return at, [replace(_view(row), titles=[titles[d] for d in row.documents if titles.get(d)]) for row in rows]
 
 
 async def add_answer(

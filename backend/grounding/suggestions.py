@@ -1,6 +1,7 @@
 """Follow-up questions the sources can answer and the visitor has not asked, from the headings and titles of the
-turn's retrieved documents (no model): each one is checked against the sources it came from as the coverage check
-checks a question (coverage.py), so asking it never ends in "the content does not cover this"."""
+turn's retrieved documents (no model), or proposed by the model tier that answered (`proposed`): each one is
+checked against the sources as the coverage check checks a question (coverage.py), so asking it never ends in "the
+content does not cover this"."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from backend.stages import Creator, Hit
 # Over the coverage threshold by this much: the follow-up's own search may bring slightly different chunks.
 MARGIN = 0.05
 LABEL_CHARS = 90
+# A proposed question longer than this is not a button a visitor would click.
+QUESTION_CHARS = 160
 # At most this many candidates are checked per turn (each embeds one question: ~2 ms).
 _CHECKED = 8
 _GENERIC = frozenset(
@@ -40,6 +43,44 @@ def question_for(label: str, creator: Creator | None) -> str:
     return f"What {whose} about “{label}”?"
 
 
+def answerable(question: str, sources: Sequence[Hit], creator: Creator | None, vectors: SentenceVectors) -> bool:
+    """Do `sources` answer `question`, with the margin (the check every follow-up passes)? Embeds the question."""
+    check = assess(question, search_query=question, hits=sources, creator=creator, vectors=vectors)
+    return check.confidence >= THRESHOLD + MARGIN
+
+
+def _asked_terms(asked: Sequence[str], names: frozenset[str]) -> set[str]:
+    return set().union(*(content_terms(text, drop=names) for text in asked)) if asked else set()
+
+
+def proposed(
+    questions: Sequence[str],
+    hits: Sequence[Hit],
+    *,
+    asked: Sequence[str],
+    creator: Creator | None,
+    vectors: SentenceVectors,
+    limit: int,
+) -> list[str]:
+    """Up to `limit` of the questions a model proposed, in its order: each one the turn's sources answer, that asks
+    about something the visitor has not (a word of its own beyond their questions'). CPU-bound: a worker thread."""
+    if limit <= 0 or not hits:
+        return []
+    names = name_words(creator)
+    seen_terms = _asked_terms(asked, names)
+    seen = {text.casefold() for text in asked}
+    found: list[str] = []
+    for question in list(dict.fromkeys(questions))[:_CHECKED]:
+        if len(found) >= limit:
+            break
+        terms = content_terms(question, drop=names)
+        if len(question) > QUESTION_CHARS or question.casefold() in seen or not terms or terms <= seen_terms:
+            continue
+        if answerable(question, hits, creator, vectors):
+            found.append(question)
+    return found
+
+
 def _labels(hit: Hit) -> list[str]:
     """The hit's most specific heading, then its document's title."""
     heading = hit.heading.rsplit(">", 1)[-1].strip() if hit.heading else ""
@@ -61,7 +102,7 @@ def follow_ups(
     if limit <= 0 or not hits:
         return []
     names = name_words(creator)
-    seen_terms = set().union(*(content_terms(text, drop=names) for text in asked)) if asked else set()
+    seen_terms = _asked_terms(asked, names)
     quoted_documents = {hits[n - 1].document_id for n in quoted if 1 <= n <= len(hits)}
     candidates: dict[str, tuple[str, list[Hit]]] = {}  # label, folded -> (as written, the chunks under it)
     for number, hit in enumerate(hits, start=1):
@@ -79,7 +120,6 @@ def follow_ups(
         if len(found) >= limit:
             break
         question = question_for(label, creator)
-        check = assess(question, search_query=question, hits=sources, creator=creator, vectors=vectors)
-        if check.confidence >= THRESHOLD + MARGIN:
+        if answerable(question, sources, creator, vectors):
             found.append(question)
     return found

@@ -3,7 +3,10 @@ paraphrase gets its own, across match thresholds (the figures behind `curated.ma
 
 Every answer eval set under examples/eval (`answers.jsonl`, the demo set's and each set folder's) becomes a set of
 curated answers, one per answerable question, its phrasing the question itself, scoped to the question's creator
-as a curator would scope it. Then, through the service's own matcher (backend/curation/answers.py):
+as a curator would scope it. Its text is what a curator would copy from the content: the passage of the set's
+corpus (up to three sentences of one document, of the question's creator) that states every one of the question's
+facts, the one closest to the question; its document is linked (its title counts as the answer's words). Then,
+through the service's own matcher (backend/curation/answers.py):
 - false matches: every question of the set (follow-ups and unanswerable ones included) is asked against the
   answers written for the *other* questions; any fit is a false match (a visitor would get an answer written for
   something else). Counted per question, the figure a visitor sees.
@@ -17,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -30,15 +35,18 @@ from backend.curation.answers import (
     EmbedQuestions,
     Judgement,
     Reading,
+    answer_words,
     embed_readings,
     judge,
     question_embedder,
     read,
 )
 from backend.curation.answers_store import CuratedView
+from backend.grounding.sentences import split_sentences
 from backend.retrieval.embedder import get_embedder
 from backend.settings import CuratedSettings, EmbeddingSettings
-from backend.stages import Creator
+from backend.stages import Creator, Document
+from pipeline.sources import content_files, parse_file
 from scripts.bench import benchlib
 
 EVAL = Path(__file__).resolve().parents[2] / "examples" / "eval"
@@ -71,21 +79,56 @@ def _creators(content: Path) -> dict[str, Creator]:
     return found
 
 
-def load_sets() -> list[EvalSet]:
+def _documents(content: Path) -> list[Document]:
+    found: list[Document] = []
+    for folder in sorted(path for path in content.iterdir() if path.is_dir()):
+        for file in content_files(folder):
+            found += parse_file(file, creator=folder.name, creator_root=folder).documents
+    return found
+
+
+def _passage(row: dict[str, Any], documents: list[Document], embed: EmbedQuestions) -> tuple[str, Document] | None:
+    """The passage a curator would answer `row` with: up to three sentences of one document (of its creator) that
+    state every fact, the closest to the question; None when no passage states them all."""
+    facts = [re.compile(pattern, re.IGNORECASE) for pattern in row["facts"]]
+    found: list[tuple[str, Document]] = []
+    for document in documents:
+        if row.get("creator") and document.creator != row["creator"]:
+            continue
+        for block in document.blocks:
+            sentences = [span.text for span in split_sentences(block.text)]
+            for at in range(len(sentences)):
+                for width in (1, 2, 3):
+                    text = " ".join(sentences[at : at + width])
+                    if all(fact.search(text) for fact in facts):
+                        found.append((text, document))
+                        break
+    if not found:
+        return None
+    closeness = embed([text for text, _ in found]) @ embed([row["question"]])[0]
+    return found[int(np.argmax(closeness))]
+
+
+def load_sets(embed: EmbedQuestions) -> list[EvalSet]:
     sets = []
     for answers_file in [EVAL / "answers.jsonl", *sorted(EVAL.glob("*/answers.jsonl"))]:
         folder = answers_file.parent
         name = "demo" if folder == EVAL else folder.name
         rows = [json.loads(line) for line in answers_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        content = DEMO_CONTENT if folder == EVAL else folder / "content"
+        documents = _documents(content)
         moment = datetime.now(UTC)
         answers, questions = [], []
         for row in rows:
             creator = row.get("creator")
             own = "" if row.get("unanswerable") else row["id"]
             if own:
+                passage = _passage(row, documents, embed)
+                text, linked = (passage[0], [passage[1]]) if passage else ("", [])
                 answer = CuratedView(
-                    id=own, creator=creator, version=1, questions=[row["question"]], answer="", documents=[],
-                    topic_id=None, created_at=moment, updated_at=moment, retired_at=None,
+                    id=own, creator=creator, version=1, questions=[row["question"]], answer=text,
+                    documents=[d.document_id for d in linked], topic_id=None, created_at=moment, updated_at=moment,
+                    retired_at=None, titles=[d.title for d in linked],
                 )  # fmt: skip
                 answers.append(answer)
             questions.append(Question(own, row["question"], creator))
@@ -99,7 +142,6 @@ def load_sets() -> list[EvalSet]:
                 if line.strip():
                     row = json.loads(line)
                     paraphrases += [Question(row["id"], text, scope[row["id"]]) for text in row["paraphrases"]]
-        content = DEMO_CONTENT if folder == EVAL else folder / "content"
         sets.append(EvalSet(name, answers, questions, paraphrases, _creators(content)))
     return sets
 
@@ -129,9 +171,10 @@ class Judged:
         for answer in self._set.answers:
             if answer.creator is not None and (creator is None or answer.creator != creator.slug):
                 continue
+            covered = answer_words(answer, creator)
             for phrasing in answer.questions:
                 reading, vectors = self._reading(phrasing, creator)
-                verdict = judge(asked, asked_vectors, reading, vectors, self._embed, penalty=0.0)
+                verdict = judge(asked, asked_vectors, reading, vectors, self._embed, penalty=0.0, covered=covered)
                 judged.append((answer.id, verdict))
         return judged
 
@@ -142,7 +185,7 @@ def fits(pairs: Sequence[tuple[str, Judgement]], threshold: float, penalty: floa
     for answer_id, verdict in pairs:
         if answer_id == exclude or verdict.refused is not None:
             continue
-        score = verdict.cosine - penalty * max(0.0, verdict.gain)
+        score = verdict.at(penalty)
         if score >= threshold and (best is None or score > best[0]):
             best = (score, answer_id)
     return best[1] if best else None
@@ -175,7 +218,7 @@ def main() -> None:
     embed = question_embedder(embedder.embed_query)
     started = time.perf_counter()
     per_set = []
-    for data in load_sets():
+    for data in load_sets(embed):
         judge_all = Judged(embed, data)
         judged = [(q, judge_all.pairs(q)) for q in data.questions]
         para = [(q, judge_all.pairs(q)) for q in data.paraphrases]
