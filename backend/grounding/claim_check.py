@@ -31,6 +31,12 @@ _FRAMING = re.compile(
     r"|^i haven't covered|^the closest topics|^(?:sorry|i hope|let me know|i couldn't|i could not|i don't have)",
     re.IGNORECASE,
 )
+# The reply when the content does not cover a question (chat/prompt.py's refusal_text), the closest topics' titles
+# included: a title may hold ". " or ": " and read as sentences of its own, but a refusal claims nothing.
+_REFUSAL = re.compile(
+    r"(?:\bI haven't covered that in my content\.|[^.!?\n]*\bcontent doesn't cover this\.)"
+    r"(?:\s+The closest topics (?:it does|I do) cover: (?:“[^”]*”(?:, | and )?)+\.)?"
+)
 # Supported when the score reaches this and every fact is stated (calibrated in tests/backend/grounding/
 # test_claim_check.py on quoted, paraphrased and invented sentences; BENCHMARKS.md "Answer checks").
 SUPPORT_THRESHOLD = 0.6
@@ -112,7 +118,10 @@ def check_answer(
     stand in one span of the cited text is supported (score = that share); only the rest are embedded, which
     keeps the check to milliseconds for quoting answers and bounds it for paraphrasing ones."""
     spans = answer_sentences(text)
-    source_spans = [[s for s in split_sentences(hit.text) if not s.is_heading] for hit in sources]
+    refusals = [(m.start(), m.end()) for m in _REFUSAL.finditer(text)]
+    # Term and code lines read as headings (short, unpunctuated) but an answer quotes them ("-n, --dry-run: ..."):
+    # every line is evidence.
+    source_spans = [list(split_sentences(hit.text)) for hit in sources]
     flat = [(n, span) for n, found in enumerate(source_spans, start=1) for span in found]
     creator_names = name_words(creator)
     own_names = creator_names | {w for hit in sources for w in content_terms(hit.title)}
@@ -122,7 +131,7 @@ def check_answer(
     for start, end in spans:
         claim = clean_claim_text(text[start:end]).strip()
         cited = cited_numbers(text[start:end])
-        is_claim = _is_claim(claim, cited)
+        is_claim = _is_claim(claim, cited) and not any(a <= start and end <= b for a, b in refusals)
         valid = [n for n in cited if 1 <= n <= len(sources)]
         pool = valid if cited else list(range(1, len(sources) + 1))
         if not is_claim or not pool or not claim:

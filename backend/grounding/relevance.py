@@ -3,10 +3,16 @@
 The question is read without its boilerplate ("what does Hazel say about") and without the scoped creator's
 own name: those words are in the question but never in the answer, and they dominated a word-overlap score.
 The same scores give the turn's retrieval confidence (coverage.py) and the extractive tier's picks.
+
+Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings,
+a table's first cell) are the terms it defines, read as its own words and quoted with it; code lines after a
+sentence that introduces them ("run this:") are quoted with it; a question asking for a name (which option, which
+command, where) prefers sentences with code in them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -42,6 +48,7 @@ _BOILERPLATE = re.compile(
 
 
 class FactKind(StrEnum):
+    name = "name"  # which option / command / variable / file: a sentence or term line with code in it
     number = "number"  # how much / how hot / what ratio: a sentence with a quantity
     steps = "steps"  # how do I: instructions
     reason = "reason"  # why
@@ -50,6 +57,15 @@ class FactKind(StrEnum):
 
 
 _KINDS: list[tuple[FactKind, re.Pattern[str]]] = [
+    (
+        FactKind.name,
+        re.compile(
+            r"^where\b|\b(?:which|what)(?:'s| is| are)?(?: the| a)?(?: \w+){0,2}? "
+            r"(?:option|flag|switch|command|variable|setting|key|file|directory|format|argument|parameter|function|class|method|package|tool|program|field|"
+            r"keyword|macro|header|environment variable|config(?:uration)? (?:variable|option|key))s?\b",
+            re.IGNORECASE,
+        ),
+    ),
     (
         FactKind.number,
         re.compile(
@@ -62,7 +78,7 @@ _KINDS: list[tuple[FactKind, re.Pattern[str]]] = [
     (
         FactKind.steps,
         re.compile(
-            r"\bhow (?:do|should|can|would|does) (?:i|you|we|one|he|she|they)\b|\bhow to\b|\bsteps?\b"
+            r"\bhow (?:do|should|can|would|does) (?:i|you|we|one|he|she|they)\b|\bhow can\b|\bhow to\b|\bsteps?\b"
             r"|\bwhat (?:can|should|do) (?:i|you|we) do\b"
             r"|\bwalk me through\b|\bprocess\b|\bmethod\b|\bway to\b",
             re.IGNORECASE,
@@ -82,6 +98,18 @@ _STEP_WORDS = re.compile(
     r"if you|when we|when you|pour|feed)\b|\b(?:then|until|every|after|before|feeds?)\b",
     re.IGNORECASE,
 )
+# Code in a sentence or a term line: an option (-n, --force), a dotted or slashed name (clean.requireForce,
+# /etc/hosts), a placeholder (<branch>), an assignment (key=value), a call (f()), an environment variable (GIT_DIR).
+CODE_TOKEN = re.compile(
+    r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
+)
+# A term line: code, a shell command line (pipes, redirections, a prompt), or one lower-case word (a command or a
+# package in a table's first cell).
+_TERM_LINE = re.compile(CODE_TOKEN.pattern + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$")
+# A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
+_COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
+# A sentence that introduces what follows it: the code lines after it belong to it.
+_INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IGNORECASE)
 _REASON_WORDS = re.compile(r"\b(?:because|so that|which means|that is why|this is why|the result|so a|since)\b", re.I)
 _DEFINITION_WORDS = re.compile(r"\b(?:is|are|means|called|named)\b", re.I)
 
@@ -116,6 +144,8 @@ class Candidate:
     vector: np.ndarray
     previous: Span | None = None  # the sentence before it in the same source, if any
     following: Span | None = None  # and the one after it
+    label: str = ""  # the term line(s) it defines ("-u, --include-untracked"): quoted with it
+    code: str = ""  # the code line(s) it introduces when it ends with a colon: quoted with it
 
     @property
     def is_brief(self) -> bool:
@@ -196,14 +226,73 @@ def read_question(question: str, *, creator: Creator | None, context: str = "") 
     return Question(text=question, focus=focus, terms=terms, kind=kind, units=units)
 
 
+# Compound questions: two questions joined ("what flour does she use, and how long does she ferment it?").
+_JOINED = re.compile(
+    r"\s*;\s*|,?\s+and\s+(?=(?:how|what|which|where|when|why|who|whose|is|are|does|do|did|can|should)\b)",
+    re.IGNORECASE,
+)
+# Comparisons: "the difference between A and B", "should I use A or B?".
+_BETWEEN = re.compile(r"\bbetween\s+(?P<a>.+?)\s+and\s+(?P<b>.+?)\s*(?:[?.!]|$)", re.IGNORECASE)
+_EITHER = re.compile(
+    r"^(?P<pre>(?:which|should|would|is|do|does|can)\b.*?\b(?:use|choose|prefer|pick|run|better|is it)\s+)"
+    r"(?P<a>[^,?;]{1,40}?)\s+or\s+(?P<b>[^,?;]{1,40}?)\s*(?:[?.!]|$)",
+    re.IGNORECASE,
+)
+_SECOND_PERSON = {"you": "I", "your": "my", "yours": "mine", "yourself": "myself", "you're": "I'm", "you've": "I've"}
+_YOU = re.compile(r"\b(?:" + "|".join(map(re.escape, _SECOND_PERSON)) + r")\b", re.IGNORECASE)
+
+
+_ELLIPTICAL = re.compile(r"^\s*(?:and|or|but|what about|how about|same for)\b", re.IGNORECASE)
+
+
+def is_elliptical(question: str) -> bool:
+    """A follow-up that leans on the question before for its meaning ("And for IPv6?", "What about the ignored
+    ones?"): it opens with a conjunction, or says almost nothing of its own."""
+    return _ELLIPTICAL.match(question) is not None or len(content_terms(question)) < 2
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a compound or comparing question holds, each to be answered with its own sentence; one
+    part (the question) when it is neither."""
+    between = _BETWEEN.search(question)
+    if between:
+        return _sides("", between["a"], between["b"])
+    either = _EITHER.search(question)
+    if either:
+        return _sides(either["pre"], either["a"], either["b"])
+    parts = [part.strip(" ,;") for part in _JOINED.split(question)]
+    parts = [part for part in parts if content_terms(part)]
+    return parts if len(parts) > 1 else [question]
+
+
+def _sides(lead: str, a: str, b: str) -> list[str]:
+    """ "a hard or a symbolic link": the shorter side takes the longer one's last word ("a hard link")."""
+    if len(a.split()) < len(b.split()) and b.split()[-1] not in a.split():
+        a = f"{a} {b.split()[-1]}"
+    elif len(b.split()) < len(a.split()) and a.split()[-1] not in b.split():
+        b = f"{b} {a.split()[-1]}"
+    return [f"{lead}{a}", f"{lead}{b}"]
+
+
+def as_asked_of(question: Question, creator: Creator | None) -> Question:
+    """A question put to a creator in the second person ("what is your starter called?") asked as their content
+    says it ("my starter"): the focus that is embedded, in the creator's voice. Unscoped questions are unchanged."""
+    if creator is None or not _YOU.search(question.focus):
+        return question
+    focus = _YOU.sub(lambda m: _SECOND_PERSON[m[0].lower()], question.focus)
+    return dataclasses.replace(question, focus=focus)
+
+
 def _kind_bonus(question: Question, text: str) -> float:
     if question.kind is FactKind.number:
         found = quantities(text, with_one=True)
         if not found:
             return 0.0
         return _KIND_BONUS + (_UNIT_BONUS if question.units and any(q.unit in question.units for q in found) else 0)
+    if question.kind is FactKind.name:
+        return _KIND_BONUS if CODE_TOKEN.search(text) else 0.0
     if question.kind is FactKind.steps:
-        return _KIND_BONUS if _STEP_WORDS.search(text) else 0.0
+        return _KIND_BONUS if _STEP_WORDS.search(text) or CODE_TOKEN.search(text) else 0.0
     if question.kind is FactKind.reason:
         return _KIND_BONUS if _REASON_WORDS.search(text) else 0.0
     if question.kind is FactKind.definition:
@@ -220,82 +309,163 @@ class _Row:
     terms: frozenset[str]
     relevance: float
     vector: np.ndarray
+    label: str  # the term line(s) it defines ("-u, --include-untracked"), or ""
+    code: str  # the code line(s) it introduces ("Run this:" then a command), or ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Quotable:
+    span: Span
+    previous: Span | None
+    context: frozenset[str]
+    terms: frozenset[str]  # its own, and its label's: a definition is about the term it defines
+    label: str
+    code: str
+
+
+_MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
+_MAX_TERM_CHARS = 100
+
+
+def _term_lines(gap: str) -> list[str] | None:
+    """The lines just before a sentence that it defines: short lines with code in them (a definition list's
+    terms, an option's spellings). [] when a plain heading comes last; None when there are no lines at all."""
+    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    if not lines:
+        return None
+    terms: list[str] = []
+    for line in reversed(lines):
+        if len(line) > _MAX_TERM_CHARS or line.endswith((".", "!", "?", ":")) or not _TERM_LINE.search(line):
+            break
+        terms.insert(0, line)
+    if len(terms) < len(lines) and _INTRODUCES.search(lines[-len(terms) - 1]):
+        return []  # code a sentence introduced ("run this:"), not terms being defined
+    return terms if len(terms) <= _MAX_LABEL_LINES else []
+
+
+def _is_body(span: Span) -> bool:
+    """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
+    this:") is one."""
+    if span.text.startswith(("$ ", "# ")):  # a shell prompt's line: code, quoted with the sentence introducing it
+        return False
+    return not span.is_heading or (span.text.endswith(":") and len(span.text.split()) >= 3)
+
+
+def _code_after(gap: str) -> str:
+    """The code lines a sentence ending in a colon introduces (up to the next sentence), or ""."""
+    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    if not lines or len(lines) > _MAX_LABEL_LINES:
+        return ""
+    if any(len(line) > _MAX_TERM_CHARS or not (_TERM_LINE.search(line) or _COMMAND.match(line)) for line in lines):
+        return ""  # a list or a heading, not code
+    return "\n".join(lines)
 
 
 @lru_cache(maxsize=4096)
-def _quotable(text: str, heading: str) -> tuple[tuple[Span, Span | None, frozenset[str], frozenset[str]], ...]:
-    """A source's quotable sentences, each with the one before it, its context's terms and its own terms. Cached:
-    the same chunks come back turn after turn, and reading them again was a fifth of a coverage check (py-spy)."""
-    read: list[tuple[Span, Span | None, frozenset[str], frozenset[str]]] = []
+def _quotable(text: str, heading: str) -> tuple[_Quotable, ...]:
+    """A source's quotable sentences, each with the one before it, its context's terms, its own terms, the term
+    lines it defines and the code it introduces. Cached: the same chunks come back turn after turn, and reading
+    them again was a fifth of a coverage check (py-spy)."""
+    read: list[_Quotable] = []
     context_of_heading = _text_terms(heading)
     previous: Span | None = None
+    body = [span for span in split_sentences(text) if _is_body(span)]
+    label, gap_start = "", 0
     for span in split_sentences(text):
-        if span.is_heading:
+        if not _is_body(span):
             context_of_heading, previous = _text_terms(span.text), None
             continue
+        terms = _term_lines(text[gap_start : span.start])
+        if terms is not None:
+            # Lines after a sentence ending in a colon are the code it introduced, not terms being defined.
+            introduced = gap_start and _INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
+            label = "" if introduced else ", ".join(terms)
+        gap_start = span.end
         context = context_of_heading | _text_terms(previous.text) if previous else context_of_heading
         if not span.text.endswith("?"):  # a question in the source is not an answer
-            read.append((span, previous, context, _text_terms(span.text)))
+            code = ""
+            if _INTRODUCES.search(span.text):
+                after = next((b.start for b in body if b.start >= span.end), len(text))
+                code = _code_after(text[span.end : after])
+            own = _text_terms(span.text) | _text_terms(label) if label else _text_terms(span.text)
+            read.append(_Quotable(span, previous, context, own, label, code))
         previous = span
     return tuple(read)
 
 
 def _read_rows(
-    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, context_focus: str
+    question: Question,
+    sources: Sequence[Hit],
+    vectors: SentenceVectors | None,
+    context_focus: str,
+    context_weight: float = 0.5,
 ) -> list[_Row]:
     """Every quotable sentence of `sources` with its relevance (meaning plus the question's rarer words).
 
     A sentence is read with its context at half weight: the heading it sits under and the sentence before it
     ("That liquid is called hooch" answers a question whose words are in the sentence before)."""
-    # source, sentence, previous, context terms, own terms
-    rows = [(number, *read) for number, hit in enumerate(sources, start=1) for read in _quotable(hit.text, hit.heading)]
+    rows = [(number, read) for number, hit in enumerate(sources, start=1) for read in _quotable(hit.text, hit.heading)]
     if not rows:
         return []
     queries = [question.focus, *([context_focus] if context_focus else [])]
-    texts = [span.text for _, span, _, _, _ in rows]
-    previous_texts = [prev.text if prev else "" for _, _, prev, _, _ in rows]
+    texts = [read.span.text for _, read in rows]
+    previous_texts = [read.previous.text if read.previous else "" for _, read in rows]
     encoded = [*texts, *(t for t in previous_texts if t)]
     # Without a model (still loading) meaning scores 0 for every sentence: words and kind of fact decide.
     if vectors is not None:
         asked, matrix = vectors.encode_questions(queries), vectors.encode(encoded)
     else:
         asked, matrix = np.zeros((len(queries), 1), dtype=np.float32), np.zeros((len(encoded), 1), dtype=np.float32)
-    query = asked[0] + (0.5 * asked[1] if context_focus else 0)
+    query = asked[0] + (context_weight * asked[1] if context_focus else 0)
     query = query / (float(np.linalg.norm(query)) or 1.0)
     own = matrix[: len(rows)]
     dense = (own @ query).tolist()
     extra = iter((matrix[len(rows) :] @ query).tolist())
-    term_sets = [terms for *_, terms in rows]
+    term_sets = [read.terms for _, read in rows]
     total = len(rows)
     weights = question.terms.items()
     idf = {t: math.log(1 + total / (1 + sum(t in ts for ts in term_sets))) for t in question.terms}
     wanted = sum(idf[t] * w for t, w in weights) or 1.0
     asked_terms = question.terms.keys()
     read: list[_Row] = []
-    for (number, span, prev, context, terms), similarity, vector in zip(rows, dense, own, strict=True):
+    for (number, q), similarity, vector in zip(rows, dense, own, strict=True):
+        span, prev, context, terms = q.span, q.previous, q.context, q.terms
         if prev is not None and prev.text:  # its vector is among `encoded`, in this order
             similarity = max(similarity, 0.8 * similarity + 0.2 * next(extra))
         lexical = 0.0
         if not (terms.isdisjoint(asked_terms) and context.isdisjoint(asked_terms)):  # most sentences share none
             lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
             lexical /= wanted
-        read.append(_Row(number, span, prev, context, terms, _W_DENSE * similarity + _W_LEXICAL * lexical, vector))
+        relevance = _W_DENSE * similarity + _W_LEXICAL * lexical
+        read.append(_Row(number, span, prev, context, terms, relevance, vector, q.label, q.code))
     return read
 
 
 def best_relevance(
-    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, *, context_focus: str = ""
+    question: Question,
+    sources: Sequence[Hit],
+    vectors: SentenceVectors | None,
+    *,
+    context_focus: str = "",
+    context_weight: float = 0.5,
 ) -> float:
     """The relevance of the best source sentence (0 without one): the turn's confidence (coverage.py), without
     ordering every sentence as `rank` does for the extractive tier. CPU-bound on uncached sentences."""
-    return max((row.relevance for row in _read_rows(question, sources, vectors, context_focus)), default=0.0)
+    rows = _read_rows(question, sources, vectors, context_focus, context_weight)
+    return max((row.relevance for row in rows), default=0.0)
 
 
 def rank(
-    question: Question, sources: Sequence[Hit], vectors: SentenceVectors | None, *, context_focus: str = ""
+    question: Question,
+    sources: Sequence[Hit],
+    vectors: SentenceVectors | None,
+    *,
+    context_focus: str = "",
+    context_weight: float = 0.5,
 ) -> list[Candidate]:
-    """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread."""
-    rows = _read_rows(question, sources, vectors, context_focus)
+    """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread.
+    `context_weight`: how much the earlier question counts in the meaning compared (1: an elliptical follow-up)."""
+    rows = _read_rows(question, sources, vectors, context_focus, context_weight)
     following = {
         (a.source, a.span.start): b.span
         for a, b in itertools.pairwise(rows)
@@ -307,12 +477,14 @@ def rank(
             row.span,
             row.relevance,
             row.relevance
-            + _kind_bonus(question, row.span.text)
+            + _kind_bonus(question, " ".join((row.label, row.span.text, row.code)))
             - _RANK_STEP * (row.source - 1)
             - _form_penalty(row.span.text),
             row.vector,
             row.previous,
             following.get((row.source, row.span.start)),
+            row.label,
+            row.code,
         )
         for row in rows
     ]

@@ -2,7 +2,11 @@
 
 Sentences are ranked by the retrieval model's similarity to the question (without its boilerplate and the
 creator's name), the question's rarer words present, and whether they carry the kind of fact asked for
-(relevance.py); the picks are diverse (MMR) and read in source order. The personality weight changes the
+(relevance.py); the picks are diverse (MMR) and read in source order. Technical text is quoted whole: a sentence
+that defines an option or a term comes with its term line ("-n, --dry-run: ..."), one that introduces code with the
+code, in backticks. A compound question or a comparison gets each part's best sentence too; a question put to a
+creator in the second person is read in their voice ("your starter" -> "my starter"); an elliptical follow-up ("And
+for IPv6?") leans on the question before it as much as on its own words. The personality weight changes the
 framing line only: the quoted sentences are the same at every dial position.
 """
 
@@ -19,7 +23,16 @@ import anyio
 from backend.chat.personality import WARM
 from backend.chat.prompt import Prompt, refusal_text, search_query_for
 from backend.chat.tiers.base import AlwaysReady, TextDelta
-from backend.grounding.relevance import FactKind, rank, read_question, select
+from backend.grounding.relevance import (
+    Candidate,
+    FactKind,
+    as_asked_of,
+    is_elliptical,
+    question_parts,
+    rank,
+    read_question,
+    select,
+)
 from backend.grounding.sentences import SentenceVectors
 from backend.settings import EmbeddingSettings, TierSettings
 
@@ -43,10 +56,23 @@ def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
         return refusal_text(creator, prompt.personality_weight, [hit.title for hit in prompt.sources])
     expanded = search_query_for(prompt.question, _history(prompt))
     context = expanded[: -len(prompt.question)].strip() if expanded.endswith(prompt.question) else ""
-    question = read_question(prompt.question, creator=creator, context=context)
+    question = as_asked_of(read_question(prompt.question, creator=creator, context=context), creator)
     context_focus = read_question(context, creator=creator).focus if context else ""
-    ranked = rank(question, prompt.sources, vectors, context_focus=context_focus)
+    # An elliptical follow-up ("And for a bare repository?") is read with the question before it in full.
+    weight = 1.0 if context and is_elliptical(prompt.question) else 0.5
+    ranked = rank(question, prompt.sources, vectors, context_focus=context_focus, context_weight=weight)
     picked = select(ranked, limit=_MAX_STEPS if question.kind is FactKind.steps else _MAX_SENTENCES)
+    parts = question_parts(prompt.question)
+    if picked and len(parts) > 1:
+        # A compound question or a comparison: each part's own best sentence, beside the whole question's best.
+        chosen = {(c.source, c.span.start) for c in picked}
+        for part in parts:
+            asked = as_asked_of(read_question(part, creator=creator, context=prompt.question), creator)
+            best = select(rank(asked, prompt.sources, vectors, context_focus=question.focus), limit=1)
+            if best and (best[0].source, best[0].span.start) not in chosen:
+                chosen.add((best[0].source, best[0].span.start))
+                picked.append(best[0])
+        picked.sort(key=lambda c: (c.source, c.span.start))
     if not picked:
         return refusal_text(creator, prompt.personality_weight, [hit.title for hit in prompt.sources])
     if first_person:
@@ -55,15 +81,29 @@ def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
         lead = f"Here is what {creator.name}'s content says:"
     else:
         lead = "Here is what the sources say:"
+    return f"{lead} {' '.join(_quotes(picked))}"
+
+
+def _quotes(picked: list[Candidate]) -> list[str]:
+    """Each pick as quoted, cited: with the sentence it leans on, the term it defines ("-n, --dry-run: ..."), the
+    code it introduces ("run: `make`") and, when brief, the sentence after it."""
     quoted: list[str] = []
     starts = {(c.source, c.span.start) for c in picked}
+    labelled: set[tuple[int, str]] = set()
     for c in picked:
         if c.leans_back and c.previous is not None and (c.source, c.previous.start) not in starts:
             quoted.append(f"{c.previous.text} [{c.source}]")
-        quoted.append(f"{c.span.text} [{c.source}]")
+        text = c.span.text
+        if c.label and (c.source, c.label) not in labelled:
+            labelled.add((c.source, c.label))
+            text = f"{c.label}: {text}"
+        if c.code:
+            # Ended like a sentence, so the claim check reads it as one.
+            text = f"{text} " + "; ".join(f"`{line}`" for line in c.code.splitlines()) + "."
+        quoted.append(f"{text} [{c.source}]")
         if c.is_brief and c.following is not None and (c.source, c.following.start) not in starts:
             quoted.append(f"{c.following.text} [{c.source}]")
-    return f"{lead} {' '.join(quoted)}"
+    return quoted
 
 
 def default_vectors() -> SentenceVectors:

@@ -115,3 +115,75 @@ def test_the_dial_changes_the_framing_only(vectors: SentenceVectors) -> None:
     ]
     assert answers[2].startswith("Here is what I wrote about it:")
     assert len({answer.split(":", 1)[1] for answer in answers}) == 1
+
+
+# Issue 37: technical text. Made-up manual pages: a definition list of options, code introduced by a colon.
+WIDGETCTL = [
+    hit(
+        1,
+        "OPTIONS\n\n-n\n\n--dry-run\n\nDo not remove anything; only show what would be removed.\n\n-f\n\n--force\n\n"
+        "Remove widgets even when they are locked by another user.",
+        title="widgetctl-prune: Options",
+        creator="manual",
+    ),
+    hit(
+        2,
+        "Widgets are kept in the spool directory until they are pruned. To list the widgets in the spool, run this "
+        "command:\n\nwidgetctl list --spool\n\nThe list shows the oldest widget first.",
+        title="widgetctl: Description",
+        creator="manual",
+    ),
+]
+MANUAL = Creator(slug="manual", name="Widget Manual")
+
+
+def test_a_flag_is_quoted_with_the_sentence_that_defines_it(vectors: SentenceVectors) -> None:
+    answer = compose_answer(
+        prompt_for("Which option shows what would be pruned without removing it?", sources=WIDGETCTL, creator=None),
+        vectors,
+    )
+    assert "-n, --dry-run: Do not remove anything; only show what would be removed. [1]" in answer
+
+
+def test_code_a_sentence_introduces_is_quoted_as_code(vectors: SentenceVectors) -> None:
+    answer = compose_answer(prompt_for("How do I list the widgets?", sources=WIDGETCTL, creator=None), vectors)
+    assert "run this command: `widgetctl list --spool`. [2]" in answer
+
+
+def test_a_compound_question_gets_a_sentence_for_each_part(vectors: SentenceVectors) -> None:
+    # Each part is answered by a different source; the whole question alone picked the first part's only.
+    sources = [
+        hit(1, "The loom at Spitalfields is built from seasoned oak. Its frame was restored in 1901."),
+        hit(2, "Weavers there change the warp every nine days. The cloth goes to the market on Fridays."),
+        hit(3, "Oak and walnut are the woods most looms were built from."),
+    ]
+    answer = compose_answer(
+        prompt_for(
+            "What wood is the Spitalfields loom made of, and how often do the weavers change the warp?",
+            sources=sources,
+            creator=None,
+        ),
+        vectors,
+    )
+    assert "seasoned oak" in answer and "every nine days" in answer
+
+
+def test_a_comparison_gets_each_sides_sentence(vectors: SentenceVectors) -> None:
+    sources = [
+        hit(1, "The freeze command stops the widget and keeps its state on disk, so thaw resumes it later."),
+        hit(2, "The drop command stops the widget and deletes its state; it cannot be resumed."),
+        hit(3, "Widgets report their state every minute to the spool."),
+    ]
+    answer = compose_answer(
+        prompt_for("What's the difference between freeze and drop?", sources=sources, creator=None), vectors
+    )
+    assert "keeps its state on disk" in answer and "deletes its state" in answer
+
+
+def test_a_second_person_question_to_a_creator_reads_as_their_first_person(vectors: SentenceVectors) -> None:
+    sources = [
+        hit(1, "Readers often name their starters after pets. A friend calls hers Dough Vader.", creator="hazel-marsh"),
+        hit(2, "My own starter is called Gerald, and I feed him every morning.", creator="hazel-marsh"),
+    ]
+    answer = compose_answer(prompt_for("What is your starter called?", sources=sources, creator=HAZEL), vectors)
+    assert "Gerald" in answer

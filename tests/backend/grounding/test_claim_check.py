@@ -81,3 +81,21 @@ def test_an_uncited_sentence_is_checked_against_every_source(vectors: SentenceVe
     (sentence,) = check.sentences
     assert sentence.sources == [] and sentence.supported
     assert sentence.quote is not None and sentence.quote.source == 2
+
+
+def test_a_refusal_is_not_a_claim_even_when_a_title_reads_as_sentences(vectors: SentenceVectors) -> None:
+    # Issue 37: the widget underlined the refusal's own sentence as "not found in the cited source" when a topic's
+    # title held ". " or ": " and split the refusal into pieces that looked like claims.
+    text = (
+        "Hazel Marsh's content doesn't cover this. The closest topics it does cover: “Proofing: Long Cold Nights In "
+        "The Fridge”, “Dr. Brassard. Crumb Structure Explained” and “Salt”."
+    )
+    check = check_answer(text, SOURCES, vectors, creator=HAZEL)
+    assert len(check.sentences) > 2  # the titles do split it
+    assert not any(s.claim for s in check.sentences), check.as_json()
+    assert check.unsupported_claims == 0
+    warm = "I haven't covered that in my content. The closest topics I do cover: “Salt: Why. How Much” and “Flour”."
+    assert check_answer(warm, SOURCES, vectors, creator=HAZEL).unsupported_claims == 0
+    # A claim after the refusal is still checked.
+    mixed = text + " Hazel adds three cups of sugar to every loaf."
+    assert check_answer(mixed, SOURCES, vectors, creator=HAZEL).unsupported_claims == 1
