@@ -75,6 +75,8 @@ def _question(row: dict[str, Any], fallback_id: str, creator: str | None = None)
         raise ValueError("question must be a non-empty string")
     facts = tuple(row.get("facts", ()))
     for fact in facts:
+        if any(ord(char) < 32 for char in fact):  # "\\b" written as "\b" in JSON is a backspace, not a word boundary
+            raise ValueError(f"fact pattern {fact!r} holds a control character (escape regex backslashes twice)")
         re.compile(fact)
     unanswerable = bool(row.get("unanswerable", False))
     if unanswerable == bool(facts):

@@ -13,6 +13,7 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
+from backend.errors import LorechatError
 from backend.settings import RetrievalSettings, Settings, get_settings
 from pipeline.cli import main
 from pipeline.eval_answers import TurnResult, load_questions, run_questions, summarize
@@ -45,6 +46,19 @@ def test_the_shipped_set_is_big_enough() -> None:
     assert turns >= 50
     assert sum(1 for q in questions if q.follow_up) >= 5
     assert sum(1 for q in questions if q.unanswerable) >= 10
+
+
+def test_a_fact_pattern_with_a_control_character_is_refused_with_its_line(tmp_path: Path) -> None:
+    # "\\b-n\\b" typed with single backslashes in JSON reads as backspaces: the pattern could never match.
+    bad = tmp_path / "answers.jsonl"
+    bad.write_text(
+        '{"id": "a", "question": "Which flag?", "facts": ["--force"]}\n'
+        '{"id": "b", "question": "Which flag previews?", "facts": ["--dry-run|\\\\B-n\\b"]}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(LorechatError) as raised:
+        load_questions(bad)
+    assert ":2: not a question line" in raised.value.message and "control character" in raised.value.message
 
 
 def test_extractive_tier_meets_the_floors(extractive_run: list[TurnResult]) -> None:
