@@ -77,12 +77,14 @@ class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     # Candidates each retriever hands to fusion.
     prefetch_limit: int = Field(50, ge=1, le=1000)
-    # Hybrid fusion inside the engine: dbsf (distribution-based score fusion: +0.03 MRR@10 on the PostgreSQL-manual
-    # set, no loss on the demo set) or rrf (weighted reciprocal rank). BENCHMARKS.md, "Retrieval quality".
+    # Hybrid fusion inside the engine: dbsf (distribution-based score fusion) or rrf (weighted reciprocal rank).
+    # BENCHMARKS.md, "Retrieval quality".
     fusion: Literal["rrf", "dbsf"] = "dbsf"
     rrf_k: int = Field(60, ge=1, le=1000)
-    # RRF weight of each retriever's list (dbsf ignores them).
-    dense_weight: float = Field(1.0, gt=0, le=10)
+    # Weight of each retriever's list: rrf divides its ranks by it; dbsf sums its normalised scores that many times
+    # (the prefetch repeated, in whole numbers up to 4: stores/protocol.py, Fusion). Dense at 1.5 (3:2) was kept by
+    # the rule across the five eval sets: a lone BM25 outlier on a common word outranks dense's clear best less often.
+    dense_weight: float = Field(1.5, gt=0, le=10)
     bm25_weight: float = Field(1.0, gt=0, le=10)
     snippet_chars: int = Field(320, ge=40)
     # Searches in flight at once (each in a worker thread) ... The model runs one query at a time anyway (the

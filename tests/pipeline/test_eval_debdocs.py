@@ -24,17 +24,17 @@ NAMES = sorted(SETS)
 # a drop of more than that on any one set is a regression, whatever the other sets do.
 FLOORS: dict[str, dict[str, dict[str, float]]] = {
     "gitdocs": {
-        "hybrid": {"mrr@10": 0.84, "ndcg@10": 0.83},
+        "hybrid": {"mrr@10": 0.85, "ndcg@10": 0.84},
         "dense": {"mrr@10": 0.80, "ndcg@10": 0.79},
         "bm25": {"mrr@10": 0.76, "ndcg@10": 0.76},
     },
     "handbook": {
-        "hybrid": {"mrr@10": 0.90, "ndcg@10": 0.90},
+        "hybrid": {"mrr@10": 0.92, "ndcg@10": 0.91},
         "dense": {"mrr@10": 0.93, "ndcg@10": 0.91},
         "bm25": {"mrr@10": 0.81, "ndcg@10": 0.80},
     },
     "debref": {
-        "hybrid": {"mrr@10": 0.91, "ndcg@10": 0.91},
+        "hybrid": {"mrr@10": 0.93, "ndcg@10": 0.92},
         "dense": {"mrr@10": 0.96, "ndcg@10": 0.94},
         "bm25": {"mrr@10": 0.84, "ndcg@10": 0.84},
     },

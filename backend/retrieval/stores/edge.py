@@ -274,9 +274,9 @@ class EdgeStore:
                 return []
             request = qe.QueryRequest(limit=limit, query=sparse, filter=where, with_payload=False)
         else:
-            prefetches = [qe.Prefetch(limit=prefetch_limit, query=dense, params=self._params)]
-            if has_terms:
-                prefetches.append(qe.Prefetch(limit=prefetch_limit, query=sparse))
+            dense_times, bm25_times = fusion.prefetch_repeats(has_terms=has_terms)
+            prefetches = [qe.Prefetch(limit=prefetch_limit, query=dense, params=self._params)] * dense_times
+            prefetches += [qe.Prefetch(limit=prefetch_limit, query=sparse)] * bm25_times
             request = qe.QueryRequest(
                 limit=limit,
                 prefetches=prefetches,

@@ -22,14 +22,18 @@ TENANT_FIELD = "creator"
 
 # Reciprocal-rank-fusion constant: 60 is the value from the original RRF paper and damps rank-1 spikes.
 RRF_K = 60
+# DBSF weights are whole-number prefetch repeats, each a search: at most this many per retriever.
+MAX_DBSF_REPEATS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Fusion:
     """How hybrid mode fuses its dense and BM25 candidates, inside the engine (both adapters, same meaning).
 
-    rrf: sum over lists of weight / (k + rank); dbsf: Qdrant's distribution-based score fusion (each list's
-    scores normalised by mean ± 3 standard deviations, then summed; weights do not apply).
+    rrf: sum over lists of 1 / (k - 1 + rank / weight) (Qdrant's weighted RRF: a weight divides its list's ranks);
+    dbsf: Qdrant's distribution-based score fusion (each list's scores normalised by mean ± 3 standard deviations,
+    then summed). Qdrant's DBSF takes no weights, so a list's weight is given by sending its prefetch that many
+    times (`prefetch_repeats`): DBSF sums every list, so a list sent three times counts three times.
     """
 
     method: Literal["rrf", "dbsf"] = "rrf"
@@ -42,6 +46,19 @@ class Fusion:
         if self.dense_weight == self.bm25_weight == 1.0:
             return None
         return [self.dense_weight, self.bm25_weight] if has_terms else [self.dense_weight]
+
+    def prefetch_repeats(self, *, has_terms: bool) -> tuple[int, int]:
+        """How many times hybrid sends the dense and the BM25 prefetch: once each for RRF (its weights are its
+        own); for DBSF, the weights' ratio in the nearest whole numbers up to MAX_DBSF_REPEATS (1.5 → 3 and 2).
+        Without query terms there is no BM25 list, and one dense list fuses to its own order."""
+        if not has_terms:
+            return 1, 0
+        if self.method != "dbsf" or self.dense_weight == self.bm25_weight:
+            return 1, 1
+        ratio = self.dense_weight / self.bm25_weight
+        counts = range(1, MAX_DBSF_REPEATS + 1)
+        # Nearest ratio; among equals the fewest prefetches (2:2 is 1:1).
+        return min(((d, b) for d in counts for b in counts), key=lambda db: (abs(db[0] / db[1] - ratio), sum(db)))
 
 
 DEFAULT_FUSION = Fusion()

@@ -248,9 +248,10 @@ class ServerStore:
                 return []
             arguments.update(query=sparse, using=SPARSE_VECTOR)
         else:
-            prefetch = [qm.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, params=self._params)]
-            if has_terms:
-                prefetch.append(qm.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=prefetch_limit))
+            dense_times, bm25_times = fusion.prefetch_repeats(has_terms=has_terms)
+            dense_prefetch = qm.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, params=self._params)
+            bm25_prefetch = qm.Prefetch(query=sparse, using=SPARSE_VECTOR, limit=prefetch_limit)
+            prefetch = [dense_prefetch] * dense_times + [bm25_prefetch] * bm25_times
             arguments.update(prefetch=prefetch, query=_fusion(fusion, has_terms=has_terms))
         with self._guard():
             # One round trip per query on a server (a missing collection answers 404 → unavailable);

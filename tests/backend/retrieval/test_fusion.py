@@ -1,0 +1,74 @@
+"""Weighted hybrid fusion (issue 37): Qdrant's DBSF takes no weights, so a list's weight is its prefetch repeated; the
+rule that turns weights into repeats, and what the engines make of it (the weighted sum of normalised scores)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from backend.retrieval.search import Retriever
+from backend.retrieval.stores.protocol import MAX_DBSF_REPEATS, Fusion
+from backend.stages import Hit
+
+
+@pytest.mark.parametrize(
+    ("dense_weight", "bm25_weight", "repeats"),
+    [
+        (1.0, 1.0, (1, 1)),
+        (2.0, 2.0, (1, 1)),  # equal weights: one prefetch each, never 2 and 2
+        (1.5, 1.0, (3, 2)),
+        (3.0, 2.0, (3, 2)),
+        (2.0, 1.0, (2, 1)),
+        (1.0, 2.0, (1, 2)),
+        (1.0, 3.0, (1, 3)),
+        (1.3, 1.0, (4, 3)),  # the nearest ratio in whole numbers up to the cap
+        (10.0, 0.1, (MAX_DBSF_REPEATS, 1)),  # beyond the cap: as far as it goes
+    ],
+)
+def test_dbsf_weights_become_prefetch_repeats(
+    dense_weight: float, bm25_weight: float, repeats: tuple[int, int]
+) -> None:
+    fusion = Fusion(method="dbsf", dense_weight=dense_weight, bm25_weight=bm25_weight)
+    assert fusion.prefetch_repeats(has_terms=True) == repeats
+
+
+def test_rrf_and_termless_queries_send_each_list_once() -> None:
+    weighted_rrf = Fusion(method="rrf", dense_weight=1.5, bm25_weight=1.0)
+    assert weighted_rrf.prefetch_repeats(has_terms=True) == (1, 1)  # RRF's weights travel as weights
+    assert weighted_rrf.weights(has_terms=True) == [1.5, 1.0]
+    # A query of stopwords only has no BM25 list: one dense prefetch, whatever the weights.
+    assert Fusion(method="dbsf", dense_weight=1.5).prefetch_repeats(has_terms=False) == (1, 0)
+
+
+def normalised(hits: list[Hit]) -> dict[str, float]:
+    """Qdrant's DBSF normalisation of one list: (score - (mean - 3 sd)) / (6 sd), sample sd; 0.5 without spread."""
+    scores = [hit.score for hit in hits]
+    mean, sd = statistics.fmean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return {hit.chunk_id: 0.5 if sd == 0 else (hit.score - (mean - 3 * sd)) / (6 * sd) for hit in hits}
+
+
+@pytest.mark.parametrize(("dense_weight", "bm25_weight"), [(1.5, 1.0), (1.0, 2.0)])
+def test_weighted_dbsf_is_the_weighted_sum_of_normalised_scores(
+    retriever: Retriever, dense_weight: float, bm25_weight: float
+) -> None:
+    """Both adapters: the fused score of a chunk is its normalised dense score and its normalised BM25 score, each
+    list normalised over the prefetch's candidates, summed in the weights' ratio (1.5 and 1: 3 times and twice)."""
+    fusion = Fusion(method="dbsf", dense_weight=dense_weight, bm25_weight=bm25_weight)
+    dense_times, bm25_times = fusion.prefetch_repeats(has_terms=True)
+    assert dense_times / bm25_times == dense_weight / bm25_weight
+    prefetch = 6
+    checked = 0
+    for query in ("steam in the oven for a crisp crust", "how long should sourdough proof in the fridge"):
+        vectors = retriever.query_vectors(query, mode="hybrid")
+        dense, bm25 = (
+            normalised(retriever.store.search(vectors, k=prefetch, mode=mode, prefetch_limit=prefetch))
+            for mode in ("dense", "bm25")
+        )
+        assert dense and bm25, query
+        fused = retriever.store.search(vectors, k=prefetch, mode="hybrid", prefetch_limit=prefetch, fusion=fusion)
+        for hit in fused:
+            expected = dense_times * dense.get(hit.chunk_id, 0.0) + bm25_times * bm25.get(hit.chunk_id, 0.0)
+            assert hit.score == pytest.approx(expected, rel=1e-3, abs=1e-4), (query, hit.chunk_id)
+            checked += 1
+    assert checked >= prefetch  # not vacuous: the fused lists were checked point by point
