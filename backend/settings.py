@@ -386,6 +386,13 @@ class CuratedSettings(BaseModel):
     refresh_seconds: float = Field(1.0, gt=0, le=60)
     # Follow-up suggestions under an answer (`done.suggestions`), at most; 0 turns them off.
     suggestions: int = Field(3, ge=0, le=3)
+    # Also ask the model tier that answered (openai, llama_cpp) for follow-ups, each kept only when the turn's
+    # sources answer it: one more upstream call per answered turn, so off unless set.
+    model_suggestions: bool = False
+    # That call holds `done` back at most this long (a failure or a stall costs only its suggestions) and may write
+    # this many tokens.
+    model_suggestions_seconds: float = Field(1.5, gt=0, le=10)
+    model_suggestions_tokens: int = Field(64, ge=16, le=256)
     # Starter questions the widget shows before the first question, at most; 0 turns them off.
     starters: int = Field(4, ge=0, le=4)
 
@@ -416,13 +423,6 @@ class Settings(BaseSettings):
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     curated: CuratedSettings = Field(default_factory=CuratedSettings)
 
-    # Also ask the model tier that answered (openai, llama_cpp) for follow-ups, each kept only when the turn's
-    # sources answer it: one more upstream call per answered turn, so off unless set.
-    model_suggestions: bool = False
-    # That call holds `done` back at most this long (a failure or a stall costs only its suggestions) and may write
-    # this many tokens.
-    model_suggestions_seconds: float = Field(1.5, gt=0, le=10)
-    model_suggestions_tokens: int = Field(64, ge=16, le=256)
     @classmethod
     def settings_customise_sources(
         cls,
