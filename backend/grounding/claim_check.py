@@ -33,10 +33,24 @@ _FRAMING = re.compile(
 )
 # The reply when the content does not cover a question (chat/prompt.py's refusal_text), the closest topics' titles
 # included: a title may hold ". " or ": " and read as sentences of its own, but a refusal claims nothing.
-_REFUSAL = re.compile(
-    r"(?:\bI haven't covered that in my content\.|[^.!?\n]*\bcontent doesn't cover this\.)"
-    r"(?:\s+The closest topics (?:it does|I do) cover: (?:“[^”]*”(?:, | and )?)+\.)?"
-)
+# Found by their fixed phrases, then widened to the sentence's start by one look back: a pattern that scanned for
+# the sentence's start itself would be quadratic in an answer with no sentence ends (a runaway upstream's).
+_REFUSAL = re.compile(r"\bI haven't covered that in my content\.|\bcontent doesn't cover this\.")
+_CLOSEST_TOPICS = re.compile(r"\s+The closest topics (?:it does|I do) cover: (?:“[^”]*”(?:, | and )?)+\.")
+
+
+def refusal_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` holds the refusal (its closest topics included), as (start, end) spans."""
+    spans = []
+    for match in _REFUSAL.finditer(text):
+        start = match.start()
+        if not match.group().startswith("I "):  # "<creator>'s content doesn't cover this.": from the sentence's start
+            start = max(text.rfind(end, 0, start) for end in ".!?\n") + 1
+        topics = _CLOSEST_TOPICS.match(text, match.end())
+        spans.append((start, topics.end() if topics else match.end()))
+    return spans
+
+
 # Supported when the score reaches this and every fact is stated (calibrated in tests/backend/grounding/
 # test_claim_check.py on quoted, paraphrased and invented sentences; BENCHMARKS.md "Answer checks").
 SUPPORT_THRESHOLD = 0.6
@@ -118,7 +132,7 @@ def check_answer(
     stand in one span of the cited text is supported (score = that share); only the rest are embedded, which
     keeps the check to milliseconds for quoting answers and bounds it for paraphrasing ones."""
     spans = answer_sentences(text)
-    refusals = [(m.start(), m.end()) for m in _REFUSAL.finditer(text)]
+    refusals = refusal_spans(text)
     # Term and code lines read as headings (short, unpunctuated) but an answer quotes them ("-n, --dry-run: ..."):
     # every line is evidence.
     source_spans = [list(split_sentences(hit.text)) for hit in sources]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.grounding.claim_check import answer_sentences, check_answer, cited_numbers
+from backend.grounding.claim_check import answer_sentences, check_answer, cited_numbers, refusal_spans
 from backend.grounding.facts import Quantity, names, quantities
 from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import Embedder
@@ -99,3 +99,14 @@ def test_a_refusal_is_not_a_claim_even_when_a_title_reads_as_sentences(vectors: 
     # A claim after the refusal is still checked.
     mixed = text + " Hazel adds three cups of sugar to every loaf."
     assert check_answer(mixed, SOURCES, vectors, creator=HAZEL).unsupported_claims == 1
+
+
+def test_the_refusal_is_found_in_linear_time_in_an_answer_with_no_sentence_ends() -> None:
+    # A runaway upstream's answer: thousands of words, no sentence end. The refusal's pattern once scanned back for
+    # a sentence start from every position (quadratic: minutes for 16,000 characters); now one pass and a look back.
+    runaway = " ".join(f"word{i:05d}" for i in range(20_000))
+    assert refusal_spans(runaway) == []
+    text = f"{runaway} so Hazel's content doesn't cover this."
+    assert refusal_spans(text) == [(0, len(text))]
+    warm = "Sure. I haven't covered that in my content. The closest topics I do cover: “Salt” and “Yeast”."
+    assert refusal_spans(warm) == [(warm.index("I haven't"), len(warm))]
