@@ -368,6 +368,37 @@ class ChannelSettings(BaseModel):
     max_backoff_hours: float = Field(24.0, gt=0)
 
 
+class JobsSettings(BaseModel):
+    """Where ingest jobs run (pipeline/jobs/; docs/deployment.md, "Ingest workers"): in the process that asks
+    (`local`), or as durable Temporal workflows on any number of `lorechat worker` processes (`temporal`, which
+    needs `index.kind: server`: an embedded Edge shard admits one process)."""
+
+    engine: Literal["local", "temporal"] = "local"
+    # The Temporal frontend (host:port), its namespace, and the task queue workers poll.
+    temporal_address: str = Field("127.0.0.1:7233", min_length=3, max_length=255)
+    namespace: str = Field("default", min_length=1, max_length=255)
+    task_queue: str = Field("lorechat-ingest", min_length=1, max_length=255)
+    # A worker runs this many batches at once (one model per process, shared), each embedding with this many
+    # threads (ONNX Runtime's intra-op threads; the worker sets embedding.threads to it).
+    concurrency: int = Field(2, ge=1, le=64)
+    embedding_threads: int = Field(1, ge=1, le=256)
+    # A batch (one activity) holds about batch_chunks chunks (the embedder works best on full batches: a quarter as
+    # many cost ~25 % more per chunk) and at most batch_documents documents; parallel_batches are in flight at once
+    # per job across every worker.
+    batch_chunks: int = Field(256, ge=1, le=100_000)
+    batch_documents: int = Field(512, ge=1, le=10_000)
+    parallel_batches: int = Field(8, ge=1, le=256)
+    # A batch whose worker has not reported for this long is presumed lost and retried on another worker, from
+    # the last document it reported written.
+    heartbeat_seconds: float = Field(30.0, ge=1, le=3600)
+    # Attempts at a step that fails for a transient reason (the index or the database unreachable), with
+    # exponential back-off; a batch that still fails becomes report lines and the job goes on.
+    max_attempts: int = Field(6, ge=1, le=100)
+    # On SIGTERM a worker stops taking batches, finishes the chunks it is embedding and hands the rest of its
+    # batches back (another worker resumes them); after this long it exits regardless.
+    shutdown_grace_seconds: float = Field(30.0, gt=0, le=3600)
+
+
 class CuratedSettings(BaseModel):
     """Curated answers, starter questions and follow-up suggestions (backend/curation/answers.py)."""
 
@@ -422,6 +453,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     channels: ChannelSettings = Field(default_factory=ChannelSettings)
     curated: CuratedSettings = Field(default_factory=CuratedSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
 
     @classmethod
     def settings_customise_sources(

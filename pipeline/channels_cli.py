@@ -146,6 +146,7 @@ def add(
         )  # fmt: skip
 
     channel = _db(settings, store)
+    _schedule(settings, channel.id)
     if as_json:
         click.echo(dumps(channel_json(channel)))
         return
@@ -198,7 +199,9 @@ def pause(channel_id: int) -> None:
     """Stop syncing channel ID (its documents stay indexed)."""
     from backend.curation import channels_store
 
-    _one(get_settings(), channel_id, lambda s: channels_store.set_paused(s, channel_id, paused=True))
+    settings = get_settings()
+    _one(settings, channel_id, lambda s: channels_store.set_paused(s, channel_id, paused=True))
+    _schedule(settings, channel_id)
     click.echo(f"Paused channel {channel_id}.", err=True)
 
 
@@ -208,7 +211,9 @@ def resume(channel_id: int) -> None:
     """Sync channel ID on its interval again (at once if it came due while paused)."""
     from backend.curation import channels_store
 
-    _one(get_settings(), channel_id, lambda s: channels_store.set_paused(s, channel_id, paused=False))
+    settings = get_settings()
+    _one(settings, channel_id, lambda s: channels_store.set_paused(s, channel_id, paused=False))
+    _schedule(settings, channel_id)
     click.echo(f"Resumed channel {channel_id}.", err=True)
 
 
@@ -299,6 +304,14 @@ def print_report(report: dict[str, Any]) -> None:
         click.echo(f"  ✗ {safe(failure['source'])}: {safe(failure['error'])}", err=True)
     for note in report.get("notes") or []:
         click.echo(f"  · {safe(note)}", err=True)
+
+
+def _schedule(settings: Settings, channel_id: int) -> None:
+    """jobs.engine temporal: the channel's Temporal schedule follows the change (pipeline/jobs/schedules.py)."""
+    if settings.jobs.engine == "temporal":
+        from pipeline.jobs.schedules import sync_schedules
+
+        sync_schedules(settings, changed=channel_id)
 
 
 def _remote(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -25,6 +25,8 @@ from pipeline.creators import CreatorError
 from pipeline.eval_answers_cli import eval_answers
 from pipeline.eval_cli import eval_command
 from pipeline.gaps_cli import gaps
+from pipeline.jobs.worker import worker
+from pipeline.jobs_cli import jobs
 from pipeline.progress import RichProgress
 from pipeline.sites_cli import sites
 from pipeline.terminal import dumps, markup, safe
@@ -97,12 +99,18 @@ def open_index(settings: Settings) -> Iterator[Any]:
 @click.option("--prune", is_flag=True, help="Remove indexed documents that no longer exist in their creator's folder.")
 @click.option("--dry-run", is_flag=True, help="Parse and compare with the index, but write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_run: bool, as_json: bool) -> None:
+@click.option(
+    "--detach", is_flag=True, help="jobs.engine temporal: start (or join) the job, print its id and return at once."
+)
+def ingest(
+    paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_run: bool, as_json: bool, detach: bool
+) -> None:
     """Parse, chunk, embed and index creators' content from PATHS.
 
     A PATH is a content folder (one sub-folder per creator, each with a creator.yaml), a creator folder,
     or single files inside a creator folder. Unchanged documents are skipped, so re-running is cheap.
-    Exits 1 when any file failed; the other files are still indexed.
+    Exits 1 when any file failed; the other files are still indexed. With jobs.engine temporal the ingest is a
+    durable job on `lorechat worker` processes (a second start of the same ingest joins the running one).
     """
     from pipeline.indexer import Indexer
     from pipeline.ingest import IngestReport
@@ -110,6 +118,15 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
 
     settings = get_settings()
     started = datetime.now(UTC)
+    on_temporal = _on_temporal(settings)
+    if detach and (dry_run or not on_temporal):
+        raise click.UsageError("--detach starts a job on the workers: it needs jobs.engine: temporal, and no --dry-run")
+    if not dry_run and on_temporal:  # a durable job on the workers (a dry run writes nothing: here)
+        report = _ingest_job(settings, list(paths), only_creator=only_creator, prune=prune, detach=detach)
+        if report is None:
+            return
+        _finish(report, as_json)
+        return
     try:
         with open_index(settings) as retriever:
             report = Indexer.from_settings(settings, retriever).ingest(
@@ -135,11 +152,39 @@ def ingest(paths: tuple[Path, ...], only_creator: str | None, prune: bool, dry_r
             ingest_through_server(settings, list(paths), only_creator=only_creator, prune=prune, dry_run=dry_run),
             dry_run=dry_run,
         )
+    _finish(report, as_json)
+
+
+def _finish(report: Any, as_json: bool) -> None:
     if as_json:
         click.echo(dumps(report.as_json()))
     else:
         _print_report(report)
     sys.exit(1 if report.failed else 0)
+
+
+def _on_temporal(settings: Settings) -> bool:
+    from pipeline.jobs.client import uses_temporal
+
+    return uses_temporal(settings)
+
+
+def _ingest_job(
+    settings: Settings, paths: list[Path], *, only_creator: str | None, prune: bool, detach: bool
+) -> Any:
+    """Start the ingest as a job (or join the one running for the same paths or creator) and wait for its report;
+    with --detach, only start it. The job records its own run (ingest_runs)."""
+    from pipeline.ingest import IngestReport
+    from pipeline.jobs.client import Jobs
+
+    client = Jobs(settings)
+    started = client.start_ingest(paths, only_creator=only_creator, prune=prune, origin="cli")
+    verb = "Joined the running job" if started.joined else "Started job"
+    err.print(f"{verb} {markup(started.id)} (`lorechat jobs show {markup(started.id)}` follows it).")
+    if detach:
+        click.echo(dumps({"job": started.id, "run": started.run, "joined": started.joined}))
+        return None
+    return IngestReport.from_json(client.wait(started.id, started.run))
 
 
 def _print_report(report: Any) -> None:
@@ -263,7 +308,7 @@ def delete(creator: str | None, document_id: str | None, yes: bool) -> None:
     err.print(f"Deleted {removed} chunks of {markup(target)}.")
 
 
-for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps, channels, answers):
+for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps, channels, answers, jobs, worker):
     main.add_command(command)
 
 

@@ -20,7 +20,8 @@ from backend.storage.repository import Sessions
 from pipeline.catalog_update import CatalogWriter, delete
 from pipeline.chunk import chunk_document
 from pipeline.curator_db import OwnEngine, ServiceLoop
-from pipeline.ingest import OPTIMIZE_AFTER_CHUNKS, BatchWriter, Failure, IngestReport, ingest, ingest_documents
+from pipeline.jobs.activities import OPTIMIZE_AFTER_CHUNKS, BatchWriter, Failure, IngestReport, Target
+from pipeline.jobs.local import run_documents, run_ingest
 from pipeline.progress import Progress
 
 
@@ -47,6 +48,14 @@ class Indexer:
     def store(self) -> Store:
         return self.retriever.store
 
+    @property
+    def target(self) -> Target:
+        """What a job's steps write to (pipeline/jobs/activities.py)."""
+        return Target(
+            retriever=self.retriever, catalog=self.catalog, size_tokens=self.chunking.size_tokens,
+            overlap_tokens=self.chunking.overlap_tokens, sentence_vectors=self.chunking.sentence_vectors,
+        )  # fmt: skip
+
     def ingest(
         self,
         paths: Sequence[Path],
@@ -56,19 +65,11 @@ class Indexer:
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> IngestReport:
-        """Creator folders or files → index and catalog, idempotently (see pipeline/ingest.py)."""
-        return ingest(
-            paths,
-            retriever=self.retriever,
-            store=self.store,
-            catalog=self._catalog(),
-            size_tokens=self.chunking.size_tokens,
-            overlap_tokens=self.chunking.overlap_tokens,
-            only_creator=only_creator,
-            prune=prune,
-            dry_run=dry_run,
-            progress=progress,
-            sentence_vectors=self.chunking.sentence_vectors,
+        """Creator folders or files → index and catalog, idempotently, in this process (pipeline/ingest.py,
+        pipeline/jobs/local.py)."""
+        self._catalog()
+        return run_ingest(
+            self.target, paths, only_creator=only_creator, prune=prune, dry_run=dry_run, progress=progress
         )
 
     def ingest_documents(
@@ -83,20 +84,8 @@ class Indexer:
     ) -> IngestReport:
         """Documents made elsewhere (a channel's items) → index and catalog, through ingest's hash gate; with
         `prune`, the documents `owns` claims that are neither given nor kept are removed (pipeline/ingest.py)."""
-        return ingest_documents(
-            creator,
-            documents,
-            retriever=self.retriever,
-            store=self.store,
-            catalog=self._catalog(),
-            size_tokens=self.chunking.size_tokens,
-            overlap_tokens=self.chunking.overlap_tokens,
-            owns=owns,
-            keep=keep,
-            prune=prune,
-            failed=failed,
-            sentence_vectors=self.chunking.sentence_vectors,
-        )
+        self._catalog()
+        return run_documents(self.target, creator, documents, owns=owns, keep=keep, prune=prune, failed=failed)
 
     def delete(self, *, creator: str | None = None, document_id: str | None = None) -> int:
         return delete(store=self.store, catalog=self._catalog(), creator=creator, document_id=document_id)

@@ -1,5 +1,6 @@
-"""Recording `lorechat ingest` runs in the service's database (the dashboard lists them; the gap inbox reopens
-resolved topics after the next ingest). A database that cannot be reached never fails the ingest itself."""
+"""Recording ingest runs in the service's database (the dashboard lists them; the gap inbox reopens resolved topics
+after the next ingest): `lorechat ingest`'s (a database that cannot be reached never fails the ingest itself), and
+the report step of a job on the workers (pipeline/jobs/), whose report names its job and run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from backend.curation import runs_store
 from backend.errors import LorechatError
 from backend.settings import Settings
-from pipeline.curator_db import with_sessions
+from pipeline.curator_db import Database, with_sessions
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +40,30 @@ def record_cli_run(
         log.warning("the ingest ran but could not be recorded in the database: %s", exc)
         return False
     return True
+
+
+def record_job_run(
+    database: Database,
+    *,
+    job: str,
+    run: str,
+    origin: str,
+    creator: str | None,
+    paths: list[str],
+    ok: bool,
+    report: dict[str, Any],
+    error: str | None,
+    started_at: datetime,
+    finished_at: datetime,
+) -> str:
+    """A job's run (pipeline/jobs/temporal_activities.py's report step), tagged with its job id and run id so
+    `lorechat jobs show` finds it; failures propagate (the step is retried)."""
+    tagged = {**report, "job": job, "run": run}
+
+    def record(sessions: Any) -> Any:
+        return runs_store.record_run(
+            sessions, origin=origin, creator=creator, paths=paths, dry_run=False, ok=ok, report=tagged, error=error,
+            started_at=started_at, finished_at=finished_at,
+        )  # fmt: skip
+
+    return database.run(record)

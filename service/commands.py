@@ -22,9 +22,11 @@ def serve(host: str | None, port: int | None) -> None:
     from backend.settings import get_settings
     from backend.stream.server import Server, uvicorn_config
     from pipeline.channels.sync import ChannelSync
-    from pipeline.indexer import Indexer
+    from pipeline.jobs.client import ingest_runner, require_shared_index
 
     settings = get_settings()
+    # jobs.engine temporal with the embedded Edge index cannot work (the workers could not write it): refused here.
+    require_shared_index(settings)
     configure_logging(settings.log_level)
     limit_malloc_arenas(settings.server.malloc_arenas)  # before the app starts any thread
     # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP, channel
@@ -32,7 +34,7 @@ def serve(host: str | None, port: int | None) -> None:
     config = uvicorn_config(
         create_app(
             settings,
-            ingest=partial(Indexer.from_settings, settings),
+            ingest=ingest_runner(settings),
             channels=partial(ChannelSync.for_service, settings),
         ),
         settings.server,

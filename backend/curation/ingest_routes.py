@@ -24,6 +24,7 @@ from backend.storage.models import utcnow
 # Given the service's retriever and its database sessions, the pipeline's indexer for them
 # (`pipeline.indexer.Indexer.from_settings`): its `ingest(paths, *, only_creator, prune, dry_run)`, run in a worker
 # thread, writes the catalog through those sessions on the service's event loop and returns a report with as_json().
+# With jobs.engine temporal it is a job on the workers instead (pipeline/jobs/client.py: `records_runs`).
 IngestRunner = Callable[..., Any]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], include_in_schema=True)
@@ -75,9 +76,10 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
         raise LorechatError(ErrorCode.conflict, "Another ingest is running; try again when it finishes", retry_after=5)
     async with INGEST_LOCK:
         started = utcnow()
+        runner = indexer_for(retriever, sessions=request.state.sessions)
         report = await anyio.to_thread.run_sync(
             partial(
-                indexer_for(retriever, sessions=request.state.sessions).ingest,
+                runner.ingest,
                 [Path(path) for path in body.paths],
                 only_creator=body.creator,
                 prune=body.prune,
@@ -85,11 +87,13 @@ async def ingest(body: IngestRequest, request: Request) -> dict[str, Any]:
             )
         )
     result: dict[str, Any] = report.as_json()
-    # In SQL for the curator dashboard and the gap inbox's "reopen after the next ingest" rule.
-    await runs_store.record_run(
-        request.state.sessions, origin="admin", creator=body.creator, paths=body.paths, dry_run=body.dry_run,
-        ok=not result.get("failed"), report=result, error=None, started_at=started, finished_at=utcnow(),
-    )  # fmt: skip
+    # In SQL for the curator dashboard and the gap inbox's "reopen after the next ingest" rule; an ingest that ran as
+    # a job on the workers (jobs.engine temporal) recorded its own run.
+    if body.dry_run or not getattr(runner, "records_runs", False):
+        await runs_store.record_run(
+            request.state.sessions, origin="admin", creator=body.creator, paths=body.paths, dry_run=body.dry_run,
+            ok=not result.get("failed"), report=result, error=None, started_at=started, finished_at=utcnow(),
+        )  # fmt: skip
     if not body.dry_run:
         await request.state.shared_catalog.refresh(force=True)  # this replica sees it now, the others within a second
     return result

