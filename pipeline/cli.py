@@ -7,6 +7,8 @@ visitors, the database or argv is printed inert (pipeline/terminal.py, C1), erro
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +55,23 @@ class LorechatGroup(click.Group):
         with _inert_usage_errors():
             return super().make_context(info_name, args, parent, **extra)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exit_:
+            if not _temporal_used():
+                raise
+            # The Temporal client's Rust threads can outlive the command and abort the interpreter's teardown
+            # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300: exit code -6 after a finished job).
+            # Run the exit handlers, flush, and leave without the teardown.
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if not isinstance(exit_.code, int | None):
+                print(exit_.code, file=sys.stderr)
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with _inert_usage_errors():
@@ -65,6 +84,12 @@ class LorechatGroup(click.Group):
             # creators): one line naming the folder, like a usage error, never a traceback.
             err.print(f"[bold red]error:[/] {markup(exc)}")
             sys.exit(2)
+
+
+def _temporal_used() -> bool:
+    """Whether this process connected to Temporal (without importing the SDK to find out)."""
+    client = sys.modules.get("pipeline.jobs.client")
+    return bool(client is not None and client.connected_once.is_set())
 
 
 @click.group(cls=LorechatGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,9 +194,7 @@ def _on_temporal(settings: Settings) -> bool:
     return uses_temporal(settings)
 
 
-def _ingest_job(
-    settings: Settings, paths: list[Path], *, only_creator: str | None, prune: bool, detach: bool
-) -> Any:
+def _ingest_job(settings: Settings, paths: list[Path], *, only_creator: str | None, prune: bool, detach: bool) -> Any:
     """Start the ingest as a job (or join the one running for the same paths or creator) and wait for its report;
     with --detach, only start it. The job records its own run (ingest_runs)."""
     from pipeline.ingest import IngestReport

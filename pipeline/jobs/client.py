@@ -297,8 +297,14 @@ class Jobs:
         return run_sync(call())
 
 
+# Set once this process has a Temporal client: its threads make `lorechat` leave without interpreter teardown
+# (pipeline/cli.py, LorechatGroup.main).
+connected_once = threading.Event()
+
+
 async def connect(settings: Settings) -> Client:
     jobs = settings.jobs
+    connected_once.set()
     try:
         return await asyncio.wait_for(
             Client.connect(jobs.temporal_address, namespace=jobs.namespace), timeout=CONNECT_SECONDS
