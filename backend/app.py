@@ -26,6 +26,7 @@ from backend.credential_guard import CredentialGuard
 from backend.curation import answers_routes, channels_routes, dashboard_routes, feedback_routes, ingest_routes
 from backend.curation.answers import CuratedAnswers, question_embedder
 from backend.curation.channels_routes import ChannelRunner
+from backend.curation.dashboard import JobsReader
 from backend.curation.feedback_routes import feedback_limiter
 from backend.curation.ingest_routes import IngestRunner
 from backend.grounding.sentences import SentenceVectors
@@ -78,10 +79,12 @@ def create_app(
     wait_for_models_seconds: float = 0.0,
     ingest: IngestRunner | None = None,
     channels: ChannelRunner | None = None,
+    jobs: JobsReader | None = None,
 ) -> FastAPI:
     """The app. `ingest` (the pipeline's ingest function) enables `POST /api/v1/admin/ingest`, `channels` (the
     pipeline's channel sync) the channel routes and, with `channels.scheduler`, syncing due channels in the
-    background; the composition root passes both, so the backend itself never imports the pipeline."""
+    background, `jobs` (the Temporal jobs client, with `jobs.engine: temporal`) the jobs table in /admin; the
+    composition root passes them, so the backend itself never imports the pipeline."""
     settings = settings or get_settings()
     # OpenTelemetry, once per process, when tracing.enabled or OTEL_EXPORTER_OTLP_ENDPOINT (backend/tracing.py).
     tracing.setup(settings.tracing)
@@ -239,6 +242,7 @@ def create_app(
     app.state.exit_signal = ExitSignal()
     app.state.ingest = ingest
     app.state.channels = channels
+    app.state.jobs = jobs
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware,

@@ -22,7 +22,7 @@ def serve(host: str | None, port: int | None) -> None:
     from backend.settings import get_settings
     from backend.stream.server import Server, uvicorn_config
     from pipeline.channels.sync import ChannelSync
-    from pipeline.jobs.client import ingest_runner, require_shared_index
+    from pipeline.jobs.client import Jobs, ingest_runner, require_shared_index, uses_temporal
 
     settings = get_settings()
     # jobs.engine temporal with the embedded Edge index cannot work (the workers could not write it): refused here.
@@ -30,12 +30,13 @@ def serve(host: str | None, port: int | None) -> None:
     configure_logging(settings.log_level)
     limit_malloc_arenas(settings.server.malloc_arenas)  # before the app starts any thread
     # The composition root: the one place that joins the pipeline to the service (admin ingest over HTTP, channel
-    # syncs over HTTP and on their schedule).
+    # syncs over HTTP and on their schedule, the jobs table in /admin).
     config = uvicorn_config(
         create_app(
             settings,
             ingest=ingest_runner(settings),
             channels=partial(ChannelSync.for_service, settings),
+            jobs=Jobs(settings) if uses_temporal(settings) else None,
         ),
         settings.server,
         host=host or settings.server.host,

@@ -9,7 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from backend.catalog import Catalog
 from backend.curation import answers_store, channels_store, gaps_store, runs_store, sites_store, stats_store
 from backend.curation.gaps import extractive_tier_names, refresh_gaps
+from backend.errors import LorechatError
 from backend.settings import Settings
 from backend.storage.repository import Sessions
 
@@ -37,6 +38,8 @@ class Table:
     rows: list[list[Cell]] = field(default_factory=list)
     # Per row, extra values the page needs but exports leave out (e.g. a gap topic's id for its form).
     keys: list[str] = field(default_factory=list)
+    # A line the page shows above the rows (e.g. why a source could not be read); exports leave it out.
+    note: str | None = None
 
     def as_json(self) -> str:
         return json.dumps([dict(zip(self.columns, row, strict=True)) for row in self.rows], ensure_ascii=False)
@@ -85,6 +88,47 @@ async def build_table(name: str, *, sessions: Sessions, catalog: Catalog, now: d
     if builder is None:
         raise KeyError(name)
     return await builder(sessions, catalog, since)
+
+
+class JobsReader(Protocol):
+    """The jobs client the composition root passes in with `jobs.engine: temporal` (pipeline/jobs/client.py:
+    `Jobs`); synchronous, so it is called in a worker thread. Its views have `as_json()` (`JobView`)."""
+
+    def list(self, *, limit: int = 20) -> list[Any]: ...
+
+    def cancel(self, job_id: str) -> Any: ...
+
+
+JOB_COLUMNS = [
+    "job", "kind", "of", "state", "documents", "chunks", "batches_in_flight", "retries", "failed", "workers",
+    "started", "ended", "last_error",
+]  # fmt: skip
+
+
+async def jobs_table(reader: JobsReader, *, limit: int = 20) -> Table:
+    """Recent ingest jobs from Temporal's visibility and each running job's own progress (the jobs client).
+    Temporal out of reach is a note on the table, not a failed dashboard: the rest of the page reads SQL."""
+    try:
+        views = [view.as_json() for view in await anyio.to_thread.run_sync(lambda: reader.list(limit=limit))]
+    except LorechatError as exc:
+        return Table("jobs", "Ingest jobs", JOB_COLUMNS, note=exc.message)
+    rows: list[list[Cell]] = []
+    for view in views:
+        total = view["documents_total"]
+        rows.append([
+            view["id"], view["kind"], view.get("target"), view["state"],
+            f"{view['documents_done']}/{total}" if total else "0", view["chunks"],
+            ", ".join(str(batch) for batch in view["current_batches"]) or None, view["retries"], view["failed"],
+            ", ".join(view["workers"]) or None, _iso_minute(view.get("started")), _iso_minute(view.get("ended")),
+            view["errors"][-1] if view["errors"] else None,
+        ])  # fmt: skip
+    # The page offers "Cancel" on running jobs: their ids (in `keys`) and statuses ride along.
+    keys = [view["id"] if view["status"] == "running" else "" for view in views]
+    return Table("jobs", "Ingest jobs", JOB_COLUMNS, rows, keys=keys)
+
+
+def _iso_minute(moment: str | None) -> str | None:
+    return _time(datetime.fromisoformat(moment)) if moment else None
 
 
 async def _gaps(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Table:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -26,7 +27,7 @@ from backend.api.deps import (
 from backend.catalog import Catalog
 from backend.client_ip import public_scheme_and_host
 from backend.curation import admin_session, answers_store, gaps_store, sites_store
-from backend.curation.dashboard import TABLES, Table, build_table, refresh_gap_inbox
+from backend.curation.dashboard import TABLES, JobsReader, Table, build_table, jobs_table, refresh_gap_inbox
 from backend.curation.origins import origin_or_none
 from backend.errors import ErrorCode, LorechatError
 from backend.ids import require_id
@@ -194,6 +195,9 @@ async def dashboard(
     settings: Settings = request.app.state.settings
     await refresh_gap_inbox(sessions, settings, request.state.retriever.embedder.embed_documents)
     tables = [await build_table(name, sessions=sessions, catalog=catalog) for name in TABLES]
+    reader: JobsReader | None = request.app.state.jobs
+    if reader is not None:  # jobs.engine temporal: the jobs on the workers, beside the runs they recorded
+        tables.insert(TABLES.index("ingest_runs"), await jobs_table(reader))
     creators = sorted((slug, entry.creator.name) for slug, entry in catalog.creators.items())
     sites = [site.name for site in await sites_store.list_sites(sessions)]
     return _page(
@@ -223,14 +227,33 @@ async def export(
 ) -> Response:
     if await _session(request, token, ip) is None:
         raise LorechatError(ErrorCode.unauthorized, "Sign in at /admin/login")
-    if name not in TABLES or fmt not in _FORMATS:
+    reader: JobsReader | None = request.app.state.jobs
+    if not (name in TABLES or (name == "jobs" and reader is not None)) or fmt not in _FORMATS:
         raise LorechatError(ErrorCode.not_found, "No such export")
     if name == "gaps":
         await refresh_gap_inbox(sessions, request.app.state.settings, request.state.retriever.embedder.embed_documents)
-    table: Table = await build_table(name, sessions=sessions, catalog=catalog)
+    table: Table
+    if name == "jobs" and reader is not None:
+        table = await jobs_table(reader, limit=1000)
+        if table.note:  # an export that silently lacks every job would mislead
+            raise LorechatError(ErrorCode.index_unavailable, table.note, retry_after=5)
+    else:
+        table = await build_table(name, sessions=sessions, catalog=catalog)
     body = table.as_csv() if fmt == "csv" else table.as_json()
     headers = {**_HEADERS, "Content-Disposition": f'attachment; filename="lorechat-{name}.{fmt}"'}
     return Response(body, media_type=_FORMATS[fmt], headers=headers)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, request: Request, token: AdminTokenDep) -> Response:
+    """Cancel a running ingest job between batches (as `lorechat jobs cancel`): what it wrote stays, recorded."""
+    await _checked_post(request, token)
+    reader: JobsReader | None = request.app.state.jobs
+    if reader is None:
+        raise LorechatError(ErrorCode.not_found, "No such job")
+    # The jobs client's own id gate (pipeline/jobs/model.py) refuses anything it did not make, before Temporal.
+    await anyio.to_thread.run_sync(reader.cancel, job_id)
+    return RedirectResponse("/admin#jobs", status_code=303, headers=_HEADERS)
 
 
 # ---- curated answers and starter questions (issue 40) --------------------------------------------------------
