@@ -157,7 +157,9 @@ def rank_all(
                     prefetch_limit=deep_chunks,
                     fusion=retriever.fusion,
                 )
-            rankings[mode][qid] = documents_by_best_chunk([*in_rank_order(top), *in_rank_order(deep)])
+            # The top as the service ranks it (late interaction in hybrid), then the deep search's new documents.
+            refined = retriever.refine(vectors, top, mode=mode)
+            rankings[mode][qid] = documents_by_best_chunk([*refined, *in_rank_order(deep)])
     return rankings
 
 

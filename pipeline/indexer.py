@@ -92,10 +92,13 @@ class Indexer:
 
     def write_documents(self, documents: Iterable[Document]) -> int:
         """Chunk, embed and upsert already-parsed documents with ingest's own batch writer, without the hash gate
-        or the catalog (evaluation sets, which only rank: no sentence vectors); returns the chunks written."""
+        or the catalog (evaluation sets); returns the chunks written. Sentence vectors only when ranking reads
+        them (late interaction: retrieval.sentence_weight > 0); they triple the time to build a set's index."""
+        ranks_by_sentences = self.retriever.settings.sentence_weight > 0
         writer = BatchWriter(
-            retriever=self.retriever, store=self.store, dry_run=False, progress=Progress(), sentence_vectors=False
-        )
+            retriever=self.retriever, store=self.store, dry_run=False, progress=Progress(),
+            sentence_vectors=self.chunking.sentence_vectors and ranks_by_sentences,
+        )  # fmt: skip
         for document in documents:
             writer.add(
                 chunk_document(

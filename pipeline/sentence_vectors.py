@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from backend.grounding.sentences import TextEmbedder, pack_vectors, sentence_texts
+from backend.grounding.sentences import TextEmbedder, sentence_texts
+from backend.retrieval.packed_vectors import pack_vectors
 from backend.stages import EmbeddedChunk
 
 _BATCH = 64

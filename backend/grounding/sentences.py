@@ -10,8 +10,6 @@ sentences (p50 356 ms on 2 cores, BENCHMARKS.md, "Answer checks").
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import re
 import threading
@@ -23,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from backend.retrieval.packed_vectors import unpack_vectors
 from backend.stages import Hit
 
 # A sentence ends at . ! ? (or a colon that opens a new capitalised sentence) followed by space, at a line
@@ -59,29 +58,6 @@ def split_sentences(text: str) -> tuple[Span, ...]:
         if boundary is not None:
             start = boundary.end()
     return tuple(spans)
-
-
-def pack_vectors(vectors: np.ndarray | Sequence[np.ndarray]) -> str:
-    """A chunk's sentence vectors as stored with it: "<dimension>:" then float16 rows in base64 (cosines move by
-    less than 1e-3; 2/3 of float32's bytes even after base64)."""
-    matrix = np.asarray(vectors, dtype="<f2")
-    return f"{matrix.shape[1]}:" + base64.b64encode(matrix.tobytes()).decode("ascii")
-
-
-def unpack_vectors(packed: str, rows: int) -> np.ndarray | None:
-    """The rows packed by `pack_vectors`, unit length again, float32; None when they do not fit `rows`
-    sentences (the chunk's text and its vectors disagree: then they are embedded as usual)."""
-    dimension, _, body = packed.partition(":")
-    try:
-        raw = base64.b64decode(body, validate=True)
-        width = int(dimension)
-    except (binascii.Error, ValueError):
-        return None
-    if rows <= 0 or width <= 0 or len(raw) != 2 * rows * width:
-        return None
-    matrix = np.frombuffer(raw, dtype="<f2").reshape(rows, width).astype(np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
 
 
 def sentence_texts(text: str) -> list[str]:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from backend import tracing
 from backend.errors import ErrorCode, LorechatError
 from backend.retrieval.embedder import Embedder
+from backend.retrieval.late_interaction import rescore
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.search_cache import SearchCache
 from backend.retrieval.sparse import bm25_document, bm25_query
@@ -166,9 +167,26 @@ class Retriever:
             return []
         return self._search(query, creator=creator, limit=k, mode=self.settings.mode, documents=documents)
 
+    def refine(self, vectors: QueryVectors, hits: Sequence[Hit], *, mode: SearchMode) -> list[Hit]:
+        """Hits as the engine returned them, in final rank order: in hybrid mode the top `sentence_candidates`
+        re-scored by their best stored sentence (late_interaction.py), the rest after them as they were."""
+        ranked = in_rank_order(hits)
+        if mode != "hybrid" or self.settings.sentence_weight <= 0:
+            return ranked
+        head, tail = ranked[: self.settings.sentence_candidates], ranked[self.settings.sentence_candidates :]
+        fused = rescore(
+            head, vectors.dense, fusion=self.fusion, weight=self.settings.sentence_weight,
+            has_terms=bool(vectors.sparse.indices),
+        )  # fmt: skip
+        # Every share is ≥ 0: a re-scored head still ranks above the tail.
+        return [*in_rank_order(fused), *tail]
+
     def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
-        return (query, creator, limit, mode, self.fusion, self.settings.prefetch_limit)
+        return (
+            query, creator, limit, mode, self.fusion, self.settings.prefetch_limit, self.settings.sentence_weight,
+            self.settings.sentence_candidates,
+        )  # fmt: skip
 
     def _search(
         self, query: str, *, creator: str | None, limit: int, mode: SearchMode, documents: Sequence[str] | None = None
@@ -178,18 +196,22 @@ class Retriever:
         # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
         # k-th place. A few extra candidates, ordered by (score, id), make the same question always show the
         # same sources in the same order.
+        # Hybrid asks for the candidates late interaction re-scores (refine), when those are more.
+        fetch = limit
+        if mode == "hybrid" and self.settings.sentence_weight > 0:
+            fetch = max(limit, self.settings.sentence_candidates)
         with tracing.span("index search", {"lorechat.search.k": limit}):
             hits = self.store.search(
                 vectors,
-                k=limit,
+                k=fetch,
                 mode=mode,
                 creator=creator,
-                prefetch_limit=max(self.settings.prefetch_limit, limit + TIE_MARGIN),
+                prefetch_limit=max(self.settings.prefetch_limit, fetch + TIE_MARGIN),
                 fusion=self.fusion,
                 tie_margin=TIE_MARGIN,
                 documents=documents,
             )
-        return in_rank_order(hits)[:limit]
+        return self.refine(vectors, hits, mode=mode)[:limit]
 
     def embed_chunks(self, chunks: Sequence[Chunk], *, batch_size: int | None = None) -> list[EmbeddedChunk]:
         """Dense and BM25 vectors for each chunk, in order; the model runs in batches."""

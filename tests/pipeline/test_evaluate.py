@@ -268,6 +268,9 @@ def test_a_creator_scoped_query_only_ranks_that_creators_documents() -> None:
         def query_vectors(self, text: str, *, mode: str) -> object:
             return text
 
+        def refine(self, vectors: object, hits: list[object], *, mode: str) -> list[object]:
+            return list(hits)  # the engine's order (late interaction is off by default)
+
     rankings = rank_all(
         {"q1": "a", "q2": "b"},
         retriever=FakeRetriever(),  # type: ignore[arg-type]

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from backend.grounding import sentences
-from backend.grounding.sentences import SentenceVectors, pack_vectors, sentence_texts, unpack_vectors
+from backend.grounding.sentences import SentenceVectors, sentence_texts
 from backend.retrieval.embedder import Embedder
+from backend.retrieval.packed_vectors import pack_vectors, unpack_vectors
 from backend.stages import Hit
 
 

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from backend.grounding.sentences import sentence_texts, unpack_vectors
+from backend.grounding.sentences import sentence_texts
 from backend.retrieval.embedder import Embedder
+from backend.retrieval.packed_vectors import unpack_vectors
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.server import ServerStore
 from backend.settings import DatabaseSettings, IndexSettings, RedisSettings, RetrievalSettings, Settings
