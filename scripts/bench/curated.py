@@ -46,6 +46,7 @@ from backend.grounding.sentences import split_sentences
 from backend.retrieval.embedder import get_embedder
 from backend.settings import CuratedSettings, EmbeddingSettings
 from backend.stages import Creator, Document
+from pipeline.eval_sets import SETS
 from pipeline.sources import content_files, parse_file
 from scripts.bench import benchlib
 
@@ -115,7 +116,8 @@ def load_sets(embed: EmbedQuestions) -> list[EvalSet]:
         folder = answers_file.parent
         name = "demo" if folder == EVAL else folder.name
         rows = [json.loads(line) for line in answers_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-        content = DEMO_CONTENT if folder == EVAL else folder / "content"
+        # A Debian set's corpus is built from its package when missing, as scripts.bench.quality builds it.
+        content = DEMO_CONTENT if folder == EVAL else SETS[name].ensure_content()
         documents = _documents(content)
         moment = datetime.now(UTC)
         answers, questions = [], []
