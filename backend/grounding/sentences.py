@@ -38,7 +38,10 @@ class Span:
 
     @property
     def is_heading(self) -> bool:
-        """A short line without closing punctuation: a heading or a label, not something to quote as an answer."""
+        """A short line without closing punctuation: a heading or a label, not something to quote as an answer. A
+        table row ("valgrind | memory debugger", as ingest writes one) is a row's facts, never a heading."""
+        if " | " in self.text:
+            return False
         return not self.text.endswith((".", "!", "?", "…", '"', "”", ")")) and len(self.text.split()) < 9
 
 

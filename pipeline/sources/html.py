@@ -128,12 +128,30 @@ def _walk(node: Tag, blocks: list[Block], buffer: list[str]) -> None:
             code = clean_text(child.get_text()).strip("\n")
             if code.strip():
                 blocks.append(Block(text=code))
+        elif name == "tr":
+            # A table row is one line, its cells in order ("valgrind | V:6, I:38 | memory debugger and profiler"):
+            # read cell by cell, a row's name and its values became unrelated paragraphs, and neither retrieval nor
+            # an answer could tell which value belongs to which row.
+            _flush(blocks, buffer)
+            cells = [_cell_text(cell) for cell in child.find_all(["td", "th"], recursive=False)]
+            row = " | ".join(cell for cell in cells if cell)
+            if row:
+                blocks.append(Block(text=row))
         elif name in _BLOCK:
             _flush(blocks, buffer)
             _walk(child, blocks, buffer)
             _flush(blocks, buffer)
         else:
             _walk(child, blocks, buffer)
+
+
+def _cell_text(cell: Tag) -> str:
+    """A table cell's text as the page reads it (inline elements joined as written, its paragraphs by a space)."""
+    inner: list[Block] = []
+    buffer: list[str] = []
+    _walk(cell, inner, buffer)
+    _flush(inner, buffer)
+    return " ".join(block.text for block in inner)
 
 
 def _flush(blocks: list[Block], buffer: list[str]) -> None:

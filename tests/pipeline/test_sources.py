@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
+from backend.grounding.sentences import split_sentences
 from pipeline.sources import SUPPORTED_SUFFIXES, ParseError, content_files
 from tests.pipeline.source_files import parse, parse_one, text_pdf, write
 
@@ -134,6 +135,30 @@ def test_html_without_main_uses_body_and_h1_title(tmp_path: Path) -> None:
     assert doc.title == "Only H1"
     assert doc.url is None
     assert doc.text == "Only H1\n\nBody text."
+
+
+def test_html_table_rows_stay_rows(tmp_path: Path) -> None:
+    """A row's name and its values are one line, cells in order: read cell by cell they were unrelated paragraphs
+    ("valgrind", "V:6", "memory debugger"), and no answer could say which value is whose."""
+    page = (
+        "<main><p>There are several tools.</p><table><caption>Tools</caption>"
+        "<thead><tr><th>package</th><th>size</th><th>description</th></tr></thead><tbody>"
+        "<tr><td><code>valgrind</code></td><td>77683</td><td><p>memory debugger</p><p>and profiler</p></td></tr>"
+        "<tr><td>mtrace<span>(1)</span></td><td></td><td>malloc debugging</td></tr>"
+        "<tr><td></td></tr></tbody></table><p>After the table.</p></main>"
+    )
+    doc = parse_one(write(tmp_path, "tools.html", page))
+    assert [b.text for b in doc.blocks] == [
+        "There are several tools.",
+        "Tools",
+        "package | size | description",
+        "valgrind | 77683 | memory debugger and profiler",
+        "mtrace(1) | malloc debugging",
+        "After the table.",
+    ]
+    # A row is quotable, never read as a heading, however short.
+    rows = [span for span in split_sentences(doc.text) if " | " in span.text]
+    assert len(rows) == 3 and not any(span.is_heading for span in rows)
 
 
 def test_html_with_only_chrome_is_an_error(tmp_path: Path) -> None:

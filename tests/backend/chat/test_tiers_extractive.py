@@ -187,3 +187,24 @@ def test_a_second_person_question_to_a_creator_reads_as_their_first_person(vecto
     ]
     answer = compose_answer(prompt_for("What is your starter called?", sources=sources, creator=HAZEL), vectors)
     assert "Gerald" in answer
+
+
+def test_a_table_row_answers_with_the_value_it_holds(vectors: SentenceVectors) -> None:
+    """A page's table as ingest reads it (a row a line, pipeline/sources/html.py): the row naming the asked thing
+    is quoted whole, so the answer says which package it is, and the claim check finds it in the source."""
+    from backend.grounding.claim_check import check_answer
+    from pipeline.sources.html import read_page
+
+    page = read_page(
+        "<main><h2>Memory leak detection tools</h2><p>There are several memory leak detection tools in Debian.</p>"
+        "<table><tr><th>package</th><th>popcon</th><th>description</th></tr>"
+        "<tr><td>libc6-dev</td><td>V:246</td><td>mtrace(1): malloc debugging functionality in glibc</td></tr>"
+        "<tr><td>valgrind</td><td>V:6</td><td>memory debugger and profiler</td></tr>"
+        "<tr><td>electric-fence</td><td>V:0</td><td>malloc(3) debugger</td></tr></table></main>"
+    )
+    text = "\n\n".join(block.text for block in page.blocks)
+    sources = [hit(1, text, title="Memory leak detection tools")]
+    answer = compose_answer(prompt_for("Which memory debugger can find leaks?", sources=sources), vectors)
+    assert "valgrind" in answer, answer
+    checked = check_answer(answer, sources, vectors)
+    assert any(s.claim for s in checked.sentences) and checked.unsupported_claims == 0, checked
