@@ -9,14 +9,18 @@ import os
 import re
 from pathlib import Path
 
+import anyio
 import pytest
 from click.testing import CliRunner
 
+from backend.settings import RetrievalSettings
 from pipeline.cli import main
-from pipeline.eval_answers import Question, load_questions, turn_count
+from pipeline.eval_answers import Question, load_questions, run_questions, summarize, turn_count
+from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_data import load_content, load_qrels, load_queries, load_query_creators
 from pipeline.eval_debdocs import SETS, build
 from pipeline.eval_sets import EVAL_DIR
+from tests.backend.api.harness import Backend, extractive_tier, make_settings
 
 NAMES = sorted(SETS)
 
@@ -38,6 +42,14 @@ FLOORS: dict[str, dict[str, dict[str, float]]] = {
         "dense": {"mrr@10": 0.96, "ndcg@10": 0.94},
         "bm25": {"mrr@10": 0.84, "ndcg@10": 0.84},
     },
+}
+# The extractive tier on each answer set (BENCHMARKS.md, "Answer quality", EPYC 2026-11-26: fact recall gitdocs 0.627,
+# handbook 0.745, debref 0.700; false refusals 0.067 / 0 / 0; missed 0.429 / 0.143 / 0.167), with room for a turn or
+# two (one unanswerable turn in 6-7 moves the missed rate by 0.14-0.17): a loss beyond that on any one set fails.
+ANSWER_FLOORS: dict[str, dict[str, float]] = {
+    "gitdocs": {"fact_recall": 0.59, "false_refusal_rate": 0.12, "missed_refusal_rate": 0.58},
+    "handbook": {"fact_recall": 0.71, "false_refusal_rate": 0.05, "missed_refusal_rate": 0.30},
+    "debref": {"fact_recall": 0.67, "false_refusal_rate": 0.05, "missed_refusal_rate": 0.34},
 }
 # Sets whose text speaks in its authors' voice: their answer sets ask the creator in the second person.
 AUTHOR_VOICE = {"handbook", "debref"}
@@ -169,3 +181,26 @@ def test_retrieval_stays_above_the_set_floors(corpus: tuple[str, Path], lorechat
         if scores[mode][metric] < floor
     ]
     assert not failures, f"{name}: {failures}"
+
+
+@pytest.mark.slow
+# Indexing the corpus with sentence vectors and ~50 turns through the service's turn: 1-3 minutes on two cores.
+@pytest.mark.timeout(900)
+def test_answers_stay_above_the_set_floors(corpus: tuple[str, Path], tmp_path: Path) -> None:
+    """The offline default (the extractive tier) on each set's answer questions, through the service's own turn
+    (`lorechat eval-answers`): fact recall, citation precision and refusals per set, so no set pays for another."""
+    name, content = corpus
+    base = make_settings(
+        data_dir=tmp_path / "unused", backend=Backend("embedded", "", ""), tiers=[extractive_tier()],
+        retrieval=RetrievalSettings(),
+    )  # fmt: skip
+    results = anyio.run(
+        run_questions, indexed_settings(base, content, tmp_path), load_questions(EVAL_DIR / name / "answers.jsonl")
+    )
+    figures = summarize(results)["extractive"]
+    assert figures["errors"] == 0, figures
+    assert figures["citation_precision"] >= 0.95, figures
+    floors = ANSWER_FLOORS[name]
+    assert figures["fact_recall"] >= floors["fact_recall"], (name, figures)
+    assert figures["false_refusal_rate"] <= floors["false_refusal_rate"], (name, figures)
+    assert figures["missed_refusal_rate"] <= floors["missed_refusal_rate"], (name, figures)
