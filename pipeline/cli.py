@@ -55,23 +55,6 @@ class LorechatGroup(click.Group):
         with _inert_usage_errors():
             return super().make_context(info_name, args, parent, **extra)
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().main(*args, **kwargs)
-        except SystemExit as exit_:
-            if not _temporal_used():
-                raise
-            # The Temporal client's Rust threads can outlive the command and abort the interpreter's teardown
-            # ("PyGILState_Release ... finalizing", temporalio/sdk-python#300: exit code -6 after a finished job).
-            # Run the exit handlers, flush, and leave without the teardown.
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-            if not isinstance(exit_.code, int | None):
-                print(exit_.code, file=sys.stderr)
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with _inert_usage_errors():
@@ -335,5 +318,25 @@ for command in (serve, ask, doctor, eval_command, eval_answers, sites, gaps, cha
     main.add_command(command)
 
 
+def run() -> None:
+    """The program (`lorechat`, `python -m pipeline.cli`): `main`, then, in a process that used Temporal, an exit
+    without interpreter teardown. The client's Rust threads can outlive the command and abort the teardown
+    ("PyGILState_Release ... finalizing", temporalio/sdk-python#300: exit code -6 after a finished job), so exit
+    handlers run, output is flushed and the process leaves with its exit code. Only here, never inside `main`:
+    a caller of `main` in its own process (click's CliRunner in the tests) must get its SystemExit back."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if not _temporal_used():
+            raise
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if not isinstance(exit_.code, int | None):
+            print(exit_.code, file=sys.stderr)
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

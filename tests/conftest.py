@@ -57,3 +57,11 @@ def lorechat_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     get_settings.cache_clear()
     yield data_dir
     get_settings.cache_clear()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The mark scripts/test looks for: the session reached its end (a test that ended the process did not)."""
+    mark = os.environ.get("LORECHAT_TEST_FINISHED")
+    if mark:
+        with open(mark, "w", encoding="utf-8") as out:
+            out.write(f"{exitstatus}\n")

@@ -137,3 +137,28 @@ def test_temporal_is_known_in_the_jobs_package_only():
         if ("import temporalio" in text or "from temporalio" in text) and "pipeline/jobs/" not in path.as_posix():
             offenders.append(path.relative_to(REPO).as_posix())
     assert offenders == []
+
+
+def test_leaving_without_teardown_is_for_the_program_never_for_callers_of_main():
+    """After Temporal, `lorechat` exits without interpreter teardown (temporalio/sdk-python#300); that is `run`'s
+    doing, the program's entry point. `main` itself still raises SystemExit, so a caller in its own process (click's
+    CliRunner, this test run) is never ended by it."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from pipeline.jobs import client
+
+    client.connected_once.set()
+    try:
+        result = CliRunner().invoke(main, ["--version"])
+    finally:
+        client.connected_once.clear()
+    assert result.exit_code == 0 and "version" in result.output  # and this process is still here to say so
+
+    # The program: the exit code and what it printed are kept.
+    program = (
+        "import sys; from pipeline.jobs import client; client.connected_once.set(); "
+        "sys.argv = ['lorechat', '--no-such-option']; from pipeline.cli import run; run()"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "No such option" in done.stderr, (done.returncode, done.stderr)
