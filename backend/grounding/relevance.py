@@ -146,6 +146,7 @@ class Candidate:
     following: Span | None = None  # and the one after it
     label: str = ""  # the term line(s) it defines ("-u, --include-untracked"): quoted with it
     code: str = ""  # the code line(s) it introduces when it ends with a colon: quoted with it
+    items: tuple[Span, ...] = ()  # the list it announces ("There are three ... bits." then the three): quoted with it
 
     @property
     def is_brief(self) -> bool:
@@ -311,6 +312,7 @@ class _Row:
     vector: np.ndarray
     label: str  # the term line(s) it defines ("-u, --include-untracked"), or ""
     code: str  # the code line(s) it introduces ("Run this:" then a command), or ""
+    items: tuple[Span, ...]  # the list items it announces, or ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +323,7 @@ class _Quotable:
     terms: frozenset[str]  # its own, and its label's: a definition is about the term it defines
     label: str
     code: str
+    items: tuple[Span, ...]
 
 
 _MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
@@ -341,6 +344,46 @@ def _term_lines(gap: str) -> list[str] | None:
     if len(terms) < len(lines) and _INTRODUCES.search(lines[-len(terms) - 1]):
         return []  # code a sentence introduced ("run this:"), not terms being defined
     return terms if len(terms) <= _MAX_LABEL_LINES else []
+
+
+# A sentence that announces a list ("There are three more special permission bits.", "The following keys are
+# required:"): the items after it, each on its own line, are what it is about.
+_ANNOUNCES = re.compile(
+    r"^(?:there (?:are|exist)|here are|these are)\b.*\b(?:following|several|many|various|some|few|more|other|two|"
+    r"three|four|five|six|seven|eight|nine|ten|\d+)\b|\bthe following\b|:$",
+    re.IGNORECASE,
+)
+# A table's or figure's caption ("Table 12.15.") is not an item of the list before it.
+_CAPTION = re.compile(r"^(?:table|figure|example)\s+[\dA-Z][\d.]*\.?$", re.IGNORECASE)
+_COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+_MAX_ITEMS = 8
+_MAX_ITEM_WORDS = 25
+
+
+def _items_after(text: str, span: Span, body: Sequence[Span]) -> tuple[Span, ...]:
+    """The list items `span` announces: the sentences right after it, each on a line of its own, short, and read as
+    items (no closing full stop, or a dozen words at most); as many as it counts ("three"), else up to eight; at
+    least two, or none."""
+    if not _ANNOUNCES.search(span.text):
+        return ()
+    counted = next((_COUNTS.get(w, 0) or int(w) for w in re.findall(r"\b(\d+|[a-z]+)\b", span.text.lower())
+                    if w.isdigit() or w in _COUNTS), 0)  # fmt: skip
+    limit = counted if 2 <= counted <= _MAX_ITEMS else _MAX_ITEMS
+    items: list[Span] = []
+    end = span.end
+    for following in (b for b in body if b.start >= span.end):
+        words = len(following.text.split())
+        is_item = words <= _MAX_ITEM_WORDS and (not following.text.endswith((".", "!", "?")) or words <= 12)
+        if _CAPTION.match(following.text):
+            end = following.end
+            continue
+        if "\n" not in text[end : following.start] or not is_item or _ANNOUNCES.search(following.text):
+            break
+        items.append(following)
+        end = following.end
+        if len(items) == limit:
+            break
+    return tuple(items) if len(items) >= 2 else ()
 
 
 def _is_body(span: Span) -> bool:
@@ -387,8 +430,9 @@ def _quotable(text: str, heading: str) -> tuple[_Quotable, ...]:
             if _INTRODUCES.search(span.text):
                 after = next((b.start for b in body if b.start >= span.end), len(text))
                 code = _code_after(text[span.end : after])
+            items = () if code else _items_after(text, span, body)
             own = _text_terms(span.text) | _text_terms(label) if label else _text_terms(span.text)
-            read.append(_Quotable(span, previous, context, own, label, code))
+            read.append(_Quotable(span, previous, context, own, label, code, items))
         previous = span
     return tuple(read)
 
@@ -437,7 +481,7 @@ def _read_rows(
             lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
             lexical /= wanted
         relevance = _W_DENSE * similarity + _W_LEXICAL * lexical
-        read.append(_Row(number, span, prev, context, terms, relevance, vector, q.label, q.code))
+        read.append(_Row(number, span, prev, context, terms, relevance, vector, q.label, q.code, q.items))
     return read
 
 
@@ -485,6 +529,7 @@ def rank(
             following.get((row.source, row.span.start)),
             row.label,
             row.code,
+            row.items,
         )
         for row in rows
     ]

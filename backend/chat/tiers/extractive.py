@@ -101,7 +101,13 @@ def _quotes(picked: list[Candidate]) -> list[str]:
             # Ended like a sentence, so the claim check reads it as one.
             text = f"{text} " + "; ".join(f"`{line}`" for line in c.code.splitlines()) + "."
         quoted.append(f"{text} [{c.source}]")
-        if c.is_brief and c.following is not None and (c.source, c.following.start) not in starts:
+        if c.items:
+            # The list it announces, each item as the source writes it, a sentence each (so each is checked).
+            for item in c.items:
+                if (c.source, item.start) not in starts:
+                    end = "" if item.text.endswith((".", "!", "?", ":", ";")) else "."
+                    quoted.append(f"{item.text}{end} [{c.source}]")
+        elif c.is_brief and c.following is not None and (c.source, c.following.start) not in starts:
             quoted.append(f"{c.following.text} [{c.source}]")
     return quoted
 

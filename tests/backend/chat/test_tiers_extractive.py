@@ -208,3 +208,28 @@ def test_a_table_row_answers_with_the_value_it_holds(vectors: SentenceVectors) -
     assert "valgrind" in answer, answer
     checked = check_answer(answer, sources, vectors)
     assert any(s.claim for s in checked.sentences) and checked.unsupported_claims == 0, checked
+
+
+def test_a_sentence_announcing_a_list_is_quoted_with_its_items(vectors: SentenceVectors) -> None:
+    """ "There are three more special permission bits." answers nothing alone: the three lines after it do. They are
+    quoted with it, each its own cited sentence (so the claim check reads each against the source), and no more
+    than it counts; a paragraph after the list is not an item."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Each file has read, write and execute bits for its owner, its group and others.\n\n"
+        "There are three more special permission bits.\n\n"
+        "The set user ID bit (s or S instead of user's x)\n\n"
+        "The set group ID bit (s or S instead of group's x)\n\n"
+        "The sticky bit (t or T instead of other's x)\n\n"
+        "Here the output of ls -l for these bits is capitalized if the execution bits hidden by them are unset."
+    )
+    sources = [hit(1, text, title="Filesystem permissions")]
+    question = "What are the three special permission bits besides read, write and execute?"
+    answer = compose_answer(prompt_for(question, sources=sources), vectors)
+    for item in ("set user ID bit", "set group ID bit", "sticky bit"):
+        assert item in answer, answer
+    assert "capitalized" not in answer, answer
+    assert answer.count("[1]") >= 4  # the announcing sentence and each item, cited
+    checked = check_answer(answer, sources, vectors)
+    assert checked.unsupported_claims == 0, checked
