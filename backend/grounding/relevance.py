@@ -366,17 +366,17 @@ def _items_after(text: str, span: Span, body: Sequence[Span]) -> tuple[Span, ...
     least two, or none."""
     if not _ANNOUNCES.search(span.text):
         return ()
-    counted = next((_COUNTS.get(w, 0) or int(w) for w in re.findall(r"\b(\d+|[a-z]+)\b", span.text.lower())
-                    if w.isdigit() or w in _COUNTS), 0)  # fmt: skip
+    words = re.findall(r"\b(?:\d+|[a-z]+)\b", span.text.lower())
+    counted = next((int(w) if w.isdigit() else _COUNTS[w] for w in words if w.isdigit() or w in _COUNTS), 0)
     limit = counted if 2 <= counted <= _MAX_ITEMS else _MAX_ITEMS
     items: list[Span] = []
     end = span.end
     for following in (b for b in body if b.start >= span.end):
-        words = len(following.text.split())
-        is_item = words <= _MAX_ITEM_WORDS and (not following.text.endswith((".", "!", "?")) or words <= 12)
         if _CAPTION.match(following.text):
             end = following.end
             continue
+        length = len(following.text.split())
+        is_item = length <= _MAX_ITEM_WORDS and (not following.text.endswith((".", "!", "?")) or length <= 12)
         if "\n" not in text[end : following.start] or not is_item or _ANNOUNCES.search(following.text):
             break
         items.append(following)

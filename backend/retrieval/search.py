@@ -171,7 +171,7 @@ class Retriever:
         """Hits as the engine returned them, in final rank order: in hybrid mode the top `sentence_candidates`
         re-scored by their best stored sentence (late_interaction.py), the rest after them as they were."""
         ranked = in_rank_order(hits)
-        if mode != "hybrid" or self.settings.sentence_weight <= 0:
+        if not self._late_interaction(mode):
             return ranked
         head, tail = ranked[: self.settings.sentence_candidates], ranked[self.settings.sentence_candidates :]
         fused = rescore(
@@ -180,6 +180,9 @@ class Retriever:
         )  # fmt: skip
         # Every share is ≥ 0: a re-scored head still ranks above the tail.
         return [*in_rank_order(fused), *tail]
+
+    def _late_interaction(self, mode: SearchMode) -> bool:
+        return mode == "hybrid" and self.settings.sentence_weight > 0
 
     def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
@@ -197,9 +200,7 @@ class Retriever:
         # k-th place. A few extra candidates, ordered by (score, id), make the same question always show the
         # same sources in the same order.
         # Hybrid asks for the candidates late interaction re-scores (refine), when those are more.
-        fetch = limit
-        if mode == "hybrid" and self.settings.sentence_weight > 0:
-            fetch = max(limit, self.settings.sentence_candidates)
+        fetch = max(limit, self.settings.sentence_candidates) if self._late_interaction(mode) else limit
         with tracing.span("index search", {"lorechat.search.k": limit}):
             hits = self.store.search(
                 vectors,
