@@ -124,6 +124,12 @@ _SIGNPOST = re.compile(
     r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)", re.IGNORECASE
 )
 ANAPHOR = re.compile(r"^(?:that|this|these|those|it|he|she|they|at that|which|there)\b", re.IGNORECASE)
+# A demonstrative a few words in ("If the script exits with this code, ...", "In such a case, ..."): the thing it
+# points at is named in the sentence before. Not "that" (mostly "Note that ..."), nor "this is"/"these are".
+_POINTS_BACK = re.compile(
+    r"^(?:[\w'’,-]+\s+){1,5}(?:this|these|those|such(?:\s+an?)?)\s+(?!(?:is|are|was|were|will|can|may|means)\b)[a-z]",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +161,11 @@ class Candidate:
 
     @property
     def leans_back(self) -> bool:
-        """Opens with a word pointing at the sentence before ("That liquid is called hooch."): quote both."""
-        return self.previous is not None and ANAPHOR.match(self.span.text) is not None
+        """Opens with a word pointing at the sentence before ("That liquid is called hooch."), or points at it a few
+        words in ("If the script exits with this code, ..."): quote both."""
+        if self.previous is None:
+            return False
+        return ANAPHOR.match(self.span.text) is not None or _POINTS_BACK.match(self.span.text) is not None
 
 
 def fold(text: str) -> str:
@@ -181,11 +190,22 @@ def content_terms(text: str, *, drop: frozenset[str] = frozenset()) -> set[str]:
     return set(_text_terms(text) - drop) if drop else set(_text_terms(text))
 
 
+# The words inside an identifier: "lineNumber" is "line" and "number", "exist_ok" "exist" and "ok", "GIT_DIR" "git"
+# and "dir".
+_IDENTIFIER = re.compile(r"[A-Za-z0-9]_[A-Za-z0-9]|[a-z][A-Z]")
+_IDENTIFIER_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
 @lru_cache(maxsize=50_000)
 def _text_terms(text: str) -> frozenset[str]:
     # Cached: the same source sentences are read on every turn that retrieves them (the hot loop of rank()).
-    terms = (_word_term(w) for w in _WORD.findall(text))
-    return frozenset(t for t in terms if t is not None)
+    words = _WORD.findall(text)
+    terms = {_word_term(w) for w in words}
+    for word in words:
+        if _IDENTIFIER.search(word):  # an API's name holds the words a question asks in ("line numbers")
+            terms.update(_word_term(part) for part in _IDENTIFIER_PARTS.findall(word))
+    terms.discard(None)
+    return frozenset(terms)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=50_000)

@@ -233,3 +233,55 @@ def test_a_sentence_announcing_a_list_is_quoted_with_its_items(vectors: Sentence
     assert answer.count("[1]") >= 4  # the announcing sentence and each item, cited
     checked = check_answer(answer, sources, vectors)
     assert checked.unsupported_claims == 0, checked
+
+
+def test_a_sentence_pointing_back_a_few_words_in_leans_on_the_one_before(vectors: SentenceVectors) -> None:
+    """ "If the script exits with this code, ..." names nothing: "this code" is in the sentence before, quoted with
+    it (as one opening with "This" is). "Note that ..." and "this is" point at nothing."""
+    import numpy as np
+
+    from backend.grounding.relevance import Candidate
+    from backend.grounding.sentences import split_sentences
+
+    def leans(text: str) -> bool:
+        before, sentence = split_sentences(f"The special exit code 125 marks a commit as untestable. {text}")
+        candidate = Candidate(1, sentence, 0.5, 0.5, np.zeros(1, dtype=np.float32), previous=before)
+        return candidate.leans_back
+
+    assert leans("If the script exits with this code, the current revision will be skipped.")
+    assert leans("In such a case, bisect moves on.")
+    assert leans("This is why it exists.")  # opening with the pointer, as before
+    assert not leans("Note that the script runs in the work tree.")
+    assert not leans("Use the script as the test and this is what bisect does.")
+    assert not leans("The script runs once per commit.")
+    text = (
+        "The special exit code 125 should be used when the current source code cannot be tested. If the script "
+        "exits with this code, the current revision will be skipped."
+    )
+    answer = compose_answer(
+        prompt_for("What happens when the script exits with the skip code?", sources=[hit(1, text)], creator=None),
+        vectors,
+    )
+    assert "exit code 125" in answer and "will be skipped" in answer, answer
+
+
+def test_an_identifiers_words_count_as_words(vectors: SentenceVectors) -> None:
+    """A configuration key or a parameter is words run together: "grep.lineNumber" speaks of line numbers."""
+    from backend.grounding.relevance import content_terms, stem
+
+    def words(*plain: str) -> set[str]:
+        return {stem(word) for word in plain}
+
+    assert words("line", "number") <= content_terms("grep.lineNumber: If set to true, enable -n option by default.")
+    assert words("exist", "ok") <= content_terms("os.makedirs(name, exist_ok=False)")
+    assert words("git", "dir") <= content_terms("Set GIT_DIR to the repository.")
+    text = (
+        "grep.lineNumber\n\nIf set to true, enable -n option by default.\n\n"
+        "grep.column\n\nIf set to true, enable the --column option by default.\n\n"
+        "grep.threads\n\nNumber of grep worker threads to use."
+    )
+    sources = [hit(1, text, title="git-grep configuration")]
+    answer = compose_answer(
+        prompt_for("How do I always show line numbers in git grep?", sources=sources, creator=None), vectors
+    )
+    assert "grep.lineNumber: If set to true, enable -n option by default. [1]" in answer, answer
