@@ -196,16 +196,19 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9]_[A-Za-z0-9]|[a-z][A-Z]")
 _IDENTIFIER_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 
+# A short option ("-r", "-P"): its letter alone is no word, yet it is what "dpkg -r or dpkg -P?" asks about. Case
+# is kept: "-p" is not "-P".
+_SHORT_OPTION = re.compile(r"(?<![\w-])-[A-Za-z](?![\w-])")
+
+
 @lru_cache(maxsize=50_000)
 def _text_terms(text: str) -> frozenset[str]:
     # Cached: the same source sentences are read on every turn that retrieves them (the hot loop of rank()).
     words = _WORD.findall(text)
-    terms = {_word_term(w) for w in words}
-    for word in words:
-        if _IDENTIFIER.search(word):  # an API's name holds the words a question asks in ("line numbers")
-            terms.update(_word_term(part) for part in _IDENTIFIER_PARTS.findall(word))
-    terms.discard(None)
-    return frozenset(terms)  # type: ignore[arg-type]
+    found = [*words, *(part for word in words if _IDENTIFIER.search(word) for part in _IDENTIFIER_PARTS.findall(word))]
+    terms = {term for term in map(_word_term, found) if term is not None}  # an identifier's words ("line numbers")
+    terms.update(_SHORT_OPTION.findall(text))
+    return frozenset(terms)
 
 
 @lru_cache(maxsize=50_000)
@@ -232,6 +235,14 @@ def _drop_boilerplate(question: str, match: re.Match[str]) -> str:
     return f" {subject}"
 
 
+# A comparison's own words ("the difference between A and B", "how is A different from B"): what it asks about is
+# A and B; a source sentence saying "difference" or "between" is not evidence of answering it.
+_COMPARES = re.compile(r"\b(?:differen(?:ce|ces|t)|differs?|compar(?:e|ed|es|ing|ison)|versus|vs)\b", re.IGNORECASE)
+_COMPARISON_WORDS = frozenset(
+    map(stem, "difference differences different differ differs compare compared comparing comparison versus vs".split())
+) | {"between"}
+
+
 def read_question(question: str, *, creator: Creator | None, context: str = "") -> Question:
     names = name_words(creator)
     focus = _BOILERPLATE.sub(partial(_drop_boilerplate, question), question)
@@ -239,7 +250,9 @@ def read_question(question: str, *, creator: Creator | None, context: str = "") 
         focus = " ".join(w for w in focus.split() if stem(w.strip("?,.!;:'\"")) not in names)
     focus = " ".join(focus.split()) or question
     terms = dict.fromkeys(content_terms(context, drop=names), 0.5) if context else {}
-    terms.update(dict.fromkeys(content_terms(focus, drop=names), 1.0))
+    framing = _COMPARISON_WORDS if _COMPARES.search(focus) else frozenset()
+    own = content_terms(focus, drop=names | framing)
+    terms.update(dict.fromkeys(own or content_terms(focus, drop=names), 1.0))
     kind = next((kind for kind, pattern in _KINDS if pattern.search(question)), FactKind.general)
     units: frozenset[str] = frozenset()
     if kind is FactKind.number:

@@ -285,3 +285,25 @@ def test_an_identifiers_words_count_as_words(vectors: SentenceVectors) -> None:
         prompt_for("How do I always show line numbers in git grep?", sources=sources, creator=None), vectors
     )
     assert "grep.lineNumber: If set to true, enable -n option by default. [1]" in answer, answer
+
+
+def test_a_comparison_of_two_short_options_gets_each_options_sentence(vectors: SentenceVectors) -> None:
+    """ "What's the difference between dpkg -r and dpkg -P?" asks about -r and -P: an option's letter is a term of its
+    own (case kept), and "difference" and "between" are the comparison's framing, not what a sentence must say."""
+    from backend.grounding.relevance import read_question
+
+    assert set(read_question("What's the difference between dpkg -r and dpkg -P?", creator=None).terms) == {
+        "dpkg", "-r", "-P",
+    }  # fmt: skip
+    sources = [
+        hit(1, "To make the choice easier, dpkg can display the difference between the two versions of the file."),
+        hit(
+            2,
+            "dpkg -r removes the package but keeps its configuration files. dpkg -P also removes the configuration "
+            "files. Both need root.",
+        ),
+    ]
+    answer = compose_answer(
+        prompt_for("What's the difference between dpkg -r and dpkg -P?", sources=sources, creator=None), vectors
+    )
+    assert "keeps its configuration files" in answer and "also removes the configuration files" in answer, answer
