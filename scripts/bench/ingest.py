@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scripts.bench import benchlib
 
@@ -527,6 +527,8 @@ class _Services:
                 name: round(sum(benchlib.cpu_seconds(pid) for pid in pids) - before[name], 2)
                 for name, pids in watched.items()
             }
+            # Read after the clock and the CPU counters stop: fetching the history is not the job's work.
+            timeline = asyncio.run(_timeline(self.temporal, report.pop("job"), report.pop("run")))
         finally:
             for process in workers:
                 process.terminate()
@@ -536,11 +538,11 @@ class _Services:
         assert written == documents and not report["failed"], report
         row = _row(f"{count} worker{'s' if count > 1 else ''}", seconds, report["added"], report["chunks_written"])
         row["cpu_seconds"] = cpu  # where the time went: the workers, the index server (the double), Temporal
-        row["timeline"] = report["timeline"]
+        row["timeline"] = timeline
         return row
 
     def _ingest(self, env: dict[str, str], path: Path) -> dict[str, Any]:
-        """`lorechat ingest --detach`, then the job's report (with its chunks) from the jobs client."""
+        """`lorechat ingest --detach`, then the job's report (with its chunks) from the jobs client, and its ids."""
         from backend.settings import IndexSettings, JobsSettings, Settings
         from pipeline.jobs.client import Jobs
 
@@ -553,9 +555,17 @@ class _Services:
                 engine="temporal", temporal_address=self.temporal, task_queue=env["LORECHAT_JOBS__TASK_QUEUE"]
             ),
         )
-        report = Jobs(settings).wait(job["job"], job["run"])
-        report["timeline"] = asyncio.run(_timeline(self.temporal, job["job"], job["run"]))
-        return report
+        return {**Jobs(settings).wait(job["job"], job["run"]), "job": job["job"], "run": job["run"]}
+
+
+class _Step(NamedTuple):
+    """One activity of a job's history: its type, and when it was scheduled, started and closed, and by whom."""
+
+    name: str
+    scheduled: float
+    started: float
+    closed: float
+    worker: str
 
 
 async def _timeline(address: str, job: str, run: str) -> dict[str, Any]:
@@ -571,7 +581,7 @@ async def _timeline(address: str, job: str, run: str) -> dict[str, Any]:
     history = await client.get_workflow_handle(job, run_id=run).fetch_history()
     scheduled: dict[int, tuple[str, float]] = {}
     started: dict[int, tuple[float, str]] = {}
-    steps: list[tuple[str, float, float, float, str]] = []  # type, scheduled, started, closed, worker
+    steps: list[_Step] = []
     first = last = 0.0
     for event in history.events:
         at = event.event_time.ToDatetime().timestamp()
@@ -587,24 +597,23 @@ async def _timeline(address: str, job: str, run: str) -> dict[str, Any]:
             scheduled_id = event.activity_task_completed_event_attributes.scheduled_event_id
             name, queued = scheduled[scheduled_id]
             began, worker = started.get(scheduled_id, (queued, ""))
-            steps.append((name, queued, began, at, worker))
-    batches = [step for step in steps if step[0] == BATCH_ACTIVITY]
-    plan = [step for step in steps if step[0] == PLAN_ACTIVITY]
+            steps.append(_Step(name, queued, began, at, worker))
+    batches = sorted((step for step in steps if step.name == BATCH_ACTIVITY), key=lambda step: step.scheduled)
+    plan = [step for step in steps if step.name == PLAN_ACTIVITY]
     busy: dict[str, float] = {}
-    for _, _, began, closed, worker in batches:
-        busy[worker] = busy.get(worker, 0.0) + closed - began
-    batches_from = min((step[1] for step in batches), default=first)
-    batches_to = max((step[3] for step in batches), default=batches_from)
+    for step in batches:
+        busy[step.worker] = busy.get(step.worker, 0.0) + step.closed - step.started
+    batches_from = min((step.scheduled for step in batches), default=first)
+    batches_to = max((step.closed for step in batches), default=batches_from)
     return {
         "workflow_seconds": round(last - first, 3),
-        "plan_seconds": round(sum(step[3] - step[1] for step in plan), 3),
+        "plan_seconds": round(sum(step.closed - step.scheduled for step in plan), 3),
         "batches_seconds": round(batches_to - batches_from, 3),
         "after_batches_seconds": round(last - batches_to, 3),
         "batch_seconds_per_worker": {worker: round(seconds, 3) for worker, seconds in sorted(busy.items())},
         # Each batch in the order scheduled: its worker, and its start and end in seconds from the job's start.
         "each_batch": [
-            (worker, round(began - first, 1), round(closed - first, 1))
-            for _, _, began, closed, worker in sorted(batches, key=lambda step: step[1])
+            (step.worker, round(step.started - first, 1), round(step.closed - first, 1)) for step in batches
         ],
         "batches": len(batches),
     }
