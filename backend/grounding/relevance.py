@@ -6,8 +6,10 @@ The same scores give the turn's retrieval confidence (coverage.py) and the extra
 
 Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings,
 a table's first cell) are the terms it defines, read as its own words and quoted with it; code lines after a
-sentence that introduces them ("run this:") are quoted with it; a question asking for a name (which option, which
-command, where) prefers sentences with code in them.
+sentence that introduces them ("run this:") are quoted with it, and so are the terms of a definition list it
+introduces ("the following required keys:"); a table row reads with its table's column names; a first sentence
+naming its subject only as "this command" is labelled with the name its page's title opens with; a question asking
+for a name (which option, which command, where) prefers sentences with code in them.
 """
 
 from __future__ import annotations
@@ -199,6 +201,9 @@ _IDENTIFIER_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # A short option ("-r", "-P"): its letter alone is no word, yet it is what "dpkg -r or dpkg -P?" asks about. Case
 # is kept: "-p" is not "-P".
 _SHORT_OPTION = re.compile(r"(?<![\w-])-[A-Za-z](?![\w-])")
+# A capital letter standing alone names a thing ("class B", "plan C", a table row keyed "B"): a term, case kept.
+# Not "A" nor "I" (an article, a pronoun), not an initial ("B. Smith"), not part of a key chord ("Ctrl-C").
+_LETTER = re.compile(r"(?<![\w.'’-])[B-HJ-Z](?![\w'’-])(?!\.\s?[A-Z])")
 
 
 @lru_cache(maxsize=50_000)
@@ -208,6 +213,7 @@ def _text_terms(text: str) -> frozenset[str]:
     found = [*words, *(part for word in words if _IDENTIFIER.search(word) for part in _IDENTIFIER_PARTS.findall(word))]
     terms = {term for term in map(_word_term, found) if term is not None}  # an identifier's words ("line numbers")
     terms.update(_SHORT_OPTION.findall(text))
+    terms.update(_LETTER.findall(text))
     return frozenset(terms)
 
 
@@ -427,6 +433,30 @@ def _is_body(span: Span) -> bool:
     return not span.is_heading or (span.text.endswith(":") and len(span.text.split()) >= 3)
 
 
+def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
+    """The terms of the definition list a sentence ending in a colon introduces ("... the following required keys:",
+    then each key on its own line with its description, in sentences, after it): every entry's term lines, up to
+    eight entries, when there are two or more; else "". Lines of a plain list ("dash -n script.sh - Syntax check")
+    are items, not terms."""
+    entries: list[list[str]] = []
+    end = span.end
+    for following in (b for b in body if b.start >= span.end):
+        gap = text[end : following.start]
+        if gap.strip():
+            terms = _term_lines(gap)
+            if not terms or len(terms) != len([line for line in gap.splitlines() if line.strip()]):
+                break  # a heading or a line of prose: the list has ended
+            if not following.text.endswith((".", "!", "?")):
+                break  # an item of a list, not a description
+            entries.append(terms)
+        elif not entries:
+            break
+        if len(entries) == _MAX_ITEMS or _INTRODUCES.search(following.text):
+            break
+        end = following.end
+    return "\n".join(term for terms in entries for term in terms) if len(entries) >= 2 else ""
+
+
 def _code_after(gap: str) -> str:
     """The code lines a sentence ending in a colon introduces (up to the next sentence), or ""."""
     lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
@@ -437,35 +467,62 @@ def _code_after(gap: str) -> str:
     return "\n".join(lines)
 
 
+# A sentence naming its subject only as the page's own: "This command shows the differences between ...".
+_THIS_SUBJECT = re.compile(
+    r"^this (?:command|program|tool|utility|script|module|package|library|function|daemon|service)\b", re.IGNORECASE
+)
+# A page title's name: "git-range-diff - Compare two commit ranges", "os — Miscellaneous operating system interfaces".
+_TITLE_NAME = re.compile(r"^(.+?)\s+[-–—:]\s")
+
+
+def _subject(title: str) -> str:
+    """The name a page is about, when its title opens with one: a single term ("git-range-diff", "os.path")."""
+    match = _TITLE_NAME.match(title)
+    name = match.group(1).strip() if match else ""
+    return name if name and len(name) <= _MAX_TERM_CHARS and " " not in name and _TERM_LINE.search(name) else ""
+
+
 @lru_cache(maxsize=4096)
-def _quotable(text: str, heading: str) -> tuple[_Quotable, ...]:
+def _quotable(text: str, heading: str, title: str = "") -> tuple[_Quotable, ...]:
     """A source's quotable sentences, each with the one before it, its context's terms, its own terms, the term
     lines it defines and the code it introduces. Cached: the same chunks come back turn after turn, and reading
-    them again was a fifth of a coverage check (py-spy)."""
+    them again was a fifth of a coverage check (py-spy). `title`: the page's; a first sentence that names its
+    subject only as "this command" is labelled with the name the title opens with."""
     read: list[_Quotable] = []
     context_of_heading = _text_terms(heading)
     previous: Span | None = None
     body = [span for span in split_sentences(text) if _is_body(span)]
-    label, gap_start = "", 0
+    label, gap_start, listing = "", 0, False
+    header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in split_sentences(text):
         if not _is_body(span):
             context_of_heading, previous = _text_terms(span.text), None
             continue
+        row = " | " in span.text and previous is not None and previous.end >= span.start - 2
+        header = (header if row and header is not None else _text_terms(span.text)) if " | " in span.text else None
         terms = _term_lines(text[gap_start : span.start])
         if terms is not None:
-            # Lines after a sentence ending in a colon are the code it introduced, not terms being defined.
+            # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
+            # they open the definition list it introduced.
             introduced = gap_start and _INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
-            label = "" if introduced else ", ".join(terms)
+            label = "" if introduced and not listing else ", ".join(terms)
         gap_start = span.end
         context = context_of_heading | _text_terms(previous.text) if previous else context_of_heading
         if not span.text.endswith("?"):  # a question in the source is not an answer
-            code = ""
+            code, listing = "", False
             if _INTRODUCES.search(span.text):
                 after = next((b.start for b in body if b.start >= span.end), len(text))
-                code = _code_after(text[span.end : after])
+                code = _listed_after(text, span, body)
+                listing = bool(code)
+                code = code or _code_after(text[span.end : after])
             items = () if code else _items_after(text, span, body)
-            own = _text_terms(span.text) | _text_terms(label) if label else _text_terms(span.text)
-            read.append(_Quotable(span, previous, context, own, label, code, items))
+            named = label
+            if not named and previous is None and title and _THIS_SUBJECT.match(span.text):
+                named = _subject(title)
+            own = _text_terms(span.text) | _text_terms(named) if named else _text_terms(span.text)
+            if header is not None:  # a row says its columns' names: "B | 172.16.x.x" is class B's network address
+                own |= header
+            read.append(_Quotable(span, previous, context, own, named, code, items))
         previous = span
     return tuple(read)
 
@@ -481,7 +538,11 @@ def _read_rows(
 
     A sentence is read with its context at half weight: the heading it sits under and the sentence before it
     ("That liquid is called hooch" answers a question whose words are in the sentence before)."""
-    rows = [(number, read) for number, hit in enumerate(sources, start=1) for read in _quotable(hit.text, hit.heading)]
+    rows = [
+        (number, read)
+        for number, hit in enumerate(sources, start=1)
+        for read in _quotable(hit.text, hit.heading, hit.title)
+    ]
     if not rows:
         return []
     queries = [question.focus, *([context_focus] if context_focus else [])]

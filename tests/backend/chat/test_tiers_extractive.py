@@ -307,3 +307,62 @@ def test_a_comparison_of_two_short_options_gets_each_options_sentence(vectors: S
         prompt_for("What's the difference between dpkg -r and dpkg -P?", sources=sources, creator=None), vectors
     )
     assert "keeps its configuration files" in answer and "also removes the configuration files" in answer, answer
+
+
+def test_a_capital_letter_naming_a_row_finds_that_row(vectors: SentenceVectors) -> None:
+    """ "Which range belongs to class B?" asks about the row keyed "B": a capital letter standing alone is a term
+    (case kept), and so is the row's key; "A" and "I" are words, and an initial or a key chord names nothing."""
+    from backend.grounding.relevance import content_terms
+
+    assert "B" in content_terms("Which private address range belongs to class B?")
+    assert not {"A", "I", "C", "S"} & content_terms("I press Ctrl-C in a shell. A friend, S. Smith, agreed.")
+    text = (
+        "Let us be reminded of the IPv4 address ranges in each class reserved for use on local networks.\n\n"
+        "Class | network addresses | net mask\n\n"
+        "A | 10.x.x.x | 255.0.0.0\n\n"
+        "B | 172.16.x.x — 172.31.x.x | 255.255.0.0\n\n"
+        "C | 192.168.0.x — 192.168.255.x | 255.255.255.0"
+    )
+    sources = [hit(1, text, title="The network address range for the LAN")]
+    for letter, value in (("B", "172.16"), ("C", "192.168")):
+        question = f"Which private address range belongs to class {letter}?"
+        answer = compose_answer(prompt_for(question, sources=sources), vectors)
+        assert value in answer, (letter, answer)
+
+
+def test_a_first_sentence_naming_the_page_as_this_command_is_labelled_with_its_name(vectors: SentenceVectors) -> None:
+    """A manual page's description opens "This command shows ...": the command it means is the one its title opens
+    with, quoted with the sentence, so "which command ...?" gets a name. A title that opens with prose labels
+    nothing, and a later sentence is not the page's subject."""
+    question = "Which command compares two versions of a patch series?"
+    description = (
+        "This command shows the differences between two versions of a patch series, or more generally, two commit "
+        "ranges. It ignores merge commits."
+    )
+    named = [hit(1, description, title="git-range-diff - Compare two commit ranges: Description")]
+    answer = compose_answer(prompt_for(question, sources=named), vectors)
+    assert "git-range-diff: This command shows the differences" in answer, answer
+    prose = [hit(1, description, title="Reviewing rebased work: Patch series")]
+    assert "Reviewing" not in compose_answer(prompt_for(question, sources=prose), vectors)
+
+
+def test_a_sentence_introducing_a_definition_list_is_quoted_with_its_terms(vectors: SentenceVectors) -> None:
+    """ "Each section contains the following required keys:" then each key on its line with its description: the
+    keys are what it introduces (all of them, not the first line only), and each description is quoted with its
+    key. A list of one entry stays the code its sentence introduces."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "The file contains one subsection per submodule. Each submodule section also contains the following required "
+        "keys:\n\nsubmodule.<name>.path\n\nDefines the path where the submodule is expected to be checked out. The "
+        "path name must not end with a /.\n\nsubmodule.<name>.url\n\nDefines a URL from which the submodule "
+        "repository can be cloned.\n\nIn addition, there is one optional key:\n\nsubmodule.<name>.update\n\n"
+        "Defines the default update procedure for the named submodule."
+    )
+    sources = [hit(1, text, title="gitmodules - Defining submodule properties: Description")]
+    answer = compose_answer(prompt_for("Which keys must each submodule section contain?", sources=sources), vectors)
+    assert "`submodule.<name>.path`; `submodule.<name>.url`" in answer, answer
+    assert "submodule.<name>.update" not in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+    answer = compose_answer(prompt_for("What does the url key of a submodule define?", sources=sources), vectors)
+    assert "submodule.<name>.url: Defines a URL" in answer, answer
