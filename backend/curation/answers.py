@@ -41,7 +41,8 @@ from backend.curation import answers_store
 from backend.curation.answers_store import CuratedView
 from backend.errors import LorechatError
 from backend.grounding.facts import quantities
-from backend.grounding.relevance import content_terms, name_words, read_question, stem
+from backend.grounding.relevance import read_question
+from backend.grounding.terms import content_terms, name_words, stem
 from backend.settings import CuratedSettings
 from backend.stages import Creator
 from backend.storage.repository import Sessions

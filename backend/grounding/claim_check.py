@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.grounding.facts import Quantity, clean_claim_text, is_number_word, names, quantities, quantity_stated
-from backend.grounding.relevance import content_terms, fold, name_words, stem
 from backend.grounding.sentences import SentenceVectors, Span, split_sentences
+from backend.grounding.terms import content_terms, fold, name_words, stem
 from backend.stages import Creator, Hit
 
 # Sentence ends in an answer: . ! ? (then any [n] markers), a lead-in colon before a capital, or a line break.

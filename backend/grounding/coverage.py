@@ -16,17 +16,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backend.grounding.relevance import (
-    CODE_TOKEN,
-    as_asked_of,
-    best_relevance,
-    fold,
-    is_elliptical,
-    name_words,
-    read_question,
-    stem,
-)
+from backend.grounding.quotable import CODE_TOKEN
+from backend.grounding.relevance import as_asked_of, best_relevance, is_elliptical, read_question
 from backend.grounding.sentences import SentenceVectors
+from backend.grounding.terms import fold, name_words, stem
 from backend.stages import Creator, Hit
 
 # Chosen across the answer sets of demo, gitdocs, handbook and debref (leave-one-set-out, scripts/bench/quality.py):

@@ -9,8 +9,8 @@ import re
 from collections.abc import Sequence
 
 from backend.grounding.coverage import THRESHOLD, assess
-from backend.grounding.relevance import content_terms, name_words
 from backend.grounding.sentences import SentenceVectors
+from backend.grounding.terms import content_terms, name_words
 from backend.stages import Creator, Hit
 
 # Over the coverage threshold by this much: the follow-up's own search may bring slightly different chunks.

@@ -267,7 +267,7 @@ def test_a_sentence_pointing_back_a_few_words_in_leans_on_the_one_before(vectors
 
 def test_an_identifiers_words_count_as_words(vectors: SentenceVectors) -> None:
     """A configuration key or a parameter is words run together: "grep.lineNumber" speaks of line numbers."""
-    from backend.grounding.relevance import content_terms, stem
+    from backend.grounding.terms import content_terms, stem
 
     def words(*plain: str) -> set[str]:
         return {stem(word) for word in plain}
@@ -312,7 +312,7 @@ def test_a_comparison_of_two_short_options_gets_each_options_sentence(vectors: S
 def test_a_capital_letter_naming_a_row_finds_that_row(vectors: SentenceVectors) -> None:
     """ "Which range belongs to class B?" asks about the row keyed "B": a capital letter standing alone is a term
     (case kept), and so is the row's key; "A" and "I" are words, and an initial or a key chord names nothing."""
-    from backend.grounding.relevance import content_terms
+    from backend.grounding.terms import content_terms
 
     assert "B" in content_terms("Which private address range belongs to class B?")
     assert not {"A", "I", "C", "S"} & content_terms("I press Ctrl-C in a shell. A friend, S. Smith, agreed.")

@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.grounding.relevance import fold
+from backend.grounding.terms import fold
 
 
 def _fold_by_characters(text: str) -> str:

@@ -1,0 +1,205 @@
+"""How a source chunk reads: its quotable sentences, each with what it carries along.
+
+Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings,
+a table's first cell) are the terms it defines, read as its own words and quoted with it; code lines after a
+sentence that introduces them ("run this:") are quoted with it, and so are the terms of a definition list it
+introduces ("the following required keys:") and the items of a list it announces ("There are three ... bits.");
+a table row reads with its table's column names; a first sentence naming its subject only as "this command" is
+labelled with the name its page's title opens with. relevance.py scores these against a question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from backend.grounding.sentences import Span, split_sentences
+from backend.grounding.terms import text_terms
+
+# Code in a sentence or a term line: an option (-n, --force), a dotted or slashed name (clean.requireForce,
+# /etc/hosts), a placeholder (<branch>), an assignment (key=value), a call (f()), an environment variable (GIT_DIR).
+CODE_TOKEN = re.compile(
+    r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
+)
+# A term line: code, a shell command line (pipes, redirections, a prompt), or one lower-case word (a command or a
+# package in a table's first cell).
+_TERM_LINE = re.compile(CODE_TOKEN.pattern + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$")
+# A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
+_COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
+# A sentence that introduces what follows it: the code lines after it belong to it.
+_INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Quotable:
+    span: Span
+    previous: Span | None
+    context: frozenset[str]
+    terms: frozenset[str]  # its own, and its label's: a definition is about the term it defines
+    label: str
+    code: str
+    items: tuple[Span, ...]
+
+
+_MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
+_MAX_TERM_CHARS = 100
+
+
+def _term_lines(gap: str) -> list[str] | None:
+    """The lines just before a sentence that it defines: short lines with code in them (a definition list's
+    terms, an option's spellings). [] when a plain heading comes last; None when there are no lines at all."""
+    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    if not lines:
+        return None
+    terms: list[str] = []
+    for line in reversed(lines):
+        if len(line) > _MAX_TERM_CHARS or line.endswith((".", "!", "?", ":")) or not _TERM_LINE.search(line):
+            break
+        terms.insert(0, line)
+    if len(terms) < len(lines) and _INTRODUCES.search(lines[-len(terms) - 1]):
+        return []  # code a sentence introduced ("run this:"), not terms being defined
+    return terms if len(terms) <= _MAX_LABEL_LINES else []
+
+
+# A sentence that announces a list ("There are three more special permission bits.", "The following keys are
+# required:"): the items after it, each on its own line, are what it is about.
+_ANNOUNCES = re.compile(
+    r"^(?:there (?:are|exist)|here are|these are)\b.*\b(?:following|several|many|various|some|few|more|other|two|"
+    r"three|four|five|six|seven|eight|nine|ten|\d+)\b|\bthe following\b|:$",
+    re.IGNORECASE,
+)
+# A table's or figure's caption ("Table 12.15.") is not an item of the list before it.
+_CAPTION = re.compile(r"^(?:table|figure|example)\s+[\dA-Z][\d.]*\.?$", re.IGNORECASE)
+_COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+_MAX_ITEMS = 8
+_MAX_ITEM_WORDS = 25
+
+
+def _items_after(text: str, span: Span, body: Sequence[Span]) -> tuple[Span, ...]:
+    """The list items `span` announces: the sentences right after it, each on a line of its own, short, and read as
+    items (no closing full stop, or a dozen words at most); as many as it counts ("three"), else up to eight; at
+    least two, or none."""
+    if not _ANNOUNCES.search(span.text):
+        return ()
+    words = re.findall(r"\b(?:\d+|[a-z]+)\b", span.text.lower())
+    counted = next((int(w) if w.isdigit() else _COUNTS[w] for w in words if w.isdigit() or w in _COUNTS), 0)
+    limit = counted if 2 <= counted <= _MAX_ITEMS else _MAX_ITEMS
+    items: list[Span] = []
+    end = span.end
+    for following in (b for b in body if b.start >= span.end):
+        if _CAPTION.match(following.text):
+            end = following.end
+            continue
+        length = len(following.text.split())
+        is_item = length <= _MAX_ITEM_WORDS and (not following.text.endswith((".", "!", "?")) or length <= 12)
+        if "\n" not in text[end : following.start] or not is_item or _ANNOUNCES.search(following.text):
+            break
+        items.append(following)
+        end = following.end
+        if len(items) == limit:
+            break
+    return tuple(items) if len(items) >= 2 else ()
+
+
+def _is_body(span: Span) -> bool:
+    """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
+    this:") is one."""
+    if span.text.startswith(("$ ", "# ")):  # a shell prompt's line: code, quoted with the sentence introducing it
+        return False
+    return not span.is_heading or (span.text.endswith(":") and len(span.text.split()) >= 3)
+
+
+def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
+    """The terms of the definition list a sentence ending in a colon introduces ("... the following required keys:",
+    then each key on its own line with its description, in sentences, after it): every entry's term lines, up to
+    eight entries, when there are two or more; else "". Lines of a plain list ("dash -n script.sh - Syntax check")
+    are items, not terms."""
+    entries: list[list[str]] = []
+    end = span.end
+    for following in (b for b in body if b.start >= span.end):
+        gap = text[end : following.start]
+        if gap.strip():
+            terms = _term_lines(gap)
+            if not terms or len(terms) != len([line for line in gap.splitlines() if line.strip()]):
+                break  # a heading or a line of prose: the list has ended
+            if not following.text.endswith((".", "!", "?")):
+                break  # an item of a list, not a description
+            entries.append(terms)
+        elif not entries:
+            break
+        if len(entries) == _MAX_ITEMS or _INTRODUCES.search(following.text):
+            break
+        end = following.end
+    return "\n".join(term for terms in entries for term in terms) if len(entries) >= 2 else ""
+
+
+def _code_after(gap: str) -> str:
+    """The code lines a sentence ending in a colon introduces (up to the next sentence), or ""."""
+    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    if not lines or len(lines) > _MAX_LABEL_LINES:
+        return ""
+    if any(len(line) > _MAX_TERM_CHARS or not (_TERM_LINE.search(line) or _COMMAND.match(line)) for line in lines):
+        return ""  # a list or a heading, not code
+    return "\n".join(lines)
+
+
+# A sentence naming its subject only as the page's own: "This command shows the differences between ...".
+_THIS_SUBJECT = re.compile(
+    r"^this (?:command|program|tool|utility|script|module|package|library|function|daemon|service)\b", re.IGNORECASE
+)
+# A page title's name: "git-range-diff - Compare two commit ranges", "os — Miscellaneous operating system interfaces".
+_TITLE_NAME = re.compile(r"^(.+?)\s+[-–—:]\s")
+
+
+def _subject(title: str) -> str:
+    """The name a page is about, when its title opens with one: a single term ("git-range-diff", "os.path")."""
+    match = _TITLE_NAME.match(title)
+    name = match.group(1).strip() if match else ""
+    return name if name and len(name) <= _MAX_TERM_CHARS and " " not in name and _TERM_LINE.search(name) else ""
+
+
+@lru_cache(maxsize=4096)
+def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
+    """A source's quotable sentences, each with the one before it, its context's terms, its own terms, the term
+    lines it defines and the code it introduces. Cached: the same chunks come back turn after turn, and reading
+    them again was a fifth of a coverage check (py-spy). `title`: the page's; a first sentence that names its
+    subject only as "this command" is labelled with the name the title opens with."""
+    read: list[Quotable] = []
+    context_of_heading = text_terms(heading)
+    previous: Span | None = None
+    body = [span for span in split_sentences(text) if _is_body(span)]
+    label, gap_start, listing = "", 0, False
+    header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
+    for span in split_sentences(text):
+        if not _is_body(span):
+            context_of_heading, previous = text_terms(span.text), None
+            continue
+        row = " | " in span.text and previous is not None and previous.end >= span.start - 2
+        header = (header if row and header is not None else text_terms(span.text)) if " | " in span.text else None
+        terms = _term_lines(text[gap_start : span.start])
+        if terms is not None:
+            # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
+            # they open the definition list it introduced.
+            introduced = gap_start and _INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
+            label = "" if introduced and not listing else ", ".join(terms)
+        gap_start = span.end
+        context = context_of_heading | text_terms(previous.text) if previous else context_of_heading
+        if not span.text.endswith("?"):  # a question in the source is not an answer
+            code, listing = "", False
+            if _INTRODUCES.search(span.text):
+                after = next((b.start for b in body if b.start >= span.end), len(text))
+                code = _listed_after(text, span, body)
+                listing = bool(code)
+                code = code or _code_after(text[span.end : after])
+            items = () if code else _items_after(text, span, body)
+            named = label
+            if not named and previous is None and title and _THIS_SUBJECT.match(span.text):
+                named = _subject(title)
+            own = text_terms(span.text) | text_terms(named) if named else text_terms(span.text)
+            if header is not None:  # a row says its columns' names: "B | 172.16.x.x" is class B's network address
+                own |= header
+            read.append(Quotable(span, previous, context, own, named, code, items))
+        previous = span
+    return tuple(read)
