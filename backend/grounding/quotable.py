@@ -47,6 +47,11 @@ _MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms
 _MAX_TERM_CHARS = 100
 
 
+def _is_term_line(line: str) -> bool:
+    """Short, with code in it, and no closing punctuation: "-u, --include-untracked", "submodule.<name>.path"."""
+    return len(line) <= _MAX_TERM_CHARS and not line.endswith((".", "!", "?", ":")) and bool(_TERM_LINE.search(line))
+
+
 def _term_lines(gap: str) -> list[str] | None:
     """The lines just before a sentence that it defines: short lines with code in them (a definition list's
     terms, an option's spellings). [] when a plain heading comes last; None when there are no lines at all."""
@@ -55,7 +60,7 @@ def _term_lines(gap: str) -> list[str] | None:
         return None
     terms: list[str] = []
     for line in reversed(lines):
-        if len(line) > _MAX_TERM_CHARS or line.endswith((".", "!", "?", ":")) or not _TERM_LINE.search(line):
+        if not _is_term_line(line):
             break
         terms.insert(0, line)
     if len(terms) < len(lines) and _INTRODUCES.search(lines[-len(terms) - 1]):
@@ -157,7 +162,7 @@ def _subject(title: str) -> str:
     """The name a page is about, when its title opens with one: a single term ("git-range-diff", "os.path")."""
     match = _TITLE_NAME.match(title)
     name = match.group(1).strip() if match else ""
-    return name if name and len(name) <= _MAX_TERM_CHARS and " " not in name and _TERM_LINE.search(name) else ""
+    return name if " " not in name and _is_term_line(name) else ""
 
 
 @lru_cache(maxsize=4096)
@@ -176,8 +181,10 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
         if not _is_body(span):
             context_of_heading, previous = text_terms(span.text), None
             continue
-        row = " | " in span.text and previous is not None and previous.end >= span.start - 2
-        header = (header if row and header is not None else text_terms(span.text)) if " | " in span.text else None
+        if " | " not in span.text:
+            header = None
+        elif header is None or previous is None or previous.end < span.start - 2:
+            header = text_terms(span.text)  # a table's first row
         terms = _term_lines(text[gap_start : span.start])
         if terms is not None:
             # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
@@ -189,10 +196,11 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
         if not span.text.endswith("?"):  # a question in the source is not an answer
             code, listing = "", False
             if _INTRODUCES.search(span.text):
-                after = next((b.start for b in body if b.start >= span.end), len(text))
                 code = _listed_after(text, span, body)
                 listing = bool(code)
-                code = code or _code_after(text[span.end : after])
+                if not listing:
+                    after = next((b.start for b in body if b.start >= span.end), len(text))
+                    code = _code_after(text[span.end : after])
             items = () if code else _items_after(text, span, body)
             named = label
             if not named and previous is None and title and _THIS_SUBJECT.match(span.text):
