@@ -36,6 +36,7 @@ _INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IG
 class Quotable:
     span: Span
     previous: Span | None
+    earlier: Span | None  # the sentence before `previous`, in the same run of sentences
     context: frozenset[str]
     terms: frozenset[str]  # its own, and its label's: a definition is about the term it defines
     label: str
@@ -174,12 +175,13 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     read: list[Quotable] = []
     context_of_heading = text_terms(heading)
     previous: Span | None = None
+    earlier: Span | None = None
     body = [span for span in split_sentences(text) if _is_body(span)]
     label, gap_start, listing = "", 0, False
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in split_sentences(text):
         if not _is_body(span):
-            context_of_heading, previous = text_terms(span.text), None
+            context_of_heading, previous, earlier = text_terms(span.text), None, None
             continue
         if " | " not in span.text:
             header = None
@@ -208,6 +210,6 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             own = text_terms(span.text) | text_terms(named) if named else text_terms(span.text)
             if header is not None:  # a row says its columns' names: "B | 172.16.x.x" is class B's network address
                 own |= header
-            read.append(Quotable(span, previous, context, own, named, code, items))
-        previous = span
+            read.append(Quotable(span, previous, earlier, context, own, named, code, items))
+        earlier, previous = previous, span
     return tuple(read)

@@ -102,7 +102,9 @@ _FORM_PENALTY = 0.1
 _SIGNPOST = re.compile(
     r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)", re.IGNORECASE
 )
-ANAPHOR = re.compile(r"^(?:that|this|these|those|it|he|she|they|at that|which|there)\b", re.IGNORECASE)
+ANAPHOR = re.compile(r"^(?:that|this|these|those|it|its|he|she|they|their|at that|which|there)\b", re.IGNORECASE)
+# "The script updates ..." after "... to run a script daily": a thing the sentence before introduced.
+_DEFINITE = re.compile(r"^the ([a-z]{3,})\b", re.IGNORECASE)
 # A demonstrative a few words in ("If the script exits with this code, ...", "In such a case, ..."): the thing it
 # points at is named in the sentence before. Not "that" (mostly "Note that ..."), nor "this is"/"these are".
 _POINTS_BACK = re.compile(
@@ -132,6 +134,7 @@ class Candidate:
     label: str = ""  # the term line(s) it defines ("-u, --include-untracked"): quoted with it
     code: str = ""  # the code line(s) it introduces when it ends with a colon: quoted with it
     items: tuple[Span, ...] = ()  # the list it announces ("There are three ... bits." then the three): quoted with it
+    earlier: Span | None = None  # the one before `previous`: quoted too when `previous` leans on it
 
     @property
     def is_brief(self) -> bool:
@@ -142,9 +145,30 @@ class Candidate:
     def leans_back(self) -> bool:
         """Opens with a word pointing at the sentence before ("That liquid is called hooch."), or points at it a few
         words in ("If the script exits with this code, ..."): quote both."""
-        if self.previous is None:
-            return False
-        return ANAPHOR.match(self.span.text) is not None or _POINTS_BACK.match(self.span.text) is not None
+        return self.previous is not None and leans_on(self.span.text, self.previous.text)
+
+    @property
+    def leaning(self) -> list[Span]:
+        """The sentences it leans on, in reading order: the one before, and the one before that when the one before
+        leans on it in turn ("The first of these tools is apticron. Its main effect is to run a script daily. The
+        script updates ...")."""
+        if not self.leans_back or self.previous is None:
+            return []
+        if self.earlier is not None and leans_on(self.previous.text, self.earlier.text):
+            return [self.earlier, self.previous]
+        return [self.previous]
+
+
+def leans_on(text: str, before: str) -> bool:
+    """`text` points at the sentence `before` it: it opens with a pointing word ("That liquid is called hooch."),
+    points a few words in ("If the script exits with this code, ..."), or opens with a thing `before` introduced
+    ("The script ..." after "... a script ...")."""
+    if ANAPHOR.match(text) is not None or _POINTS_BACK.match(text) is not None:
+        return True
+    definite = _DEFINITE.match(text)
+    return (
+        definite is not None and re.search(rf"\b(?:a|an) (?:\w+ )?{definite[1]}\b", before, re.IGNORECASE) is not None
+    )
 
 
 def _drop_boilerplate(question: str, match: re.Match[str]) -> str:
@@ -260,6 +284,7 @@ class _Row:
     source: int  # 1-based citation number
     span: Span
     previous: Span | None  # the sentence before it in the same source
+    earlier: Span | None  # and the one before that
     context: frozenset[str]  # the terms of its heading and of the previous sentence
     terms: frozenset[str]
     relevance: float
@@ -317,7 +342,7 @@ def _read_rows(
             lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
             lexical /= wanted
         relevance = _W_DENSE * similarity + _W_LEXICAL * lexical
-        read.append(_Row(number, span, prev, context, terms, relevance, vector, q.label, q.code, q.items))
+        read.append(_Row(number, span, prev, q.earlier, context, terms, relevance, vector, q.label, q.code, q.items))
     return read
 
 
@@ -366,6 +391,7 @@ def rank(
             row.label,
             row.code,
             row.items,
+            row.earlier,
         )
         for row in rows
     ]

@@ -91,8 +91,9 @@ def _quotes(picked: list[Candidate]) -> list[str]:
     starts = {(c.source, c.span.start) for c in picked}
     labelled: set[tuple[int, str]] = set()
     for c in picked:
-        if c.leans_back and c.previous is not None and (c.source, c.previous.start) not in starts:
-            quoted.append(f"{c.previous.text} [{c.source}]")
+        leaning = c.leaning
+        if leaning and (c.source, leaning[-1].start) not in starts:  # a picked one brings its own
+            quoted.extend(f"{leaned.text} [{c.source}]" for leaned in leaning if (c.source, leaned.start) not in starts)
         text = c.span.text
         if c.label and (c.source, c.label) not in labelled:
             labelled.add((c.source, c.label))

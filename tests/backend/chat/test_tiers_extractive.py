@@ -366,3 +366,25 @@ def test_a_sentence_introducing_a_definition_list_is_quoted_with_its_terms(vecto
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
     answer = compose_answer(prompt_for("What does the url key of a submodule define?", sources=sources), vectors)
     assert "submodule.<name>.url: Defines a URL" in answer, answer
+
+
+def test_a_sentence_leaning_on_one_that_leans_in_turn_is_quoted_with_both(vectors: SentenceVectors) -> None:
+    """ "The script updates ..." speaks of the script the sentence before introduced ("... to run a script daily"),
+    which speaks of the tool the one before it names ("Its main effect"): the three are quoted together, so "which
+    tool?" gets the tool's name. A sentence opening with "The" and a thing nobody introduced leans on nothing."""
+    from backend.grounding.relevance import leans_on
+
+    assert leans_on("The script updates the list.", "Its main effect is to run a script daily (via cron).")
+    assert not leans_on("The script updates the list.", "Its main effect is to run daily (via cron).")
+    text = (
+        "Keeping a system up to date by hand is tedious, so a set of tools can automate it. The first of these tools "
+        "is apticron, in the package of the same name. Its main effect is to run a script daily (via cron). The "
+        "script updates the list of available packages and sends an email with a list of the packages that are not "
+        "in their latest version. Desktop users generally prefer a more interactive system."
+    )
+    sources = [hit(1, text, title="Keeping a System Up to Date")]
+    answer = compose_answer(
+        prompt_for("Which tool mails you a daily list of pending updates?", sources=sources), vectors
+    )
+    assert "apticron" in answer, answer
+    assert answer.index("apticron") < answer.index("Its main effect") < answer.index("The script updates"), answer
