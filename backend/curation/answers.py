@@ -70,27 +70,31 @@ _INTENTS: list[tuple[str, str]] = [
      r"|\bnamed after\b|\b(?:name|called)\b.*\bcome from\b"),
     ("temperature", r"\bhow (?:hot|warm|cold)\b"
      r"|\b(?:what|which|at what|what's the|what is the|what are the) (?:[\w']+ ){0,3}temperatures?\b"),
-    ("duration", r"\bhow long\b|\bhow many (?:hours|minutes|days|weeks|months)\b|\bhow (?:fast|quickly|soon)\b"
+    ("duration", r"\bhow long\b|\bhow many (?:hours|minutes|days|weeks|months|years)\b|\bhow (?:fast|quickly|soon)\b"
      r"|\bwhat (?:is |are |'s )?(?:the )?(?:[\w']+ ){0,3}time\b"),
     ("age", r"\bhow old\b|\bwhat age\b|\bhow many years\b"),
+    # "How long should a password be?": a length as often as a time; the two are told apart by what else is asked.
+    ("length", r"\bhow long\b|\blength\b|\bhow many (?:characters|chars|bytes|bits|digits|letters|words|lines)\b"
+     r"|\b(?:characters|bytes|digits) long\b"),
     ("frequency", r"\bhow often\b|\bhow frequently\b|\bhow many times\b"),
     ("amount", r"\bhow (?:much|many|big|heavy|salty|wet|acidic|sour|large|small)\b"
      r"|\b(?:what|which|in what|what's the|what is the|what are the) (?:[\w']+ ){0,3}(?:percentage|percent|ratio"
      r"|proportions?|amount|level|weight|size|hydration|ph|values?|quantity)\b|\bwhat (?:ph|hydration)\b"),
-    ("when", r"^(?:so |and |but )?when\b|\bat what (?:stage|point)\b|\bwhat stage\b"),
+    ("when", r"^(?:so |and |but )?when\b(?![^?]*,)|\bat what (?:stage|point)\b|\bwhat stage\b"),
     ("reason", r"\bwhy\b|\bhow come\b|\bwhat causes?\b|\breason\b|\bwhat does it mean when\b|\bwhat'?s wrong\b"
-     r"|\bhow (?:does|do|can|would) .{0,40}\b(?:make|cause|increase|decrease|affect|change|lead to)\b"),
+     r"|\bhow (?:does|do|can|would) (?!(?:i|you|we|one)\b).{0,40}\b(?:make|cause|increase|decrease|affect|change"
+     r"|lead to)\b"),
     ("howto", r"\bhow (?:do|can|should|would|could) (?:i|you|we|one)\b|\bhow to\b|\bsteps?\b|\bbest way\b"
      r"|\bwhat (?:can|should|do) (?:i|you|we) do\b|\bwhat now\b|\bwhat happens\b"
      r"|\bhow (?:is|are|does|do) (?:the )?(?:[\w']+ ){0,3}(?:fed|baked|made|shaped|handle|bake|make|prepared?)\b"),
     ("definition", r"\bwhat (?:is|are) (?:a|an|the)\b|\bwhat (?:is|are) [\w-]+\??$|\bwhat'?s (?:a|an)\b"
      r"|\bexplain\b|\bdefine\b|\bwhat does [\w\s-]+ mean\b|\bmeaning of\b|\bwhat does [\w\s-]+ (?:involve|measure)\b"),
-    ("place", r"\bwhere\b"),
+    ("place", r"^(?:so |and |but )?where\b|\bwhere (?:do|does|did|can|could|should|would|is|are|was|were|will)\b"),
     ("yesno", r"^(?:does|do|is|are|can|could|should|will|would|did|has|have)\b|\bthink (?:of|about)\b|\breliable\b"),
 ]  # fmt: skip
 _PATTERNS = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in _INTENTS]
 _ORDER = {name: at for at, (name, _) in enumerate(_INTENTS)}
-_QUANTITIES = frozenset({"temperature", "duration", "age", "frequency", "amount"})
+_QUANTITIES = frozenset({"temperature", "duration", "age", "length", "frequency", "amount"})
 _WEAK = frozenset({"definition", "yesno"})  # said by many questions that ask something more specific too
 # Nouns that make a "how do I work out…" a quantity question.
 _QUANTITY_NOUNS = [
@@ -102,6 +106,7 @@ _COMPATIBLE = {
     frozenset({"duration", "when"}),
     frozenset({"definition", "reason"}),
     frozenset({"origin", "place"}),
+    frozenset({"age", "duration"}),  # "how old must objects be before gc prunes them" / "how long does gc keep them"
 }
 # Words that say what kind of thing is asked (the intent compares those) or nothing a question is about.
 _GENERIC = frozenset(
@@ -111,7 +116,7 @@ _GENERIC = frozenset(
     recommend recommends suggest suggests aim aims prefer prefers use uses advise typical typically run runs put keep
     kept take took go goes went need want like happen happens stay come comes arrive arrives handle give work out add
     adds added start call called get mean means reach reached usual usually really actually still thing things kind
-    way lot bit people ok okay right""".split()
+    way lot bit people ok okay right already command commands""".split()
 )
 _WORD = re.compile(r"[\w']+", re.UNICODE)
 _FILE_WORDS = re.compile(r"[-_.]+")

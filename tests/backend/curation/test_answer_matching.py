@@ -78,6 +78,15 @@ def test_ca1_a_question_about_something_else_never_fits(embed: EmbedQuestions, q
         ("Is tap water with chlorine bad for the starter?", "Is chlorinated tap water harmful for the starter?"),
         ("What percentage of salt goes into Hazel's bread?", "How much salt does Hazel put in her dough?"),
         ("Why would a starter smell like nail varnish?", "What does it mean when my starter smells like nail varnish?"),
+        # The kind of thing asked, read in technical questions: "how do I make …" asks how, not why; "how long" is a
+        # length as often as a time; a clause opening with "when" is not a question of when.
+        ("How do I make a symlink instead of a hard link?", "How do I create a symbolic link rather than a hard link?"),
+        ("How can I sign a tag with my GPG key?", "How do I make a GPG-signed tag?"),
+        ("What's a good password length?", "How long should a good password be?"),
+        (
+            "What is an object name in git and what's its length?",
+            "What are object names in git, and how long are they?",
+        ),
     ],
 )
 def test_ca1_a_paraphrase_fits(embed: EmbedQuestions, question: str, phrasing: str) -> None:
@@ -90,13 +99,22 @@ def test_ca1_a_paraphrase_fits(embed: EmbedQuestions, question: str, phrasing: s
         ("How much salt does Hazel use?", {"amount"}),
         ("What percentage of salt does Inês use?", {"amount"}),
         ("When does Hazel add the salt?", {"when"}),
-        ("How long is the cold retard, and how cold?", {"duration", "temperature"}),
+        ("How long is the cold retard, and how cold?", {"duration", "length", "temperature"}),
+        ("How long should a good password be?", {"duration", "length"}),
+        ("How many characters should a password have?", {"amount", "length"}),
+        ("What's a good password length?", {"length"}),
+        ("How old must loose objects be before gc prunes them?", {"age"}),
         ("Why is it called the Quillfield fold?", {"origin"}),
         ("What is the Quillfield fold?", {"definition"}),
         ("How do I wake a starter up?", {"howto"}),
         ("How do I work out what water temperature I need?", {"temperature"}),
         ("How often do new stable releases come out?", {"frequency"}),
         ("Does Hazel trust the float test?", {"yesno"}),
+        ("How do I make a GPG-signed tag?", {"howto"}),
+        ("How does the salt make the dough tighter?", {"reason"}),
+        ("When finding the MTU with ping, how many bytes do I add?", {"amount", "length"}),
+        ("Which command shows a package's version and where it comes from?", {"other"}),
+        ("Where does Hazel keep her starter?", {"place"}),
     ],
 )
 def test_the_kind_of_thing_asked(question: str, asks: set[str]) -> None:
