@@ -206,15 +206,22 @@ async def edit_answer(
     questions: list[str] | None = None,
     answer: str | None = None,
     documents: list[str] | None = None,
+    topic_id: str | None = None,
 ) -> CuratedView:
     """A new version of the answer (what is not given stays); the old one is kept. not_found for an unknown or
-    retired answer."""
+    retired answer. With `topic_id` (a gap topic that reopened: visitors kept asking it in words the answer did not
+    match, and the curator added them as phrasings), the topic is marked answered by it again."""
     now = utcnow()
     async with db_errors(), sessions() as session, session.begin():
         await session.execute(_bump())
         row = await session.get(CuratedAnswer, answer_id) if is_valid_id(answer_id) else None
         if row is None or row.retired_at is not None:
             raise LorechatError(ErrorCode.not_found, f"no active curated answer '{answer_id}'")
+        if topic_id is not None:
+            topic = await session.get(GapTopic, topic_id) if is_valid_id(topic_id) else None
+            if topic is None:
+                raise LorechatError(ErrorCode.not_found, "No such gap topic")
+            topic.answered_by, topic.answered_at = row.id, now
         phrasings = clean_questions(questions) if questions is not None else list(row.questions)
         text = clean_answer(answer) if answer is not None else row.answer
         linked = await _check_documents(session, row.creator, documents) if documents is not None else row.documents
@@ -274,6 +281,20 @@ async def list_answers(
     async with db_errors(), sessions() as session:
         rows = (await session.execute(query)).all()
     return [_view(row[0], int(row[1] or 0), int(row[2] or 0), int(row[3] or 0)) for row in rows]
+
+
+async def written_for(sessions: Sessions, topic_ids: list[str]) -> dict[str, str]:
+    """The active answer written for each of these gap topics that has one (the newest, when several)."""
+    if not topic_ids:
+        return {}
+    query = (
+        select(CuratedAnswer.topic_id, CuratedAnswer.id)
+        .where(CuratedAnswer.topic_id.in_(topic_ids), CuratedAnswer.retired_at.is_(None))
+        .order_by(CuratedAnswer.created_at, CuratedAnswer.id)
+    )
+    async with db_errors(), sessions() as session:
+        rows = (await session.execute(query)).all()
+    return {str(topic): str(answer) for topic, answer in rows}
 
 
 async def get_answer(sessions: Sessions, *, answer_id: str) -> CuratedView | None:

@@ -133,6 +133,9 @@ def _iso_minute(moment: str | None) -> str | None:
 
 async def _gaps(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Table:
     topics = await gaps_store.list_topics(sessions, limit=100)
+    # A topic back in the inbox although a curated answer was written for it: visitors ask it in words the answer's
+    # phrasings did not match. Its new questions can be added to that answer as phrasings.
+    answers = await answers_store.written_for(sessions, [t.id for t in topics])
     rows: list[list[Cell]] = [
         [
             t.creator or "(no creator)",
@@ -144,10 +147,13 @@ async def _gaps(sessions: Sessions, _catalog: Catalog, _since: datetime) -> Tabl
             _time(t.first_seen),
             _time(t.last_seen),
             t.id,
+            answers.get(t.id, ""),
         ]
         for t in topics
     ]
-    columns = ["creator", "count", "topic", "examples", "best_sources", "signals", "first_seen", "last_seen", "id"]
+    columns = [
+        "creator", "count", "topic", "examples", "best_sources", "signals", "first_seen", "last_seen", "id", "answer",
+    ]  # fmt: skip
     return Table("gaps", "Knowledge-gap inbox", columns, rows, keys=[t.id for t in topics])
 
 

@@ -342,29 +342,45 @@ async def create_answer(request: Request, token: AdminTokenDep, sessions: Sessio
 
 @router.get("/answers/{answer_id}", response_class=HTMLResponse)
 async def edit_answer_form(
-    answer_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep, ip: ClientIpDep
-) -> Response:
+    answer_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep, catalog: CatalogDep, ip: ClientIpDep,
+    topic: str | None = None,
+) -> Response:  # fmt: skip
+    """The form to edit a curated answer; with `topic` (a gap topic written for it that came back to the inbox), the
+    topic's questions not among its phrasings yet are added to them, for the curator to review and save."""
     cookie = await _signed_in(request, token, ip)
     if cookie is None:
         return _to_login()
     answer = await answers_store.get_answer(sessions, answer_id=require_id(answer_id, what="curated answer"))
     if answer is None:
         raise LorechatError(ErrorCode.not_found, "No such curated answer")
+    found = await gaps_store.get_topic(sessions, topic_id=require_id(topic, what="gap topic")) if topic else None
+    if topic and found is None:
+        raise LorechatError(ErrorCode.not_found, "No such gap topic")
+    questions = list(answer.questions)
+    if found is not None:
+        have = {_normal(question) for question in questions}
+        questions += [example for example in found.examples if _normal(example) not in have]
     values: dict[str, Any] = {
-        "answer_id": answer.id, "topic": None, "creator": answer.creator or "",
-        "questions": "\n".join(answer.questions), "answer": answer.answer,
+        "answer_id": answer.id, "topic": found, "creator": answer.creator or "",
+        "questions": "\n".join(questions), "answer": answer.answer,
         "documents_text": "\n".join(answer.documents), "error": None, "view": answer, "history": answer.history,
+        "added": len(questions) - len(answer.questions),
     }  # fmt: skip
     return _answer_page(request=request, cookie=cookie, token=token, catalog=catalog, values=values)
+
+
+def _normal(question: str) -> str:
+    return " ".join(question.casefold().split()).rstrip("?")
 
 
 @router.post("/answers/{answer_id}")
 async def edit_answer(answer_id: str, request: Request, token: AdminTokenDep, sessions: SessionsDep) -> Response:
     form = await _checked_post(request, token)
     answer_id = require_id(answer_id, what="curated answer")
+    topic = form.get("topic") or None
     await answers_store.edit_answer(
         sessions, answer_id=answer_id, questions=_lines(form.get("questions")), answer=form.get("answer", ""),
-        documents=_lines(form.get("documents")),
+        documents=_lines(form.get("documents")), topic_id=require_id(topic, what="gap topic") if topic else None,
     )  # fmt: skip
     await _written(request)
     return RedirectResponse("/admin#answers", status_code=303, headers=_HEADERS)

@@ -5,6 +5,7 @@ and the dashboard's forms (CA1-CA8)."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +15,12 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from backend.curation import answers_store, feedback_store
+from backend.curation import answers_store, feedback_store, gaps_store
 from backend.storage.models import CuratedUse
 from backend.storage.repository import Sessions
 from tests.backend.api.harness import AsgiApp, Backend, asgi_app, extractive_tier, upstream_tier
 from tests.backend.api.streams import assert_turn_stored, post_chat
+from tests.backend.storage.test_curator import answered
 from tests.fakes import Script, ScriptedOpenAI
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -218,3 +220,49 @@ async def test_ca2_the_dashboard_writes_edits_and_retires_answers_behind_its_log
         assert (await answers_store.get_answer(db, answer_id=answer.id)).status == "retired"  # type: ignore[union-attr]
         async with app.db() as sessions, sessions() as session:
             assert (await session.scalars(select(CuratedUse).where(CuratedUse.answer_id == answer.id))).all()
+
+
+async def test_ca6_a_topic_back_in_the_inbox_adds_its_questions_to_the_answer_written_for_it(
+    app: AsgiApp, db: Sessions, upstream: ScriptedOpenAI
+) -> None:
+    """Visitors keep asking a topic in words its curated answer did not match: the topic is back in the inbox, with a
+    link that opens the answer with those questions added to its phrasings; saved, the answer matches them (a new
+    version) and the topic leaves the inbox again."""
+    first, again = "Can Hazel's bread be made without any gluten?", "Can Hazel's bread be made entirely gluten-free?"
+    await answered(db, first, creator=CREATOR, unanswered=True)
+    async with app.client() as client:
+        csrf = await _signed_in(client)  # loading the dashboard groups the gap
+        [topic] = [t for t in await gaps_store.list_topics(db, creator=CREATOR) if first in t.examples]
+        written = await answers_store.add_answer(
+            db, creator=CREATOR, questions=["Is there a version for coeliacs?"], answer="No: every loaf uses wheat.",
+            topic_id=topic.id,
+        )  # fmt: skip
+        page = await client.get("/admin")
+        assert topic.id not in page.text  # answered: out of the inbox
+        await answered(db, again, creator=CREATOR, unanswered=True)  # not matched by the answer: a gap again
+        page = await client.get("/admin")
+        link = f"/admin/answers/{written.id}?topic={topic.id}"
+        assert link in page.text and 'data-testid="gap-unmatched"' in page.text
+
+        form = await client.get(link)
+        assert form.status_code == 200 and 'data-testid="phrasings-added"' in form.text
+        phrasings = re.search(r'name="questions"[^>]*>([^<]*)</textarea>', form.text)
+        assert phrasings is not None
+        lines = [html.unescape(line) for line in phrasings[1].splitlines()]
+        assert lines[0] == "Is there a version for coeliacs?" and first in lines and again in lines, lines
+        assert f'name="topic" value="{topic.id}"' in form.text
+        for bad in ("nope\x00", "A" * 22):  # ids through the one gate: malformed and unknown alike are not found
+            assert (await client.get(f"/admin/answers/{written.id}", params={"topic": bad})).status_code == 404
+
+        saved = await client.post(
+            f"/admin/answers/{written.id}",
+            data={"csrf": csrf, "questions": "\n".join(lines), "answer": written.answer, "documents": "",
+                  "topic": topic.id},
+        )  # fmt: skip
+        assert saved.status_code == 303
+        stored = await answers_store.get_answer(db, answer_id=written.id)
+        assert stored is not None and stored.version == 2 and stored.questions == lines
+        assert [t for t in await gaps_store.list_topics(db, creator=CREATOR) if t.id == topic.id] == []
+        await asyncio.sleep(REFRESH)
+        reply = await post_chat(client, {"query": again, "creator": CREATOR})
+        assert reply.stream.done["curated_answer"] == {"id": written.id, "version": 2}
