@@ -42,6 +42,9 @@ class Quotable:
     label: str
     code: str
     items: tuple[Span, ...]
+    # A later sentence of a term's description: the description's first sentence, which says what the term does
+    # ("--tags: Instead of using only the annotated tags, use any tag ..." before "This option enables ...").
+    lead: Span | None = None
 
 
 _MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
@@ -178,6 +181,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     earlier: Span | None = None
     body = [span for span in split_sentences(text) if _is_body(span)]
     label, gap_start, listing = "", 0, False
+    lead: Span | None = None  # the first sentence after the current term line(s)
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in split_sentences(text):
         if not _is_body(span):
@@ -193,6 +197,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             # they open the definition list it introduced.
             introduced = gap_start and _INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
             label = "" if introduced and not listing else ", ".join(terms)
+            lead = None
         gap_start = span.end
         context = context_of_heading | text_terms(previous.text) if previous else context_of_heading
         if not span.text.endswith("?"):  # a question in the source is not an answer
@@ -210,6 +215,9 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             own = text_terms(span.text) | text_terms(named) if named else text_terms(span.text)
             if header is not None:  # a row says its columns' names: "B | 172.16.x.x" is class B's network address
                 own |= header
-            read.append(Quotable(span, previous, earlier, context, own, named, code, items))
+            first = lead is None
+            if label and first:
+                lead = span
+            read.append(Quotable(span, previous, earlier, context, own, named, code, items, None if first else lead))
         earlier, previous = previous, span
     return tuple(read)

@@ -135,6 +135,7 @@ class Candidate:
     code: str = ""  # the code line(s) it introduces when it ends with a colon: quoted with it
     items: tuple[Span, ...] = ()  # the list it announces ("There are three ... bits." then the three): quoted with it
     earlier: Span | None = None  # the one before `previous`: quoted too when `previous` leans on it
+    lead: Span | None = None  # its term description's first sentence when it is a later one: quoted before it
 
     @property
     def is_brief(self) -> bool:
@@ -292,6 +293,7 @@ class _Row:
     label: str  # the term line(s) it defines ("-u, --include-untracked"), or ""
     code: str  # the code line(s) it introduces ("Run this:" then a command), or ""
     items: tuple[Span, ...]  # the list items it announces, or ()
+    lead: Span | None  # its term description's first sentence, when it is a later one
 
 
 def _read_rows(
@@ -342,7 +344,9 @@ def _read_rows(
             lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
             lexical /= wanted
         relevance = _W_DENSE * similarity + _W_LEXICAL * lexical
-        read.append(_Row(number, span, prev, q.earlier, context, terms, relevance, vector, q.label, q.code, q.items))
+        read.append(
+            _Row(number, span, prev, q.earlier, context, terms, relevance, vector, q.label, q.code, q.items, q.lead)
+        )
     return read
 
 
@@ -392,6 +396,7 @@ def rank(
             row.code,
             row.items,
             row.earlier,
+            row.lead,
         )
         for row in rows
     ]

@@ -92,6 +92,15 @@ def _quotes(picked: list[Candidate]) -> list[str]:
     labelled: set[tuple[int, str]] = set()
     for c in picked:
         leaning = c.leaning
+        lead = c.lead
+        if lead is not None and (c.source, lead.start) not in starts and all(x.start != lead.start for x in leaning):
+            # A later sentence of a term's description: the first one says what the term does.
+            starts.add((c.source, lead.start))
+            said = lead.text
+            if c.label and (c.source, c.label) not in labelled:
+                labelled.add((c.source, c.label))
+                said = f"{c.label}: {said}"
+            quoted.append(f"{said} [{c.source}]")
         if leaning and (c.source, leaning[-1].start) not in starts:  # a picked one brings its own
             quoted.extend(f"{leaned.text} [{c.source}]" for leaned in leaning if (c.source, leaned.start) not in starts)
         text = c.span.text

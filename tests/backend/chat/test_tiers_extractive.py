@@ -388,3 +388,24 @@ def test_a_sentence_leaning_on_one_that_leans_in_turn_is_quoted_with_both(vector
     )
     assert "apticron" in answer, answer
     assert answer.index("apticron") < answer.index("Its main effect") < answer.index("The script updates"), answer
+
+
+def test_a_later_sentence_of_a_terms_description_is_quoted_after_its_first(vectors: SentenceVectors) -> None:
+    """A description's first sentence says what the term does ("Like pop, but do not remove the state ..."); a later
+    one qualifies it ("Unlike pop, <stash> may be any commit ..."). Picked alone, the later one comes with the first,
+    labelled with the term, so "how do they differ?" gets what differs."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "OPTIONS\n\npop [--index] [-q|--quiet] [<stash>]\n\nRemove a single stashed state from the stash list and "
+        "apply it on top of the current working tree state. The working directory must match the index.\n\n"
+        "apply [--index] [-q|--quiet] [<stash>]\n\nLike pop, but do not remove the state from the stash list. Unlike "
+        "pop, <stash> may be any commit that looks like a commit created by stash push or stash create.\n"
+    )
+    sources = [hit(1, text, title="git-stash - Stash the changes in a dirty working directory away")]
+    answer = compose_answer(
+        prompt_for("What's the difference between git stash pop and git stash apply?", sources=sources), vectors
+    )
+    assert "apply [--index] [-q|--quiet] [<stash>]: Like pop, but do not remove the state" in answer, answer
+    assert answer.count("apply [--index]") == 1, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
