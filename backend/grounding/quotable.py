@@ -28,6 +28,10 @@ CODE_TOKEN = re.compile(
 _TERM_LINE = re.compile(CODE_TOKEN.pattern + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$")
 # A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
 _COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
+# A configuration file's section header or assignment ("[user]", "signingKey = <key-id>"): code as a command is.
+_CONFIG_LINE = re.compile(r"^\[[\w .\"-]+\]$|^[\w.-]+ ?= ?\S")
+# A command at a root shell's prompt ("# dpkg-reconfigure locales"), as "$ " opens one at a user's.
+_ROOT_PROMPT = re.compile(r"^# [a-z][\w.+-]*(?: \S+){0,5}$")
 # A sentence that introduces what follows it: the code lines after it belong to it.
 _INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IGNORECASE)
 
@@ -144,12 +148,19 @@ def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
     return "\n".join(term for terms in entries for term in terms) if len(entries) >= 2 else ""
 
 
+def _is_code_line(line: str) -> bool:
+    """A term, a command (at a prompt or not), or a line of a configuration file."""
+    if _TERM_LINE.search(line):
+        return True
+    return any(pattern.match(line) for pattern in (_COMMAND, _CONFIG_LINE, _ROOT_PROMPT))
+
+
 def _code_after(gap: str) -> str:
     """The code lines a sentence ending in a colon introduces (up to the next sentence), or ""."""
     lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
     if not lines or len(lines) > _MAX_LABEL_LINES:
         return ""
-    if any(len(line) > _MAX_TERM_CHARS or not (_TERM_LINE.search(line) or _COMMAND.match(line)) for line in lines):
+    if any(len(line) > _MAX_TERM_CHARS or not _is_code_line(line) for line in lines):
         return ""  # a list or a heading, not code
     return "\n".join(lines)
 

@@ -409,3 +409,28 @@ def test_a_later_sentence_of_a_terms_description_is_quoted_after_its_first(vecto
     assert "apply [--index] [-q|--quiet] [<stash>]: Like pop, but do not remove the state" in answer, answer
     assert answer.count("apply [--index]") == 1, answer
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_configuration_lines_and_a_root_prompt_are_code_a_sentence_introduces(vectors: SentenceVectors) -> None:
+    """A configuration file's lines ("[user]", "signingKey = <key-id>") and a command at a root prompt
+    ("# dpkg-reconfigure locales") are code: quoted with the sentence ending "as follows:" or "as:" that shows them."""
+    from backend.grounding.claim_check import check_answer
+
+    tag = (
+        "If you want to use a different default key, you can specify it in the repository configuration as follows:"
+        "\n\n[user]\n    signingKey = <gpg-key_id>\n\npager.tag is only respected when listing tags."
+    )
+    sources = [hit(1, tag, title="git-tag - Create, list, delete or verify a tag object signed with GPG")]
+    question = "How do I sign tags with a key other than the default?"
+    answer = compose_answer(prompt_for(question, sources=sources), vectors)
+    assert "as follows: `[user]`; `signingKey = <gpg-key_id>`." in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+    locales = (
+        "The locales package does not come with pre-compiled locale data. To compile the locale data you need, "
+        "configure it as:\n\n# dpkg-reconfigure locales\n\nThe locales-all package comes with all of it pre-compiled."
+    )
+    sources = [hit(1, locales, title="The reconfiguration of the locale")]
+    answer = compose_answer(prompt_for("How do I compile the locale data I need?", sources=sources), vectors)
+    assert "configure it as: `# dpkg-reconfigure locales`." in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
