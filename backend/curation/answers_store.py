@@ -94,6 +94,11 @@ def _invalid(message: str) -> LorechatError:
     return LorechatError(ErrorCode.invalid_input, message)
 
 
+def same_phrasing(question: str) -> str:
+    """What two phrasings of one answer share when they are one: the words, spacing and case aside."""
+    return " ".join(clean_text(question).split()).casefold()
+
+
 def clean_questions(questions: list[str]) -> list[str]:
     """The phrasings as stored: cleaned, one line each, no duplicates; at least one (invalid_input otherwise)."""
     cleaned: list[str] = []
@@ -101,7 +106,7 @@ def clean_questions(questions: list[str]) -> list[str]:
         text = " ".join(clean_text(question).split())
         if len(text) > QUESTION_CHARS:
             raise _invalid(f"a question is longer than {QUESTION_CHARS} characters")
-        if text and text.casefold() not in {q.casefold() for q in cleaned}:
+        if text and same_phrasing(text) not in {same_phrasing(q) for q in cleaned}:
             cleaned.append(text)
     if not cleaned:
         raise _invalid("give at least one question the answer answers")

@@ -358,8 +358,8 @@ async def edit_answer_form(
         raise LorechatError(ErrorCode.not_found, "No such gap topic")
     questions = list(answer.questions)
     if found is not None:
-        have = {_normal(question) for question in questions}
-        questions += [example for example in found.examples if _normal(example) not in have]
+        have = {answers_store.same_phrasing(question) for question in questions}
+        questions += [example for example in found.examples if answers_store.same_phrasing(example) not in have]
     values: dict[str, Any] = {
         "answer_id": answer.id, "topic": found, "creator": answer.creator or "",
         "questions": "\n".join(questions), "answer": answer.answer,
@@ -367,10 +367,6 @@ async def edit_answer_form(
         "added": len(questions) - len(answer.questions),
     }  # fmt: skip
     return _answer_page(request=request, cookie=cookie, token=token, catalog=catalog, values=values)
-
-
-def _normal(question: str) -> str:
-    return " ".join(question.casefold().split()).rstrip("?")
 
 
 @router.post("/answers/{answer_id}")

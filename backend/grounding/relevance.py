@@ -23,7 +23,7 @@ from functools import partial
 import numpy as np
 
 from backend.grounding.facts import quantities
-from backend.grounding.quotable import CODE_TOKEN, quotable
+from backend.grounding.quotable import CODE_TOKEN, Quotable, quotable
 from backend.grounding.sentences import SentenceVectors, Span
 from backend.grounding.terms import content_terms, name_words, stem
 from backend.stages import Creator, Hit
@@ -283,17 +283,9 @@ def _kind_bonus(question: Question, text: str) -> float:
 @dataclass(frozen=True, slots=True)
 class _Row:
     source: int  # 1-based citation number
-    span: Span
-    previous: Span | None  # the sentence before it in the same source
-    earlier: Span | None  # and the one before that
-    context: frozenset[str]  # the terms of its heading and of the previous sentence
-    terms: frozenset[str]
+    read: Quotable  # the sentence and what it carries along (quotable.py)
     relevance: float
     vector: np.ndarray
-    label: str  # the term line(s) it defines ("-u, --include-untracked"), or ""
-    code: str  # the code line(s) it introduces ("Run this:" then a command), or ""
-    items: tuple[Span, ...]  # the list items it announces, or ()
-    lead: Span | None  # its term description's first sentence, when it is a later one
 
 
 def _read_rows(
@@ -336,7 +328,7 @@ def _read_rows(
     asked_terms = question.terms.keys()
     read: list[_Row] = []
     for (number, q), similarity, vector in zip(rows, dense, own, strict=True):
-        span, prev, context, terms = q.span, q.previous, q.context, q.terms
+        prev, context, terms = q.previous, q.context, q.terms
         if prev is not None and prev.text:  # its vector is among `encoded`, in this order
             similarity = max(similarity, 0.8 * similarity + 0.2 * next(extra))
         lexical = 0.0
@@ -344,9 +336,7 @@ def _read_rows(
             lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
             lexical /= wanted
         relevance = _W_DENSE * similarity + _W_LEXICAL * lexical
-        read.append(
-            _Row(number, span, prev, q.earlier, context, terms, relevance, vector, q.label, q.code, q.items, q.lead)
-        )
+        read.append(_Row(number, q, relevance, vector))
     return read
 
 
@@ -376,29 +366,30 @@ def rank(
     `context_weight`: how much the earlier question counts in the meaning compared (1: an elliptical follow-up)."""
     rows = _read_rows(question, sources, vectors, context_focus, context_weight)
     following = {
-        (a.source, a.span.start): b.span
+        (a.source, a.read.span.start): b.read.span
         for a, b in itertools.pairwise(rows)
-        if a.source == b.source and b.previous is a.span
+        if a.source == b.source and b.read.previous is a.read.span
     }
     found = [
         Candidate(
             row.source,
-            row.span,
+            q.span,
             row.relevance,
             row.relevance
-            + _kind_bonus(question, " ".join((row.label, row.span.text, row.code)))
+            + _kind_bonus(question, " ".join((q.label, q.span.text, q.code)))
             - _RANK_STEP * (row.source - 1)
-            - _form_penalty(row.span.text),
+            - _form_penalty(q.span.text),
             row.vector,
-            row.previous,
-            following.get((row.source, row.span.start)),
-            row.label,
-            row.code,
-            row.items,
-            row.earlier,
-            row.lead,
+            q.previous,
+            following.get((row.source, q.span.start)),
+            q.label,
+            q.code,
+            q.items,
+            q.earlier,
+            q.lead,
         )
         for row in rows
+        for q in (row.read,)
     ]
     found.sort(key=lambda c: (-c.score, c.source, c.span.start))
     return found
