@@ -19,9 +19,10 @@ from backend.grounding.sentences import Span, split_sentences
 from backend.grounding.terms import text_terms
 
 # Code in a sentence or a term line: an option (-n, --force), a dotted or slashed name (clean.requireForce,
-# /etc/hosts), a placeholder (<branch>), an assignment (key=value), a call (f()), an environment variable (GIT_DIR).
+# /etc/hosts), a placeholder (<branch>), an assignment (key=value), a call (f()), a manual page (script(1)), an
+# environment variable (GIT_DIR).
 CODE_TOKEN = re.compile(
-    r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
+    r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\w\([1-9]\w{0,3}\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
 )
 # A term line: code, a shell command line (pipes, redirections, a prompt), or one lower-case word (a command or a
 # package in a table's first cell).

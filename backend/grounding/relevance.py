@@ -100,7 +100,11 @@ _UNIT_BONUS = 0.04
 _RANK_STEP = 0.004  # the retriever's order breaks near-ties
 _FORM_PENALTY = 0.1
 _SIGNPOST = re.compile(
-    r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)", re.IGNORECASE
+    r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)"
+    # A cross-reference and nothing else ("See Section 9.1.1, “Recording ...”.", "See git-config(1)."): a pointer.
+    r"|^(?:see|refer to)\s+(?:also\s+)?(?:(?:section|chapter|table|figure|appendix)\s+[\dA-Z][\d.]*|[\w.-]+\(\d\w*\))"
+    r"[^.;]*\.?$",
+    re.IGNORECASE,
 )
 ANAPHOR = re.compile(r"^(?:that|this|these|those|it|its|he|she|they|their|at that|which|there)\b", re.IGNORECASE)
 # "The script updates ..." after "... to run a script daily": a thing the sentence before introduced.
@@ -136,6 +140,9 @@ class Candidate:
     items: tuple[Span, ...] = ()  # the list it announces ("There are three ... bits." then the three): quoted with it
     earlier: Span | None = None  # the one before `previous`: quoted too when `previous` leans on it
     lead: Span | None = None  # its term description's first sentence when it is a later one: quoted before it
+    # The next sentence when this one is misread without it: it names (in code) the thing this one is about, for a
+    # question asking for a name, or it denies this one ("... these two are synonyms." "They are not."): quoted after.
+    completed_by: Span | None = None
 
     @property
     def is_brief(self) -> bool:
@@ -158,6 +165,34 @@ class Candidate:
         if self.earlier is not None and leans_on(self.previous.text, self.earlier.text):
             return [self.earlier, self.previous]
         return [self.previous]
+
+
+# A pronoun early in a sentence ("You can check it using checkbashisms(1)."): it is about the sentence before's thing.
+_REFERS_BACK = re.compile(r"^(?:\S+\s+){0,6}?(?:it|them|this|these|those)\b", re.IGNORECASE)
+
+
+# A sentence denying the one before: "They are not — these two options mean very different things.", "This is not
+# the case.", "That is wrong."
+_DENIES = re.compile(
+    r"^(?:they|it|this|that|these|those)\s+(?:is|are|was|were|does|do|did|has|have)(?:n't|\s+not\b|\s+never\b)"
+    r"|^(?:this|that|it)\s+is\s+(?:wrong|false|incorrect|a myth|a misconception)\b",
+    re.IGNORECASE,
+)
+
+
+def _completed_by(question: Question, read: Quotable, following: Span | None) -> Span | None:
+    """The sentence after `read` when `read` alone would mislead or leave out what is asked: it denies `read`, or
+    (for a question asking for a name) `read` names nothing and it names the thing `read` is about ("Avoid writing
+    a shell script with bashisms ..." then "You can check it using checkbashisms(1).")."""
+    if following is None:
+        return None
+    if _DENIES.match(following.text):
+        return following
+    if question.kind is not FactKind.name or not CODE_TOKEN.search(following.text):
+        return None
+    if CODE_TOKEN.search(" ".join((read.label, read.span.text, read.code))):
+        return None
+    return following if _REFERS_BACK.match(following.text) or leans_on(following.text, read.span.text) else None
 
 
 def leans_on(text: str, before: str) -> bool:
@@ -381,15 +416,17 @@ def rank(
             - _form_penalty(q.span.text),
             row.vector,
             q.previous,
-            following.get((row.source, q.span.start)),
+            after,
             q.label,
             q.code,
             q.items,
             q.earlier,
-            q.lead,
+            q.lead if q.lead is None or not _SIGNPOST.search(q.lead.text) else None,  # a pointer says nothing
+            _completed_by(question, q, after),
         )
         for row in rows
         for q in (row.read,)
+        for after in (following.get((row.source, q.span.start)),)
     ]
     found.sort(key=lambda c: (-c.score, c.source, c.span.start))
     return found

@@ -4,10 +4,12 @@ Sentences are ranked by the retrieval model's similarity to the question (withou
 creator's name), the question's rarer words present, and whether they carry the kind of fact asked for
 (relevance.py); the picks are diverse (MMR) and read in source order. Technical text is quoted whole: a sentence
 that defines an option or a term comes with its term line ("-n, --dry-run: ..."), one that introduces code with the
-code, in backticks. A compound question or a comparison gets each part's best sentence too; a question put to a
-creator in the second person is read in their voice ("your starter" -> "my starter"); an elliptical follow-up ("And
-for IPv6?") leans on the question before it as much as on its own words. The personality weight changes the
-framing line only: the quoted sentences are the same at every dial position.
+code, in backticks; a sentence comes with the next one when that one denies it ("They are not.") or, asked for a
+name, names what it is about ("You can check it using checkbashisms(1)."). A compound question or a comparison
+gets each part's best sentence too; a question put to a creator in the second person is read in their voice ("your
+starter" -> "my starter"); an elliptical follow-up ("And for IPv6?") leans on the question before it as much as on
+its own words. The personality weight changes the framing line only: the quoted sentences are the same at every
+dial position.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ def _quotes(picked: list[Candidate]) -> list[str]:
                 if (c.source, item.start) not in starts:
                     end = "" if item.text.endswith((".", "!", "?", ":", ";")) else "."
                     quoted.append(f"{item.text}{end} [{c.source}]")
+        elif c.completed_by is not None and (c.source, c.completed_by.start) not in starts:
+            starts.add((c.source, c.completed_by.start))
+            quoted.append(f"{c.completed_by.text} [{c.source}]")
         elif c.is_brief and c.following is not None and (c.source, c.following.start) not in starts:
             quoted.append(f"{c.following.text} [{c.source}]")
     return quoted

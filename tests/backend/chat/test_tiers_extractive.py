@@ -434,3 +434,52 @@ def test_configuration_lines_and_a_root_prompt_are_code_a_sentence_introduces(ve
     answer = compose_answer(prompt_for("How do I compile the locale data I need?", sources=sources), vectors)
     assert "configure it as: `# dpkg-reconfigure locales`." in answer, answer
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_a_sentence_denied_by_the_next_one_is_quoted_with_the_denial(vectors: SentenceVectors) -> None:
+    """ "Sometimes people think ... these two are synonyms." read alone says the opposite of its source, which goes
+    on "They are not — ...": a sentence is never quoted without the one after it that denies it."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Many commands can take --cached and/or --index options. Sometimes people incorrectly think that, because the "
+        "index was originally called cache, these two are synonyms. They are not — these two options mean very "
+        "different things.\n\nThe --cached option asks a command that works on files to only work with the index."
+    )
+    sources = [hit(1, text, title="gitcli - Git command-line interface and conventions")]
+    answer = compose_answer(prompt_for("Are --cached and --index synonyms?", sources=sources, creator=None), vectors)
+    assert "these two are synonyms. [1] They are not" in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_a_which_tool_answer_brings_the_next_sentence_naming_the_tool(vectors: SentenceVectors) -> None:
+    """Asked for a name, a sentence that names none ("Avoid writing a shell script with bashisms ...") comes with the
+    next one when it names the thing by a man-page reference and points back ("You can check it using
+    checkbashisms(1)."). A sentence that names nothing asked is not followed by an unrelated one."""
+    text = (
+        "Avoid writing a shell script with bashisms or zshisms to make it portable among all POSIX shells. You can "
+        "check it using checkbashisms(1).\n\nThe default interactive shell is bash."
+    )
+    sources = [hit(1, text, title="POSIX shell compatibility")]
+    answer = compose_answer(
+        prompt_for("Which tool checks a shell script for bashisms?", sources=sources, creator=None), vectors
+    )
+    assert "checkbashisms(1)" in answer, answer
+    assert answer.index("Avoid writing") < answer.index("checkbashisms"), answer
+    plain = compose_answer(prompt_for("Why avoid bashisms in shell scripts?", sources=sources, creator=None), vectors)
+    assert "Avoid writing" in plain and "checkbashisms" not in plain, plain
+
+
+def test_a_bare_cross_reference_is_never_quoted(vectors: SentenceVectors) -> None:
+    """ "See Section 9.1.1, “Recording the shell activities cleanly”." points elsewhere and says nothing: the sentence
+    that names the command is quoted instead, a man-page reference ("script(1)") counting as a name."""
+    text = (
+        "$ vim typescript\n\nSee Section 9.1.1, “Recording the shell activities cleanly”.\n\n"
+        "The basic method of recording the shell activity is to run it under script(1)."
+    )
+    sources = [hit(1, text, title="Recording the shell activities")]
+    answer = compose_answer(
+        prompt_for("Which command records the shell activities?", sources=sources, creator=None), vectors
+    )
+    assert "script(1)" in answer, answer
+    assert "See Section" not in answer, answer
