@@ -421,15 +421,21 @@ def rank(
             q.code,
             q.items,
             q.earlier,
-            q.lead if q.lead is None or not _SIGNPOST.search(q.lead.text) else None,  # a pointer says nothing
+            _unless_signpost(q.lead),
             _completed_by(question, q, after),
         )
         for row in rows
         for q in (row.read,)
-        for after in (following.get((row.source, q.span.start)),)
+        for after in (_unless_signpost(following.get((row.source, q.span.start))),)
     ]
     found.sort(key=lambda c: (-c.score, c.source, c.span.start))
     return found
+
+
+def _unless_signpost(span: Span | None) -> Span | None:
+    """A sentence quoted along with a pick, unless it only points elsewhere ("See githooks(5) for more
+    information."): that says nothing."""
+    return span if span is None or not _SIGNPOST.search(span.text) else None
 
 
 def _form_penalty(text: str) -> float:

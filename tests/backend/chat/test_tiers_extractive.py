@@ -483,3 +483,7 @@ def test_a_bare_cross_reference_is_never_quoted(vectors: SentenceVectors) -> Non
     )
     assert "script(1)" in answer, answer
     assert "See Section" not in answer, answer
+    # Nor after a brief sentence, which otherwise brings the next one along.
+    brief = [hit(1, "git am can run the applypatch-msg hook. See githooks(5) for more information.", title="git-am")]
+    answer = compose_answer(prompt_for("Which hook can git am run?", sources=brief, creator=None), vectors)
+    assert "applypatch-msg" in answer and "githooks(5)" not in answer, answer
