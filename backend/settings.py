@@ -77,13 +77,18 @@ class RetrievalSettings(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
     # Candidates each retriever hands to fusion.
     prefetch_limit: int = Field(50, ge=1, le=1000)
-    # Hybrid fusion inside the engine: dbsf (distribution-based score fusion) or rrf (weighted reciprocal rank).
-    # BENCHMARKS.md, "Retrieval quality".
-    fusion: Literal["rrf", "dbsf"] = "dbsf"
+    # Hybrid fusion inside the engine: dbsf (distribution-based score fusion) or rrf (weighted reciprocal rank); or
+    # zscore (each list's scores standardised, weighted and summed, a chunk missing from a list at that list's
+    # lowest: two plain searches fused here, stores/protocol.py). zscore ranks better on every eval set (MRR@10 mean
+    # +0.007, handbook +0.009, debref +0.018) and raises fact recall (gitdocs and handbook +0.02), but answers one more
+    # unanswerable question on gitdocs and on debref: an opt-in until refusals hold with it. BENCHMARKS.md,
+    # "Retrieval quality".
+    fusion: Literal["rrf", "dbsf", "zscore"] = "dbsf"
     rrf_k: int = Field(60, ge=1, le=1000)
-    # Weight of each retriever's list: rrf divides its ranks by it; dbsf sums its normalised scores that many times
-    # (the prefetch repeated, in whole numbers up to 4: stores/protocol.py, Fusion). Dense at 1.5 (3:2) was kept by
-    # the rule across the five eval sets: a lone BM25 outlier on a common word outranks dense's clear best less often.
+    # Weight of each retriever's list: zscore multiplies its standardised scores by it; rrf divides its ranks by it;
+    # dbsf sums its normalised scores that many times (the prefetch repeated, in whole numbers up to 4:
+    # stores/protocol.py, Fusion). Dense at 1.5 (3:2) was kept by the rule across the five eval sets, for dbsf and
+    # for zscore: a lone BM25 outlier on a common word outranks dense's clear best less often.
     dense_weight: float = Field(1.5, gt=0, le=10)
     bm25_weight: float = Field(1.0, gt=0, le=10)
     # Late interaction (retrieval/late_interaction.py): the top `sentence_candidates` fused hits re-scored by their

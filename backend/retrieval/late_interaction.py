@@ -4,9 +4,10 @@ sentence.
 A chunk's dense vector averages everything the chunk says, and BM25 counts words wherever they stand; a question is
 usually answered by one sentence. The fused top candidates (`retrieval.sentence_candidates`) get a third list,
 each chunk's best cosine between the question and one of its sentences (vectors stored with the chunk: no model
-runs here), fused the way the engine fused the other two: DBSF normalises it (mean ± 3 standard deviations, clamped
-to 0..1) and adds it at `retrieval.sentence_weight` in the units of `dense_weight` and `bm25_weight`; RRF adds its
-weighted reciprocal rank. Chosen across the five eval sets by the rule in BENCHMARKS.md ("Retrieval quality").
+runs here), fused the way the other two were: standardised (zscore, the default) or normalised (DBSF: mean ± 3
+standard deviations, clamped to 0..1) and added at `retrieval.sentence_weight` in the units of `dense_weight` and
+`bm25_weight`; RRF adds its weighted reciprocal rank. Chosen across the five eval sets by the rule in BENCHMARKS.md
+("Retrieval quality").
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def rescore(
     known = np.asarray([value for value in best if value is not None], dtype=np.float64)
     if len(known) < 2:
         return list(hits)
+    if fusion.method == "zscore":
+        # Standardised like the other two lists (protocol.zscore_fuse), at `weight` in dense_weight's units, counted
+        # from the list's lowest (a hit without sentence vectors gets that): every share is >= 0, as DBSF's are.
+        spread = float(known.std())
+        if spread <= 0:
+            return list(hits)
+        lowest = float(known.min())
+        shares = [0.0 if value is None else (value - lowest) / spread for value in best]
+        return [
+            dataclasses.replace(hit, score=hit.score + weight * share) for hit, share in zip(hits, shares, strict=True)
+        ]
     if fusion.method == "dbsf":
         # The engine's fused score sums each list's normalised score once per repeat of its prefetch; weights are
         # repeats over dense_weight (3 repeats for 1.5), so the sentence list's weight is scaled the same way.

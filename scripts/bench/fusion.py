@@ -3,7 +3,8 @@
 Per eval set and per index variant (chunks fitted to the model's window, or cut in cl100k tokens only as before
 issue 15) one index is built; every fusion setting is then ranked on the fitted one:
   - in the engine (both adapters support these): RRF with k in --rrf-k, weighted RRF (dense, bm25 weights),
-    Qdrant's DBSF (`retrieval.fusion`'s default), and the prefetch sizes in --prefetch;
+    Qdrant's DBSF (`retrieval.fusion`'s default), and the prefetch sizes in --prefetch; z-score fusion (fused
+    client-side by both adapters: stores/protocol.py);
   - client-side over the dense and BM25 candidate lists (not in the engines): convex combinations
     alpha * dense + (1 - alpha) * bm25 of per-query min-max or z-score normalised scores.
 The fitted index is built twice on the demo set (--second-build: on every set) to measure run-to-run noise.
@@ -163,6 +164,7 @@ def fusion_settings(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]
     settings: list[tuple[str, dict[str, Any]]] = [
         ("RRF k=60", {}),
         ("DBSF (the default)", {"fusion": Fusion(method="dbsf")}),
+        ("z-score dense 1.5", {"fusion": Fusion(method="zscore", dense_weight=1.5)}),
     ]
     if args.quick:
         return settings

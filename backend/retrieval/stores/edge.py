@@ -30,6 +30,7 @@ from backend.retrieval.stores.protocol import (
     mismatch_error,
     rank_key,
     same_vectors,
+    zscore_fuse,
 )
 from backend.stages import EmbeddedChunk, Hit
 
@@ -267,13 +268,14 @@ class EdgeStore:
         # of a query's cost (~30 µs a point, sentence vectors excluded or not): the tie margin's candidates only
         # need their ids and scores.
         limit = k + tie_margin
+        request: Any = None  # zscore: two plain searches, fused here (protocol.zscore_fuse)
         if mode == "dense":
             request = qe.QueryRequest(limit=limit, query=dense, filter=where, params=self._params, with_payload=False)
         elif mode == "bm25":
             if not has_terms:
                 return []
             request = qe.QueryRequest(limit=limit, query=sparse, filter=where, with_payload=False)
-        else:
+        elif fusion.method != "zscore":
             dense_times, bm25_times = fusion.prefetch_repeats(has_terms=has_terms)
             prefetches = [qe.Prefetch(limit=prefetch_limit, query=dense, params=self._params)] * dense_times
             prefetches += [qe.Prefetch(limit=prefetch_limit, query=sparse)] * bm25_times
@@ -285,7 +287,18 @@ class EdgeStore:
                 with_payload=False,
             )
         try:
-            ranked = sorted(((point.score, str(point.id)) for point in self._shard.query(request)), key=rank_key)[:k]
+            if request is None:
+                dense_request = qe.QueryRequest(
+                    limit=prefetch_limit, query=dense, filter=where, params=self._params, with_payload=False
+                )
+                bm25_request = qe.QueryRequest(limit=prefetch_limit, query=sparse, filter=where, with_payload=False)
+                ranked = zscore_fuse(
+                    self._scored(dense_request), self._scored(bm25_request) if has_terms else [], fusion
+                )[:k]
+            else:
+                ranked = sorted(((point.score, str(point.id)) for point in self._shard.query(request)), key=rank_key)[
+                    :k
+                ]
             records = self._shard.retrieve([point_id for _, point_id in ranked], True, False)
         except Exception as exc:  # engine errors arrive as bare Exceptions; keep internals out of replies
             raise LorechatError(ErrorCode.index_unavailable, "The vector index failed to answer.") from exc
@@ -294,6 +307,11 @@ class EdgeStore:
         return [
             hit_from_payload(point_id, score, payloads[point_id]) for score, point_id in ranked if point_id in payloads
         ]
+
+    def _scored(self, request: Any) -> list[tuple[float, str]]:
+        """A plain search's (score, point id) pairs."""
+        assert self._shard is not None
+        return [(point.score, str(point.id)) for point in self._shard.query(request)]
 
 
 def _fusion(fusion: Fusion, *, has_terms: bool) -> Any:

@@ -32,6 +32,7 @@ from backend.retrieval.stores.protocol import (
     hit_from_payload,
     mismatch_error,
     same_vectors,
+    zscore_fuse,
 )
 from backend.stages import EmbeddedChunk, Hit
 
@@ -247,6 +248,8 @@ class ServerStore:
             if not has_terms:
                 return []
             arguments.update(query=sparse, using=SPARSE_VECTOR)
+        elif fusion.method == "zscore":
+            return self._zscore_search(query, where=where, k=k, prefetch_limit=prefetch_limit, fusion=fusion)
         else:
             dense_times, bm25_times = fusion.prefetch_repeats(has_terms=has_terms)
             dense_prefetch = qm.Prefetch(query=dense, using=DENSE_VECTOR, limit=prefetch_limit, params=self._params)
@@ -260,6 +263,44 @@ class ServerStore:
                 return []
             response = self._client.query_points(self.collection, **arguments)
         return [hit_from_payload(point.id, point.score, point.payload or {}) for point in response.points]
+
+    def _zscore_search(
+        self, query: QueryVectors, *, where: qm.Filter | None, k: int, prefetch_limit: int, fusion: Fusion
+    ) -> list[Hit]:
+        """Hybrid fused here (protocol.zscore_fuse): the two plain searches without payloads, then the payloads of
+        the k kept in a third call (their ids as its filter), as EdgeStore reads only the kept ones."""
+        searches: list[dict[str, Any]] = [
+            {"query": list(query.dense), "using": DENSE_VECTOR, "search_params": self._params}
+        ]
+        if query.sparse.indices:
+            sparse = qm.SparseVector(indices=list(query.sparse.indices), values=list(query.sparse.values))
+            searches.append({"query": sparse, "using": SPARSE_VECTOR})
+        with self._guard():
+            if self.local and not self._client.collection_exists(self.collection):
+                return []
+            lists = [
+                [
+                    (point.score, str(point.id))
+                    for point in self._client.query_points(
+                        self.collection, query_filter=where, limit=prefetch_limit, with_payload=False, **search
+                    ).points
+                ]
+                for search in searches
+            ]
+            ranked = zscore_fuse(lists[0], lists[1] if len(lists) > 1 else [], fusion)[:k]
+            if not ranked:
+                return []
+            # The scope again (tenant, documents) beside the ids: the payloads read are the searches' own.
+            ids = qm.HasIdCondition(has_id=[point_id for _, point_id in ranked])
+            kept = qm.Filter(must=[ids, *(where.must if where is not None and isinstance(where.must, list) else [])])
+            records, _ = self._client.scroll(
+                self.collection, scroll_filter=kept, limit=len(ranked), with_payload=True, with_vectors=False
+            )
+        payloads = {str(record.id): record.payload or {} for record in records}
+        # A point deleted between the calls (an ingest replacing it) is left out, not shown without its text.
+        return [
+            hit_from_payload(point_id, score, payloads[point_id]) for score, point_id in ranked if point_id in payloads
+        ]
 
 
 def _fusion(fusion: Fusion, *, has_terms: bool) -> qm.FusionQuery | qm.RrfQuery:

@@ -85,8 +85,9 @@ def test_same_hybrid_top_results(both: dict[str, Retriever]) -> None:
         Fusion(dense_weight=1.0, bm25_weight=0.5),
         Fusion(method="dbsf"),
         Fusion(method="dbsf", dense_weight=1.5),
+        Fusion(method="zscore", dense_weight=1.5),
     ],
-    ids=["rrf-k10", "weighted-rrf", "dbsf", "weighted-dbsf"],
+    ids=["rrf-k10", "weighted-rrf", "dbsf", "weighted-dbsf", "zscore"],
 )
 def test_same_hybrid_top_results_for_every_fusion(both: dict[str, Retriever], fusion: Fusion) -> None:
     """Issue 15: every fusion the settings offer means the same in both engines."""

@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from backend.retrieval.search import Retriever
-from backend.retrieval.stores.protocol import MAX_DBSF_REPEATS, Fusion
+from backend.retrieval.stores.protocol import MAX_DBSF_REPEATS, Fusion, zscore_fuse
 from backend.stages import Hit
 
 
@@ -72,3 +72,53 @@ def test_weighted_dbsf_is_the_weighted_sum_of_normalised_scores(
             assert hit.score == pytest.approx(expected, rel=1e-3, abs=1e-4), (query, hit.chunk_id)
             checked += 1
     assert checked >= prefetch  # not vacuous: the fused lists were checked point by point
+
+
+def test_zscore_fusion_standardises_weights_and_sums_each_list() -> None:
+    """z-score fusion (the default): each list's scores minus its mean over its (population) deviation, weighted and
+    summed; a chunk one list did not fetch gets that list's lowest standardised score, not nothing."""
+    dense = [(0.9, "a"), (0.8, "b"), (0.4, "c")]  # mean 0.7, deviation 0.2160
+    bm25 = [(12.0, "b"), (6.0, "d")]  # mean 9, deviation 3
+    fused = dict((chunk, score) for score, chunk in zscore_fuse(dense, bm25, Fusion(dense_weight=1.5)))
+    deviation = statistics.pstdev([0.9, 0.8, 0.4])
+    z = {chunk: (score - 0.7) / deviation for score, chunk in dense}
+    assert fused["a"] == pytest.approx(1.5 * z["a"] + 1.0 * -1.0)  # not fetched by BM25: its lowest, -1
+    assert fused["b"] == pytest.approx(1.5 * z["b"] + 1.0 * 1.0)
+    assert fused["c"] == pytest.approx(1.5 * z["c"] - 1.0)
+    assert fused["d"] == pytest.approx(1.5 * z["c"] - 1.0)  # not fetched by dense: its lowest
+    order = [chunk for _, chunk in zscore_fuse(dense, bm25, Fusion(dense_weight=1.5))]
+    assert order == ["b", "a", "c", "d"]  # best first, the tie between c and d by chunk id
+
+
+def test_zscore_fusion_without_terms_or_spread() -> None:
+    """A question of stopwords only has no BM25 list: dense's order. A list without spread adds nothing."""
+    dense = [(0.9, "a"), (0.5, "b")]
+    assert [chunk for _, chunk in zscore_fuse(dense, [], Fusion(method="zscore"))] == ["a", "b"]
+    flat = [(3.0, "b"), (3.0, "a")]
+    assert [chunk for _, chunk in zscore_fuse(dense, flat, Fusion(method="zscore"))] == ["a", "b"]
+
+
+def test_zscore_hybrid_is_the_fusion_of_the_two_plain_searches(retriever: Retriever) -> None:
+    """Both adapters: hybrid with `zscore` is exactly `zscore_fuse` over the dense and BM25 searches of the same
+    candidates, scores included, and the hits carry their payloads."""
+    fusion = Fusion(method="zscore", dense_weight=1.5, bm25_weight=1.0)
+    prefetch = 6
+    checked = 0
+    for query in ("steam in the oven for a crisp crust", "how long should sourdough proof in the fridge"):
+        vectors = retriever.query_vectors(query, mode="hybrid")
+        dense, bm25 = (
+            [
+                (h.score, h.chunk_id)
+                for h in retriever.store.search(vectors, k=prefetch, mode=m, prefetch_limit=prefetch)
+            ]
+            for m in ("dense", "bm25")
+        )
+        assert dense and bm25, query
+        expected = zscore_fuse(dense, bm25, fusion)[:4]
+        fused = retriever.store.search(vectors, k=4, mode="hybrid", prefetch_limit=prefetch, fusion=fusion)
+        assert [h.chunk_id for h in fused] == [chunk for _, chunk in expected], query
+        for hit, (score, _) in zip(fused, expected, strict=True):
+            assert hit.score == pytest.approx(score, rel=1e-6), query
+            assert hit.text, query  # read back with its payload
+            checked += 1
+    assert checked == 8

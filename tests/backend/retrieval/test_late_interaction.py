@@ -67,6 +67,25 @@ def test_the_chunk_whose_sentence_answers_overtakes_one_that_only_shares_words(s
         assert after.score >= before.score
 
 
+def test_zscore_adds_the_standardised_best_sentence_counted_from_the_lowest(shared_embedder: Embedder) -> None:
+    """With z-score fusion the sentence list is standardised like the other two, in dense_weight's units, counted
+    from its lowest so no share is negative (the re-scored head stays above the tail); a hit without sentence
+    vectors gets the lowest, 0."""
+    query = shared_embedder.embed_query(QUESTION)
+    hits = [hit(shared_embedder, "diffuse", DIFFUSE, 2.2), hit(shared_embedder, "answer", ANSWERING, 2.0)]
+    hits += [*filler(shared_embedder, 4), hit(shared_embedder, "old", ANSWERING, 0.5, vectors=False)]
+    cosines = best_sentence_cosines(hits, query / np.linalg.norm(query))
+    known = np.asarray([c for c in cosines if c is not None], dtype=np.float64)
+    fusion = Fusion(method="zscore", dense_weight=1.5, bm25_weight=1.0)
+    rescored = rescore(hits, query.tolist(), fusion=fusion, weight=1.25, has_terms=True)
+    assert max(rescored, key=lambda h: h.score).chunk_id == "answer"
+    for before, after, cosine in zip(hits, rescored, cosines, strict=True):
+        share = 0.0 if cosine is None else (cosine - known.min()) / known.std()
+        assert after.score == pytest.approx(before.score + 1.25 * share)
+        assert after.score >= before.score
+    assert rescored[-1].score == hits[-1].score
+
+
 def test_rrf_adds_the_weighted_reciprocal_rank_of_the_best_sentence(shared_embedder: Embedder) -> None:
     query = shared_embedder.embed_query(QUESTION)
     hits = [hit(shared_embedder, "diffuse", DIFFUSE, 0.0300), hit(shared_embedder, "answer", ANSWERING, 0.0299)]

@@ -37,7 +37,13 @@ from tests.fakes.qdrant_server import QdrantServerDouble, QdrantServerProcess
 
 COLLECTION = "lorechat-test"
 MODES: tuple[SearchMode, ...] = ("dense", "bm25", "hybrid")
-FUSIONS = (Fusion(), Fusion(rrf_k=10), Fusion(dense_weight=1.0, bm25_weight=0.5), Fusion(method="dbsf"))
+FUSIONS = (
+    Fusion(),
+    Fusion(rrf_k=10),
+    Fusion(dense_weight=1.0, bm25_weight=0.5),
+    Fusion(method="dbsf"),
+    Fusion(method="zscore", dense_weight=1.5),
+)
 
 
 def http_store(server: QdrantServerDouble | QdrantServerProcess, api_key: str | None = None) -> ServerStore:
@@ -94,7 +100,7 @@ def tie_in_a_prefetch(store: Store, vectors: QueryVectors, creator: str | None, 
     return False
 
 
-@pytest.mark.parametrize("fusion", FUSIONS, ids=["rrf", "rrf-k10", "weighted-rrf", "dbsf"])
+@pytest.mark.parametrize("fusion", FUSIONS, ids=["rrf", "rrf-k10", "weighted-rrf", "dbsf", "zscore"])
 def test_same_hybrid_ranking_for_every_fusion_and_document_scope(
     pair: tuple[Retriever, Retriever], fusion: Fusion
 ) -> None:
