@@ -121,6 +121,10 @@ def test_follow_up_detection() -> None:
     assert is_follow_up("And then?")
     assert is_follow_up("Why did she build it that way in the first place?")
     assert not is_follow_up("How does the analytical engine store programs on punched cards?")
+    # Opening with a conjunction, it leans on the question before however long it is: the answerer reads it so too.
+    assert is_follow_up("And how do I ask for 80% instead?")
+    assert is_follow_up("What about the cards the engine reads its numbers from?")
+    assert not is_follow_up("Android phones and the analytical engine: who designed the engine?")
 
 
 def test_search_query_uses_the_conversation_for_follow_ups() -> None:
