@@ -296,9 +296,7 @@ class EdgeStore:
                     self._scored(dense_request), self._scored(bm25_request) if has_terms else [], fusion
                 )[:k]
             else:
-                ranked = sorted(((point.score, str(point.id)) for point in self._shard.query(request)), key=rank_key)[
-                    :k
-                ]
+                ranked = sorted(self._scored(request), key=rank_key)[:k]
             records = self._shard.retrieve([point_id for _, point_id in ranked], True, False)
         except Exception as exc:  # engine errors arrive as bare Exceptions; keep internals out of replies
             raise LorechatError(ErrorCode.index_unavailable, "The vector index failed to answer.") from exc

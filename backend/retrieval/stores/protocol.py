@@ -72,8 +72,8 @@ def zscore_fuse(
     standardised (minus its mean, over its standard deviation), weighted (`dense_weight`, `bm25_weight`) and summed.
     A chunk missing from one list gets that list's lowest standardised score (it ranked below every candidate there),
     where DBSF gives it nothing, three deviations below the mean: a chunk dense ranks well and BM25 did not fetch
-    is not sunk by a list it was never measured in. Chosen across the five eval sets (BENCHMARKS.md, "Retrieval
-    quality"). Returned best first, ties by chunk id."""
+    is not sunk by a list it was never measured in. Measured across the five eval sets (BENCHMARKS.md, "Retrieval
+    quality"): an opt-in. Returned best first, ties by chunk id."""
     fused: dict[str, float] = {}
     lists = [(dense, fusion.dense_weight), (bm25, fusion.bm25_weight)]
     for candidates, weight in lists:
