@@ -4,10 +4,10 @@ sentence.
 A chunk's dense vector averages everything the chunk says, and BM25 counts words wherever they stand; a question is
 usually answered by one sentence. The fused top candidates (`retrieval.sentence_candidates`) get a third list,
 each chunk's best cosine between the question and one of its sentences (vectors stored with the chunk: no model
-runs here), fused the way the other two were: standardised (zscore, the default) or normalised (DBSF: mean ± 3
-standard deviations, clamped to 0..1) and added at `retrieval.sentence_weight` in the units of `dense_weight` and
-`bm25_weight`; RRF adds its weighted reciprocal rank. Chosen across the five eval sets by the rule in BENCHMARKS.md
-("Retrieval quality").
+runs here), fused the way the other two were: normalised (DBSF, the default: mean ± 3 standard deviations, clamped
+to 0..1) or standardised (zscore, an opt-in) and added at `retrieval.sentence_weight` in the units of
+`dense_weight` and `bm25_weight`; RRF adds its weighted reciprocal rank. Chosen across the five eval sets by the
+rule in BENCHMARKS.md ("Retrieval quality").
 """
 
 from __future__ import annotations
