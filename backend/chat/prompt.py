@@ -51,6 +51,10 @@ class Prompt:
     covered: bool = True
     # A curated answer that fits the question: the curated tier answers with it (tiers/curated.py).
     curated: CuratedMatch | None = None
+    # The earlier question(s) a follow-up was searched with (search_query_for over the whole history), kept here
+    # because `messages` may have lost that history for room; "" for a question that stands alone.
+    follow_up_of: str = ""
+    said_before: str = ""  # the answer before this one, when this question follows it up
 
 
 def system_prompt(creator: Creator | None, personality_weight: float) -> str:

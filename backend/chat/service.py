@@ -33,7 +33,7 @@ from backend.chat.tiers.curated import CuratedAnswers, framing, verified_citatio
 from backend.errors import ErrorCode, LorechatError
 from backend.grounding.answer_checks import AnswerChecks
 from backend.grounding.claim_check import AnswerCheck
-from backend.grounding.coverage import Coverage
+from backend.grounding.coverage import Coverage, follow_up_context
 from backend.grounding.sentences import SentenceVectors
 from backend.grounding.suggestions import follow_ups
 from backend.metrics import STREAM_SECONDS, STREAMS_ACTIVE, TIER_ANSWERS, TIME_TO_FIRST_TOKEN, TIME_TO_SOURCES
@@ -306,6 +306,8 @@ class ChatService:
             question=request.question,
             hits=turn.hits,
             history=turn.history,
+            follow_up_of=follow_up_context(request.question, turn.search_query),
+            said_before=next((text for role, text in reversed(turn.history) if role == "assistant"), ""),
             creator=request.creator,
             weight=request.personality_weight,
             covered=turn.coverage.covered if turn.coverage else True,
@@ -504,6 +506,8 @@ def _prompt_for(
     history: list[tuple[str, str]],
     creator: Creator | None,
     weight: float,
+    follow_up_of: str = "",
+    said_before: str = "",
     covered: bool = True,
     curated: CuratedMatch | None = None,
 ) -> Prompt:
@@ -518,6 +522,8 @@ def _prompt_for(
         prompt_budget=tier.prompt_budget,
     )
     prompt.curated = curated
+    prompt.follow_up_of = follow_up_of
+    prompt.said_before = said_before if follow_up_of else ""
     return prompt if covered else uncovered_prompt(prompt)
 
 

@@ -224,13 +224,15 @@ _COMPARISON_WORDS = frozenset(
 ) | {"between"}
 
 
-def read_question(question: str, *, creator: Creator | None, context: str = "") -> Question:
+def read_question(question: str, *, creator: Creator | None, context: str = "", context_term: float = 0.5) -> Question:
+    """`context`: the earlier question(s) a follow-up leans on, its words counting `context_term` each (the question's
+    own count 1)."""
     names = name_words(creator)
     focus = _BOILERPLATE.sub(partial(_drop_boilerplate, question), question)
     if names:
         focus = " ".join(w for w in focus.split() if stem(w.strip("?,.!;:'\"")) not in names)
     focus = " ".join(focus.split()) or question
-    terms = dict.fromkeys(content_terms(context, drop=names), 0.5) if context else {}
+    terms = dict.fromkeys(content_terms(context, drop=names), context_term) if context else {}
     framing = _COMPARISON_WORDS if _COMPARES.search(focus) else frozenset()
     own = content_terms(focus, drop=names | framing)
     terms.update(dict.fromkeys(own or content_terms(focus, drop=names), 1.0))

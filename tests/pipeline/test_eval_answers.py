@@ -146,3 +146,39 @@ def test_the_cli_shows_each_turn_and_prints_the_table_whole_when_piped(
     for header in ("fact_recall", "citation_precision", "unsupported_claim_rate", "ttft_p99_ms"):
         assert header in result.stdout, result.stdout
     assert re.search(r"│ extractive\s+│\s+\d+ │", result.stdout), result.stdout
+
+
+def _section(bread: str, heat: int, minutes: str) -> str:
+    """A section long enough that a few of them fill the extractive tier's window, so the history has no room."""
+    words = (
+        f"{bread} bread has its own habits. The {bread.lower()} flour drinks water slowly and the dough feels "
+        f"different in the hands from a white dough. Many bakers keep a separate notebook for {bread.lower()}, "
+        "because the crumb, the crust and the flavour all answer to small changes in the flour and the starter. "
+    ) * 4
+    facts = f"Bake {bread.lower()} bread at {heat} degrees. {bread} bread needs {minutes} minutes in the oven."
+    return f"# {bread} bread\n\n{words}\n\n{facts}\n"
+
+
+def test_a_follow_up_keeps_its_question_when_the_window_has_no_room_for_the_history(tmp_path: Path) -> None:
+    """The service hands the extractive tier the question a follow-up was searched with, even when the prompt's
+    window dropped the conversation for the sources (history goes first): "And for how long?" after the spelt
+    loaf's temperature is answered with the spelt loaf's time, not another loaf's."""
+    content = tmp_path / "content" / "mill-notes"
+    content.mkdir(parents=True)
+    (content / "creator.yaml").write_text("name: Mill Notes\n", encoding="utf-8")
+    breads = [("Rye", 230, "fifty"), ("Spelt", 210, "forty"), ("Barley", 220, "fifty-five"), ("Oat", 200, "thirty")]
+    (content / "breads.md").write_text("\n".join(_section(*bread) for bread in breads), encoding="utf-8")
+    base = make_settings(
+        data_dir=tmp_path / "unused",
+        backend=Backend("embedded", "", ""),
+        tiers=[extractive_tier()],
+        retrieval=RetrievalSettings(),
+    )
+    settings = indexed_settings(base, tmp_path / "content", tmp_path / "work")
+    follow = {"question": "And for how long?", "facts": ["forty minutes"]}
+    row = {"id": "t1", "question": "At what temperature should I bake the spelt bread?", "facts": ["210"]}
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({**row, "creator": "mill-notes", "follow_up": follow}) + "\n", encoding="utf-8")
+    first, second = anyio.run(run_questions, settings, load_questions(questions))
+    assert "210 degrees" in first.answer, first.answer
+    assert "forty minutes" in second.answer and "fifty" not in second.answer, second.answer

@@ -18,6 +18,7 @@ import asyncio
 import re
 import threading
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -25,6 +26,7 @@ import anyio
 from backend.chat.personality import WARM
 from backend.chat.prompt import Prompt, refusal_text, search_query_for
 from backend.chat.tiers.base import AlwaysReady, TextDelta
+from backend.grounding.facts import quantities
 from backend.grounding.relevance import (
     Candidate,
     FactKind,
@@ -41,11 +43,41 @@ from backend.settings import EmbeddingSettings, TierSettings
 _MAX_SENTENCES = 3
 _MAX_STEPS = 4  # "how do I" answers read better with one more step
 _WORD = re.compile(r"\S+\s*")
+# A follow-up's earlier question's words count this much in picking its sentences (its own count 1; the coverage
+# check counts them 0.5): enough to tell what "And for how long?" is about, without outvoting what a follow-up asks
+# itself ("And just a one-line description of a command?" after the read system call's manual page). Four sets.
+_CONTEXT_TERM = 0.25
 
 
 def _history(prompt: Prompt) -> list[tuple[str, str]]:
     """The conversation before this question, as the prompt carries it (system first, the question last)."""
     return [(m["role"], m["content"]) for m in prompt.messages[1:-1]]
+
+
+def _follow_up_of(prompt: Prompt) -> str:
+    """The earlier question(s) a follow-up leans on, from the history the prompt still carries."""
+    expanded = search_query_for(prompt.question, _history(prompt))
+    return expanded[: -len(prompt.question)].strip() if expanded.endswith(prompt.question) else ""
+
+
+def _said_again(ranked: list[Candidate], alone: list[Candidate], said: str) -> list[Candidate]:
+    """A follow-up is read with the question before it, so the sentences that answered that one rank high again.
+    One the answer before already said (quoted there, or stating only quantities it stated) is worth only what the
+    follow-up alone asks of it: "And which codes mark it as bad?" after exit code 125 was quoted gets the 1-127
+    sentence, "When should I go higher than that?" after sixty-eight percent does not get sixty-eight percent from
+    another source; yet "And how do I ask for 80% instead?" still gets the sentence that said "-M8 ... 80%"."""
+    own = {(c.source, c.span.start): c.score for c in alone}
+    stated = {q.value for q in quantities(said)}
+
+    def said_before(c: Candidate) -> bool:
+        found = {q.value for q in quantities(c.span.text)}
+        return c.span.text in said or (bool(found) and found <= stated)
+
+    rescored = [
+        replace(c, score=min(c.score, own.get((c.source, c.span.start), c.score))) if said_before(c) else c
+        for c in ranked
+    ]
+    return sorted(rescored, key=lambda c: -c.score)
 
 
 def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
@@ -56,13 +88,17 @@ def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
     first_person = creator is not None and prompt.personality_weight >= WARM
     if not prompt.covered or not prompt.sources:
         return refusal_text(creator, prompt.personality_weight, [hit.title for hit in prompt.sources])
-    expanded = search_query_for(prompt.question, _history(prompt))
-    context = expanded[: -len(prompt.question)].strip() if expanded.endswith(prompt.question) else ""
-    question = as_asked_of(read_question(prompt.question, creator=creator, context=context), creator)
+    context = prompt.follow_up_of or _follow_up_of(prompt)
+    question = as_asked_of(
+        read_question(prompt.question, creator=creator, context=context, context_term=_CONTEXT_TERM), creator
+    )
     context_focus = read_question(context, creator=creator).focus if context else ""
     # An elliptical follow-up ("And for a bare repository?") is read with the question before it in full.
     weight = 1.0 if context and is_elliptical(prompt.question) else 0.5
     ranked = rank(question, prompt.sources, vectors, context_focus=context_focus, context_weight=weight)
+    if context and prompt.said_before:
+        alone = rank(as_asked_of(read_question(prompt.question, creator=creator), creator), prompt.sources, vectors)
+        ranked = _said_again(ranked, alone, prompt.said_before)
     picked = select(ranked, limit=_MAX_STEPS if question.kind is FactKind.steps else _MAX_SENTENCES)
     parts = question_parts(prompt.question)
     if picked and len(parts) > 1:

@@ -487,3 +487,51 @@ def test_a_bare_cross_reference_is_never_quoted(vectors: SentenceVectors) -> Non
     brief = [hit(1, "git am can run the applypatch-msg hook. See githooks(5) for more information.", title="git-am")]
     answer = compose_answer(prompt_for("Which hook can git am run?", sources=brief, creator=None), vectors)
     assert "applypatch-msg" in answer and "githooks(5)" not in answer, answer
+
+
+BISECT = (
+    "If you have a script that can tell if the current source code is good or bad, you can bisect by issuing the "
+    "command: git bisect run my_script arguments. Note that the script should exit with code 0 if the current source "
+    "code is good, and exit with a code between 1 and 127 (inclusive), except 125, if the current source code is "
+    "bad.\n\nThe special exit code 125 should be used when the current source code cannot be tested. If the script "
+    "exits with this code, the current revision will be skipped (see git bisect skip above)."
+)
+RENAMES = (
+    "Rename detection compares the files' contents. The similarity score defaults to 50%, and can be changed by "
+    "giving a number after the -M option (e.g. -M8 to tell it to use 8/10 = 80%).\n\n"
+    "Copy detection is off by default."
+)
+
+
+def follow_up(question: str, *, asked: str, said: str, sources: list) -> Prompt:
+    """A follow-up as the service builds it for a tier whose window had no room left for the history: the messages
+    hold no earlier turn, `follow_up_of` and `said_before` carry the question and the answer before it."""
+    prompt = prompt_for(question, sources=sources, creator=None)
+    assert len(prompt.messages) == 2  # system and question: no history
+    prompt.follow_up_of = asked
+    prompt.said_before = said
+    return prompt
+
+
+def test_a_follow_up_gets_what_it_asks_not_the_answer_before_it_again(vectors: SentenceVectors) -> None:
+    """Read with the question before it, a follow-up ranks that question's sentences high again: one already quoted
+    counts only for what the follow-up itself asks of it. So "And which codes mark it as bad?" gets the 1-127
+    sentence (without the rule: the exit code 125 again, and the sentence after it); "And how do I ask for 80%
+    instead?" still gets the sentence it was quoted in, since it asks for what that sentence says."""
+    sources = [hit(1, BISECT, title="git-bisect: Bisect run")]
+    asked = "When git bisect runs my script, which exit code means the commit cannot be tested and should be skipped?"
+    said = compose_answer(prompt_for(asked, sources=sources, creator=None), vectors)
+    assert "exit code 125" in said and "between 1 and 127" not in said, said
+    answer = compose_answer(
+        follow_up("And which codes mark it as bad?", asked=asked, said=said, sources=sources), vectors
+    )
+    assert "between 1 and 127" in answer, answer
+
+    sources = [hit(1, RENAMES, title="diff: Rename detection")]
+    asked = "How similar do two files have to be for diff to call it a rename?"
+    said = compose_answer(prompt_for(asked, sources=sources, creator=None), vectors)
+    assert "-M8" in said, said
+    again = compose_answer(
+        follow_up("And how do I ask for 80% instead?", asked=asked, said=said, sources=sources), vectors
+    )
+    assert "-M8" in again, again
