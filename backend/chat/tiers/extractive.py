@@ -8,8 +8,9 @@ code, in backticks; a sentence comes with the next one when that one denies it (
 name, names what it is about ("You can check it using checkbashisms(1)."). A compound question or a comparison
 gets each part's best sentence too; a question put to a creator in the second person is read in their voice ("your
 starter" -> "my starter"); an elliptical follow-up ("And for IPv6?") leans on the question before it as much as on
-its own words. The personality weight changes the framing line only: the quoted sentences are the same at every
-dial position.
+its own words, and a follow-up does not get the answer before it again (a sentence that answer quoted counts only
+for what the follow-up alone asks of it). The personality weight changes the framing line only: the quoted
+sentences are the same at every dial position.
 """
 
 from __future__ import annotations
