@@ -27,6 +27,7 @@ import anyio
 from backend.chat.personality import WARM
 from backend.chat.prompt import Prompt, refusal_text, search_query_for
 from backend.chat.tiers.base import AlwaysReady, TextDelta
+from backend.grounding.coverage import follow_up_context
 from backend.grounding.facts import quantities
 from backend.grounding.relevance import (
     Candidate,
@@ -57,8 +58,7 @@ def _history(prompt: Prompt) -> list[tuple[str, str]]:
 
 def _follow_up_of(prompt: Prompt) -> str:
     """The earlier question(s) a follow-up leans on, from the history the prompt still carries."""
-    expanded = search_query_for(prompt.question, _history(prompt))
-    return expanded[: -len(prompt.question)].strip() if expanded.endswith(prompt.question) else ""
+    return follow_up_context(prompt.question, search_query_for(prompt.question, _history(prompt)))
 
 
 def _said_again(ranked: list[Candidate], alone: list[Candidate], said: str) -> list[Candidate]:
