@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from backend.chat.personality import WARM, clamp_weight, style_instructions
 from backend.chat.tokens import count_tokens, truncate_tokens
-from backend.grounding.relevance import is_elliptical
+from backend.grounding.question import is_elliptical
 from backend.stages import Creator, Hit
 
 # OpenAI's accounting: every message costs a few tokens of framing, and the reply is primed with 3.
@@ -204,7 +204,7 @@ _MAX_QUERY_CHARS = 1000
 
 def is_follow_up(question: str) -> bool:
     """Short (≤ 5 words), leaning on a pronoun/demonstrative, or elliptical as the answerer reads it (opening with
-    "And ...", "What about ...": relevance.is_elliptical): needs context to be retrieved well. One rule for both, so
+    "And ...", "What about ...": question.is_elliptical): needs context to be retrieved well. One rule for both, so
     a question the answerer reads with the one before ("And how do I ask for 80% instead?") is also searched with
     it."""
     words = [w.lower() for w in _WORD.findall(question)]

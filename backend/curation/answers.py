@@ -2,7 +2,7 @@
 
 A question fits an answer when it comes close enough to one of the answer's phrasings (`judge`):
 - both are embedded with the retrieval model already loaded, as asked and as their focus (without boilerplate
-  and the creator's name, relevance.read_question), and the closer of the two cosines counts;
+  and the creator's name, question.read_question), and the closer of the two cosines counts;
 - they must ask for the same kind of thing (`intent`): "when does Hazel add the salt" is not "how much salt";
 - numbers both state must agree: the answer for a 500 g loaf is not the one for 1 kg;
 - a word standing where the phrasing has another ("how much yeast" for "how much salt") is tried in the
@@ -41,7 +41,7 @@ from backend.curation import answers_store
 from backend.curation.answers_store import CuratedView
 from backend.errors import LorechatError
 from backend.grounding.facts import quantities
-from backend.grounding.relevance import read_question
+from backend.grounding.question import read_question
 from backend.grounding.terms import content_terms, name_words, stem
 from backend.settings import CuratedSettings
 from backend.stages import Creator

@@ -16,8 +16,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from backend.grounding.question import as_asked_of, is_elliptical, read_question
 from backend.grounding.quotable import CODE_TOKEN
-from backend.grounding.relevance import as_asked_of, best_relevance, is_elliptical, read_question
+from backend.grounding.relevance import best_relevance
 from backend.grounding.sentences import SentenceVectors
 from backend.grounding.terms import fold, name_words, stem
 from backend.stages import Creator, Hit

@@ -1,8 +1,9 @@
 """Which source sentences answer a question: embedding similarity plus lexical evidence plus the kind of fact.
 
-The question is read without its boilerplate ("what does Hazel say about") and without the scoped creator's
-own name: those words are in the question but never in the answer, and they dominated a word-overlap score.
-The same scores give the turn's retrieval confidence (coverage.py) and the extractive tier's picks.
+The question comes read by question.py: without its boilerplate ("what does Hazel say about") and without the
+scoped creator's own name, since those words are in the question but never in the answer and they dominated a
+word-overlap score. The same scores give the turn's retrieval confidence (coverage.py) and the extractive tier's
+picks; a picked sentence carries along what it leans on or is completed by (`Candidate.leaning`, `_completed_by`).
 
 A source is read as quotable sentences (quotable.py: each with the term lines it defines, the code it introduces,
 the list it announces), its words and the question's by one set of rules (terms.py); a question asking for a name
@@ -11,78 +12,20 @@ the list it announces), its words and the question's by one set of rules (terms.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from functools import partial
 
 import numpy as np
 
 from backend.grounding.facts import quantities
+from backend.grounding.question import FactKind, Question
 from backend.grounding.quotable import CODE_TOKEN, Quotable, quotable
 from backend.grounding.sentences import SentenceVectors, Span
-from backend.grounding.terms import content_terms, name_words, stem
-from backend.stages import Creator, Hit
+from backend.stages import Hit
 
-_BOILERPLATE = re.compile(
-    r"\b(?:what|how|when|why|where)\s+(?:does|did|do|would|is|was)\s+(?P<subject>(?:[\w.'’]+\s+){1,4}?)"
-    r"(?:say|think|write|suggest|recommend|teach|advise|explain|mention|describe|tell us|talk)s?"
-    r"(?:\s+(?:about|on|regarding|of))?\b"
-    r"|\baccording to\b|\bin (?:his|her|their) (?:content|articles?|writing|talks?|notes|posts?)\b"
-    r"|\b(?:can|could) you (?:explain|tell me|describe)\b|\btell me(?: about| what)?\b|\bplease\b",
-    re.IGNORECASE,
-)
-
-
-class FactKind(StrEnum):
-    name = "name"  # which option / command / variable / file: a sentence or term line with code in it
-    number = "number"  # how much / how hot / what ratio: a sentence with a quantity
-    steps = "steps"  # how do I: instructions
-    reason = "reason"  # why
-    definition = "definition"  # what is
-    general = "general"
-
-
-_KINDS: list[tuple[FactKind, re.Pattern[str]]] = [
-    (
-        FactKind.name,
-        re.compile(
-            r"^where\b|\b(?:which|what)(?:'s| is| are)?(?: the| a)?(?: \w+){0,2}? "
-            r"(?:option|flag|switch|command|variable|setting|key|file|directory|format|argument|parameter|function|class|method|package|tool|program|field|"
-            r"keyword|macro|header|environment variable|config(?:uration)? (?:variable|option|key))s?\b",
-            re.IGNORECASE,
-        ),
-    ),
-    (
-        FactKind.number,
-        re.compile(
-            r"\bhow (?:much|many|long|hot|warm|cold|often|big|heavy|wet|salty|far|sour)\b|\bat what\b"
-            r"|\bwhat(?:'s| is| are)? (?:the )?(?:temperature|ratio|percentage|percent|proportion|hydration|"
-            r"weight|amount|number|time|ph|range|feed|salt level|core temperature)\b|\bwhich (?:temperature|ratio)\b",
-            re.IGNORECASE,
-        ),
-    ),
-    (
-        FactKind.steps,
-        re.compile(
-            r"\bhow (?:do|should|can|would|does) (?:i|you|we|one|he|she|they)\b|\bhow can\b|\bhow to\b|\bsteps?\b"
-            r"|\bwhat (?:can|should|do) (?:i|you|we) do\b"
-            r"|\bwalk me through\b|\bprocess\b|\bmethod\b|\bway to\b",
-            re.IGNORECASE,
-        ),
-    ),
-    (FactKind.reason, re.compile(r"\bwhy\b|\bwhat (?:happens|causes)\b|\bwhat does \w+ do\b", re.IGNORECASE)),
-    (FactKind.definition, re.compile(r"\bwhat(?:'s| is| are)\b|\bdefine\b|\bmeaning of\b", re.IGNORECASE)),
-]
-_UNIT_HINTS: list[tuple[re.Pattern[str], frozenset[str]]] = [
-    (re.compile(r"hot|warm|cold|temperature|degrees", re.I), frozenset({"°C"})),
-    (re.compile(r"how long|time|hours|minutes|how often", re.I), frozenset({"h", "min", "day", "week", "s"})),
-    (re.compile(r"percent|percentage|hydration|salt", re.I), frozenset({"%", "g"})),
-]
 _STEP_WORDS = re.compile(
     r"^(?:add|mix|feed|fold|lift|lay|turn|slide|put|shape|bake|weigh|leave|let|keep|wet|use|divide|start|pour|"
     r"dissolve|make|give|set|heat|hold|pre-shape|final|then|first|next|after|once|cover|place|dip|scrape|label|"
@@ -115,15 +58,6 @@ _POINTS_BACK = re.compile(
     r"^(?:[\w'’,-]+\s+){1,5}(?:this|these|those|such(?:\s+an?)?)\s+(?!(?:is|are|was|were|will|can|may|means)\b)[a-z]",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Question:
-    text: str  # as asked
-    focus: str  # without boilerplate and the creator's name: what gets embedded
-    terms: dict[str, float]  # content terms -> weight (1 for the question, less for follow-up context)
-    kind: FactKind
-    units: frozenset[str]  # units a number question expects ("how hot" -> °C)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,99 +139,6 @@ def leans_on(text: str, before: str) -> bool:
     return (
         definite is not None and re.search(rf"\b(?:a|an) (?:\w+ )?{definite[1]}\b", before, re.IGNORECASE) is not None
     )
-
-
-def _drop_boilerplate(question: str, match: re.Match[str]) -> str:
-    """ "What does Hazel say about starters" asks about starters; "What does the oven diary say?" asks about the
-    oven diary: the words between the verb and "say" are the speaker only when a topic follows."""
-    subject = match.group("subject")
-    if subject is None or content_terms(question[match.end() :]):
-        return " "
-    return f" {subject}"
-
-
-# A comparison's own words ("the difference between A and B", "how is A different from B"): what it asks about is
-# A and B; a source sentence saying "difference" or "between" is not evidence of answering it.
-_COMPARES = re.compile(r"\b(?:differen(?:ce|ces|t)|differs?|compar(?:e|ed|es|ing|ison)|versus|vs)\b", re.IGNORECASE)
-_COMPARISON_WORDS = frozenset(
-    map(stem, "difference differences different differ differs compare compared comparing comparison versus vs".split())
-) | {"between"}
-
-
-def read_question(question: str, *, creator: Creator | None, context: str = "", context_term: float = 0.5) -> Question:
-    """`context`: the earlier question(s) a follow-up leans on, its words counting `context_term` each (the question's
-    own count 1)."""
-    names = name_words(creator)
-    focus = _BOILERPLATE.sub(partial(_drop_boilerplate, question), question)
-    if names:
-        focus = " ".join(w for w in focus.split() if stem(w.strip("?,.!;:'\"")) not in names)
-    focus = " ".join(focus.split()) or question
-    terms = dict.fromkeys(content_terms(context, drop=names), context_term) if context else {}
-    framing = _COMPARISON_WORDS if _COMPARES.search(focus) else frozenset()
-    own = content_terms(focus, drop=names | framing)
-    terms.update(dict.fromkeys(own or content_terms(focus, drop=names), 1.0))
-    kind = next((kind for kind, pattern in _KINDS if pattern.search(question)), FactKind.general)
-    units: frozenset[str] = frozenset()
-    if kind is FactKind.number:
-        units = frozenset().union(*(u for pattern, u in _UNIT_HINTS if pattern.search(question)))
-    return Question(text=question, focus=focus, terms=terms, kind=kind, units=units)
-
-
-# Compound questions: two questions joined ("what flour does she use, and how long does she ferment it?").
-_JOINED = re.compile(
-    r"\s*;\s*|,?\s+and\s+(?=(?:how|what|which|where|when|why|who|whose|is|are|does|do|did|can|should)\b)",
-    re.IGNORECASE,
-)
-# Comparisons: "the difference between A and B", "should I use A or B?".
-_BETWEEN = re.compile(r"\bbetween\s+(?P<a>.+?)\s+and\s+(?P<b>.+?)\s*(?:[?.!]|$)", re.IGNORECASE)
-_EITHER = re.compile(
-    r"^(?P<pre>(?:which|should|would|is|do|does|can)\b.*?\b(?:use|choose|prefer|pick|run|better|is it)\s+)"
-    r"(?P<a>[^,?;]{1,40}?)\s+or\s+(?P<b>[^,?;]{1,40}?)\s*(?:[?.!]|$)",
-    re.IGNORECASE,
-)
-_SECOND_PERSON = {"you": "I", "your": "my", "yours": "mine", "yourself": "myself", "you're": "I'm", "you've": "I've"}
-_YOU = re.compile(r"\b(?:" + "|".join(map(re.escape, _SECOND_PERSON)) + r")\b", re.IGNORECASE)
-
-
-_ELLIPTICAL = re.compile(r"^\s*(?:and|or|but|what about|how about|same for)\b", re.IGNORECASE)
-
-
-def is_elliptical(question: str) -> bool:
-    """A follow-up that leans on the question before for its meaning ("And for IPv6?", "What about the ignored
-    ones?"): it opens with a conjunction, or says almost nothing of its own."""
-    return _ELLIPTICAL.match(question) is not None or len(content_terms(question)) < 2
-
-
-def question_parts(question: str) -> list[str]:
-    """The questions a compound or comparing question holds, each to be answered with its own sentence; one
-    part (the question) when it is neither."""
-    between = _BETWEEN.search(question)
-    if between:
-        return _sides("", between["a"], between["b"])
-    either = _EITHER.search(question)
-    if either:
-        return _sides(either["pre"], either["a"], either["b"])
-    parts = [part.strip(" ,;") for part in _JOINED.split(question)]
-    parts = [part for part in parts if content_terms(part)]
-    return parts if len(parts) > 1 else [question]
-
-
-def _sides(lead: str, a: str, b: str) -> list[str]:
-    """ "a hard or a symbolic link": the shorter side takes the longer one's last word ("a hard link")."""
-    if len(a.split()) < len(b.split()) and b.split()[-1] not in a.split():
-        a = f"{a} {b.split()[-1]}"
-    elif len(b.split()) < len(a.split()) and a.split()[-1] not in b.split():
-        b = f"{b} {a.split()[-1]}"
-    return [f"{lead}{a}", f"{lead}{b}"]
-
-
-def as_asked_of(question: Question, creator: Creator | None) -> Question:
-    """A question put to a creator in the second person ("what is your starter called?") asked as their content
-    says it ("my starter"): the focus that is embedded, in the creator's voice. Unscoped questions are unchanged."""
-    if creator is None or not _YOU.search(question.focus):
-        return question
-    focus = _YOU.sub(lambda m: _SECOND_PERSON[m[0].lower()], question.focus)
-    return dataclasses.replace(question, focus=focus)
 
 
 def _kind_bonus(question: Question, text: str) -> float:

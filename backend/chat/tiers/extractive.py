@@ -29,16 +29,8 @@ from backend.chat.prompt import Prompt, refusal_text, search_query_for
 from backend.chat.tiers.base import AlwaysReady, TextDelta
 from backend.grounding.coverage import follow_up_context
 from backend.grounding.facts import quantities
-from backend.grounding.relevance import (
-    Candidate,
-    FactKind,
-    as_asked_of,
-    is_elliptical,
-    question_parts,
-    rank,
-    read_question,
-    select,
-)
+from backend.grounding.question import FactKind, as_asked_of, is_elliptical, question_parts, read_question
+from backend.grounding.relevance import Candidate, rank, select
 from backend.grounding.sentences import SentenceVectors
 from backend.settings import EmbeddingSettings, TierSettings
 

@@ -290,7 +290,7 @@ def test_an_identifiers_words_count_as_words(vectors: SentenceVectors) -> None:
 def test_a_comparison_of_two_short_options_gets_each_options_sentence(vectors: SentenceVectors) -> None:
     """ "What's the difference between dpkg -r and dpkg -P?" asks about -r and -P: an option's letter is a term of its
     own (case kept), and "difference" and "between" are the comparison's framing, not what a sentence must say."""
-    from backend.grounding.relevance import read_question
+    from backend.grounding.question import read_question
 
     assert set(read_question("What's the difference between dpkg -r and dpkg -P?", creator=None).terms) == {
         "dpkg", "-r", "-P",
