@@ -50,6 +50,12 @@ _SIGNPOST = re.compile(
     re.IGNORECASE,
 )
 ANAPHOR = re.compile(r"^(?:that|this|these|those|it|its|he|she|they|their|at that|which|there)\b", re.IGNORECASE)
+# A connective that only means something against the sentence before: "Whereas a lightweight tag is simply a name
+# for an object." (the sentence before says what an annotated tag holds), "Otherwise, ...", "In that case, ...".
+_CONNECTIVE = re.compile(
+    r"^(?:whereas|otherwise|conversely|likewise|in (?:that|this|which|such a|either) case|if (?:so|not))\b",
+    re.IGNORECASE,
+)
 # "The script updates ..." after "... to run a script daily": a thing the sentence before introduced.
 _DEFINITE = re.compile(r"^the ([a-z]{3,})\b", re.IGNORECASE)
 # A demonstrative a few words in ("If the script exits with this code, ...", "In such a case, ..."): the thing it
@@ -133,7 +139,7 @@ def leans_on(text: str, before: str) -> bool:
     """`text` points at the sentence `before` it: it opens with a pointing word ("That liquid is called hooch."),
     points a few words in ("If the script exits with this code, ..."), or opens with a thing `before` introduced
     ("The script ..." after "... a script ...")."""
-    if ANAPHOR.match(text) is not None or _POINTS_BACK.match(text) is not None:
+    if ANAPHOR.match(text) is not None or _POINTS_BACK.match(text) is not None or _CONNECTIVE.match(text):
         return True
     definite = _DEFINITE.match(text)
     return (

@@ -30,6 +30,10 @@ def fold(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
 
 
+# A stem never lands on a negation: "notes" would otherwise match every "not" (asked "where are notes stored").
+_NEGATIONS = frozenset({"not", "nor"})
+
+
 def stem(word: str) -> str:
     """A light suffix strip, so "waking" meets "wake" and "feeds" meets "fed"-free "feed"."""
     word = fold(word).removesuffix("'s").removesuffix("’s")
@@ -37,6 +41,8 @@ def stem(word: str) -> str:
         return word[:-3] + "y"
     for suffix in ("ing", "ed", "es", "s", "e"):
         if len(word) - len(suffix) >= 3 and word.endswith(suffix) and not word.endswith("ss"):
+            if word[: -len(suffix)] in _NEGATIONS:  # "notes" is no "not": a shorter strip, or the word
+                continue
             return word[: -len(suffix)]
     return word
 

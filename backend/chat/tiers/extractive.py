@@ -133,7 +133,15 @@ def _quotes(picked: list[Candidate]) -> list[str]:
                 said = f"{c.label}: {said}"
             quoted.append(f"{said} [{c.source}]")
         if leaning and (c.source, leaning[-1].start) not in starts:  # a picked one brings its own
-            quoted.extend(f"{leaned.text} [{c.source}]" for leaned in leaning if (c.source, leaned.start) not in starts)
+            for leaned in leaning:
+                if (c.source, leaned.start) not in starts:
+                    starts.add((c.source, leaned.start))  # quoted once: a later pick may lean on it or lead with it
+                    said = leaned.text
+                    opens = lead is not None and leaned.start == lead.start
+                    if opens and c.label and (c.source, c.label) not in labelled:
+                        labelled.add((c.source, c.label))  # the term's description opens here: its name goes first
+                        said = f"{c.label}: {said}"
+                    quoted.append(f"{said} [{c.source}]")
         text = c.span.text
         if c.label and (c.source, c.label) not in labelled:
             labelled.add((c.source, c.label))
