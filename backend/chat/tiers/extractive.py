@@ -161,7 +161,16 @@ def _quotes(picked: list[Candidate]) -> list[str]:
             quoted.append(f"{c.completed_by.text} [{c.source}]")
         elif c.is_brief and c.following is not None and (c.source, c.following.start) not in starts:
             quoted.append(f"{c.following.text} [{c.source}]")
-    return quoted
+    # A sentence two sources share (a page and its copy) is said once, however it came along (picked in one source,
+    # leaned on in the other): the first citation stands.
+    said: set[str] = set()
+    once = []
+    for quote in quoted:
+        text = quote.rsplit(" [", 1)[0]
+        if text not in said:
+            said.add(text)
+            once.append(quote)
+    return once
 
 
 def default_vectors() -> SentenceVectors:
