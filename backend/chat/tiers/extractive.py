@@ -163,12 +163,12 @@ def _quotes(picked: list[Candidate]) -> list[str]:
             quoted.append(f"{c.following.text} [{c.source}]")
     # A sentence two sources share (a page and its copy) is said once, however it came along (picked in one source,
     # leaned on in the other): the first citation stands.
-    said: set[str] = set()
+    texts: set[str] = set()
     once = []
     for quote in quoted:
         text = quote.rsplit(" [", 1)[0]
-        if text not in said:
-            said.add(text)
+        if text not in texts:
+            texts.add(text)
             once.append(quote)
     return once
 
