@@ -120,8 +120,11 @@ def read_question(question: str, *, creator: Creator | None, context: str = "", 
 
 
 # Compound questions: two questions joined ("what flour does she use, and how long does she ferment it?").
+# An auxiliary opens a second question only with a subject after it ("..., and should I ...?"); without one it joins
+# two verbs of the same question ("... cannot be tested and should be skipped?").
 _JOINED = re.compile(
-    r"\s*;\s*|,?\s+and\s+(?=(?:how|what|which|where|when|why|who|whose|is|are|does|do|did|can|should)\b)",
+    r"\s*;\s*|,?\s+and\s+(?=(?:how|what|which|where|when|why|who|whose)\b|(?:is|are|does|do|did|can|should)\s+"
+    r"(?:i|you|we|he|she|it|they|this|that|these|those|there|the|a|an|my|your|his|her|its|our|their)\b)",
     re.IGNORECASE,
 )
 # Comparisons: "the difference between A and B", "should I use A or B?".

@@ -296,14 +296,14 @@ def _form_penalty(text: str) -> float:
 
 
 def select(
-    candidates: Sequence[Candidate], *, limit: int, margin: float = 0.2, diversity: float = 0.2
+    candidates: Sequence[Candidate], *, limit: int, margin: float = 0.15, diversity: float = 0.3
 ) -> list[Candidate]:
     """Maximal marginal relevance: good sentences that do not repeat each other (a talk and an article often
     state the same fact), within `margin` of the best; returned in reading order (source, then position).
 
-    `margin` and `diversity` were chosen across the four answer sets on a grid (margin 0.10-0.25, diversity
-    0.15-0.40; BENCHMARKS.md, "Answer quality"): at 0.15 / 0.3 a second sentence on the asked thing lost to an
-    unrelated one for being on the same topic as the first pick."""
+    Measured on a grid across the four answer sets (BENCHMARKS.md, "Answer quality"): 0.20 / 0.2 states more asked
+    facts, but a first answer then quotes more, and a follow-up asking for what it already quoted ("And for how
+    long?") loses that sentence to the rule against saying it again; kept at 0.15 / 0.3 until that rule reads it."""
     if not candidates:
         return []
     candidates = [c for c in candidates if not _SIGNPOST.search(c.span.text)]  # "Here is how I..." answers nothing

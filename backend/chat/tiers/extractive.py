@@ -95,12 +95,14 @@ def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
     picked = select(ranked, limit=_MAX_STEPS if question.kind is FactKind.steps else _MAX_SENTENCES)
     parts = question_parts(prompt.question)
     if picked and len(parts) > 1:
-        # A compound question or a comparison: each part's own best sentence, beside the whole question's best.
+        # A compound question or a comparison: each part gets a sentence of its own, its best one not in the answer
+        # yet (the whole question's picks may hold a sentence on one part only, or one saying little of either).
         chosen = {(c.source, c.span.start) for c in picked}
         for part in parts:
             asked = as_asked_of(read_question(part, creator=creator, context=prompt.question), creator)
-            best = select(rank(asked, prompt.sources, vectors, context_focus=question.focus), limit=1)
-            if best and (best[0].source, best[0].span.start) not in chosen:
+            ranked_part = rank(asked, prompt.sources, vectors, context_focus=question.focus)
+            best = select([c for c in ranked_part if (c.source, c.span.start) not in chosen], limit=1)
+            if best:
                 chosen.add((best[0].source, best[0].span.start))
                 picked.append(best[0])
         picked.sort(key=lambda c: (c.source, c.span.start))

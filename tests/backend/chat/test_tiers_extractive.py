@@ -624,31 +624,40 @@ def test_a_sentence_two_sources_share_is_said_once(vectors: SentenceVectors) -> 
     assert answer.count(shared) == 1, answer
 
 
-def test_a_second_sentence_on_the_asked_thing_is_not_lost_to_a_sentence_on_another(vectors: SentenceVectors) -> None:
-    """git's own pages: the best sentence matches the question's words closely ("... (like git describe) will ignore
-    lightweight tags by default."); the one holding the option ("By default (without --all or --tags) ...") is a
-    little behind and on the same topic. It is picked all the same (it was not, with a margin of 0.15 and a
-    diversity of 0.3)."""
-    tag = (
-        "Otherwise, a tag reference that points directly at the given object (i.e., a lightweight tag) is created.\n\n"
-        'Tag objects (created with -a, -s, or -u) are called "annotated" tags; they contain a creation date, the '
-        'tagger name and e-mail, a tagging message, and an optional GnuPG signature. Whereas a "lightweight" tag is '
-        "simply a name for an object (usually a commit object).\n\nAnnotated tags are meant for release while "
-        "lightweight tags are meant for private or temporary object labels. For this reason, some git commands for "
-        "naming objects (like git describe) will ignore lightweight tags by default."
+def test_each_part_of_a_compound_question_gets_a_sentence_of_its_own(vectors: SentenceVectors) -> None:
+    """git's own pages: for "which keeps passwords only in memory?" the best sentence is the general one the whole
+    question already picked ("... credentials may be stored in-memory for a few minutes ..."). The part still gets a
+    sentence of its own, the next best ("Cache credentials in memory ..."), which is the answer."""
+    custom = (
+        "CUSTOM HELPERS\n\nYou can write your own custom helpers to interface with any system in which you keep "
+        "credentials.\n\nCredential helpers are programs executed by Git to fetch or save credentials from and to "
+        'long-term storage (where "long-term" is simply longer than a single Git process; e.g., credentials may be '
+        "stored in-memory for a few minutes, or indefinitely on disk).\n\nEach helper is specified by a single string "
+        "in the configuration variable credential.helper (and others, see git-config(1))."
     )
-    describe = (
-        "DESCRIPTION\n\nThe command finds the most recent tag that is reachable from a commit. If the tag points to "
-        "the commit, then only the tag is shown. Otherwise, it suffixes the tag name with the number of additional "
-        "commits on top of the tagged object and the abbreviated object name of the most recent commit.\n\nBy default "
-        "(without --all or --tags) git describe only shows annotated tags. For more information about creating "
-        "annotated tags see the -a and -s options to git-tag(1)."
+    included = (
+        "Git currently includes the following helpers:\n\ncache\n\nCache credentials in memory for a short period of "
+        "time. See git-credential-cache(1) for details.\n\nstore\n\nStore credentials indefinitely on disk. See "
+        "git-credential-store(1) for details.\n\nYou may also have third-party helpers installed; search for "
+        "credential-* in the output of git help -a, and consult the documentation of individual helpers."
     )
     sources = [
-        hit(1, tag, title="git-tag - Create, list, delete or verify a tag object signed with GPG: Description"),
-        hit(2, describe, title="git-describe - Give an object a human readable name based on an available ref"),
+        hit(1, custom, title="gitcredentials - Providing usernames and passwords to Git: Custom helpers"),
+        hit(2, included, title="gitcredentials - Providing usernames and passwords to Git: Avoiding repetition"),
     ]
-    answer = compose_answer(
-        prompt_for("How can git describe also use lightweight tags?", sources=sources, creator=None), vectors
-    )
-    assert "--tags" in answer, answer
+    question = "Which credential helpers come with git, and which keeps passwords only in memory?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "Cache credentials in memory" in answer, answer
+
+
+def test_an_auxiliary_without_a_subject_after_and_joins_two_verbs_not_two_questions() -> None:
+    """ "... cannot be tested and should be skipped?" is one question; "..., and should I ...?" starts a second."""
+    from backend.grounding.question import question_parts
+
+    one = "Which exit code means the commit cannot be tested and should be skipped?"
+    assert question_parts(one) == [one]
+    assert question_parts("Is it safe and does it keep my files?") == ["Is it safe", "does it keep my files?"]
+    assert question_parts("What flour does she use, and how long does she ferment it?") == [
+        "What flour does she use",
+        "how long does she ferment it?",
+    ]
