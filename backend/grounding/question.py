@@ -134,13 +134,15 @@ _EITHER = re.compile(
     r"(?P<a>[^,?;]{1,40}?)\s+or\s+(?P<b>[^,?;]{1,40}?)\s*(?:[?.!]|$)",
     re.IGNORECASE,
 )
-# "How is A different from B?", "How does A differ from B?", "What distinguishes A from B?", "How do A and B differ?".
-_DIFFERS = re.compile(
-    r"^(?:so |and |but )?(?:how|in what ways?)\s+(?:is|are|does|do)\s+(?P<a>.+?)\s+(?:different from|differs? from"
-    r"|compared? (?:to|with))\s+(?P<b>.+?)\s*(?:[?.!]|$)"
-    r"|\bwhat (?:distinguishes|separates)\s+(?P<a2>.+?)\s+from\s+(?P<b2>.+?)\s*(?:[?.!]|$)"
-    r"|^(?:how|in what ways?)\s+(?:do|does|are)\s+(?P<a3>.+?)\s+and\s+(?P<b3>.+?)\s+(?:differ|compare)\b",
-    re.IGNORECASE,
+# "How is A different from B?", "What distinguishes A from B?", "How do A and B differ?": a comparison of A and B.
+_DIFFERS = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"^(?:so |and |but )?(?:how|in what ways?)\s+(?:is|are|does|do)\s+(?P<a>.+?)\s+(?:different from"
+        r"|differs? from|compared? (?:to|with))\s+(?P<b>.+?)\s*(?:[?.!]|$)",
+        r"\bwhat (?:distinguishes|separates)\s+(?P<a>.+?)\s+from\s+(?P<b>.+?)\s*(?:[?.!]|$)",
+        r"^(?:how|in what ways?)\s+(?:do|does|are)\s+(?P<a>.+?)\s+and\s+(?P<b>.+?)\s+(?:differ|compare)\b",
+    )
 )
 _SECOND_PERSON = {"you": "I", "your": "my", "yours": "mine", "yourself": "myself", "you're": "I'm", "you've": "I've"}
 _YOU = re.compile(r"\b(?:" + "|".join(map(re.escape, _SECOND_PERSON)) + r")\b", re.IGNORECASE)
@@ -164,10 +166,10 @@ def question_parts(question: str) -> list[str]:
     either = _EITHER.search(question)
     if either:
         return _sides(either["pre"], either["a"], either["b"])
-    differs = _DIFFERS.search(question)
-    if differs:
-        form = next(n for n in ("", "2", "3") if differs[f"a{n}"])  # the one of the three forms that matched
-        return _sides("", differs[f"a{form}"], differs[f"b{form}"])
+    for pattern in _DIFFERS:
+        differs = pattern.search(question)
+        if differs:
+            return _sides("", differs["a"], differs["b"])
     parts = [part.strip(" ,;") for part in _JOINED.split(question)]
     parts = [part for part in parts if content_terms(part)]
     return parts if len(parts) > 1 else [question]

@@ -123,31 +123,28 @@ def _quotes(picked: list[Candidate]) -> list[str]:
     quoted: list[str] = []
     starts = {(c.source, c.span.start) for c in picked}
     labelled: set[tuple[int, str]] = set()
+
+    def named(c: Candidate, text: str) -> str:
+        """The first sentence quoted from a term's description goes after the term's name ("-n, --dry-run: ...")."""
+        if not c.label or (c.source, c.label) in labelled:
+            return text
+        labelled.add((c.source, c.label))
+        return f"{c.label}: {text}"
+
     for c in picked:
         leaning = c.leaning
         lead = c.lead
         if lead is not None and (c.source, lead.start) not in starts and all(x.start != lead.start for x in leaning):
             # A later sentence of a term's description: the first one says what the term does.
             starts.add((c.source, lead.start))
-            said = lead.text
-            if c.label and (c.source, c.label) not in labelled:
-                labelled.add((c.source, c.label))
-                said = f"{c.label}: {said}"
-            quoted.append(f"{said} [{c.source}]")
+            quoted.append(f"{named(c, lead.text)} [{c.source}]")
         if leaning and (c.source, leaning[-1].start) not in starts:  # a picked one brings its own
             for leaned in leaning:
                 if (c.source, leaned.start) not in starts:
                     starts.add((c.source, leaned.start))  # quoted once: a later pick may lean on it or lead with it
-                    said = leaned.text
-                    opens = lead is not None and leaned.start == lead.start
-                    if opens and c.label and (c.source, c.label) not in labelled:
-                        labelled.add((c.source, c.label))  # the term's description opens here: its name goes first
-                        said = f"{c.label}: {said}"
-                    quoted.append(f"{said} [{c.source}]")
-        text = c.span.text
-        if c.label and (c.source, c.label) not in labelled:
-            labelled.add((c.source, c.label))
-            text = f"{c.label}: {text}"
+                    opens = lead is not None and leaned.start == lead.start  # the term's description opens here
+                    quoted.append(f"{named(c, leaned.text) if opens else leaned.text} [{c.source}]")
+        text = named(c, c.span.text)
         if c.code:
             # Ended like a sentence, so the claim check reads it as one.
             text = f"{text} " + "; ".join(f"`{line}`" for line in c.code.splitlines()) + "."
