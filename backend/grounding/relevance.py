@@ -83,6 +83,7 @@ class Candidate:
     # The next sentence when this one is misread without it: it names (in code) the thing this one is about, for a
     # question asking for a name, or it denies this one ("... these two are synonyms." "They are not."): quoted after.
     completed_by: Span | None = None
+    asked: frozenset[str] = frozenset()  # the question's terms (its context's included) the sentence itself has
 
     @property
     def is_brief(self) -> bool:
@@ -249,6 +250,7 @@ def rank(
     """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread.
     `context_weight`: how much the earlier question counts in the meaning compared (1: an elliptical follow-up)."""
     rows = _read_rows(question, sources, vectors, context_focus, context_weight)
+    asked_terms = question.terms.keys()
     following = {
         (a.source, a.read.span.start): b.read.span
         for a, b in itertools.pairwise(rows)
@@ -272,6 +274,7 @@ def rank(
             q.earlier,
             _unless_signpost(q.lead),
             _completed_by(question, q, after),
+            frozenset(q.terms & asked_terms),
         )
         for row in rows
         for q in (row.read,)
@@ -296,14 +299,22 @@ def _form_penalty(text: str) -> float:
 
 
 def select(
-    candidates: Sequence[Candidate], *, limit: int, margin: float = 0.15, diversity: float = 0.3
+    candidates: Sequence[Candidate],
+    *,
+    limit: int,
+    margin: float = 0.2,
+    diversity: float = 0.2,
+    parallel: float | None = None,
 ) -> list[Candidate]:
     """Maximal marginal relevance: good sentences that do not repeat each other (a talk and an article often
     state the same fact), within `margin` of the best; returned in reading order (source, then position).
+    `parallel`: a sentence this close in meaning to a pick, holding fewer of the question's terms than the pick
+    does, says the same of something else ("Rye bread needs fifty minutes." after "Spelt bread needs forty
+    minutes." for a question on spelt): it ends the answer, since what ranks below it is no better.
 
-    Measured on a grid across the four answer sets (BENCHMARKS.md, "Answer quality"): 0.20 / 0.2 states more asked
-    facts, but a first answer then quotes more, and a follow-up asking for what it already quoted ("And for how
-    long?") loses that sentence to the rule against saying it again; kept at 0.15 / 0.3 until that rule reads it."""
+    Chosen on a grid across the four answer sets (`scripts.bench.answer_replay --select`, BENCHMARKS.md "Answer
+    quality"): a second sentence on the asked thing falls outside a narrower margin of one matching the question's
+    words closely, or loses to an unrelated one under more diversity for being on the topic of the first pick."""
     if not candidates:
         return []
     candidates = [c for c in candidates if not _SIGNPOST.search(c.span.text)]  # "Here is how I..." answers nothing
@@ -322,5 +333,10 @@ def select(
         pool.remove(choice)
         if any(float(choice.vector @ p.vector) > 0.9 for p in picked):
             continue  # the same sentence again, from another source
+        if parallel is not None and any(
+            float(choice.vector @ p.vector) > parallel and choice.asked < p.asked for p in picked
+        ):
+            limit -= 1
+            continue
         picked.append(choice)
     return sorted(picked, key=lambda c: (c.source, c.span.start))

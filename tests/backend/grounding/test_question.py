@@ -1,0 +1,34 @@
+"""Reading a question (backend/grounding/question.py, terms.py): the parts a compound question or a comparison
+splits into, and the words it is read by."""
+
+from __future__ import annotations
+
+from backend.grounding.question import question_parts
+from backend.grounding.terms import content_terms, stem
+
+
+def test_a_how_is_a_different_from_b_question_splits_into_its_two_sides() -> None:
+    """ "How is A different from B?" is a comparison as much as "the difference between A and B"."""
+    assert question_parts("How is apt full-upgrade different from apt upgrade?") == ["apt full-upgrade", "apt upgrade"]
+    assert question_parts("How does git stash pop differ from git stash apply?") == ["git stash pop", "git stash apply"]
+    assert question_parts("What distinguishes a hard link from a symbolic link?") == ["a hard link", "a symbolic link"]
+    assert question_parts("How do dpkg -r and dpkg -P differ?") == ["dpkg -r", "dpkg -P"]
+    assert question_parts("How is the weather in Lisbon?") == ["How is the weather in Lisbon?"]
+
+
+def test_an_auxiliary_without_a_subject_after_and_joins_two_verbs_not_two_questions() -> None:
+    """ "... cannot be tested and should be skipped?" is one question; "..., and should I ...?" starts a second."""
+    one = "Which exit code means the commit cannot be tested and should be skipped?"
+    assert question_parts(one) == [one]
+    assert question_parts("Is it safe and does it keep my files?") == ["Is it safe", "does it keep my files?"]
+    assert question_parts("What flour does she use, and how long does she ferment it?") == [
+        "What flour does she use",
+        "how long does she ferment it?",
+    ]
+
+
+def test_notes_are_no_negation() -> None:
+    """A light stem never lands on "not": "where are notes stored?" would otherwise match every negative sentence."""
+    assert stem("notes") == stem("note") == "note"
+    assert "not" not in content_terms("Where are git notes stored?")
+    assert "not" in content_terms("The file is not tracked.")
