@@ -173,7 +173,7 @@ def create_app(
             # The curator's answers, phrasings embedded by the retrieval model, re-read when any replica writes them.
             curated = CuratedAnswers(
                 sessions,
-                question_embedder(embedder.embed_query),
+                question_embedder(embedder.embed_query_full),
                 settings.curated,
                 creators=lambda slug: shared_catalog.catalog.creator(slug),
             )

@@ -417,9 +417,10 @@ class CuratedSettings(BaseModel):
     # Serve a curator's answer first when a question fits one of its phrasings (the `curated` tier, before
     # llm.tiers); off: curated answers are kept but not served.
     enabled: bool = True
-    # How close a question must come to a phrasing: cosine of the two questions (the retrieval model), less the
-    # substitution penalty. Calibrated on the answer eval sets (BENCHMARKS.md, "Answer quality").
-    match_threshold: float = Field(0.56, ge=0, le=1)
+    # How close a question must come to a phrasing: cosine of the two questions (the retrieval model at its own
+    # precision, the same on every CPU), less the substitution penalty. Calibrated on the answer eval sets
+    # (BENCHMARKS.md, "Answer quality"): the lowest threshold at which no set's question gets another's answer.
+    match_threshold: float = Field(0.58, ge=0, le=1)
     # A word of the question standing where the phrasing has another ("how much yeast" for "how much salt") costs
     # this much per point of similarity the swap would have added (nothing when the answer's own text or its documents'
     # titles use every such word of the question); a swap that alone makes the two the same question is refused.

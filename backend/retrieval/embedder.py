@@ -125,7 +125,10 @@ class Embedder:
         self._counter: Any = _counting_tokenizer(self._model.tokenizer)
         self._counter_lock = threading.Lock()
         # Per instance, not a module-level cache: the vectors are this model's (and twin's) own.
-        self._recent_queries = lru_cache(maxsize=_QUERIES_KEPT)(self._remembered)
+        self._recent_queries = lru_cache(maxsize=_QUERIES_KEPT)(lambda text: self._shared(self._embed_query(text)))
+        self._recent_full_queries = lru_cache(maxsize=_QUERIES_KEPT)(
+            lambda text: self._shared(self._embed_query_full(text))
+        )
 
     def _load(self, source: Path, *, cache: Path) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
@@ -250,21 +253,34 @@ class Embedder:
         second look at a turn's question) is served from the last `_QUERIES_KEPT`, without the model."""
         return self._recent_queries(text)
 
+    def embed_query_full(self, text: str) -> np.ndarray:
+        """Like `embed_query`, at the model's own precision, never through the int8 twin: for a comparison whose
+        threshold must hold on every CPU. The twin's vectors differ between CPUs (AVX2's int8 kernels and
+        quantization preset against VNNI's): curated answers calibrated on one gave another 5 false matches in 222
+        questions (BENCHMARKS.md, "Curated answers"). Remembered like `embed_query`."""
+        return self._recent_full_queries(text)
+
     def _embed_query(self, text: str) -> np.ndarray:
+        return self._model_query(text, twin=self._query_direct)
+
+    def _embed_query_full(self, text: str) -> np.ndarray:
+        return self._model_query(text, twin=None)
+
+    def _model_query(self, text: str, *, twin: OnnxEncoder | None) -> np.ndarray:
         with self._waiting_lock:
             self._queries_waiting += 1
         try:
-            if self._query_direct is not None:
+            if twin is not None:
                 with self._query_lock:
-                    return self._query_direct.encode([text], prompt=self._query_prompt)[0]
+                    return twin.encode([text], prompt=self._query_prompt)[0]
             with self._lock:
                 return self._encode([text], prompt=self._query_prompt, batch_size=1)[0]
         finally:
             with self._waiting_lock:
                 self._queries_waiting -= 1
 
-    def _remembered(self, text: str) -> np.ndarray:
-        vector = self._embed_query(text)
+    @staticmethod
+    def _shared(vector: np.ndarray) -> np.ndarray:
         vector.setflags(write=False)  # shared by every caller that asks the same question
         return vector
 

@@ -211,13 +211,33 @@ def measure(judged: Asked, para: Asked, threshold: float, penalty: float) -> dic
     }
 
 
+def question_cost(embedder: Any, questions: Sequence[str]) -> dict[str, float]:
+    """What matching at the model's own precision costs a turn over the int8 twin's vector that the search already
+    computed: milliseconds a question, each text new to both (their caches are apart), median of the questions."""
+    texts = [f"{text} ({i})" for i, text in enumerate(questions)]  # new to this process's caches
+
+    def median_ms(embed: Any) -> float:
+        took = []
+        for text in texts:
+            started = time.perf_counter()
+            embed(text)
+            took.append(time.perf_counter() - started)
+        return float(np.median(took) * 1000)
+
+    return {
+        "questions": len(texts),
+        "fp32_ms": median_ms(embedder.embed_query_full),
+        "twin_ms": median_ms(embedder.embed_query),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="Also write the results under bench-results/.")
     args = parser.parse_args()
     defaults = CuratedSettings()
     embedder = get_embedder(EmbeddingSettings())
-    embed = question_embedder(embedder.embed_query)
+    embed = question_embedder(embedder.embed_query_full)
     started = time.perf_counter()
     per_set = []
     for data in load_sets(embed):
@@ -259,10 +279,16 @@ def main() -> None:
             for r in results
         ],
     )  # fmt: skip
-    print(f"\njudged in {took:.1f} s ({embedder.query_precision} questions)")
+    print(f"\njudged in {took:.1f} s (questions at the model's own precision, as the service matches them)")
+    cost = question_cost(embedder, [q.text for _, _, para in per_set for q, _ in para])
+    print(
+        f"a question embedded (median of {cost['questions']} paraphrases): fp32 {cost['fp32_ms']:.2f} ms, "
+        f"{embedder.query_precision} {cost['twin_ms']:.2f} ms"
+    )
     if args.json:
         path = benchlib.write_results(
-            "curated", {"machine": benchlib.machine(), "chosen": chosen, "results": results, "grid": rows}
+            "curated",
+            {"machine": benchlib.machine(), "chosen": chosen, "results": results, "grid": rows, "cost": cost},
         )
         print(f"results: {path}")
 

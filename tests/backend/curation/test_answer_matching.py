@@ -28,7 +28,7 @@ DEFAULTS = CuratedSettings()
 
 @pytest.fixture(scope="module")
 def embed(shared_embedder: Embedder) -> EmbedQuestions:
-    return question_embedder(shared_embedder.embed_query)
+    return question_embedder(shared_embedder.embed_query_full)
 
 
 def fits(embed: EmbedQuestions, question: str, phrasing: str, creator: Creator | None = HAZEL) -> bool:

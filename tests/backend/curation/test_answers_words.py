@@ -24,7 +24,7 @@ DEFAULTS = CuratedSettings()
 
 @pytest.fixture(scope="module")
 def embed(shared_embedder: Embedder) -> EmbedQuestions:
-    return question_embedder(shared_embedder.embed_query)
+    return question_embedder(shared_embedder.embed_query_full)
 
 
 def answer(

@@ -45,6 +45,18 @@ def test_query_matches_document_encoding_and_meaning(embedder: Embedder) -> None
     assert np.linalg.norm(twin) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_a_full_precision_question_skips_the_twin(embedder: Embedder) -> None:
+    """`embed_query_full` (curated answers' matching, whose threshold must hold on every CPU) embeds a question as
+    the fp32 model does, never through the int8 twin, and remembers it apart from the twin's vector."""
+    documents = embedder.embed_documents(SENTENCES)
+    full = embedder.embed_query_full(SENTENCES[2])
+    np.testing.assert_allclose(full, documents[2], atol=1e-5)
+    assert not full.flags.writeable
+    assert embedder.embed_query_full(SENTENCES[2]) is full  # asked again: no model call
+    twin = embedder.embed_query(SENTENCES[2])
+    assert float(twin @ full) < 1 - 1e-6  # the default's questions: the twin
+
+
 def test_batches_go_shortest_first_and_come_back_in_order(embedder: Embedder) -> None:
     """A batch is padded to its longest text, so texts are batched by length; each row still answers its text."""
     texts = [SENTENCES[1] * 6, "Bake.", SENTENCES[0], SENTENCES[3] * 3, "Fold it.", SENTENCES[2]]
