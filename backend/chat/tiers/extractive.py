@@ -8,9 +8,11 @@ with the code, in backticks; a sentence comes with the next one when that one de
 for a name, names what it is about ("You can check it using checkbashisms(1)."). A compound question or a comparison
 gets a sentence of its own for each part (its best one not in the answer yet); a question put to a creator in the
 second person is read in their voice ("your starter" -> "my starter"); an elliptical follow-up ("And for IPv6?")
-leans on the question before it as much as on its own words, and a follow-up does not get the answer before it again
-(a sentence that answer quoted counts only for what the follow-up alone asks of it). The personality weight changes
-the framing line only: the quoted sentences are the same at every dial position.
+leans on the question before it as much as on its own words and keeps to what that question was about (a sentence
+saying the same of something else ends the answer), and a follow-up does not get the answer before it again (a
+sentence that answer quoted counts only for what the follow-up alone asks of it, unless it was quoted in passing and
+holds what is asked now). The personality weight changes the framing line only: the quoted sentences are the same at
+every dial position.
 """
 
 from __future__ import annotations
