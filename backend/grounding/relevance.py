@@ -310,7 +310,8 @@ def select(
     state the same fact), within `margin` of the best; returned in reading order (source, then position).
     `parallel`: a sentence this close in meaning to a pick, holding fewer of the question's terms than the pick
     does, says the same of something else ("Rye bread needs fifty minutes." after "Spelt bread needs forty
-    minutes." for a question on spelt): it ends the answer, since what ranks below it is no better.
+    minutes." for a question on spelt): it is left out and takes a pick's place, since what ranks below it is no
+    better.
 
     Chosen on a grid across the four answer sets (`scripts.bench.answer_replay --select`, BENCHMARKS.md "Answer
     quality"): a second sentence on the asked thing falls outside a narrower margin of one matching the question's

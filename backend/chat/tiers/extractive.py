@@ -9,7 +9,7 @@ for a name, names what it is about ("You can check it using checkbashisms(1).").
 gets a sentence of its own for each part (its best one not in the answer yet); a question put to a creator in the
 second person is read in their voice ("your starter" -> "my starter"); an elliptical follow-up ("And for IPv6?")
 leans on the question before it as much as on its own words and keeps to what that question was about (a sentence
-saying the same of something else ends the answer), and a follow-up does not get the answer before it again (a
+saying the same of something else is left out), and a follow-up does not get the answer before it again (a
 sentence that answer quoted counts only for what the follow-up alone asks of it, unless it was quoted in passing and
 holds what is asked now). The personality weight changes the framing line only: the quoted sentences are the same at
 every dial position.
@@ -45,7 +45,7 @@ _WORD = re.compile(r"\S+\s*")
 _CONTEXT_TERM = 0.25
 # An elliptical follow-up is about what the question before was about: a sentence this close to a pick that names
 # less of it ("Barley bread needs fifty-five minutes." after spelt's, asked "And for how long?") is about something
-# else, and ends the answer (relevance.select). Four sets: no fact lost, 8 follow-up answers shorter by a sentence.
+# else: left out, in a pick's place (relevance.select). Four sets: no fact lost, 8 follow-up answers a sentence shorter.
 _FOLLOW_PARALLEL = 0.5
 
 
