@@ -38,15 +38,15 @@ from backend.chat.prompt import Prompt
 from backend.chat.tiers import extractive
 from backend.grounding import relevance
 from backend.grounding.sentences import SentenceVectors
-from backend.settings import ExtractiveTierSettings, get_settings
+from backend.settings import get_settings
 from pipeline.eval_answers import TurnResult, load_questions, run_questions
 from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_sets import SETS
 from scripts.bench import benchlib
+from scripts.bench.quality import extractive_only, keeps
 
 ANSWER_SETS = [name for name, shipped in SETS.items() if shipped.answers is not None]
 PROMPTS = benchlib.RESULTS / "answer-prompts"
-TOLERANCE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +63,7 @@ def record(name: str) -> list[Turn]:
     shipped = SETS[name]
     questions = shipped.answers
     assert questions is not None
-    settings = get_settings()
-    settings = settings.model_copy(
-        update={"llm": settings.llm.model_copy(update={"tiers": [ExtractiveTierSettings(name="extractive")]})}
-    )
+    settings = extractive_only(get_settings())
     prompts: list[Prompt] = []
     compose = extractive.compose_answer
 
@@ -168,9 +165,7 @@ def main() -> None:
         rows: list[list[Any]] = []
         for pair, recall in scored.items():
             gains = {name: recall[name] - base[name] for name in names}
-            worst = min(gains.values())
-            mean_gain = statistics.fmean(gains.values())
-            verdict = "base" if pair == grid[0] else ("keep" if mean_gain > 0 and worst >= -TOLERANCE else "reject")
+            verdict = "base" if pair == grid[0] else ("keep" if keeps(gains) else "reject")
             rows.append(
                 [
                     f"{pair[0]:g} / {pair[1]:g}",

@@ -48,6 +48,18 @@ LOWER_IS_BETTER = {"false_refusal_rate", "missed_refusal_rate"}
 TOLERANCE = 0.01
 
 
+def extractive_only(settings: Settings) -> Settings:
+    """Today's settings answering with the extractive tier alone (the tier the answer figures are of)."""
+    return settings.model_copy(
+        update={"llm": settings.llm.model_copy(update={"tiers": [ExtractiveTierSettings(name="extractive")]})}
+    )
+
+
+def keeps(gains: dict[str, float]) -> bool:
+    """The rule: the mean gain is positive and no set loses more than TOLERANCE."""
+    return statistics.fmean(gains.values()) > 0 and min(gains.values()) >= -TOLERANCE
+
+
 def retrieval(shipped: ShippedSet, settings: Settings, embedder: Embedder) -> dict[str, Any]:
     eval_set = load_eval_set(content=shipped.ensure_content(), queries=shipped.queries, qrels=shipped.qrels)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as work:
@@ -145,7 +157,7 @@ def compare(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> list[li
         if all(abs(gain) < 1e-9 for gain in gains.values()):
             verdict = "same"
         else:
-            verdict = "keep" if mean_gain > 0 and worst >= -TOLERANCE else "reject"
+            verdict = "keep" if keeps(gains) else "reject"
         table.append([name, f"{mean_gain:+.4f}", f"{worst:+.4f} ({worst_set})", verdict])
     return table
 
@@ -159,10 +171,7 @@ def main() -> None:
     unknown = [name for name in args.sets.split(",") if name not in SETS]
     if unknown:
         raise SystemExit(f"unknown sets {unknown}; known: {', '.join(SETS)}")
-    settings = get_settings()
-    settings = settings.model_copy(
-        update={"llm": settings.llm.model_copy(update={"tiers": [ExtractiveTierSettings(name="extractive")]})}
-    )
+    settings = extractive_only(get_settings())
     embedder = get_embedder(settings.embedding)
     rows: dict[str, dict[str, Any]] = {}
     for name in args.sets.split(","):
