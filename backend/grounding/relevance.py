@@ -41,6 +41,11 @@ _W_LEXICAL = 0.45
 _KIND_BONUS = 0.08
 _UNIT_BONUS = 0.04
 _RANK_STEP = 0.004  # the retriever's order breaks near-ties
+# A sentence's meaning blended with its section heading's, when the heading is the closer of the two to the question
+# ("When we get back I do three feeds ..." under "Waking him after the fridge"): the extractive tier's order only,
+# never coverage's confidence, where a heading on the asked topic made an unanswerable question look answered
+# (gitdocs: one more missed refusal). Chosen across the four answer sets (BENCHMARKS.md, "Answer quality").
+_HEADING_WEIGHT = 0.35
 _FORM_PENALTY = 0.1
 _SIGNPOST = re.compile(
     r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)"
@@ -70,7 +75,7 @@ _POINTS_BACK = re.compile(
 class Candidate:
     source: int  # 1-based citation number
     span: Span
-    relevance: float  # dense + lexical, 0..1-ish: the confidence measure
+    relevance: float  # dense + lexical, 0..1-ish (coverage's confidence reads it without the heading's meaning)
     score: float  # relevance plus the kind-of-fact preference: the extractive tier's order
     vector: np.ndarray
     previous: Span | None = None  # the sentence before it in the same source, if any
@@ -179,11 +184,14 @@ def _read_rows(
     vectors: SentenceVectors | None,
     context_focus: str,
     context_weight: float = 0.5,
+    *,
+    headings: bool = False,
 ) -> list[_Row]:
     """Every quotable sentence of `sources` with its relevance (meaning plus the question's rarer words).
 
     A sentence is read with its context at half weight: the heading it sits under and the sentence before it
-    ("That liquid is called hooch" answers a question whose words are in the sentence before)."""
+    ("That liquid is called hooch" answers a question whose words are in the sentence before). With `headings` (the
+    extractive tier's order, not coverage's confidence) its meaning is also blended with its section heading's."""
     rows = [
         (number, read)
         for number, hit in enumerate(sources, start=1)
@@ -194,7 +202,10 @@ def _read_rows(
     queries = [question.focus, *([context_focus] if context_focus else [])]
     texts = [read.span.text for _, read in rows]
     previous_texts = [read.previous.text if read.previous else "" for _, read in rows]
-    encoded = [*texts, *(t for t in previous_texts if t)]
+    # The heading's last part, usually the chunk's own first line, whose vector was stored at ingest.
+    sections = [sources[number - 1].heading.rsplit(">", 1)[-1].strip() if headings else "" for number, _ in rows]
+    heading_texts = list(dict.fromkeys(section for section in sections if section))
+    encoded = [*texts, *(t for t in previous_texts if t), *heading_texts]
     # Without a model (still loading) meaning scores 0 for every sentence: words and kind of fact decide.
     if vectors is not None:
         asked, matrix = vectors.encode_questions(queries), vectors.encode(encoded)
@@ -204,7 +215,9 @@ def _read_rows(
     query = query / (float(np.linalg.norm(query)) or 1.0)
     own = matrix[: len(rows)]
     dense = (own @ query).tolist()
-    extra = iter((matrix[len(rows) :] @ query).tolist())
+    after_previous = len(encoded) - len(heading_texts)
+    extra = iter((matrix[len(rows) : after_previous] @ query).tolist())
+    heading_similarity = dict(zip(heading_texts, (matrix[after_previous:] @ query).tolist(), strict=True))
     term_sets = [read.terms for _, read in rows]
     total = len(rows)
     weights = question.terms.items()
@@ -212,10 +225,13 @@ def _read_rows(
     wanted = sum(idf[t] * w for t, w in weights) or 1.0
     asked_terms = question.terms.keys()
     read: list[_Row] = []
-    for (number, q), similarity, vector in zip(rows, dense, own, strict=True):
+    for (number, q), similarity, vector, section in zip(rows, dense, own, sections, strict=True):
         prev, context, terms = q.previous, q.context, q.terms
         if prev is not None and prev.text:  # its vector is among `encoded`, in this order
             similarity = max(similarity, 0.8 * similarity + 0.2 * next(extra))
+        if section:
+            blended = (1 - _HEADING_WEIGHT) * similarity + _HEADING_WEIGHT * heading_similarity[section]
+            similarity = max(similarity, blended)
         lexical = 0.0
         if not (terms.isdisjoint(asked_terms) and context.isdisjoint(asked_terms)):  # most sentences share none
             lexical = sum(idf[t] * w * (1.0 if t in terms else 0.5 if t in context else 0.0) for t, w in weights)
@@ -249,7 +265,7 @@ def rank(
 ) -> list[Candidate]:
     """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread.
     `context_weight`: how much the earlier question counts in the meaning compared (1: an elliptical follow-up)."""
-    rows = _read_rows(question, sources, vectors, context_focus, context_weight)
+    rows = _read_rows(question, sources, vectors, context_focus, context_weight, headings=True)
     asked_terms = question.terms.keys()
     following = {
         (a.source, a.read.span.start): b.read.span

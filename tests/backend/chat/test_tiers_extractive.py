@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from backend.chat.prompt import Prompt, build_prompt
 from backend.chat.tiers.extractive import ExtractiveTier, compose_answer
+from backend.grounding import relevance
+from backend.grounding.coverage import assess
 from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import Embedder
 from backend.settings import ExtractiveTierSettings
@@ -655,3 +658,43 @@ def test_each_part_of_a_compound_question_gets_a_sentence_of_its_own(vectors: Se
     question = "Which credential helpers come with git, and which keeps passwords only in memory?"
     answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
     assert "Cache credentials in memory" in answer, answer
+
+
+# A starter article as retrieval returns it: the answer ("three feeds, twelve hours apart") shares no word with the
+# question, but its section's heading says what it is about.
+FRIDGE = [
+    replace(
+        hit(1, "Keep it simple. A starter is a routine more than a recipe. Pick one flour and one jar.", creator="hz"),
+        heading="Starters > My honest advice",
+    ),
+    replace(
+        hit(
+            2,
+            "When we go away I give the starter a stiff feed and put it at the back of the fridge. It can sit there "
+            "for three weeks without sulking. When we get back I do three feeds, twelve hours apart, at room "
+            "temperature. The first one is always sluggish.",
+            creator="hz",
+        ),
+        heading="Starters > Waking it after the fridge",
+    ),
+    hit(
+        3,
+        "Feed the starter at about nine o'clock with twenty grams of starter and forty grams of flour. A starter "
+        "likes a warm kitchen. If a starter smells of acetone, pour off the liquid and feed it.",
+        creator="hz",
+    ),
+]
+
+
+def test_a_sentence_is_read_with_the_heading_it_sits_under(
+    vectors: SentenceVectors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "How do I wake a starter up after a holiday in the fridge?"
+    answer = compose_answer(prompt_for(question, sources=FRIDGE, creator=None), vectors)
+    assert "When we get back I do three feeds, twelve hours apart, at room temperature. [2]" in answer
+    covered = assess(question, search_query=question, hits=FRIDGE, creator=None, vectors=vectors)
+
+    monkeypatch.setattr(relevance, "_HEADING_WEIGHT", 0.0)
+    assert "three feeds" not in compose_answer(prompt_for(question, sources=FRIDGE, creator=None), vectors)
+    # Coverage's confidence is the sentence's own: a heading on the asked topic does not make a question answered.
+    assert assess(question, search_query=question, hits=FRIDGE, creator=None, vectors=vectors) == covered
