@@ -121,8 +121,10 @@ def test_packed_vectors_read_back_with_or_without_a_row_count(shared_embedder: E
 
 def test_the_service_search_and_the_eval_ranking_agree(shared_embedder: Embedder, tmp_path: Path) -> None:
     """`Retriever.search` (what a chat turn retrieves) and `rank_all` (what `lorechat eval` scores) rank hybrid the
-    same way: late interaction over the fused top, on an index whose chunks carry sentence vectors; off by default."""
-    assert RetrievalSettings().sentence_weight == 0.0
+    same way: late interaction over the fused top, on an index whose chunks carry sentence vectors; on by default,
+    over the chunks a turn shows (k), so it reorders them without changing which they are."""
+    defaults = RetrievalSettings()
+    assert defaults.sentence_weight > 0 and defaults.sentence_candidates == defaults.k
     texts = [DIFFUSE, ANSWERING, "Rye flour absorbs more water than wheat flour.", "Score the loaf just before baking."]
     documents = [
         Document(
@@ -132,7 +134,7 @@ def test_the_service_search_and_the_eval_ranking_agree(shared_embedder: Embedder
     ]
     store = EdgeStore(tmp_path / "index", hnsw_ef=128)
     try:
-        settings = RetrievalSettings(sentence_weight=1.25)  # opt-in (settings.py says why)
+        settings = RetrievalSettings()
         retriever = Retriever(embedder=shared_embedder, store=store, settings=settings)
         Indexer(retriever=retriever, chunking=ChunkingSettings(), catalog=None).write_documents(documents)
         payloads = store.search(
