@@ -146,6 +146,12 @@ def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
         if len(entries) == _MAX_ITEMS or _INTRODUCES.search(following.text):
             break
         end = following.end
+    else:
+        # The chunk ends inside the list: term lines after its last sentence are the next entry's, whose
+        # description the next chunk holds.
+        last = _term_lines(text[end:]) if entries else None
+        if last and len(last) == len([line for line in text[end:].splitlines() if line.strip()]):
+            entries.append(last)
     return "\n".join(term for terms in entries for term in terms) if len(entries) >= 2 else ""
 
 

@@ -369,6 +369,13 @@ def test_a_sentence_introducing_a_definition_list_is_quoted_with_its_terms(vecto
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
     answer = compose_answer(prompt_for("What does the url key of a submodule define?", sources=sources), vectors)
     assert "submodule.<name>.url: Defines a URL" in answer, answer
+    # A chunk that ends inside the list, right after the last key's line (its description opens the next chunk),
+    # still introduces both keys.
+    cut = text[: text.index("Defines a URL")].rstrip()
+    sources = [hit(1, cut, title="gitmodules - Defining submodule properties: Description")]
+    answer = compose_answer(prompt_for("Which keys must each submodule section contain?", sources=sources), vectors)
+    assert "`submodule.<name>.path`; `submodule.<name>.url`" in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
 
 
 def test_a_sentence_leaning_on_one_that_leans_in_turn_is_quoted_with_both(vectors: SentenceVectors) -> None:
