@@ -4,8 +4,9 @@ Technical text: short code-bearing lines just above a sentence (a definition lis
 a table's first cell) are the terms it defines, read as its own words and quoted with it; code lines after a
 sentence that introduces them ("run this:") are quoted with it, and so are the terms of a definition list it
 introduces ("the following required keys:") and the items of a list it announces ("There are three ... bits.");
-a table row reads with its table's column names; a first sentence naming its subject only as "this command" is
-labelled with the name its page's title opens with. relevance.py scores these against a question.
+a table row reads with its table's column names, and knows its first cell (what the row is about) and, under a
+first row that names the columns, the columns it does not spell out; a first sentence naming its subject only as
+"this command" is labelled with the name its page's title opens with. relevance.py scores these against a question.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class Quotable:
     # A later sentence of a term's description: the description's first sentence, which says what the term does
     # ("--tags: Instead of using only the annotated tags, use any tag ..." before "This option enables ...").
     lead: Span | None = None
+    # A table row below its column names: its first cell's terms (the thing the row is about: "MSDOS and
+    # Windows") and its columns' that the row itself does not say ("EOL code"). Empty elsewhere.
+    row_key: frozenset[str] = frozenset()
+    columns: frozenset[str] = frozenset()
 
 
 _MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
@@ -172,6 +177,15 @@ def _code_after(gap: str) -> str:
     return "\n".join(lines)
 
 
+def _names_columns(row: str) -> bool:
+    """A table's first row that names its columns ("platform | EOL code | control"): short words in every cell, no
+    code and no figures; a table without one opens with a row of data."""
+    cells = [cell.strip() for cell in row.split(" | ")]
+    return all(
+        cell and len(cell.split()) <= 4 and not re.search(r"\d", cell) and not CODE_TOKEN.search(cell) for cell in cells
+    )
+
+
 # A sentence naming its subject only as the page's own: "This command shows the differences between ...".
 _THIS_SUBJECT = re.compile(
     r"^this (?:command|program|tool|utility|script|module|package|library|function|daemon|service)\b", re.IGNORECASE
@@ -198,17 +212,21 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     previous: Span | None = None
     earlier: Span | None = None
     body = [span for span in split_sentences(text) if _is_body(span)]
-    label, gap_start, listing = "", 0, False
+    label, gap_start, listing, named_columns = "", 0, False, False
     lead: Span | None = None  # the first sentence after the current term line(s)
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in split_sentences(text):
         if not _is_body(span):
             context_of_heading, previous, earlier = text_terms(span.text), None, None
             continue
+        row_key: frozenset[str] = frozenset()
         if " | " not in span.text:
-            header = None
+            header, named_columns = None, False
         elif header is None or previous is None or previous.end < span.start - 2:
             header = text_terms(span.text)  # a table's first row
+            named_columns = _names_columns(span.text)
+        elif named_columns:
+            row_key = text_terms(span.text.split(" | ", 1)[0])
         terms = _term_lines(text[gap_start : span.start])
         if terms is not None:
             # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
@@ -236,6 +254,20 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             first = lead is None
             if label and first:
                 lead = span
-            read.append(Quotable(span, previous, earlier, context, own, named, code, items, None if first else lead))
+            read.append(
+                Quotable(
+                    span,
+                    previous,
+                    earlier,
+                    context,
+                    own,
+                    named,
+                    code,
+                    items,
+                    None if first else lead,
+                    row_key,
+                    header - text_terms(span.text) if row_key and header is not None else frozenset(),
+                )
+            )
         earlier, previous = previous, span
     return tuple(read)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,6 +279,7 @@ def rank(
             row.relevance,
             row.relevance
             + _kind_bonus(question, " ".join((q.label, q.span.text, q.code)))
+            + _row_bonus(q, asked_terms)
             - _RANK_STEP * (row.source - 1)
             - _form_penalty(q.span.text),
             row.vector,
@@ -304,6 +305,15 @@ def _unless_signpost(span: Span | None) -> Span | None:
     """A sentence quoted along with a pick, unless it only points elsewhere ("See githooks(5) for more
     information."): that says nothing."""
     return span if span is None or not _SIGNPOST.search(span.text) else None
+
+
+def _row_bonus(read: Quotable, asked: Iterable[str]) -> float:
+    """A table row whose first cell names what the question asks about, under a column the question asks for
+    ("What end-of-line code do DOS and Windows use?": the "MSDOS and Windows" row of the "EOL code" table) is the
+    lookup the question is; terse, its meaning alone reads it low."""
+    if not read.row_key or read.row_key.isdisjoint(asked) or read.columns.isdisjoint(asked):
+        return 0.0
+    return _KIND_BONUS
 
 
 def _form_penalty(text: str) -> float:

@@ -312,6 +312,35 @@ def test_a_comparison_of_two_short_options_gets_each_options_sentence(vectors: S
     assert "keeps its configuration files" in answer and "also removes the configuration files" in answer, answer
 
 
+def test_a_row_keyed_by_the_asked_thing_under_the_asked_column_is_the_answer(vectors: SentenceVectors) -> None:
+    """ "What end-of-line code do DOS and Windows use?" is a lookup: the row whose first cell names DOS and Windows, in
+    the table whose column names say "EOL code". Terse, the row reads low by meaning alone, below prose about EOL
+    codes; a table that opens with a row of data names no columns, so its rows get no such reading."""
+    from backend.grounding.quotable import quotable
+    from pipeline.sources.html import read_page
+
+    page = read_page(
+        "<main><h2>EOL conversion</h2><p>The text file format, specifically the end-of-line (EOL) code, is dependent "
+        "on the platform.</p><table><tr><th>platform</th><th>EOL code</th><th>control</th><th>decimal</th></tr>"
+        "<tr><td>Debian (unix)</td><td>LF</td><td>^J</td><td>10</td></tr>"
+        "<tr><td>MSDOS and Windows</td><td>CR-LF</td><td>^M^J</td><td>13 10</td></tr>"
+        "<tr><td>Apple's Macintosh</td><td>CR</td><td>^M</td><td>13</td></tr></table>"
+        "<p>The EOL format conversion programs, fromdos(1), todos(1), frommac(1), and tomac(1), are quite handy.</p>"
+        "<table><tr><td>CP850</td><td>code page 850, Microsoft DOS characters for western European languages</td></tr>"
+        "<tr><td>CP932</td><td>code page 932, Microsoft Windows style Shift-JIS variant for Japanese</td></tr>"
+        "</table><p>This differs from MS-DOS and Microsoft Windows, where the path contains a device name such as "
+        '"C:\\".</p></main>'
+    )
+    text = "\n\n".join(block.text for block in page.blocks)
+    read = quotable(text, "EOL conversion")
+    rows = {row.span.text.split(" | ")[0]: row for row in read if " | " in row.span.text}
+    assert "window" in rows["MSDOS and Windows"].row_key and "cod" in rows["MSDOS and Windows"].columns
+    assert not rows["CP932"].row_key and not rows["CP932"].columns
+    sources = [hit(1, text, title="EOL conversion")]
+    answer = compose_answer(prompt_for("What end-of-line code do DOS and Windows use?", sources=sources), vectors)
+    assert "MSDOS and Windows | CR-LF" in answer, answer
+
+
 def test_a_capital_letter_naming_a_row_finds_that_row(vectors: SentenceVectors) -> None:
     """ "Which range belongs to class B?" asks about the row keyed "B": a capital letter standing alone is a term
     (case kept), and so is the row's key; "A" and "I" are words, and an initial or a key chord names nothing."""
