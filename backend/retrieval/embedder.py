@@ -70,6 +70,7 @@ class Embedder:
     def __init__(self, settings: EmbeddingSettings) -> None:
         self.backend: Backend = settings.backend
         self.batch_size = settings.batch_size
+        self.batch_chars = settings.batch_chars
         source = Path(settings.model_path) if settings.model_path else bundled_model_path()
         if not (source / "modules.json").is_file():
             raise LorechatError(
@@ -235,11 +236,11 @@ class Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         ordered = [texts[i] for i in order]
         slices = []
-        for start in range(0, len(ordered), size):
+        for start, end in _slices([len(text) for text in ordered], size, self.batch_chars):
             while self._queries_waiting:  # a query goes first (to the lock, or to the cores); it takes milliseconds
                 time.sleep(0.0005)
             with lock:
-                slices.append(encode(ordered[start : start + size]))
+                slices.append(encode(ordered[start:end]))
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         vectors[order] = np.concatenate(slices)
         return vectors
@@ -321,6 +322,20 @@ def _window(model: SentenceTransformer, source: Path) -> int:
             f"sentence_bert_config.json",
         )
     return int(window)
+
+
+def _slices(lengths: Sequence[int], size: int, budget: int) -> list[tuple[int, int]]:
+    """(start, end) slices of texts sorted shortest first: up to `size` texts, and no more than `budget` characters
+    once each is padded to the slice's longest (a longer text goes alone; `embedding.batch_chars`)."""
+    slices = []
+    start = 0
+    while start < len(lengths):
+        end = start + 1
+        while end < len(lengths) and end - start < size and (end - start + 1) * lengths[end] <= budget:
+            end += 1
+        slices.append((start, end))
+        start = end
+    return slices
 
 
 def _limit_threads(threads: int, *, backend: Backend) -> int:

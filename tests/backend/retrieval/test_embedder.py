@@ -130,6 +130,21 @@ def test_no_twin_without_a_preset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plain.query_precision == "fp32"
 
 
+def test_a_batch_holds_as_many_texts_as_fit_its_padded_size() -> None:
+    """Texts sorted shortest first go in slices of at most `size` texts and `budget` characters once padded to the
+    slice's longest: short sentences many at a time, chunks a few at a time, a text over the budget alone; every
+    text in exactly one slice, in order."""
+    from backend.retrieval.embedder import _slices
+
+    lengths = [10] * 50 + [300] * 10 + [900, 1000, 5000]
+    slices = _slices(lengths, 32, 2048)
+    assert [end - start for start, end in slices] == [32, 18, 6, 4, 2, 1]
+    assert [i for start, end in slices for i in range(start, end)] == list(range(len(lengths)))
+    assert all((end - start) * lengths[end - 1] <= 2048 or end - start == 1 for start, end in slices)
+    assert _slices(lengths, 32, 10**9) == [(0, 32), (32, 63)]  # no budget: slices of `size`, as before
+    assert _slices([], 32, 2048) == []
+
+
 def test_queries_go_ahead_of_a_long_batch_and_slices_change_nothing(embedder: Embedder) -> None:
     """A query started during a long batch finishes first (its int8 twin has a session of its own; with fp32
     queries the batch takes the model one slice at a time, so a query waits for one slice, not the whole
