@@ -399,9 +399,10 @@ class JobsSettings(BaseModel):
     # threads (ONNX Runtime's intra-op threads; the worker sets embedding.threads to it).
     concurrency: int = Field(2, ge=1, le=64)
     embedding_threads: int = Field(1, ge=1, le=256)
-    # A batch (one activity) holds about batch_chunks chunks (the embedder works best on full batches: a quarter as
-    # many cost ~25 % more per chunk) and at most batch_documents documents; parallel_batches are in flight at once
-    # per job across every worker.
+    # A batch (one activity) holds about batch_chunks chunks (fewer activities, heartbeats and upserts than smaller
+    # ones; the embedder's cost per chunk hardly depends on it, its own batches being capped by
+    # embedding.batch_chars) and at most batch_documents documents; parallel_batches are in flight at once per job
+    # across every worker.
     batch_chunks: int = Field(256, ge=1, le=100_000)
     batch_documents: int = Field(512, ge=1, le=10_000)
     parallel_batches: int = Field(8, ge=1, le=256)
