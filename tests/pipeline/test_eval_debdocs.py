@@ -15,12 +15,13 @@ from click.testing import CliRunner
 
 from backend.settings import RetrievalSettings
 from pipeline.cli import main
-from pipeline.eval_answers import Question, load_questions, run_questions, summarize, turn_count
+from pipeline.eval_answers import load_questions, run_questions, summarize
 from pipeline.eval_answers_cli import indexed_settings
-from pipeline.eval_data import load_content, load_qrels, load_queries, load_query_creators
+from pipeline.eval_data import load_qrels, load_queries, load_query_creators
 from pipeline.eval_debdocs import SETS, build
 from pipeline.eval_sets import EVAL_DIR
 from tests.backend.api.harness import Backend, extractive_tier, make_settings
+from tests.pipeline.answer_set_checks import check_answer_set
 
 NAMES = sorted(SETS)
 
@@ -56,7 +57,6 @@ ANSWER_FLOORS: dict[str, dict[str, float]] = {
 AUTHOR_VOICE = {"handbook", "debref"}
 # A section number left in a title ("6.3. ", "Chapter 6. ", "B.3. ").
 _NUMBERED = re.compile(r"(Chapter |Appendix )?([0-9]+|[A-Z]\.[0-9]+)(\.[0-9]+)*\.? ")
-_SECOND_PERSON = re.compile(r"\b(you|your)\b", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -113,43 +113,9 @@ def test_questions_and_judgements_match_the_corpus(corpus: tuple[str, Path]) -> 
                 assert document_id.startswith(creators[qid] + "/"), f"{qid} is scoped to {creators[qid]}"
 
 
-def _turns(question: Question) -> list[tuple[Question, Question | None]]:
-    """Each turn of a question's chain with the turn before it (None for the first)."""
-    out: list[tuple[Question, Question | None]] = []
-    previous: Question | None = None
-    turn: Question | None = question
-    while turn is not None:
-        out.append((turn, previous))
-        previous, turn = turn, turn.follow_up
-    return out
-
-
 def test_the_answer_set_is_well_formed(corpus: tuple[str, Path]) -> None:
     name, content = corpus
-    questions = load_questions(EVAL_DIR / name / "answers.jsonl")  # compiles every fact pattern
-    turns = [pair for question in questions for pair in _turns(question)]
-    assert turn_count(questions) == len(turns) >= 40
-    assert len({q.id for q, _ in turns}) == len(turns)  # ids are unique, follow-ups included
-    unanswerable = [q for q, _ in turns if q.unanswerable]
-    assert len(unanswerable) >= 0.10 * len(turns), f"{len(unanswerable)} unanswerable of {len(turns)}"
-    follow_ups = [(q, before) for q, before in turns if before is not None]
-    assert len(follow_ups) >= 5
-    for follow_up, before in follow_ups:
-        # A follow-up continues an answerable turn of the same conversation, with the same creator.
-        assert before is not None and not before.unanswerable, follow_up.id
-        assert follow_up.creator == before.creator, follow_up.id
-    assert sum(1 for q, _ in turns if len(q.facts) >= 2) >= 3  # compound questions
-    if name in AUTHOR_VOICE:
-        assert sum(1 for q, _ in turns if q.creator and _SECOND_PERSON.search(q.question)) >= 3
-    # Every fact a correct answer must state is stated somewhere the question can reach (its creator, if scoped).
-    documents = load_content(content)
-    text_of: dict[str | None, str] = {None: "\n".join(d.text for d in documents)}
-    for creator in {d.creator for d in documents}:
-        text_of[creator] = "\n".join(d.text for d in documents if d.creator == creator)
-    for question, _ in turns:
-        assert question.creator is None or question.creator in text_of, f"{question.id}: unknown creator"
-        for fact in question.facts:
-            assert re.search(fact, text_of[question.creator], re.IGNORECASE), f"{question.id}: {fact!r} in no source"
+    check_answer_set(EVAL_DIR / name / "answers.jsonl", content, author_voice=name in AUTHOR_VOICE)
 
 
 @pytest.mark.slow

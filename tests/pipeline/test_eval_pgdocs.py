@@ -1,5 +1,6 @@
-"""The PostgreSQL-manual eval set (issue 15): the corpus is built in the run from the Debian package, the committed
-questions and judgements must match it, and retrieval quality must stay above floors."""
+"""The PostgreSQL-manual eval set (issues 15 and 37): the corpus is built in the run from the Debian package, the
+committed questions, judgements and answer set must match it, and retrieval and the offline answerer must stay above
+their floors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pipeline.cli import main
 from pipeline.eval_data import load_qrels, load_queries, load_query_creators
 from pipeline.eval_pgdocs import DEFAULT_HTML, PARTS, build
 from tests.conftest import REPO
+from tests.pipeline.answer_set_checks import check_answer_set
 
 PGDOCS = REPO / "examples" / "eval" / "pgdocs"
 
@@ -59,6 +61,10 @@ def test_questions_and_judgements_match_the_corpus(corpus: Path) -> None:
             assert (corpus / document_id).is_file(), f"{qid}: {document_id} is not in the corpus"
             if qid in creators:
                 assert document_id.startswith(creators[qid] + "/"), f"{qid} is scoped to {creators[qid]}"
+
+
+def test_the_answer_set_is_well_formed(corpus: Path) -> None:
+    check_answer_set(PGDOCS / "answers.jsonl", corpus, author_voice=False)  # a manual: no author's voice
 
 
 @pytest.mark.slow
