@@ -34,6 +34,9 @@ _COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
 _CONFIG_LINE = re.compile(r"^\[[\w .\"-]+\]$|^[\w.-]+ ?= ?\S")
 # A command at a root shell's prompt ("# dpkg-reconfigure locales"), as "$ " opens one at a user's.
 _ROOT_PROMPT = re.compile(r"^# [a-z][\w.+-]*(?: \S+){0,5}$")
+# A statement of a query or programming language ("ALTER DATABASE mydb SET geqo TO off;", "x = f(y);"), or a
+# function's signature ("gen_random_uuid () → uuid", "nextval ( regclass ) → bigint"): code on a line of its own.
+_STATEMENT = re.compile(r";$|\w\s*\([^()]*\)\s*(?:→|->|$)")
 # A sentence that introduces what follows it: the code lines after it belong to it.
 _INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IGNORECASE)
 
@@ -161,10 +164,12 @@ def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
 
 
 def _is_code_line(line: str) -> bool:
-    """A term, a command (at a prompt or not), or a line of a configuration file."""
+    """A term, a command (at a prompt or not), a statement or signature, or a line of a configuration file."""
     if _TERM_LINE.search(line):
         return True
-    return any(pattern.match(line) for pattern in (_COMMAND, _CONFIG_LINE, _ROOT_PROMPT))
+    return bool(_STATEMENT.search(line)) or any(
+        pattern.match(line) for pattern in (_COMMAND, _CONFIG_LINE, _ROOT_PROMPT)
+    )
 
 
 def _code_after(gap: str) -> str:

@@ -153,6 +153,38 @@ def test_code_a_sentence_introduces_is_quoted_as_code(vectors: SentenceVectors) 
     assert "run this command: `widgetctl list --spool`. [2]" in answer
 
 
+def test_a_statement_or_a_signature_a_sentence_introduces_is_quoted_as_code(vectors: SentenceVectors) -> None:
+    """Code in a query language or a function's signature, on a line of its own after the sentence introducing it,
+    reads as code however it is capitalised: "ALTER WIDGET ... ;" ends like a statement, "widget_count () → int"
+    is a call. A line of prose there is not code: it stays out of the sentence before."""
+    sources = [
+        hit(
+            1,
+            "Each spool has its own defaults. To make a setting the default for one spool, run the statement:\n\n"
+            "ALTER WIDGET SPOOL night SET retention TO 3;\n\nThe setting applies from the next session on.",
+            title="Spool defaults",
+            creator="manual",
+        ),
+        hit(
+            2,
+            "The library includes one function to count the widgets in a spool:\n\nwidget_count ( spool text ) → "
+            "integer\n\nIt counts locked widgets too.",
+            title="Widget functions",
+            creator="manual",
+        ),
+    ]
+    default = compose_answer(
+        prompt_for("How do I make a setting the default for one spool?", sources=sources, creator=None), vectors
+    )
+    assert "run the statement: `ALTER WIDGET SPOOL night SET retention TO 3;`. [1]" in default
+    counted = compose_answer(
+        prompt_for("Which function counts the widgets in a spool?", sources=sources, creator=None), vectors
+    )
+    assert "count the widgets in a spool: `widget_count ( spool text ) → integer`. [2]" in counted
+    prose = [hit(1, "To make a setting the default, do this:\n\nSome Heading Here\n\nThen restart.")]
+    assert "`" not in compose_answer(prompt_for("How do I make a default?", sources=prose, creator=None), vectors)
+
+
 def test_a_compound_question_gets_a_sentence_for_each_part(vectors: SentenceVectors) -> None:
     # Each part is answered by a different source; the whole question alone picked the first part's only.
     sources = [
