@@ -21,13 +21,14 @@ from backend.grounding.terms import text_terms
 
 # Code in a sentence or a term line: an option (-n, --force), a dotted or slashed name (clean.requireForce,
 # /etc/hosts), a placeholder (<branch>), an assignment (key=value), a call (f()), a manual page (script(1)), an
-# environment variable (GIT_DIR).
+# environment variable (GIT_DIR), an identifier in snake case (deadlock_timeout, gen_random_uuid).
 CODE_TOKEN = re.compile(
     r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\w\([1-9]\w{0,3}\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
+    r"|\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b"
 )
-# A term line: code, a shell command line (pipes, redirections, a prompt), or one lower-case word (a command or a
-# package in a table's first cell).
-_TERM_LINE = re.compile(CODE_TOKEN.pattern + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$")
+# A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
+# package in a table's first cell), or a function's signature ("setval ( regclass, bigint ) → bigint").
+_TERM_LINE = re.compile(CODE_TOKEN.pattern + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$|\w\s*\([^()]*\)\s*(?:→|->)")
 # A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
 _COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
 # A configuration file's section header or assignment ("[user]", "signingKey = <key-id>"): code as a command is.

@@ -39,10 +39,11 @@ class Span:
     @property
     def is_heading(self) -> bool:
         """A short line without closing punctuation: a heading or a label, not something to quote as an answer. A
-        table row ("valgrind | memory debugger", as ingest writes one) is a row's facts, never a heading."""
+        table row ("valgrind | memory debugger", as ingest writes one) is a row's facts, never a heading. A closing
+        parenthesis closes a sentence only after its own full stop: "deadlock_timeout (integer)" is a label."""
         if " | " in self.text:
             return False
-        return not self.text.endswith((".", "!", "?", "…", '"', "”", ")")) and len(self.text.split()) < 9
+        return not self.text.endswith((".", "!", "?", "…", '"', "”", ".)", "!)", "?)")) and len(self.text.split()) < 9
 
 
 @lru_cache(maxsize=4096)

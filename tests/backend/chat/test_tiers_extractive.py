@@ -185,6 +185,35 @@ def test_a_statement_or_a_signature_a_sentence_introduces_is_quoted_as_code(vect
     assert "`" not in compose_answer(prompt_for("How do I make a default?", sources=prose, creator=None), vectors)
 
 
+def test_a_snake_case_parameter_or_a_signature_is_the_term_its_description_defines(vectors: SentenceVectors) -> None:
+    """A reference's entries open with the thing they describe: a parameter in snake case with its type
+    ("spool_retention (integer)"), a function's signature ("widget_count ( spool text ) → integer"). Each is read
+    as code, so the description is quoted with the name the question asks for."""
+    sources = [
+        hit(
+            1,
+            "Spool settings\n\nspool_retention (integer)\n\nHow long a widget is kept in the spool before it is "
+            "pruned. The default is 3 days.\n\nspool_quota (integer)\n\nThe most widgets one spool may hold.",
+            title="Spool settings",
+            creator="manual",
+        ),
+        hit(
+            2,
+            "widget_count ( spool text ) → integer\n\nCounts the widgets in a spool, locked ones included.",
+            title="Widget functions",
+            creator="manual",
+        ),
+    ]
+    kept = compose_answer(
+        prompt_for("Which setting decides how long widgets stay in the spool?", sources=sources, creator=None), vectors
+    )
+    assert "spool_retention (integer): How long a widget is kept in the spool" in kept
+    counted = compose_answer(
+        prompt_for("Which function tells me how many widgets a spool holds?", sources=sources, creator=None), vectors
+    )
+    assert "widget_count ( spool text ) → integer: Counts the widgets in a spool" in counted
+
+
 def test_a_compound_question_gets_a_sentence_for_each_part(vectors: SentenceVectors) -> None:
     # Each part is answered by a different source; the whole question alone picked the first part's only.
     sources = [
