@@ -27,14 +27,26 @@ CODE_TOKEN = re.compile(
     r"|\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b"
 )
 # A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
-# package in a table's first cell), or a function's signature ("setval ( regclass, bigint ) → bigint").
-_TERM_LINE = re.compile(CODE_TOKEN.pattern + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$|\w\s*\([^()]*\)\s*(?:→|->)")
+# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint"), or a
+# keyword in capitals (a statement's parameter: "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
+# A manual page's sections and a note's kinds are headings in capitals, not keywords.
+_SECTIONS = (
+    "SYNOPSIS|DESCRIPTION|OPTIONS|EXAMPLES?|NOTES?|NAME|SEE ALSO|BUGS|AUTHORS?|FILES|ENVIRONMENT|CONFIGURATION|"
+    "DISCUSSION|HISTORY|COMMANDS|EXIT STATUS|RETURN VALUES?|WARNING|CAUTION|TIP|IMPORTANT"
+)
+_TERM_LINE = re.compile(
+    CODE_TOKEN.pattern
+    + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$|\w\s*\([^()]*\)\s*(?:→|->)"
+    + rf"|^(?!(?:{_SECTIONS})$)[A-Z]{{2,}}(?: [A-Z]{{2,}}){{0,2}}$"
+)
 # A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
 _COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
 # A configuration file's section header or assignment ("[user]", "signingKey = <key-id>"): code as a command is.
 _CONFIG_LINE = re.compile(r"^\[[\w .\"-]+\]$|^[\w.-]+ ?= ?\S")
 # A command at a root shell's prompt ("# dpkg-reconfigure locales"), as "$ " opens one at a user's.
 _ROOT_PROMPT = re.compile(r"^# [a-z][\w.+-]*(?: \S+){0,5}$")
+# A literal value on a line of its own ("1", "off", "t").
+_LITERAL = re.compile(r"^[\w.+-]{1,20}$")
 # A statement of a query or programming language ("ALTER DATABASE mydb SET geqo TO off;", "x = f(y);"), or a
 # function's signature ("gen_random_uuid () → uuid", "nextval ( regclass ) → bigint"): code on a line of its own.
 _STATEMENT = re.compile(r";$|\w\s*\([^()]*\)\s*(?:→|->|$)")
@@ -178,6 +190,8 @@ def _code_after(gap: str) -> str:
     lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
     if not lines or len(lines) > _MAX_LABEL_LINES:
         return ""
+    if len(lines) >= 2 and all(_LITERAL.match(line) for line in lines):
+        return "\n".join(lines)  # values, one a line ("true", "yes", "1": what a type accepts)
     if any(len(line) > _MAX_TERM_CHARS or not _is_code_line(line) for line in lines):
         return ""  # a list or a heading, not code
     return "\n".join(lines)

@@ -214,6 +214,40 @@ def test_a_snake_case_parameter_or_a_signature_is_the_term_its_description_defin
     assert "widget_count ( spool text ) → integer: Counts the widgets in a spool" in counted
 
 
+def test_a_keyword_in_capitals_is_a_term_and_values_one_a_line_are_what_a_sentence_introduces(
+    vectors: SentenceVectors,
+) -> None:
+    """A statement's parameters are keywords in capitals ("KEEP LOCKED: ..."), quoted with their description; a
+    manual page's section in capitals ("NOTES") is a heading, never a term. Values listed one a line after the
+    sentence introducing them ("accepts these spellings:" then "on", "yes", "1") are quoted with it."""
+    sources = [
+        hit(
+            1,
+            "PRUNE WIDGETS removes widgets from a spool.\n\nKEEP LOCKED\n\nLeave the widgets another user locked "
+            "where they are.\n\nNOTES\n\nPruning cannot be undone.",
+            title="PRUNE WIDGETS",
+            creator="manual",
+        ),
+        hit(
+            2,
+            "The spool's switch accepts these spellings for the enabled state:\n\non\n\nyes\n\n1\n\n"
+            "Case does not matter.",
+            title="Spool switch",
+            creator="manual",
+        ),
+    ]
+    locked = compose_answer(
+        prompt_for("How do I prune without touching the widgets someone locked?", sources=sources, creator=None),
+        vectors,
+    )
+    assert "KEEP LOCKED: Leave the widgets another user locked where they are. [1]" in locked
+    assert "NOTES:" not in locked
+    enabled = compose_answer(
+        prompt_for("Which spellings does the spool switch accept for enabled?", sources=sources, creator=None), vectors
+    )
+    assert "for the enabled state: `on`; `yes`; `1`. [2]" in enabled
+
+
 def test_a_compound_question_gets_a_sentence_for_each_part(vectors: SentenceVectors) -> None:
     # Each part is answered by a different source; the whole question alone picked the first part's only.
     sources = [
