@@ -21,10 +21,12 @@ class EmbeddingSettings(BaseModel):
     # onnx are both fp32 and give the same vectors, so either opens an index the other built).
     backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
     batch_size: int = Field(32, ge=1, le=1024)
-    # A batch is padded to its longest text: at most this many characters once padded (about 512 tokens), so that
-    # its activations stay in a core's cache. Per chunk of ~250 tokens on one core, 32 a batch cost 58 ms of CPU
-    # and this 35; per sentence, 64 a batch cost 10.6 ms and this 7.5 (BENCHMARKS.md, "Ingest"). Same vectors.
-    batch_chars: int = Field(2048, ge=64, le=10_000_000)
+    # A batch is padded to its longest text: at most this many characters once padded (about 256 tokens), so that
+    # its activations stay in a core's cache. Per chunk of ~250 tokens on one core, uncapped batches of 32 cost
+    # 58-76 ms of CPU and this 33-50; per sentence, batches of 64 cost 10.7-12.5 ms and this 6.6-7.6, on an Intel
+    # Xeon and an AMD EPYC alike, 2,048 a little more on both (scripts.bench.embed_batches; BENCHMARKS.md,
+    # "Ingest"). Same vectors, bit for bit.
+    batch_chars: int = Field(1024, ge=64, le=10_000_000)
     # Directory of a sentence-transformers model; empty means the bundled all-MiniLM-L6-v2.
     model_path: str = ""
     # Where ONNX exports are kept, shared by every data dir; empty: $LORECHAT_MODEL_CACHE, else
