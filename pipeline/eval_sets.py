@@ -3,7 +3,8 @@ its corpus is built when it is not there yet (issue 37). `scripts/bench/quality.
 from here, so a set added here is measured and guarded everywhere.
 
 - `demo`: the demo corpus (`examples/content`), written for the project; questions in `examples/eval/`.
-- `pgdocs`: the PostgreSQL 15 manual (`pipeline/eval_pgdocs.py`, Debian `postgresql-doc-15`); no answer set.
+- `pgdocs`: the PostgreSQL 15 manual (`pipeline/eval_pgdocs.py`, Debian `postgresql-doc-15`); its answer set asks
+  for parameters, functions, statements and flags.
 - `gitdocs`, `handbook`, `debref`: git's manual pages, The Debian Administrator's Handbook and the Debian
   Reference (`pipeline/eval_debdocs.py`).
 
