@@ -20,8 +20,13 @@ _SLUG = re.compile(SLUG_PATTERN[1:-1])
 
 
 def new_id() -> str:
-    """22 URL-safe characters (128 random bits): ids are unguessable (S3)."""
-    return secrets.token_urlsafe(16)
+    """22 URL-safe characters (128 random bits): ids are unguessable (S3). Never a leading "-" or "_": an id is
+    typed as a command-line argument (`lorechat answers edit ID`), where one opening with "-" reads as an option
+    (one id in 64 did)."""
+    while True:
+        value = secrets.token_urlsafe(16)
+        if value[0].isalnum():
+            return value
 
 
 def is_valid_id(value: object) -> bool:
