@@ -1,12 +1,14 @@
 """How a source chunk reads: its quotable sentences, each with what it carries along.
 
-Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings,
-a table's first cell) are the terms it defines, read as its own words and quoted with it; code lines after a
-sentence that introduces them ("run this:") are quoted with it, and so are the terms of a definition list it
-introduces ("the following required keys:") and the items of a list it announces ("There are three ... bits.");
-a table row reads with its table's column names, and knows its first cell (what the row is about) and, under a
-first row that names the columns, the columns it does not spell out; a first sentence naming its subject only as
-"this command" is labelled with the name its page's title opens with. relevance.py scores these against a question.
+Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings, a
+table's first cell, a parameter with its type, a function's signature, a keyword in capitals) are the terms it
+defines, read as its own words and quoted with it; code lines after a sentence that introduces them ("run this:"
+then a command, a statement, a signature, or values one a line) are quoted with it, and so are the terms of a
+definition list it introduces ("the following required keys:") and the items of a list it announces ("There are
+three ... bits."); a table row reads with its table's column names, and knows its first cell (what the row is about)
+and, under a first row that names the columns, the columns it does not spell out; a first sentence naming its
+subject only as "this command" is labelled with the name its page's title opens with. relevance.py scores these
+against a question.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ CODE_TOKEN = re.compile(
     r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\w\([1-9]\w{0,3}\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
     r"|\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b"
 )
-# A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
-# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint"), or a
-# keyword in capitals (a statement's parameter: "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
 # A manual page's sections and a note's kinds are headings in capitals, not keywords.
 _SECTIONS = (
     "SYNOPSIS|DESCRIPTION|OPTIONS|EXAMPLES?|NOTES?|NAME|SEE ALSO|BUGS|AUTHORS?|FILES|ENVIRONMENT|CONFIGURATION|"
     "DISCUSSION|HISTORY|COMMANDS|EXIT STATUS|RETURN VALUES?|WARNING|CAUTION|TIP|IMPORTANT"
 )
+# A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
+# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint"), or a
+# keyword in capitals (a statement's parameter: "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
 _TERM_LINE = re.compile(
     CODE_TOKEN.pattern
     + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$|\w\s*\([^()]*\)\s*(?:→|->)"
