@@ -28,6 +28,8 @@ CODE_TOKEN = re.compile(
     r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\w\([1-9]\w{0,3}\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
     r"|\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b"
 )
+# A function called or declared, up to what it returns: "gen_random_uuid () ", "setval ( regclass, bigint ) ".
+_CALL = r"\w\s*\([^()]*\)\s*"
 # A manual page's sections and a note's kinds are headings in capitals, not keywords.
 _SECTIONS = (
     "SYNOPSIS|DESCRIPTION|OPTIONS|EXAMPLES?|NOTES?|NAME|SEE ALSO|BUGS|AUTHORS?|FILES|ENVIRONMENT|CONFIGURATION|"
@@ -38,7 +40,7 @@ _SECTIONS = (
 # keyword in capitals (a statement's parameter: "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
 _TERM_LINE = re.compile(
     CODE_TOKEN.pattern
-    + r"|[|&<>~*{}]|^\$ |^[a-z][\w+-]*$|\w\s*\([^()]*\)\s*(?:→|->)"
+    + rf"|[|&<>~*{{}}]|^\$ |^[a-z][\w+-]*$|{_CALL}(?:→|->)"
     + rf"|^(?!(?:{_SECTIONS})$)[A-Z]{{2,}}(?: [A-Z]{{2,}}){{0,2}}$"
 )
 # A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
@@ -51,7 +53,7 @@ _ROOT_PROMPT = re.compile(r"^# [a-z][\w.+-]*(?: \S+){0,5}$")
 _LITERAL = re.compile(r"^[\w.+-]{1,20}$")
 # A statement of a query or programming language ("ALTER DATABASE mydb SET geqo TO off;", "x = f(y);"), or a
 # function's signature ("gen_random_uuid () → uuid", "nextval ( regclass ) → bigint"): code on a line of its own.
-_STATEMENT = re.compile(r";$|\w\s*\([^()]*\)\s*(?:→|->|$)")
+_STATEMENT = re.compile(rf";$|{_CALL}(?:→|->|$)")
 # A sentence that introduces what follows it: the code lines after it belong to it.
 _INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IGNORECASE)
 

@@ -33,16 +33,16 @@ from scripts.bench import benchlib
 NO_CAP = 10_000_000  # embedding.batch_chars' ceiling: only batch_size bounds a batch
 
 
-def texts_of(corpus: Path, limit: int) -> tuple[list[str], list[str]]:
+def texts_of(corpus: Path, limit: int, window: Any) -> tuple[list[str], list[str]]:
+    """The first `limit` chunks as ingest cuts them to `window` (an Embedder: its model's window) and their
+    sentences."""
     from backend.grounding.sentences import sentence_texts
-    from backend.retrieval.embedder import get_embedder
     from backend.retrieval.search import embed_text
-    from backend.settings import ChunkingSettings, EmbeddingSettings
+    from backend.settings import ChunkingSettings
     from pipeline.chunk import chunk_document
     from pipeline.eval_data import load_content
 
     chunking = ChunkingSettings()
-    window = get_embedder(EmbeddingSettings(threads=1, quantized_queries=False))
     chunks = [
         c
         for d in load_content(corpus)
@@ -70,9 +70,9 @@ def main() -> None:
     if corpus is None:
         handbook = benchlib.EVAL_DIR / "handbook" / "content"
         corpus = handbook if handbook.is_dir() else benchlib.DEMO_CONTENT
-    chunks, sentences = texts_of(corpus, args.chunks)
     caps = [int(part) or NO_CAP for part in args.caps.split(",")]
     embedders = {cap: Embedder(EmbeddingSettings(threads=1, quantized_queries=False, batch_chars=cap)) for cap in caps}
+    chunks, sentences = texts_of(corpus, args.chunks, embedders[caps[0]])
     calls = [sentences[i : i + args.sentence_calls] for i in range(0, len(sentences), args.sentence_calls)]
     reference: dict[str, np.ndarray] = {}
     drift = {cap: 0.0 for cap in caps}
