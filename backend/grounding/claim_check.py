@@ -21,9 +21,12 @@ from backend.grounding.sentences import SentenceVectors, Span, split_sentences
 from backend.grounding.terms import content_terms, fold, name_words, stem
 from backend.stages import Creator, Hit
 
-# Sentence ends in an answer: . ! ? (then any [n] markers), a lead-in colon before a capital, or a line break.
+# Sentence ends in an answer: . ! ? (then any [n] markers), a colon cited like one (a quoted sentence introducing
+# what did not come along), a lead-in colon before a capital or after the framing ("Here is what the sources say:",
+# whatever follows it), or a line break.
 _END = re.compile(
-    r"[.!?…][\"'”’)]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*(?=\s|$)|:(?=\s+[A-Z])|\n+",
+    r"[.!?…][\"'”’)]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*(?=\s|$)|:(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+(?=\s|$)"
+    r"|:(?=\s+[A-Z])|(?<=\bsay):(?=\s)|(?<=\bsays):(?=\s)|(?<=\babout it):(?=\s)|\n+",
 )
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _FRAMING = re.compile(
@@ -109,7 +112,7 @@ def answer_sentences(text: str) -> list[tuple[int, int]]:
     start = 0
     for match in [*_END.finditer(text), None]:
         end = match.end() if match else len(text)
-        if match is not None and match.group().startswith(("\n", ":")):
+        if match is not None and (match.group() == ":" or match.group().startswith("\n")):
             end = match.start() + (1 if match.group() == ":" else 0)
         piece = text[start:end]
         if piece.strip():

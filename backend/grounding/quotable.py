@@ -3,7 +3,8 @@
 Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings, a
 table's first cell, a parameter with its type, a function's signature, a keyword in capitals) are the terms it
 defines, read as its own words and quoted with it; code lines after a sentence that introduces them ("run this:"
-then a command, a statement, a signature, or values one a line) are quoted with it, and so are the terms of a
+then a command, a statement, a signature, or values one a line) are quoted with it, and so is the rest of the
+sentence when it goes on after the code ("... or:" `createdb -O rolename dbname` "from the shell."), and the terms of a
 definition list it introduces ("the following required keys:") and the items of a list it announces ("There are
 three ... bits."); a table row reads with its table's column names, and knows its first cell (what the row is about)
 and, under a first row that names the columns, the columns it does not spell out; a first sentence naming its
@@ -55,7 +56,7 @@ _LITERAL = re.compile(r"^[\w.+-]{1,20}$")
 # function's signature ("gen_random_uuid () → uuid", "nextval ( regclass ) → bigint"): code on a line of its own.
 _STATEMENT = re.compile(rf";$|{_CALL}(?:→|->|$)")
 # A sentence that introduces what follows it: the code lines after it belong to it.
-_INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$", re.IGNORECASE)
+_INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$|\bfor (?:example|instance)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class Quotable:
     previous: Span | None
     earlier: Span | None  # the sentence before `previous`, in the same run of sentences
     context: frozenset[str]
-    terms: frozenset[str]  # its own, and its label's: a definition is about the term it defines
+    terms: frozenset[str]  # its own, its label's (a definition is about the term it defines) and its code's
     label: str
     code: str
     items: tuple[Span, ...]
@@ -75,21 +76,31 @@ class Quotable:
     # Windows") and its columns' that the row itself does not say ("EOL code"). Empty elsewhere.
     row_key: frozenset[str] = frozenset()
     columns: frozenset[str] = frozenset()
+    # The sentence going on after the code it introduces ("use one of the following commands:" `CREATE DATABASE
+    # ...` "from the SQL environment, or:" `createdb -O rolename dbname` "from the shell."): each part that goes on,
+    # with the code it introduces in turn; quoted with it, and its words are the sentence's.
+    continued: tuple[tuple[str, str], ...] = ()
 
 
+# A numbered heading's number ("37.11. collation_character_set_applicability"): not part of the term it names.
+_SECTION_NUMBER = re.compile(r"^(?:\d+\.)+\d*\s+(?=\S)")
 _MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
 _MAX_TERM_CHARS = 100
 
 
 def _is_term_line(line: str) -> bool:
     """Short, with code in it, and no closing punctuation: "-u, --include-untracked", "submodule.<name>.path"."""
-    return len(line) <= _MAX_TERM_CHARS and not line.endswith((".", "!", "?", ":")) and bool(_TERM_LINE.search(line))
+    return (
+        len(line) <= _MAX_TERM_CHARS
+        and not line.endswith((".", "!", "?", ":", ";"))  # a statement ("SELECT ... FROM pg_roles;") defines nothing
+        and bool(_TERM_LINE.search(line))
+    )
 
 
 def _term_lines(gap: str) -> list[str] | None:
     """The lines just before a sentence that it defines: short lines with code in them (a definition list's
     terms, an option's spellings). [] when a plain heading comes last; None when there are no lines at all."""
-    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    lines = [_SECTION_NUMBER.sub("", " ".join(line.split())) for line in gap.splitlines() if line.strip()]
     if not lines:
         return None
     terms: list[str] = []
@@ -142,10 +153,18 @@ def _items_after(text: str, span: Span, body: Sequence[Span]) -> tuple[Span, ...
     return tuple(items) if len(items) >= 2 else ()
 
 
+# Not sentences, though they end like one: a heading's number the splitter left alone ("31.11."), and a statement on
+# a line of its own ("CREATE SUBSCRIPTION mysub CONNECTION '...' PUBLICATION mypub;"), code a sentence introduces.
+_STATEMENT_LINE = re.compile(r"^[A-Z]{2,}(?: [A-Z]{2,})* \S.*;$")
+_NOT_SENTENCE = re.compile(rf"^(?:\d+\.)+\d*$|{_STATEMENT_LINE.pattern}")
+
+
 def _is_body(span: Span) -> bool:
     """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
     this:") is one."""
     if span.text.startswith(("$ ", "# ")):  # a shell prompt's line: code, quoted with the sentence introducing it
+        return False
+    if _NOT_SENTENCE.match(span.text):
         return False
     return not span.is_heading or (span.text.endswith(":") and len(span.text.split()) >= 3)
 
@@ -201,6 +220,37 @@ def _code_after(gap: str) -> str:
     return "\n".join(lines)
 
 
+# What goes on with a sentence after the code it introduced, in lower case: a connective or an auxiliary ("from the
+# shell.", "which allows mailmap to replace ...", "and psql will quit ...", "will return a table ..."). Not a word
+# the code named ("name follows the rules for SQL identifiers" after `CREATE ROLE name;`), nor code.
+_GOES_ON = re.compile(
+    r"^(?:from|which|where|whereupon|and|or|to|then|with|as|in|for|because|but|so|if|when|until|after|before|using|"
+    r"via|on|at|will|would|should|can|could|may|might|must|is|are|returns?|gives?|prints?|produces?|shows?)\b"
+    r"(?![^\s]*[=|;{}])"
+)
+# A part that stops at "or" or "and": the code after it is the other choice ("... to indicate ..., or" `git bisect
+# new [<rev>]`).
+_OR_ELSE = re.compile(r"(?:,|\bor|\band)$")
+_NOT_PROSE = re.compile(r"[|{}]|==|;$|^\w+ =")
+
+
+def _continued(text: str, span: Span, code: str, body: Sequence[Span]) -> tuple[tuple[Span, str], ...]:
+    """The parts of `span`'s sentence after the code it introduces, each with the code it introduces in turn."""
+    parts: list[tuple[Span, str]] = []
+    current = span
+    while code and len(parts) < _MAX_LABEL_LINES:
+        after = next((b for b in body if b.start >= current.end), None)
+        if after is None or not _GOES_ON.match(after.text) or _NOT_PROSE.search(after.text):
+            break
+        code = ""
+        if _INTRODUCES.search(after.text) or _OR_ELSE.search(after.text):
+            end = next((b.start for b in body if b.start >= after.end), len(text))
+            code = _code_after(text[after.end : end])
+        parts.append((after, code))
+        current = after
+    return tuple(parts)
+
+
 def _names_columns(row: str) -> bool:
     """A table's first row that names its columns ("platform | EOL code | control"): short words in every cell, no
     code and no figures; a table without one opens with a row of data."""
@@ -238,10 +288,12 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     body = [span for span in split_sentences(text) if _is_body(span)]
     label, gap_start, listing, named_columns = "", 0, False, False
     lead: Span | None = None  # the first sentence after the current term line(s)
+    goes_on: set[int] = set()  # the starts of sentences read as the rest of one before them (_continued)
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in split_sentences(text):
         if not _is_body(span):
-            context_of_heading, previous, earlier = text_terms(span.text), None, None
+            if not _STATEMENT_LINE.match(span.text):  # a heading: what follows is about it; code goes with its sentence
+                context_of_heading, previous, earlier = text_terms(span.text), None, None
             continue
         row_key: frozenset[str] = frozenset()
         if " | " not in span.text:
@@ -260,6 +312,11 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             lead = None
         gap_start = span.end
         context = context_of_heading | text_terms(previous.text) if previous else context_of_heading
+        if span.start in goes_on:  # quoted as the rest of the sentence before its code
+            earlier, previous = previous, span
+            continue
+        if _CAPTION.match(span.text):  # "Figure 6.1." names what is not in the text: nothing to quote
+            continue
         if not span.text.endswith("?"):  # a question in the source is not an answer
             code, listing = "", False
             if _INTRODUCES.search(span.text):
@@ -269,10 +326,18 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                     after = next((b.start for b in body if b.start >= span.end), len(text))
                     code = _code_after(text[span.end : after])
             items = () if code else _items_after(text, span, body)
+            continued = () if listing else _continued(text, span, code, body)
+            goes_on.update(part.start for part, _ in continued)
             named = label
             if not named and previous is None and title and _THIS_SUBJECT.match(span.text):
                 named = _subject(title)
             own = text_terms(span.text) | text_terms(named) if named else text_terms(span.text)
+            # What it introduces is what it says ("the following functions can be used:" then
+            # `brin_summarize_new_values(regclass) which summarizes all unsummarized ranges;`).
+            if code:
+                own |= text_terms(code)
+            for part, part_code in continued:
+                own |= text_terms(part.text) | text_terms(part_code)
             if header is not None:  # a row says its columns' names: "B | 172.16.x.x" is class B's network address
                 own |= header
             first = lead is None
@@ -291,6 +356,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                     None if first else lead,
                     row_key,
                     header - text_terms(span.text) if row_key and header is not None else frozenset(),
+                    tuple((part.text, part_code) for part, part_code in continued),
                 )
             )
         earlier, previous = previous, span

@@ -47,18 +47,26 @@ _RANK_STEP = 0.004  # the retriever's order breaks near-ties
 # (gitdocs: one more missed refusal). Chosen across the four answer sets (BENCHMARKS.md, "Answer quality").
 _HEADING_WEIGHT = 0.35
 _FORM_PENALTY = 0.1
+# A cross-reference and nothing else ("See Section 9.1.1, “Recording ...”.", "See git-config(1)."): a pointer.
+_POINTER = (
+    r"^(?:see|refer to)\s+(?:also\s+)?(?:(?:section|chapter|table|figure|appendix)\s+[\dA-Z][\d.]*|[\w.-]+\(\d\w*\))"
+    r"[^.;]*\.?$"
+)
 _SIGNPOST = re.compile(
-    r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)"
-    # A cross-reference and nothing else ("See Section 9.1.1, “Recording ...”.", "See git-config(1)."): a pointer.
-    r"|^(?:see|refer to)\s+(?:also\s+)?(?:(?:section|chapter|table|figure|appendix)\s+[\dA-Z][\d.]*|[\w.-]+\(\d\w*\))"
-    r"[^.;]*\.?$",
+    r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)|" + _POINTER,
     re.IGNORECASE,
 )
-ANAPHOR = re.compile(r"^(?:that|this|these|those|it|its|he|she|they|their|at that|which|there)\b", re.IGNORECASE)
+_CROSS_REFERENCE = re.compile(_POINTER, re.IGNORECASE)
+ANAPHOR = re.compile(
+    r"^(?:that|this|these|those|it|its|he|she|they|their|at that|which|there|the above|the preceding)\b", re.IGNORECASE
+)
 # A connective that only means something against the sentence before: "Whereas a lightweight tag is simply a name
-# for an object." (the sentence before says what an annotated tag holds), "Otherwise, ...", "In that case, ...".
+# for an object." (the sentence before says what an annotated tag holds), "Otherwise, ...", "In that case, ...", a
+# next step ("Then on the publisher database:"), a step's other half ("And on the subscriber database:", introducing
+# its code; an "And ..." sentence in prose stands on its own).
 _CONNECTIVE = re.compile(
-    r"^(?:whereas|otherwise|conversely|likewise|in (?:that|this|which|such a|either) case|if (?:so|not))\b",
+    r"^(?:then|whereas|otherwise|conversely|likewise|in (?:that|this|which|such a|either) case|if (?:so|not))\b"
+    r"|^and\b[^.!?]*:$",
     re.IGNORECASE,
 )
 # "The script updates ..." after "... to run a script daily": a thing the sentence before introduced.
@@ -89,6 +97,10 @@ class Candidate:
     # question asking for a name, or it denies this one ("... these two are synonyms." "They are not."): quoted after.
     completed_by: Span | None = None
     asked: frozenset[str] = frozenset()  # the question's terms (its context's included) the sentence itself has
+    continued: tuple[tuple[str, str], ...] = ()  # the sentence going on after its code, with more code (quotable.py)
+    # The code `previous` and `earlier` introduce, by their start: a sentence leaned on is quoted with its code ("And on
+    # the subscriber database:" `CREATE SUBSCRIPTION ...` before "The above will start the replication process.").
+    leaned_code: tuple[tuple[int, str], ...] = ()
 
     @property
     def is_brief(self) -> bool:
@@ -272,13 +284,16 @@ def rank(
         for a, b in itertools.pairwise(rows)
         if a.source == b.source and b.read.previous is a.read.span
     }
+    code_at = {(row.source, row.read.span.start): row.read.code for row in rows if row.read.code}
     found = [
         Candidate(
             row.source,
             q.span,
             row.relevance,
             row.relevance
-            + _kind_bonus(question, " ".join((q.label, q.span.text, q.code)))
+            + _kind_bonus(
+                question, " ".join((q.label, q.span.text, q.code, *(c for part in q.continued for c in part)))
+            )
             + _row_bonus(q, asked_terms)
             - _RANK_STEP * (row.source - 1)
             - _form_penalty(q.span.text),
@@ -289,9 +304,15 @@ def rank(
             q.code,
             q.items,
             q.earlier,
-            _unless_signpost(q.lead),
+            q.lead if q.lead is None or not _CROSS_REFERENCE.search(q.lead.text) else None,
             _completed_by(question, q, after),
             frozenset(q.terms & asked_terms),
+            q.continued,
+            tuple(
+                (span.start, code_at[(row.source, span.start)])
+                for span in (q.previous, q.earlier)
+                if span is not None and (row.source, span.start) in code_at
+            ),
         )
         for row in rows
         for q in (row.read,)

@@ -165,11 +165,12 @@ def _quotes(picked: list[Candidate]) -> list[str]:
                 if (c.source, leaned.start) not in starts:
                     starts.add((c.source, leaned.start))  # quoted once: a later pick may lean on it or lead with it
                     opens = lead is not None and leaned.start == lead.start  # the term's description opens here
-                    quoted.append(f"{named(c, leaned.text) if opens else leaned.text} [{c.source}]")
+                    text = named(c, leaned.text) if opens else leaned.text
+                    code = dict(c.leaned_code).get(leaned.start)
+                    quoted.append(f"{_with_code(text, code) if code else text} [{c.source}]")
         text = named(c, c.span.text)
         if c.code:
-            # Ended like a sentence, so the claim check reads it as one.
-            text = f"{text} " + "; ".join(f"`{line}`" for line in c.code.splitlines()) + "."
+            text = _with_code(text, c.code, c.continued)
         quoted.append(f"{text} [{c.source}]")
         if c.items:
             # The list it announces, each item as the source writes it, a sentence each (so each is checked).
@@ -192,6 +193,19 @@ def _quotes(picked: list[Candidate]) -> list[str]:
             texts.add(text)
             once.append(quote)
     return once
+
+
+def _with_code(text: str, code: str, continued: tuple[tuple[str, str], ...] = ()) -> str:
+    """A sentence with the code it introduces, each line in backticks, and the rest of the sentence when it goes on
+    after the code ("... or: `createdb -O rolename dbname` from the shell.")."""
+    text = f"{text} {_as_code(code)}"
+    for part, more in continued:
+        text = f"{text} {part} {_as_code(more)}" if more else f"{text} {part}"
+    return text if text.endswith((".", "!", "?")) else f"{text}."  # ended like a sentence, as the claim check reads
+
+
+def _as_code(code: str) -> str:
+    return "; ".join(f"`{line}`" for line in code.splitlines())
 
 
 def default_vectors() -> SentenceVectors:

@@ -11,6 +11,7 @@ from backend.chat.prompt import Prompt, build_prompt
 from backend.chat.tiers.extractive import ExtractiveTier, compose_answer
 from backend.grounding import relevance
 from backend.grounding.coverage import assess
+from backend.grounding.quotable import quotable
 from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import Embedder
 from backend.settings import ExtractiveTierSettings
@@ -567,6 +568,124 @@ def test_configuration_lines_and_a_root_prompt_are_code_a_sentence_introduces(ve
     sources = [hit(1, locales, title="The reconfiguration of the locale")]
     answer = compose_answer(prompt_for("How do I compile the locale data I need?", sources=sources), vectors)
     assert "configure it as: `# dpkg-reconfigure locales`." in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_a_sentence_going_on_after_its_code_is_quoted_whole(vectors: SentenceVectors) -> None:
+    """Manuals set code in the middle of a sentence: "use one of the following commands:" `CREATE DATABASE ...` "from
+    the SQL environment, or:" `createdb -O rolename dbname` "from the shell." The parts after the code are the same
+    sentence: quoted with it (never alone, where "from the shell." says nothing) and their words are its words. A
+    lower-case line naming what the code showed ("name follows the rules ...") is a sentence of its own."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Sometimes you want to create a database for someone else. To achieve that, use one of the following "
+        "commands:\n\nCREATE DATABASE dbname OWNER rolename;\n\nfrom the SQL environment, or:\n\n"
+        "createdb -O rolename dbname\n\nfrom the shell. Only the superuser is allowed to do that.\n\n"
+        "To create a role use the CREATE ROLE SQL command:\n\nCREATE ROLE name;\n\n"
+        "name follows the rules for SQL identifiers."
+    )
+    sources = [hit(1, text, title="Creating a Database")]
+    question = "What commands create a database owned by someone else, from SQL or from the shell?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert (
+        "use one of the following commands: `CREATE DATABASE dbname OWNER rolename;` from the SQL environment, or: "
+        "`createdb -O rolename dbname` from the shell. [1]" in answer
+    ), answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+    quoted = quotable(text, "", "Creating a Database")
+    assert not any(q.span.text.startswith("from the") for q in quoted)  # no part alone
+    assert "shell" in next(q for q in quoted if q.span.text.startswith("To achieve")).terms
+    role = next(q for q in quoted if q.span.text.startswith("To create a role"))
+    assert role.code == "CREATE ROLE name;" and role.continued == ()
+    assert any(q.span.text.startswith("name follows") for q in quoted)
+    # What a sentence introduces is what it says: its code's words are its words.
+    assert {"createdb", "-O", "owner", "rolenam"} <= next(q for q in quoted if q.span.text.startswith("To achieve")).terms
+
+
+def test_statements_headings_numbers_and_captions_are_not_sentences_or_terms(vectors: SentenceVectors) -> None:
+    """A statement on a line of its own is code the sentence before introduces ("And on the subscriber database:",
+    "... examine the pg_roles system catalog, for example"), never a sentence to quote nor the term the next sentence
+    defines; a heading's number and a figure's caption are not sentences; a numbered heading is a term only for the
+    code it names."""
+    text = (
+        "31.11. Quick Setup\n\nThen on the publisher database:\n\nCREATE PUBLICATION mypub FOR TABLE users;\n\n"
+        "And on the subscriber database:\n\nCREATE SUBSCRIPTION mysub CONNECTION 'dbname=foo' PUBLICATION mypub;\n\n"
+        "To list the roles, examine the pg_roles system catalog, for example\n\nSELECT rolname FROM pg_roles;\n\n"
+        "The psql program's \\du meta-command is also useful.\n\nFigure 6.1. The publisher\n\nThat is all."
+    )
+    read = {q.span.text: q for q in quotable(text, "", "Quick Setup")}
+    assert set(read) == {
+        "Then on the publisher database:",
+        "And on the subscriber database:",
+        "To list the roles, examine the pg_roles system catalog, for example",
+        "The psql program's \\du meta-command is also useful.",
+        "That is all.",
+    }, set(read)
+    assert read["Then on the publisher database:"].label == ""  # "Quick Setup" names no code
+    assert read["And on the subscriber database:"].code.startswith("CREATE SUBSCRIPTION mysub")
+    assert (
+        read["To list the roles, examine the pg_roles system catalog, for example"].code
+        == "SELECT rolname FROM pg_roles;"
+    )
+    assert read["The psql program's \\du meta-command is also useful."].label == ""
+    answer = compose_answer(
+        prompt_for("How do I subscribe on the subscriber database?", sources=[hit(1, text)], creator=None), vectors
+    )
+    assert "And on the subscriber database: `CREATE SUBSCRIPTION mysub" in answer, answer
+
+
+def test_a_sentence_summing_up_steps_is_quoted_with_the_steps_and_their_code(vectors: SentenceVectors) -> None:
+    """ "The above will start the replication process ..." leans on the steps before it, and a step's sentence leans
+    on the step before when it opens with "Then" or with "And ..." introducing its code: each quoted with the code
+    it introduces, never as a bare "And on the subscriber database:"."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "The other required settings have default values that are sufficient.\n\nThen on the publisher database:\n\n"
+        "CREATE PUBLICATION mypub FOR TABLE users, departments;\n\nAnd on the subscriber database:\n\n"
+        "CREATE SUBSCRIPTION mysub CONNECTION 'dbname=foo host=bar' PUBLICATION mypub;\n\n"
+        "The above will start the replication process, which synchronizes the initial table contents and then "
+        "starts replicating incremental changes to those tables."
+    )
+    sources = [hit(1, text, title="Quick Setup")]
+    question = "How do I start replicating tables to another server?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "Then on the publisher database: `CREATE PUBLICATION mypub FOR TABLE users, departments;`. [1]" in answer
+    assert "And on the subscriber database: `CREATE SUBSCRIPTION mysub" in answer, answer
+    assert answer.index("CREATE PUBLICATION") < answer.index("CREATE SUBSCRIPTION") < answer.index("The above")
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_a_term_description_opens_with_its_first_sentence_and_a_heading_number_is_no_term(
+    vectors: SentenceVectors,
+) -> None:
+    """A later sentence of a parameter's description comes after its first, even one opening "This is the ..." (the
+    description's definition, not a signpost); a numbered heading's number is not quoted as part of the name."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "20.12. Lock Management\n\ndeadlock_timeout (integer)\n\nThis is the amount of time to wait on a lock before "
+        "checking to see if there is a deadlock condition. The check for deadlock is relatively expensive. Ideally "
+        "the setting should exceed your typical transaction time, so that a lock is released before the waiter "
+        "checks for deadlock."
+    )
+    sources = [hit(1, text, title="Lock Management")]
+    question = "Should the deadlock check wait longer than a typical transaction?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "deadlock_timeout (integer): This is the amount of time to wait on a lock" in answer, answer
+    assert answer.index("This is the amount") < answer.index("Ideally"), answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+    view = (
+        "37.11. collation_character_set_applicability\n\nThe view collation_character_set_applicability identifies "
+        "which character set the available collations are applicable to."
+    )
+    sources = [hit(1, view, title="collation_character_set_applicability")]
+    answer = compose_answer(
+        prompt_for("Which view says what character set a collation applies to?", sources=sources, creator=None), vectors
+    )
+    assert "collation_character_set_applicability: The view" in answer and "37.11" not in answer, answer
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
 
 

@@ -49,6 +49,20 @@ def test_answer_sentences_keep_their_trailing_markers() -> None:
     assert cited_numbers("A [1][2] and [3, 4].") == [1, 2, 3, 4]
 
 
+def test_a_cited_colon_and_the_framing_end_a_sentence_whatever_follows() -> None:
+    """A quoted sentence ending in a colon whose code did not come along ("... above: [2]") ends there, its marker
+    with it, and the framing ends at its colon when a figure or a lower-case word opens what follows: one claim
+    never swallows the next, nor the framing a claim."""
+    text = "Here is what the sources say: 3 files matter. [1] This would match it above: [2] Jane Doe <j@x> [2]"
+    spans = [text[a:b] for a, b in answer_sentences(text)]
+    assert spans == [
+        "Here is what the sources say:",
+        "3 files matter. [1]",
+        "This would match it above: [2]",
+        "Jane Doe <j@x> [2]",
+    ]
+
+
 def test_quotes_and_faithful_paraphrases_are_supported(vectors: SentenceVectors) -> None:
     text = (
         "Here is what Hazel Marsh's content says: I use two percent salt, by the weight of the flour. [1] "
