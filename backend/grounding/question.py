@@ -157,9 +157,19 @@ def is_elliptical(question: str) -> bool:
     return _ELLIPTICAL.match(question) is not None or len(content_terms(question)) < 2
 
 
+# A situation told before the question ("A session stuck behind a lock waits a little ... . How long is that wait by
+# default, and which setting changes it?"): the sentences before the last.
+_SITUATION = re.compile(r"^.*[.!]\s+(?=[A-Z])", re.DOTALL)
+
+
 def question_parts(question: str) -> list[str]:
     """The questions a compound or comparing question holds, each to be answered with its own sentence; one
-    part (the question) when it is neither."""
+    part (the question) when it is neither. A situation told first belongs to no part (each is read with the whole
+    question as its context)."""
+    situation = _SITUATION.match(question)
+    if situation is not None:
+        parts = question_parts(question[situation.end() :])
+        return parts if len(parts) > 1 else [question]
     between = _BETWEEN.search(question)
     if between:
         return _sides("", between["a"], between["b"])

@@ -27,6 +27,22 @@ def test_an_auxiliary_without_a_subject_after_and_joins_two_verbs_not_two_questi
     ]
 
 
+def test_a_situation_told_first_belongs_to_no_part() -> None:
+    """The parts of "<situation>. How long ..., and which ...?" are the two questions; the situation is the context
+    each part is read with, not the first part's own words. A question that does not split stays whole."""
+    asked = (
+        "A session stuck behind a lock waits a little before the server checks for a deadlock. How long is that wait "
+        "by default, and which setting changes it?"
+    )
+    assert question_parts(asked) == ["How long is that wait by default", "which setting changes it?"]
+    one = "My build broke. Which commit broke it?"
+    assert question_parts(one) == [one]
+    assert question_parts("My disk filled up. What is the difference between a hard link and a soft link?") == [
+        "a hard link",
+        "a soft link",
+    ]
+
+
 def test_notes_are_no_negation() -> None:
     """A light stem never lands on "not": "where are notes stored?" would otherwise match every negative sentence."""
     assert stem("notes") == stem("note") == "note"
