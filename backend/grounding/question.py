@@ -124,7 +124,10 @@ def read_question(question: str, *, creator: Creator | None, context: str = "", 
 # two verbs of the same question ("... cannot be tested and should be skipped?").
 _JOINED = re.compile(
     r"\s*;\s*|,?\s+and\s+(?=(?:how|what|which|where|when|why|who|whose)\b|(?:is|are|does|do|did|can|should)\s+"
-    r"(?:i|you|we|he|she|it|they|this|that|these|those|there|the|a|an|my|your|his|her|its|our|their)\b)",
+    r"(?:i|you|we|he|she|it|they|this|that|these|those|there|the|a|an|my|your|his|her|its|our|their)\b)"
+    # After a comma, an auxiliary opens a question of its own whatever its subject ("..., and does capitalisation
+    # matter?"); not one opening a verb's passive ("..., and should be skipped").
+    r"|,\s+and\s+(?=(?:is|are|does|do|did|can|should)\s+(?!be\b|not\b|have\b)\w)",
     re.IGNORECASE,
 )
 # Comparisons: "the difference between A and B", "should I use A or B?".

@@ -25,6 +25,13 @@ def test_an_auxiliary_without_a_subject_after_and_joins_two_verbs_not_two_questi
         "What flour does she use",
         "how long does she ferment it?",
     ]
+    # After a comma an auxiliary opens a question whatever its subject, unless it opens a passive.
+    assert question_parts("Which inputs does a boolean column accept, and does capitalisation matter?") == [
+        "Which inputs does a boolean column accept",
+        "does capitalisation matter?",
+    ]
+    passive = "Which commits are broken, and should be skipped?"
+    assert question_parts(passive) == [passive]
 
 
 def test_a_situation_told_first_belongs_to_no_part() -> None:
