@@ -37,11 +37,11 @@ _SECTIONS = (
     "DISCUSSION|HISTORY|COMMANDS|EXIT STATUS|RETURN VALUES?|WARNING|CAUTION|TIP|IMPORTANT"
 )
 # A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
-# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint"), or a
+# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint", "abs(x)"), or a
 # keyword in capitals (a statement's parameter: "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
 _TERM_LINE = re.compile(
     CODE_TOKEN.pattern
-    + rf"|[|&<>~*{{}}]|^\$ |^[a-z][\w+-]*$|{_CALL}(?:→|->)"
+    + rf"|[|&<>~*{{}}]|^\$ |^[a-z][\w+-]*$|{_CALL}(?:→|->)|^[A-Za-z_][\w.]*\([^()]*\)$"
     + rf"|^(?!(?:{_SECTIONS})$)[A-Z]{{2,}}(?: [A-Z]{{2,}}){{0,2}}$"
 )
 # A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").

@@ -600,7 +600,9 @@ def test_a_sentence_going_on_after_its_code_is_quoted_whole(vectors: SentenceVec
     assert role.code == "CREATE ROLE name;" and role.continued == ()
     assert any(q.span.text.startswith("name follows") for q in quoted)
     # What a sentence introduces is what it says: its code's words are its words.
-    assert {"createdb", "-O", "owner", "rolenam"} <= next(q for q in quoted if q.span.text.startswith("To achieve")).terms
+    assert {"createdb", "-O", "owner", "rolenam"} <= next(
+        q for q in quoted if q.span.text.startswith("To achieve")
+    ).terms
 
 
 def test_statements_headings_numbers_and_captions_are_not_sentences_or_terms(vectors: SentenceVectors) -> None:
@@ -655,6 +657,25 @@ def test_a_sentence_summing_up_steps_is_quoted_with_the_steps_and_their_code(vec
     assert "And on the subscriber database: `CREATE SUBSCRIPTION mysub" in answer, answer
     assert answer.index("CREATE PUBLICATION") < answer.index("CREATE SUBSCRIPTION") < answer.index("The above")
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_a_bare_signature_is_the_term_its_description_defines(vectors: SentenceVectors) -> None:
+    """An API reference sets each function's signature on a line of its own ("abs(x)", "all(iterable)") above what
+    it does: asked which function does that, the answer names it. A title with a parenthesis ("Introduction (part
+    1)") names no function."""
+    text = (
+        "abs(x)\n\nReturn the absolute value of a number. The argument may be an integer or a float.\n\n"
+        "all(iterable)\n\nReturn True if all elements of the iterable are true.\n\nIntroduction (part 1)\n\n"
+        "Numbers are read as they are written."
+    )
+    sources = [hit(1, text, title="Built-in Functions")]
+    answer = compose_answer(
+        prompt_for("Which function gives me the absolute value of a number?", sources=sources, creator=None), vectors
+    )
+    assert "abs(x): Return the absolute value of a number." in answer, answer
+    read = {q.span.text: q.label for q in quotable(text, "", "Built-in Functions")}
+    assert read["Return True if all elements of the iterable are true."] == "all(iterable)"
+    assert read["Numbers are read as they are written."] == ""
 
 
 def test_a_term_description_opens_with_its_first_sentence_and_a_heading_number_is_no_term(
