@@ -48,10 +48,11 @@ def follow_up_context(question: str, search_query: str) -> str:
 # A name in a question: two capitals in a word (LVM, WireGuard, IPv6), a capitalised word past the first, or code.
 _CAPITALS = re.compile(r"\b\w*[A-Z]\w*[A-Z]\w*\b")
 _CAPITALISED = re.compile(r"(?<![.?!:;]\s)(?<=\s)[A-Z][a-z]+\b")
-# Capitalised words that are not names (a question's own words, capitalised after a colon or in title case).
+# Capitalised words that are not names (a question's own words, capitalised after a colon or in title case, and
+# what people write in capitals: "Is it OK to ...?").
 _NOT_NAMES = frozenset(
     "i i'm i've is it the a an and or but if my your our we you can how what why which where when who whose does do "
-    "did should could would will are was were has have please also".split()
+    "did should could would will are was were has have please also ok okay asap fyi btw imo imho".split()
 )
 
 

@@ -25,6 +25,8 @@ def test_names_are_acronyms_capitalised_words_and_code() -> None:
     assert named("How do I set up Gitlet LFS for large files?", None) == ["LFS", "Gitlet"]
     assert named("What does --window=50 change in /etc/gitlet.conf?", None) == ["--window=50", "/etc/gitlet.conf"]
     assert named("How do I repack large files?", None) == []
+    # What people write in capitals is no name: "OK" asks about nothing the sources must mention.
+    assert named("Is it OK to export my database password for cron?", None) == []
     # The scoped creator's own name is not a topic.
     assert named("What does Hazel say about WireGuard?", Creator(slug="hazel", name="Hazel")) == ["WireGuard"]
 
