@@ -40,7 +40,7 @@ _KINDS: list[tuple[FactKind, re.Pattern[str]]] = [
     (
         FactKind.name,
         re.compile(
-            r"^where\b|\b(?:which|what)(?:'s| is| are)?(?: the| a)?(?: \w+){0,2}? "
+            r"^where\b|\b(?:which|what)(?:'s| is| are)?(?: the| a)?(?: [\w-]+){0,2}? "
             r"(?:option|flag|switch|command|variable|setting|key|file|directory|format|argument|parameter|function|class|method|package|tool|program|field|"
             r"keyword|macro|header|environment variable|config(?:uration)? (?:variable|option|key))s?\b",
             re.IGNORECASE,

@@ -3,7 +3,7 @@ splits into, and the words it is read by."""
 
 from __future__ import annotations
 
-from backend.grounding.question import question_parts
+from backend.grounding.question import FactKind, question_parts, read_question
 from backend.grounding.terms import content_terms, stem
 
 
@@ -48,6 +48,16 @@ def test_a_situation_told_first_belongs_to_no_part() -> None:
         "a hard link",
         "a soft link",
     ]
+
+
+def test_a_question_for_an_option_asks_for_a_name_whatever_words_describe_it() -> None:
+    """ "Which one-letter switch ...", "which built-in function ...": a name is asked, hyphenated words or not."""
+    for asked in (
+        "Which one-letter switch to the server program sets how many clients may connect?",
+        "Which built-in function returns the length of a list?",
+        "What command-line option prints the version?",
+    ):
+        assert read_question(asked, creator=None).kind is FactKind.name, asked
 
 
 def test_notes_are_no_negation() -> None:
