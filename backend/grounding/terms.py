@@ -78,6 +78,7 @@ def text_terms(text: str) -> frozenset[str]:
 
 @lru_cache(maxsize=50_000)
 def _word_term(word: str) -> str | None:
+    word = word.strip("'")  # quotes around a word ("'idle in transaction'"), not an apostrophe in it ("don't")
     if fold(word) in _STOPWORDS:
         return None
     term = stem(word)

@@ -60,6 +60,14 @@ def test_a_question_for_an_option_asks_for_a_name_whatever_words_describe_it() -
         assert read_question(asked, creator=None).kind is FactKind.name, asked
 
 
+def test_quotes_around_a_word_are_not_part_of_it() -> None:
+    """ "ps shows 'idle in transaction'" asks about the words idle and transaction; an apostrophe in a word stays."""
+    assert content_terms("My backend shows 'idle in transaction'.") == content_terms(
+        "My backend shows idle in transaction."
+    )
+    assert "user" in content_terms("other users' queries") and "don't" not in content_terms("I don't know")
+
+
 def test_notes_are_no_negation() -> None:
     """A light stem never lands on "not": "where are notes stored?" would otherwise match every negative sentence."""
     assert stem("notes") == stem("note") == "note"
