@@ -304,6 +304,8 @@ def rank(
             q.code,
             q.items,
             q.earlier,
+            # A description's first sentence says what the term is, even as "This is the amount of time ...": only
+            # a bare cross-reference is left out.
             q.lead if q.lead is None or not _CROSS_REFERENCE.search(q.lead.text) else None,
             _completed_by(question, q, after),
             frozenset(q.terms & asked_terms),

@@ -4,15 +4,16 @@ Sentences are ranked by the retrieval model's similarity to the question (read b
 boilerplate and the creator's name), the question's rarer words present, and whether they carry the kind of fact
 asked for (relevance.py); the picks are diverse (MMR) and read in source order. Technical text is quoted whole: a
 sentence that defines an option or a term comes with its term line ("-n, --dry-run: ..."), one that introduces code
-with the code, in backticks; a sentence comes with the next one when that one denies it ("They are not.") or, asked
-for a name, names what it is about ("You can check it using checkbashisms(1)."). A compound question or a comparison
-gets a sentence of its own for each part (its best one not in the answer yet); a question put to a creator in the
-second person is read in their voice ("your starter" -> "my starter"); an elliptical follow-up ("And for IPv6?")
-leans on the question before it as much as on its own words and keeps to what that question was about (a sentence
-saying the same of something else is left out), and a follow-up does not get the answer before it again (a
-sentence that answer quoted counts only for what the follow-up alone asks of it, unless it was quoted in passing and
-holds what is asked now). The personality weight changes the framing line only: the quoted sentences are the same at
-every dial position.
+with the code, in backticks, and the rest of the sentence after it ("... or: `createdb -O rolename dbname` from the
+shell."), a step it leans on with that step's code; a sentence comes with the next one when that one denies it
+("They are not.") or, asked for a name, names what it is about ("You can check it using checkbashisms(1)."). A
+compound question or a comparison gets a sentence of its own for each part (its best one not in the answer yet; a
+situation told before the questions belongs to no part); a question put to a creator in the second person is read in
+their voice ("your starter" -> "my starter"); an elliptical follow-up ("And for IPv6?") leans on the question before
+it as much as on its own words and keeps to what that question was about (a sentence saying the same of something
+else is left out), and a follow-up does not get the answer before it again (a sentence that answer quoted counts
+only for what the follow-up alone asks of it, unless it was quoted in passing and holds what is asked now). The
+personality weight changes the framing line only: the quoted sentences are the same at every dial position.
 """
 
 from __future__ import annotations
