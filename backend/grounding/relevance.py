@@ -12,6 +12,7 @@ the list it announces), its words and the question's by one set of rules (terms.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import re
@@ -253,18 +254,23 @@ def _read_rows(
     return read
 
 
-def best_relevance(
+def best_sentences(
     question: Question,
     sources: Sequence[Hit],
     vectors: SentenceVectors | None,
     *,
+    limit: int,
     context_focus: str = "",
     context_weight: float = 0.5,
-) -> float:
-    """The relevance of the best source sentence (0 without one): the turn's confidence (coverage.py), without
-    ordering every sentence as `rank` does for the extractive tier. CPU-bound on uncached sentences."""
+) -> list[tuple[float, str]]:
+    """The `limit` most relevant source sentences, best first, as (relevance, the sentence with its term line and
+    code): the turn's confidence is the first's (coverage.py), without the extractive tier's ordering (`rank`).
+    CPU-bound on uncached sentences."""
     rows = _read_rows(question, sources, vectors, context_focus, context_weight)
-    return max((row.relevance for row in rows), default=0.0)
+    best = heapq.nlargest(limit, rows, key=lambda row: row.relevance)
+    return [
+        (row.relevance, " ".join(filter(None, (row.read.label, row.read.span.text, row.read.code)))) for row in best
+    ]
 
 
 def rank(

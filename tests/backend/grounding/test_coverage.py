@@ -41,3 +41,21 @@ def test_an_unmentioned_name_is_not_covered_however_close_the_words(vectors: Sen
     assert not close.covered
     asked = "How do I pack large files more tightly?"
     assert assess(asked, search_query=asked, hits=MANUAL, creator=None, vectors=vectors).covered
+
+
+def test_a_count_no_close_sentence_states_is_not_covered(vectors: SentenceVectors) -> None:
+    """ "How many developers voted in the last election?" over sources on the election that state no figure: the
+    topic is there, the count is not. The same sources with the figure answer it; "how often" is answered in words."""
+    elections = [
+        hit(
+            1, "Developers annually elect a leader to represent them in meetings and coordinate the teams.", creator="d"
+        ),
+        hit(2, "The project secretary organises the votes of the elections and counts the ballots.", creator="d"),
+    ]
+    asked = "How many developers voted in the last leader election?"
+    without = assess(asked, search_query=asked, hits=elections, creator=None, vectors=vectors)
+    assert without.confidence >= 0.38 and not without.covered, without  # past the threshold, yet no count
+    counted = [*elections, hit(3, "In the last leader election 367 developers voted.", creator="d")]
+    assert assess(asked, search_query=asked, hits=counted, creator=None, vectors=vectors).covered
+    often = "How often do developers elect a leader?"
+    assert assess(often, search_query=often, hits=elections, creator=None, vectors=vectors).covered
