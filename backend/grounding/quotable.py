@@ -81,6 +81,11 @@ class Quotable:
     # with the code it introduces in turn; quoted with it, and its words are the sentence's.
     continued: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def whole(self) -> str:
+        """All it is quoted with, as one text: its term line, the sentence, its code and the rest after the code."""
+        return " ".join((self.label, self.span.text, self.code, *(text for part in self.continued for text in part)))
+
 
 # A numbered heading's number ("37.11. collation_character_set_applicability"): not part of the term it names.
 _SECTION_NUMBER = re.compile(r"^(?:\d+\.)+\d*\s+(?=\S)")

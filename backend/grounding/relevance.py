@@ -149,7 +149,7 @@ def _completed_by(question: Question, read: Quotable, following: Span | None) ->
         return following
     if question.kind is not FactKind.name or not CODE_TOKEN.search(following.text):
         return None
-    if CODE_TOKEN.search(" ".join((read.label, read.span.text, read.code))):
+    if CODE_TOKEN.search(read.whole):
         return None
     return following if _REFERS_BACK.match(following.text) or leans_on(following.text, read.span.text) else None
 
@@ -263,14 +263,12 @@ def best_sentences(
     context_focus: str = "",
     context_weight: float = 0.5,
 ) -> list[tuple[float, str]]:
-    """The `limit` most relevant source sentences, best first, as (relevance, the sentence with its term line and
+    """The `limit` most relevant source sentences, best first, as (relevance, the sentence with all it is quoted with,
     code): the turn's confidence is the first's (coverage.py), without the extractive tier's ordering (`rank`).
     CPU-bound on uncached sentences."""
     rows = _read_rows(question, sources, vectors, context_focus, context_weight)
     best = heapq.nlargest(limit, rows, key=lambda row: row.relevance)
-    return [
-        (row.relevance, " ".join(filter(None, (row.read.label, row.read.span.text, row.read.code)))) for row in best
-    ]
+    return [(row.relevance, row.read.whole) for row in best]
 
 
 def rank(
@@ -297,9 +295,7 @@ def rank(
             q.span,
             row.relevance,
             row.relevance
-            + _kind_bonus(
-                question, " ".join((q.label, q.span.text, q.code, *(c for part in q.continued for c in part)))
-            )
+            + _kind_bonus(question, q.whole)
             + _row_bonus(q, asked_terms)
             - _RANK_STEP * (row.source - 1)
             - _form_penalty(q.span.text),
