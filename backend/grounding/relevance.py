@@ -221,7 +221,7 @@ def _read_rows(
     encoded = [*texts, *(t for t in previous_texts if t), *heading_texts]
     # Without a model (still loading) meaning scores 0 for every sentence: words and kind of fact decide.
     if vectors is not None:
-        asked, matrix = vectors.encode_questions(queries), vectors.encode(encoded)
+        asked, matrix = vectors.encode_questions(queries, full=headings), vectors.encode(encoded)
     else:
         asked, matrix = np.zeros((len(queries), 1), dtype=np.float32), np.zeros((len(encoded), 1), dtype=np.float32)
     query = asked[0] + (context_weight * asked[1] if context_focus else 0)

@@ -178,12 +178,14 @@ class SentenceVectors:
                 _trim(self._transient, self._max_transient)
         return np.stack([found[text] for text in texts])
 
-    def encode_questions(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_questions(self, texts: Sequence[str], *, full: bool = False) -> np.ndarray:
         """Shape (len(texts), dimension): questions embedded as the search embeds them (`embed_query`: the int8
         twin by default, a fraction of an fp32 call, and kept by the embedder for questions asked again; compared
         against fp32 sentence vectors as the search compares it against fp32 chunks); `encode` for an embedder
-        without it."""
-        embed_query = getattr(self._model(), "embed_query", None)
+        without it. `full`: at the model's own precision (`embed_query_full`), the same vectors on every CPU (the
+        twin's differ between AVX2 and AVX-512 int8 kernels)."""
+        model = self._model()
+        embed_query = getattr(model, "embed_query_full" if full else "embed_query", None)
         if embed_query is None:
             return self.encode(texts)
         return np.stack([embed_query(text) for text in texts])

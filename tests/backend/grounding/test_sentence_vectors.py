@@ -135,6 +135,29 @@ def test_questions_are_embedded_as_the_search_embeds_them(shared_embedder: Embed
     assert counting.embedded[question] == 1
 
 
+def test_full_precision_questions_go_through_embed_query_full(shared_embedder: Embedder) -> None:
+    """`full=True` (the extractive tier's ranking) embeds through `embed_query_full`, the model's own precision, so
+    a question meets the fp32 sentence vectors alike on every CPU; the default stays the search's twin."""
+    asked: list[tuple[str, str]] = []
+
+    class Both(CountingEmbedder):
+        def embed_query(self, text: str) -> np.ndarray:
+            asked.append(("twin", text))
+            return shared_embedder.embed_query(text)
+
+        def embed_query_full(self, text: str) -> np.ndarray:
+            asked.append(("full", text))
+            return shared_embedder.embed_query_full(text)
+
+    vectors = SentenceVectors(Both(shared_embedder))
+    question = "How long does the Quillfield dough rest?"
+    full = vectors.encode_questions([question], full=True)
+    vectors.encode_questions([question])
+    assert asked == [("full", question), ("twin", question)]
+    np.testing.assert_allclose(full[0], shared_embedder.embed_documents([question])[0], atol=1e-5)
+    assert not vectors._cache
+
+
 def test_an_answers_own_sentences_are_embedded_but_not_kept(shared_embedder: Embedder) -> None:
     """remember=False (the claim check's claims: new text every turn) uses cached vectors and embeds the rest
     without caching them, so a stream of new answers never evicts the source sentences turns come back to."""
