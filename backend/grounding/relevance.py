@@ -341,10 +341,14 @@ def _row_bonus(read: Quotable, asked: Iterable[str]) -> float:
     return _KIND_BONUS
 
 
+# A short sentence that names a literal carries its fact: 'Alternately, you can type "exit".', "Use `git stash -u`."
+_NAMES_A_LITERAL = re.compile(rf"{CODE_TOKEN.pattern}|\"[^\"\s]{{1,40}}\"|“[^”\s]{{1,40}}”")
+
+
 def _form_penalty(text: str) -> float:
     """Signposts ("Here is how I...") and short fragments without a fact say little on their own."""
     penalty = 2.5 * _FORM_PENALTY if _SIGNPOST.search(text) else 0.0
-    if len(text.split()) < 6 and not quantities(text, with_one=True):
+    if len(text.split()) < 6 and not quantities(text, with_one=True) and not _NAMES_A_LITERAL.search(text):
         penalty += _FORM_PENALTY
     return penalty
 

@@ -11,6 +11,7 @@ from backend.chat.prompt import Prompt, build_prompt
 from backend.chat.tiers.extractive import ExtractiveTier, compose_answer
 from backend.grounding import relevance
 from backend.grounding.coverage import assess
+from backend.grounding.question import read_question
 from backend.grounding.quotable import quotable
 from backend.grounding.sentences import SentenceVectors
 from backend.retrieval.embedder import Embedder
@@ -389,8 +390,6 @@ def test_an_identifiers_words_count_as_words(vectors: SentenceVectors) -> None:
 def test_a_comparison_of_two_short_options_gets_each_options_sentence(vectors: SentenceVectors) -> None:
     """ "What's the difference between dpkg -r and dpkg -P?" asks about -r and -P: an option's letter is a term of its
     own (case kept), and "difference" and "between" are the comparison's framing, not what a sentence must say."""
-    from backend.grounding.question import read_question
-
     assert set(read_question("What's the difference between dpkg -r and dpkg -P?", creator=None).terms) == {
         "dpkg", "-r", "-P",
     }  # fmt: skip
@@ -969,3 +968,22 @@ def test_a_sentence_is_read_with_the_heading_it_sits_under(
     assert "three feeds" not in compose_answer(prompt_for(question, sources=FRIDGE, creator=None), vectors)
     # Coverage's confidence is the sentence's own: a heading on the asked topic does not make a question answered.
     assert assess(question, search_query=question, hits=FRIDGE, creator=None, vectors=vectors) == covered
+
+
+def test_a_short_sentence_naming_a_literal_is_not_a_fragment(vectors: SentenceVectors) -> None:
+    """A sentence of a few words is a fragment that says little ("That works too.") and ranks lower, unless it names a
+    literal: 'Or you can type "logout".' answers "And what can I type instead?" as well as a long one would."""
+    sources = [
+        hit(
+            1,
+            "Leaving the shell\n\nYou press Ctrl-D at the prompt to end the shell session. On the text console this "
+            "takes you back to the login prompt. In a terminal emulator the window closes. "
+            'Or you can type "logout". That works too. Use `exit 3` to end it with a status.',
+            title="Leaving the shell",
+        )
+    ]
+    ranked = relevance.rank(read_question("What can I type to leave the shell?", creator=None), sources, vectors)
+    penalty = {c.span.text: round(c.relevance - c.score, 6) for c in ranked}
+    assert penalty['Or you can type "logout".'] == 0, penalty
+    assert penalty["Use `exit 3` to end it with a status."] == 0, penalty
+    assert penalty["That works too."] > 0, penalty
