@@ -91,6 +91,9 @@ class Quotable:
 _SECTION_NUMBER = re.compile(r"^(?:\d+\.)+\d*\s+(?=\S)")
 _MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
 _MAX_TERM_CHARS = 100
+# A code block a sentence introduces: at most this many code lines, and as many comments besides.
+_MAX_CODE_LINES = 2 * _MAX_LABEL_LINES
+_COMMENT_LINE = re.compile(r"^(?:#+|--|//) \S")
 
 
 def _is_term_line(line: str) -> bool:
@@ -214,13 +217,20 @@ def _is_code_line(line: str) -> bool:
 
 
 def _code_after(gap: str) -> str:
-    """The code lines a sentence ending in a colon introduces (up to the next sentence), or ""."""
+    """The code lines a sentence ending in a colon introduces (up to the next sentence), or "". Comment lines ("##
+    Update dpkg's selections", "-- relies on ...") are code among code, not headings."""
     lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
-    if not lines or len(lines) > _MAX_LABEL_LINES:
+    if not lines or len(lines) > 2 * _MAX_CODE_LINES:
         return ""
     if len(lines) >= 2 and all(_LITERAL.match(line) for line in lines):
         return "\n".join(lines)  # values, one a line ("true", "yes", "1": what a type accepts)
-    if any(len(line) > _MAX_TERM_CHARS or not _is_code_line(line) for line in lines):
+    comments = [bool(_COMMENT_LINE.match(line)) and not _is_code_line(line) for line in lines]
+    if all(comments) or len(lines) - sum(comments) > _MAX_CODE_LINES:
+        return ""
+    if any(
+        len(line) > _MAX_TERM_CHARS or not (comment or _is_code_line(line))
+        for line, comment in zip(lines, comments, strict=True)
+    ):
         return ""  # a list or a heading, not code
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -322,8 +322,36 @@ def rank(
         for q in (row.read,)
         for after in (_unless_signpost(following.get((row.source, q.span.start))),)
     ]
+    found = _with_what_they_introduce(found)
     found.sort(key=lambda c: (-c.score, c.source, c.span.start))
     return found
+
+
+def _with_what_they_introduce(found: list[Candidate]) -> list[Candidate]:
+    """A sentence introducing code or a list that its chunk cut off after the colon ("... use the following
+    commands:" closing the chunk) is quoted from the copy of it another source holds with what it introduces (the
+    next chunk, which overlaps it): that copy takes the better score of the two, and the cut one is left out."""
+    cut = {
+        c.span.text: c for c in found if c.span.text.endswith(":") and c.following is None and not (c.code or c.items)
+    }
+    if not cut:
+        return found
+    whole = {c.span.text: c for c in found if c.span.text in cut and (c.code or c.items)}
+    if not whole:
+        return found
+    kept: list[Candidate] = []
+    for c in found:
+        if c.span.text in whole:
+            if c is cut.get(c.span.text):
+                continue
+            if c is whole[c.span.text]:
+                c = replace(
+                    c,
+                    score=max(c.score, cut[c.span.text].score),
+                    relevance=max(c.relevance, cut[c.span.text].relevance),
+                )
+        kept.append(c)
+    return kept
 
 
 def _unless_signpost(span: Span | None) -> Span | None:

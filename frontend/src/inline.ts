@@ -82,7 +82,10 @@ export function parseInline(s: string): Inline[] {
       const end = s.indexOf(ticks, i + run);
       if (end !== -1) {
         flush();
-        out.push({ t: "code", v: s.slice(i + run, end).replace(/\n/g, " ") });
+        let v = s.slice(i + run, end).replace(/\n/g, " ");
+        // CommonMark: one space each side is dropped, so "`` a `b` ``" can hold a backtick at either end.
+        if (v.length > 2 && v.startsWith(" ") && v.endsWith(" ") && v.trim()) v = v.slice(1, -1);
+        out.push({ t: "code", v });
         i = end + run;
       } else {
         buf += ticks;

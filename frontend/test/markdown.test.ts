@@ -103,6 +103,14 @@ describe("Markdown structure", () => {
     expect(a.getAttribute("target")).toBe("_blank");
   });
 
+  it("reads code holding a backtick in double backticks, one space each side dropped", () => {
+    const root = render("Run: `` # avail=`mktemp` ``; `# rm -f x`.");
+    expect(Array.from(root.querySelectorAll("code")).map((c) => c.textContent)).toEqual([
+      "# avail=`mktemp`",
+      "# rm -f x",
+    ]);
+  });
+
   it("renders lists, fenced code, quotes and headings", () => {
     const root = render("# Title\n\n- one\n- two\n  continued\n\n3. three\n4. four\n\n```\na **b**\n```\n\n> quoted");
     expect(root.querySelector(".md-heading")!.textContent).toBe("Title");

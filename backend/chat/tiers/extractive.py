@@ -206,7 +206,9 @@ def _with_code(text: str, code: str, continued: tuple[tuple[str, str], ...] = ()
 
 
 def _as_code(code: str) -> str:
-    return "; ".join(f"`{line}`" for line in code.splitlines())
+    """Each line as inline code; a line holding a backtick itself (``# avail=`mktemp` ``) in double ones, as
+    Markdown reads it."""
+    return "; ".join(f"`` {line} ``" if "`" in line else f"`{line}`" for line in code.splitlines())
 
 
 def default_vectors() -> SentenceVectors:

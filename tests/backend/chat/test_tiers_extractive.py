@@ -987,3 +987,30 @@ def test_a_short_sentence_naming_a_literal_is_not_a_fragment(vectors: SentenceVe
     assert penalty['Or you can type "logout".'] == 0, penalty
     assert penalty["Use `exit 3` to end it with a status."] == 0, penalty
     assert penalty["That works too."] > 0, penalty
+
+
+def test_a_sentence_its_chunk_cut_after_the_colon_is_quoted_from_the_copy_with_its_code(
+    vectors: SentenceVectors,
+) -> None:
+    """Chunks overlap: one ends on "... run the following commands:", the next repeats that sentence with the commands
+    (comment lines among them, one holding a backtick). The sentence is quoted once, from the copy with its code, the
+    comments kept as code and a backtick inside code in double backticks; never as a colon leading nowhere."""
+    first = (
+        "Copying a package selection\n\nYou can install the same packages on several machines. First, save the "
+        "selection on the model machine with dpkg --get-selections. Then copy the list file to the other machines "
+        "and run the following commands:"
+    )
+    second = (
+        "Then copy the list file to the other machines and run the following commands:\n\n"
+        '## Refresh the known packages\n# tmp=`mktemp`\n# apt-cache dumpavail > "$tmp"\n'
+        '# dpkg --merge-avail "$tmp"\n## Restore the selection\n# dpkg --set-selections < list\n'
+        "# apt-get dselect-upgrade\n\nThe selection is then installed."
+    )
+    sources = [hit(1, first, title="Copying a package selection"), hit(2, second, title="Copying a package selection")]
+    answer = compose_answer(
+        prompt_for("Which commands restore the package list on the other machines?", sources=sources, creator=None),
+        vectors,
+    )
+    assert "run the following commands: `## Refresh the known packages`; `` # tmp=`mktemp` ``;" in answer, answer
+    assert "`# dpkg --set-selections < list`" in answer, answer
+    assert "commands: [1]" not in answer, answer
