@@ -112,11 +112,28 @@ def read_question(question: str, *, creator: Creator | None, context: str = "", 
     framing = _COMPARISON_WORDS if _COMPARES.search(focus) else frozenset()
     own = content_terms(focus, drop=names | framing)
     terms.update(dict.fromkeys(own or content_terms(focus, drop=names), 1.0))
-    kind = next((kind for kind, pattern in _KINDS if pattern.search(question)), FactKind.general)
+    kind = _kind_of(question)
+    asked = question
+    if kind is FactKind.general and context and _PRO_FORM.search(question) and is_elliptical(question):
+        # "And the one that takes the default answer?" after "Which options make dpkg keep ...?" asks for an option too:
+        # "one" stands for what the question before asked for.
+        kind, asked = _kind_of(context), context
     units: frozenset[str] = frozenset()
     if kind is FactKind.number:
-        units = frozenset().union(*(u for pattern, u in _UNIT_HINTS if pattern.search(question)))
+        units = frozenset().union(*(u for pattern, u in _UNIT_HINTS if pattern.search(asked)))
     return Question(text=question, focus=focus, terms=terms, kind=kind, units=units)
+
+
+# "one" standing for a noun of the question before ("the one that ...", "the default one?"), not a number ("one of
+# several", "one-line", "one session").
+_PRO_FORM = re.compile(
+    r"(?<![\w-])ones?(?:\s*[?,.!]|\s*$|\s+(?:that|which|who|whose|with|without|for|in|on|from|to|you|i|we|they)\b)",
+    re.IGNORECASE,
+)
+
+
+def _kind_of(question: str) -> FactKind:
+    return next((kind for kind, pattern in _KINDS if pattern.search(question)), FactKind.general)
 
 
 # Compound questions: two questions joined ("what flour does she use, and how long does she ferment it?").

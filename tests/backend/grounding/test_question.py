@@ -73,3 +73,21 @@ def test_notes_are_no_negation() -> None:
     assert stem("notes") == stem("note") == "note"
     assert "not" not in content_terms("Where are git notes stored?")
     assert "not" in content_terms("The file is not tracked.")
+
+
+def test_a_follow_up_saying_one_for_what_was_asked_asks_for_the_same_kind_of_thing() -> None:
+    """ "And the one that keeps the old file?" after a question for options asks for an option too: "one" stands for
+    the noun asked about before. "one" as a number ("one session", "one of them", "a one-line ...") does not, and
+    neither does a follow-up asking a kind of its own."""
+    before = "Which options make dpkg keep my changed configuration files without asking?"
+
+    def kind(question: str) -> FactKind:
+        return read_question(question, creator=None, context=before).kind
+
+    assert kind("And the one that keeps the old file?") is FactKind.name
+    assert kind("And the default one?") is FactKind.name
+    assert kind("And to stop just one session?") is FactKind.general
+    assert kind("And for one of the other packages?") is FactKind.general
+    assert kind("And a one-line summary?") is FactKind.general
+    assert kind("And why is the one I set ignored?") is FactKind.reason
+    assert read_question("And the one that keeps the old file?", creator=None).kind is FactKind.general
