@@ -81,6 +81,8 @@ class Question:
     terms: dict[str, float]  # content terms -> weight (1 for the question, less for follow-up context)
     kind: FactKind
     units: frozenset[str]  # units a number question expects ("how hot" -> °C)
+    # It asks what holds when nothing is said ("by default", "unless I say otherwise", "what is assumed").
+    default: bool = False
 
 
 def _drop_boilerplate(question: str, match: re.Match[str]) -> str:
@@ -121,13 +123,22 @@ def read_question(question: str, *, creator: Creator | None, context: str = "", 
     units: frozenset[str] = frozenset()
     if kind is FactKind.number:
         units = frozenset().union(*(u for pattern, u in _UNIT_HINTS if pattern.search(asked)))
-    return Question(text=question, focus=focus, terms=terms, kind=kind, units=units)
+    default = _ASKS_DEFAULT.search(question) is not None
+    return Question(text=question, focus=focus, terms=terms, kind=kind, units=units, default=default)
 
 
 # "one" standing for a noun of the question before ("the one that ...", "the default one?"), not a number ("one of
 # several", "one-line", "one session").
 _PRO_FORM = re.compile(
     r"(?<![\w-])ones?(?:\s*[?,.!]|\s*$|\s+(?:that|which|who|whose|with|without|for|in|on|from|to|you|i|we|they)\b)",
+    re.IGNORECASE,
+)
+
+
+_ASKS_DEFAULT = re.compile(
+    r"\bby default\b|\bunless (?:i|you|we|one) (?:say|tell|specify|give|pass|set)\b"
+    r"|\bif (?:i|you|we) (?:don'?t|do not|never) (?:say|tell|specify|give|pass|set)\b|\bis assumed\b"
+    r"|\bwhat(?:'s| is) the default\b|\bdefault (?:value|setting)\b",
     re.IGNORECASE,
 )
 

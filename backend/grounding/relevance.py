@@ -167,6 +167,11 @@ def leans_on(text: str, before: str) -> bool:
 
 
 def _kind_bonus(question: Question, text: str) -> float:
+    bonus = _KIND_BONUS if question.default and _STATES_DEFAULT.search(text) else 0.0
+    return bonus + _kind_of_fact_bonus(question, text)
+
+
+def _kind_of_fact_bonus(question: Question, text: str) -> float:
     if question.kind is FactKind.number:
         found = quantities(text, with_one=True)
         if not found:
@@ -371,6 +376,14 @@ def _row_bonus(read: Quotable, asked: Iterable[str]) -> float:
 
 # A short sentence that names a literal carries its fact: 'Alternately, you can type "exit".', "Use `git stash -u`."
 _NAMES_A_LITERAL = re.compile(rf"{CODE_TOKEN.pattern}|\"[^\"\s]{{1,40}}\"|“[^”\s]{{1,40}}”")
+
+
+# A sentence saying what holds when nothing is said: for a question asking for a default.
+_STATES_DEFAULT = re.compile(
+    r"\bby default\b|\bdefaults? (?:to|is|value)\b|\bthe default\b|\bis assumed\b"
+    r"|\bif (?:omitted|not (?:given|specified|set))\b",
+    re.IGNORECASE,
+)
 
 
 def _form_penalty(text: str) -> float:

@@ -1014,3 +1014,25 @@ def test_a_sentence_its_chunk_cut_after_the_colon_is_quoted_from_the_copy_with_i
     assert "run the following commands: `## Refresh the known packages`; `` # tmp=`mktemp` ``;" in answer, answer
     assert "`# dpkg --set-selections < list`" in answer, answer
     assert "commands: [1]" not in answer, answer
+
+
+def test_a_question_asking_for_a_default_gets_the_sentence_stating_it(vectors: SentenceVectors) -> None:
+    """ "Where are notes stored unless I say otherwise?" asks for the default: the sentence saying what holds by
+    default is the answer, among sentences about where notes are stored in other cases (which, without the rule,
+    fill the answer: it says "written to and read from", not "stored")."""
+    sources = [
+        hit(
+            1,
+            "Notes\n\nNotes can be attached to any commit without changing the commit itself. The notes ref stored "
+            "during a merge of notes is kept in .git/NOTES_MERGE_REF until the merge is done. Notes fetched from "
+            "another repository are stored in refs/notes/remote/* when you ask for them. Notes you copy with --ref are "
+            "stored under the ref you name. By default, notes are written to and read from refs/notes/commits, which "
+            "the core.notesRef setting can change. A notes merge in progress stores its work tree in "
+            ".git/NOTES_MERGE_WORKTREE.",
+            title="Notes",
+        )
+    ]
+    answer = compose_answer(
+        prompt_for("Where are notes stored unless I say otherwise?", sources=sources, creator=None), vectors
+    )
+    assert "refs/notes/commits" in answer, answer

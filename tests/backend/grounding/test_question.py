@@ -91,3 +91,21 @@ def test_a_follow_up_saying_one_for_what_was_asked_asks_for_the_same_kind_of_thi
     assert kind("And a one-line summary?") is FactKind.general
     assert kind("And why is the one I set ignored?") is FactKind.reason
     assert read_question("And the one that keeps the old file?", creator=None).kind is FactKind.general
+
+
+def test_a_question_asking_what_holds_when_nothing_is_said_asks_for_a_default() -> None:
+    """ "Unless I say otherwise", "by default", "what is assumed" ask for a default; "default" as a plain word in a
+    question about something else does not."""
+    for question in (
+        "Where are notes kept unless I say otherwise?",
+        "How long does gc keep loose objects, by default?",
+        "If I don't say which language the block is in, what language is assumed?",
+        "What's the default port?",
+    ):
+        assert read_question(question, creator=None).default, question
+    for question in (
+        "Each new transaction starts with the default isolation level instead of mine. How do I keep mine?",
+        "How many consoles does a default system have?",
+        "How do I make one database default to geqo off?",
+    ):
+        assert not read_question(question, creator=None).default, question
