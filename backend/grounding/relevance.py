@@ -203,13 +203,14 @@ def _read_rows(
     context_focus: str,
     context_weight: float = 0.5,
     *,
-    headings: bool = False,
+    ordering: bool = False,
 ) -> list[_Row]:
     """Every quotable sentence of `sources` with its relevance (meaning plus the question's rarer words).
 
     A sentence is read with its context at half weight: the heading it sits under and the sentence before it
-    ("That liquid is called hooch" answers a question whose words are in the sentence before). With `headings` (the
-    extractive tier's order, not coverage's confidence) its meaning is also blended with its section heading's."""
+    ("That liquid is called hooch" answers a question whose words are in the sentence before). For `ordering` (the
+    extractive tier's order, not coverage's confidence, whose threshold was calibrated without these) its meaning is
+    also blended with its section heading's, and the question is embedded at the model's own precision."""
     rows = [
         (number, read)
         for number, hit in enumerate(sources, start=1)
@@ -221,12 +222,12 @@ def _read_rows(
     texts = [read.span.text for _, read in rows]
     previous_texts = [read.previous.text if read.previous else "" for _, read in rows]
     # The heading's last part, usually the chunk's own first line, whose vector was stored at ingest.
-    sections = [sources[number - 1].heading.rsplit(">", 1)[-1].strip() if headings else "" for number, _ in rows]
+    sections = [sources[number - 1].heading.rsplit(">", 1)[-1].strip() if ordering else "" for number, _ in rows]
     heading_texts = list(dict.fromkeys(section for section in sections if section))
     encoded = [*texts, *(t for t in previous_texts if t), *heading_texts]
     # Without a model (still loading) meaning scores 0 for every sentence: words and kind of fact decide.
     if vectors is not None:
-        asked, matrix = vectors.encode_questions(queries, full=headings), vectors.encode(encoded)
+        asked, matrix = vectors.encode_questions(queries, full=ordering), vectors.encode(encoded)
     else:
         asked, matrix = np.zeros((len(queries), 1), dtype=np.float32), np.zeros((len(encoded), 1), dtype=np.float32)
     query = asked[0] + (context_weight * asked[1] if context_focus else 0)
@@ -286,7 +287,7 @@ def rank(
 ) -> list[Candidate]:
     """Every quotable sentence of `sources`, best first. CPU-bound on uncached sentences: call from a thread.
     `context_weight`: how much the earlier question counts in the meaning compared (1: an elliptical follow-up)."""
-    rows = _read_rows(question, sources, vectors, context_focus, context_weight, headings=True)
+    rows = _read_rows(question, sources, vectors, context_focus, context_weight, ordering=True)
     asked_terms = question.terms.keys()
     following = {
         (a.source, a.read.span.start): b.read.span
@@ -339,23 +340,14 @@ def _with_what_they_introduce(found: list[Candidate]) -> list[Candidate]:
     cut = {
         c.span.text: c for c in found if c.span.text.endswith(":") and c.following is None and not (c.code or c.items)
     }
-    if not cut:
-        return found
     whole = {c.span.text: c for c in found if c.span.text in cut and (c.code or c.items)}
     if not whole:
         return found
-    kept: list[Candidate] = []
-    for c in found:
-        if c.span.text in whole:
-            if c is cut.get(c.span.text):
-                continue
-            if c is whole[c.span.text]:
-                c = replace(
-                    c,
-                    score=max(c.score, cut[c.span.text].score),
-                    relevance=max(c.relevance, cut[c.span.text].relevance),
-                )
-        kept.append(c)
+    kept = [c for c in found if c is not cut.get(c.span.text) or c.span.text not in whole]
+    for at, c in enumerate(kept):
+        if whole.get(c.span.text) is c:
+            lost = cut[c.span.text]
+            kept[at] = replace(c, score=max(c.score, lost.score), relevance=max(c.relevance, lost.relevance))
     return kept
 
 
