@@ -84,7 +84,8 @@ class Quotable:
     @property
     def whole(self) -> str:
         """All it is quoted with, as one text: its term line, the sentence, its code and the rest after the code."""
-        return " ".join((self.label, self.span.text, self.code, *(text for part in self.continued for text in part)))
+        parts = (self.label, self.span.text, self.code, *(text for part in self.continued for text in part))
+        return " ".join(part for part in parts if part)
 
 
 # A numbered heading's number ("37.11. collation_character_set_applicability"): not part of the term it names.

@@ -630,6 +630,9 @@ def test_statements_headings_numbers_and_captions_are_not_sentences_or_terms(vec
         == "SELECT rolname FROM pg_roles;"
     )
     assert read["The psql program's \\du meta-command is also useful."].label == ""
+    # All it is quoted with, as one text, from its first word: no empty term line before it.
+    assert read["And on the subscriber database:"].whole.startswith("And on the subscriber database: CREATE")
+    assert read["That is all."].whole == "That is all."
     answer = compose_answer(
         prompt_for("How do I subscribe on the subscriber database?", sources=[hit(1, text)], creator=None), vectors
     )
