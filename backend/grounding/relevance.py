@@ -3,7 +3,7 @@
 The question comes read by question.py: without its boilerplate ("what does Hazel say about") and without the
 scoped creator's own name, since those words are in the question but never in the answer and they dominated a
 word-overlap score. The same scores give the turn's retrieval confidence (coverage.py) and the extractive tier's
-picks; a picked sentence carries along what it leans on or is completed by (`Candidate.leaning`, `_completed_by`).
+picks; a picked sentence carries along what it leans on or is completed by (`Candidate.leaning`, `completed_by`).
 
 A source is read as quotable sentences (quotable.py: each with the term lines it defines, the code it introduces,
 the list it announces), its words and the question's by one set of rules (terms.py); a question asking for a name
@@ -15,66 +15,28 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from backend.grounding.facts import quantities
-from backend.grounding.question import FactKind, Question
-from backend.grounding.quotable import CODE_TOKEN, Quotable, quotable
+from backend.grounding.leaning import CROSS_REFERENCE, SIGNPOST, completed_by, leans_on, unless_signpost
+from backend.grounding.question import Question
+from backend.grounding.quotable import Quotable, quotable
+from backend.grounding.sentence_form import form_penalty, kind_bonus, row_bonus
 from backend.grounding.sentences import SentenceVectors, Span
 from backend.stages import Hit
-
-# A sentence that orders what is done (a step). Not its opening verb: a list of them, written for the demo's recipes,
-# never fired (the text it was matched against began with a space) and, fired, moved no fact on the five sets.
-_STEP_WORDS = re.compile(r"\b(?:then|until|every|after|before|feeds?)\b", re.IGNORECASE)
-_REASON_WORDS = re.compile(r"\b(?:because|so that|which means|that is why|this is why|the result|so a|since)\b", re.I)
-_DEFINITION_WORDS = re.compile(r"\b(?:is|are|means|called|named)\b", re.I)
 
 # Weights of the sentence score: similarity of meaning, then the question's rarer words present, then kind.
 _W_DENSE = 0.55
 _W_LEXICAL = 0.45
-_KIND_BONUS = 0.08
-_UNIT_BONUS = 0.04
 _RANK_STEP = 0.004  # the retriever's order breaks near-ties
 # A sentence's meaning blended with its section heading's, when the heading is the closer of the two to the question
 # ("When we get back I do three feeds ..." under "Waking him after the fridge"): the extractive tier's order only,
 # never coverage's confidence, where a heading on the asked topic made an unanswerable question look answered
 # (gitdocs: one more missed refusal). Chosen across the four answer sets (BENCHMARKS.md, "Answer quality").
 _HEADING_WEIGHT = 0.35
-_FORM_PENALTY = 0.1
-# A cross-reference and nothing else ("See Section 9.1.1, “Recording ...”.", "See git-config(1)."): a pointer.
-_POINTER = (
-    r"^(?:see|refer to)\s+(?:also\s+)?(?:(?:section|chapter|table|figure|appendix)\s+[\dA-Z][\d.]*|[\w.-]+\(\d\w*\))"
-    r"[^.;]*\.?$"
-)
-_SIGNPOST = re.compile(
-    r"^(?:here is|here's|so let me|let me tell|let's|lots of you asked|people ask|this is the|now,)|" + _POINTER,
-    re.IGNORECASE,
-)
-_CROSS_REFERENCE = re.compile(_POINTER, re.IGNORECASE)
-ANAPHOR = re.compile(
-    r"^(?:that|this|these|those|it|its|he|she|they|their|at that|which|there|the above|the preceding)\b", re.IGNORECASE
-)
-# A connective that only means something against the sentence before: "Whereas a lightweight tag is simply a name
-# for an object." (the sentence before says what an annotated tag holds), "Otherwise, ...", "In that case, ...", a
-# next step ("Then on the publisher database:"), a step's other half ("And on the subscriber database:", introducing
-# its code; an "And ..." sentence in prose stands on its own).
-_CONNECTIVE = re.compile(
-    r"^(?:then|whereas|otherwise|conversely|likewise|in (?:that|this|which|such a|either) case|if (?:so|not))\b"
-    r"|^and\b[^.!?]*:$",
-    re.IGNORECASE,
-)
-# "The script updates ..." after "... to run a script daily": a thing the sentence before introduced.
-_DEFINITE = re.compile(r"^the ([a-z]{3,})\b", re.IGNORECASE)
-# A demonstrative a few words in ("If the script exits with this code, ...", "In such a case, ..."): the thing it
-# points at is named in the sentence before. Not "that" (mostly "Note that ..."), nor "this is"/"these are".
-_POINTS_BACK = re.compile(
-    r"^(?:[\w'’,-]+\s+){1,5}(?:this|these|those|such(?:\s+an?)?)\s+(?!(?:is|are|was|were|will|can|may|means)\b)[a-z]",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,68 +83,6 @@ class Candidate:
         if self.earlier is not None and leans_on(self.previous.text, self.earlier.text):
             return [self.earlier, self.previous]
         return [self.previous]
-
-
-# A pronoun early in a sentence ("You can check it using checkbashisms(1)."): it is about the sentence before's thing.
-_REFERS_BACK = re.compile(r"^(?:\S+\s+){0,6}?(?:it|them|this|these|those)\b", re.IGNORECASE)
-
-
-# A sentence denying the one before: "They are not — these two options mean very different things.", "This is not
-# the case.", "That is wrong."
-_DENIES = re.compile(
-    r"^(?:they|it|this|that|these|those)\s+(?:is|are|was|were|does|do|did|has|have)(?:n't|\s+not\b|\s+never\b)"
-    r"|^(?:this|that|it)\s+is\s+(?:wrong|false|incorrect|a myth|a misconception)\b",
-    re.IGNORECASE,
-)
-
-
-def _completed_by(question: Question, read: Quotable, following: Span | None) -> Span | None:
-    """The sentence after `read` when `read` alone would mislead or leave out what is asked: it denies `read`, or
-    (for a question asking for a name) `read` names nothing and it names the thing `read` is about ("Avoid writing
-    a shell script with bashisms ..." then "You can check it using checkbashisms(1).")."""
-    if following is None:
-        return None
-    if _DENIES.match(following.text):
-        return following
-    if question.kind is not FactKind.name or not CODE_TOKEN.search(following.text):
-        return None
-    if CODE_TOKEN.search(read.whole):
-        return None
-    return following if _REFERS_BACK.match(following.text) or leans_on(following.text, read.span.text) else None
-
-
-def leans_on(text: str, before: str) -> bool:
-    """`text` points at the sentence `before` it: it opens with a pointing word ("That liquid is called hooch."),
-    points a few words in ("If the script exits with this code, ..."), or opens with a thing `before` introduced
-    ("The script ..." after "... a script ...")."""
-    if ANAPHOR.match(text) is not None or _POINTS_BACK.match(text) is not None or _CONNECTIVE.match(text):
-        return True
-    definite = _DEFINITE.match(text)
-    return (
-        definite is not None and re.search(rf"\b(?:a|an) (?:\w+ )?{definite[1]}\b", before, re.IGNORECASE) is not None
-    )
-
-
-def _kind_bonus(question: Question, text: str) -> float:
-    bonus = _KIND_BONUS if question.default and _STATES_DEFAULT.search(text) else 0.0
-    return bonus + _kind_of_fact_bonus(question, text)
-
-
-def _kind_of_fact_bonus(question: Question, text: str) -> float:
-    if question.kind is FactKind.number:
-        found = quantities(text, with_one=True)
-        if not found:
-            return 0.0
-        return _KIND_BONUS + (_UNIT_BONUS if question.units and any(q.unit in question.units for q in found) else 0)
-    if question.kind is FactKind.name:
-        return _KIND_BONUS if CODE_TOKEN.search(text) else 0.0
-    if question.kind is FactKind.steps:
-        return _KIND_BONUS if _STEP_WORDS.search(text) or CODE_TOKEN.search(text) else 0.0
-    if question.kind is FactKind.reason:
-        return _KIND_BONUS if _REASON_WORDS.search(text) else 0.0
-    if question.kind is FactKind.definition:
-        return _KIND_BONUS / 2 if _DEFINITION_WORDS.search(text) else 0.0
-    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +198,10 @@ def rank(
             q.span,
             row.relevance,
             row.relevance
-            + _kind_bonus(question, q.whole)
-            + _row_bonus(q, asked_terms)
+            + kind_bonus(question, q.whole)
+            + row_bonus(q, asked_terms)
             - _RANK_STEP * (row.source - 1)
-            - _form_penalty(q.span.text),
+            - form_penalty(q.span.text),
             row.vector,
             q.previous,
             after,
@@ -311,8 +211,8 @@ def rank(
             q.earlier,
             # A description's first sentence says what the term is, even as "This is the amount of time ...": only
             # a bare cross-reference is left out.
-            q.lead if q.lead is None or not _CROSS_REFERENCE.search(q.lead.text) else None,
-            _completed_by(question, q, after),
+            q.lead if q.lead is None or not CROSS_REFERENCE.search(q.lead.text) else None,
+            completed_by(question, q, after),
             frozenset(q.terms & asked_terms),
             q.continued,
             tuple(
@@ -323,7 +223,7 @@ def rank(
         )
         for row in rows
         for q in (row.read,)
-        for after in (_unless_signpost(following.get((row.source, q.span.start))),)
+        for after in (unless_signpost(following.get((row.source, q.span.start))),)
     ]
     found = _with_what_they_introduce(found)
     found.sort(key=lambda c: (-c.score, c.source, c.span.start))
@@ -348,41 +248,6 @@ def _with_what_they_introduce(found: list[Candidate]) -> list[Candidate]:
     return kept
 
 
-def _unless_signpost(span: Span | None) -> Span | None:
-    """A sentence quoted along with a pick, unless it only points elsewhere ("See githooks(5) for more
-    information."): that says nothing."""
-    return span if span is None or not _SIGNPOST.search(span.text) else None
-
-
-def _row_bonus(read: Quotable, asked: Iterable[str]) -> float:
-    """A table row whose first cell names what the question asks about, under a column the question asks for
-    ("What end-of-line code do DOS and Windows use?": the "MSDOS and Windows" row of the "EOL code" table) is the
-    lookup the question is; terse, its meaning alone reads it low."""
-    if not read.row_key or read.row_key.isdisjoint(asked) or read.columns.isdisjoint(asked):
-        return 0.0
-    return _KIND_BONUS
-
-
-# A short sentence that names a literal carries its fact: 'Alternately, you can type "exit".', "Use `git stash -u`."
-_NAMES_A_LITERAL = re.compile(rf"{CODE_TOKEN.pattern}|\"[^\"\s]{{1,40}}\"|“[^”\s]{{1,40}}”")
-
-
-# A sentence saying what holds when nothing is said: for a question asking for a default.
-_STATES_DEFAULT = re.compile(
-    r"\bby default\b|\bdefaults? (?:to|is|value)\b|\bthe default\b|\bis assumed\b"
-    r"|\bif (?:omitted|not (?:given|specified|set))\b",
-    re.IGNORECASE,
-)
-
-
-def _form_penalty(text: str) -> float:
-    """Signposts ("Here is how I...") and short fragments without a fact say little on their own."""
-    penalty = 2.5 * _FORM_PENALTY if _SIGNPOST.search(text) else 0.0
-    if len(text.split()) < 6 and not quantities(text, with_one=True) and not _NAMES_A_LITERAL.search(text):
-        penalty += _FORM_PENALTY
-    return penalty
-
-
 def select(
     candidates: Sequence[Candidate],
     *,
@@ -403,7 +268,7 @@ def select(
     words closely, or loses to an unrelated one under more diversity for being on the topic of the first pick."""
     if not candidates:
         return []
-    candidates = [c for c in candidates if not _SIGNPOST.search(c.span.text)]  # "Here is how I..." answers nothing
+    candidates = [c for c in candidates if not SIGNPOST.search(c.span.text)]  # "Here is how I..." answers nothing
     if not candidates:
         return []
     best = candidates[0].score

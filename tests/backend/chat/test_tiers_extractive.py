@@ -506,7 +506,7 @@ def test_a_sentence_leaning_on_one_that_leans_in_turn_is_quoted_with_both(vector
     """ "The script updates ..." speaks of the script the sentence before introduced ("... to run a script daily"),
     which speaks of the tool the one before it names ("Its main effect"): the three are quoted together, so "which
     tool?" gets the tool's name. A sentence opening with "The" and a thing nobody introduced leans on nothing."""
-    from backend.grounding.relevance import leans_on
+    from backend.grounding.leaning import leans_on
 
     assert leans_on("The script updates the list.", "Its main effect is to run a script daily (via cron).")
     assert not leans_on("The script updates the list.", "Its main effect is to run daily (via cron).")
@@ -839,7 +839,7 @@ def test_a_follow_up_gets_a_sentence_the_answer_before_quoted_in_passing(vectors
 def test_a_sentence_opening_with_whereas_is_quoted_with_the_one_it_contrasts(vectors: SentenceVectors) -> None:
     """ "Whereas a lightweight tag is simply a name for an object." says half of a contrast: the sentence before
     holds the other half (what an annotated tag contains), which is what "what makes a tag annotated?" asks."""
-    from backend.grounding.relevance import leans_on
+    from backend.grounding.leaning import leans_on
 
     assert leans_on("Whereas a lightweight tag is simply a name.", "Annotated tags contain a date.")
     assert leans_on("Otherwise, a lightweight tag is created.", "If -a is given, a tag object is created.")
