@@ -1,4 +1,5 @@
-"""Small builders shared by the chat tests: plain data, and the one short prompt the tier tests send."""
+"""Small builders shared by the chat tests: plain data, the one short prompt the tier tests send, and the extractive
+tier's prompts over given sources (`prompt_for`)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,24 @@ def engine_prompt(*, max_tokens: int) -> Prompt:
         context_window=2048,
         max_tokens=max_tokens,
     )
+
+
+SOURCES = [
+    hit(1, "Ada wrote the first published program. It computed Bernoulli numbers for the engine."),
+    hit(2, "The engine reads punched cards, an idea borrowed from the Jacquard loom. Cards hold operations."),
+    hit(3, "Babbage never finished building the analytical engine in his lifetime."),
+]
+
+
+def prompt_for(question: str, *, sources=SOURCES, creator=ADA, weight: float = 0.0, covered: bool = True) -> Prompt:
+    prompt = build_prompt(
+        question=question,
+        sources=sources,
+        history=[],
+        creator=creator,
+        personality_weight=weight,
+        context_window=4096,
+        max_tokens=256,
+    )
+    prompt.covered = covered
+    return prompt
