@@ -133,7 +133,10 @@ def app_settings(
     return Settings(
         data_dir=data_dir,
         database=DatabaseSettings(url=""),  # SQLite in the data dir
-        redis=RedisSettings(url=redis_url),  # empty: in-process limits, no resumable streams
+        # Empty: in-process limits, no resumable streams. A healthy Redis here: these tests replay streams, and a
+        # CI machine whose cores are all busy can stall one flush past the production bound (0.1 s a call, four for
+        # a round), which drops the round as a slow Redis should (test_stream_log.py covers that path).
+        redis=RedisSettings(url=redis_url, timeout_seconds=1.0),
         retrieval=RetrievalSettings(),
         limits=LimitSettings(
             user_per_hour=10_000, ip_per_hour=ip_per_hour, creator_per_hour=10_000, concurrent_streams_per_ip=8
