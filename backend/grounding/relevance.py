@@ -28,7 +28,8 @@ from backend.grounding.sentence_form import form_penalty, kind_bonus, row_bonus
 from backend.grounding.sentences import SentenceVectors, Span
 from backend.stages import Hit
 
-# Weights of the sentence score: similarity of meaning, then the question's rarer words present, then kind.
+# Weights of the sentence relevance: similarity of meaning, then the question's rarer words present (the kind of fact
+# and the form come after, from sentence_form.py).
 _W_DENSE = 0.55
 _W_LEXICAL = 0.45
 _RANK_STEP = 0.004  # the retriever's order breaks near-ties

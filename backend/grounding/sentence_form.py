@@ -14,7 +14,7 @@ from backend.grounding.leaning import SIGNPOST
 from backend.grounding.question import FactKind, Question
 from backend.grounding.quotable import CODE_TOKEN, Quotable
 
-KIND_BONUS = 0.08
+_KIND_BONUS = 0.08
 _UNIT_BONUS = 0.04
 _FORM_PENALTY = 0.1
 
@@ -26,7 +26,7 @@ _DEFINITION_WORDS = re.compile(r"\b(?:is|are|means|called|named)\b", re.I)
 
 
 def kind_bonus(question: Question, text: str) -> float:
-    bonus = KIND_BONUS if question.default and _STATES_DEFAULT.search(text) else 0.0
+    bonus = _KIND_BONUS if question.default and _STATES_DEFAULT.search(text) else 0.0
     return bonus + _kind_of_fact_bonus(question, text)
 
 
@@ -35,15 +35,15 @@ def _kind_of_fact_bonus(question: Question, text: str) -> float:
         found = quantities(text, with_one=True)
         if not found:
             return 0.0
-        return KIND_BONUS + (_UNIT_BONUS if question.units and any(q.unit in question.units for q in found) else 0)
+        return _KIND_BONUS + (_UNIT_BONUS if question.units and any(q.unit in question.units for q in found) else 0)
     if question.kind is FactKind.name:
-        return KIND_BONUS if CODE_TOKEN.search(text) else 0.0
+        return _KIND_BONUS if CODE_TOKEN.search(text) else 0.0
     if question.kind is FactKind.steps:
-        return KIND_BONUS if _STEP_WORDS.search(text) or CODE_TOKEN.search(text) else 0.0
+        return _KIND_BONUS if _STEP_WORDS.search(text) or CODE_TOKEN.search(text) else 0.0
     if question.kind is FactKind.reason:
-        return KIND_BONUS if _REASON_WORDS.search(text) else 0.0
+        return _KIND_BONUS if _REASON_WORDS.search(text) else 0.0
     if question.kind is FactKind.definition:
-        return KIND_BONUS / 2 if _DEFINITION_WORDS.search(text) else 0.0
+        return _KIND_BONUS / 2 if _DEFINITION_WORDS.search(text) else 0.0
     return 0.0
 
 
@@ -53,7 +53,7 @@ def row_bonus(read: Quotable, asked: Iterable[str]) -> float:
     lookup the question is; terse, its meaning alone reads it low."""
     if not read.row_key or read.row_key.isdisjoint(asked) or read.columns.isdisjoint(asked):
         return 0.0
-    return KIND_BONUS
+    return _KIND_BONUS
 
 
 # A short sentence that names a literal carries its fact: 'Alternately, you can type "exit".', "Use `git stash -u`."
