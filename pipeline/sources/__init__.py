@@ -27,6 +27,7 @@ from pipeline.sources.html import parse_html
 from pipeline.sources.jsonl import parse_jsonl
 from pipeline.sources.markdown import parse_markdown
 from pipeline.sources.pdf import parse_pdf
+from pipeline.sources.site_builds import build_roots, generated
 from pipeline.sources.text import parse_text
 from pipeline.sources.transcripts import parse_srt, parse_vtt
 
@@ -73,8 +74,9 @@ def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
 def content_files(creator_root: Path) -> list[Path]:
     """Every file under a creator folder that ingest should try, sorted; unsupported ones included so
     they can be reported, and so are symbolic links that lead nowhere usable (a loop, a broken link, a
-    folder: `parse_file` says which, I9). Hidden files and folders (".git", ".DS_Store") and creator.yaml
-    are skipped."""
+    folder: `parse_file` says which, I9). Hidden files and folders (".git", ".DS_Store"), creator.yaml and a
+    documentation build's generated files (its page sources, assets, index and search pages: site_builds.py) are
+    skipped."""
     files = []
     for path in creator_root.rglob("*"):
         relative = path.relative_to(creator_root)
@@ -85,6 +87,9 @@ def content_files(creator_root: Path) -> list[Path]:
         if relative.as_posix() in _NOT_CONTENT:
             continue
         files.append(path)
+    builds = build_roots(creator_root, files)
+    if builds:
+        files = [path for path in files if not generated(path.relative_to(creator_root), builds)]
     return sorted(files, key=lambda p: p.relative_to(creator_root).as_posix())
 
 

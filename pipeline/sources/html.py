@@ -1,7 +1,14 @@
-"""HTML pages (.html, .htm): the main text only, with headings, title and canonical URL."""
+"""HTML pages (.html, .htm): the main text only, with headings, title and canonical URL.
+
+Documentation as published carries its site's chrome in every page: Sphinx's related-links bar and sidebar (the
+page's whole table of contents, a search box), permalink marks after every heading and signature ("API ¶",
+"aborter¶"), a copyright footer. Landmarks say what is chrome wherever a site marks them (ARIA roles, as Sphinx,
+MkDocs and Docusaurus do), and a permalink is a link whose text is only a mark.
+"""
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -27,6 +34,13 @@ _BLOCK = {
     "figure", "hr", "li", "main", "ol", "p", "section", "summary", "table", "tbody", "td", "tfoot", "th",
     "thead", "tr", "ul", "caption", "header", "footer", "br",
 }  # fmt: skip
+# ARIA landmarks that are never the page's own content: site navigation, search, site header and footer, sidebars.
+_CHROME_ROLES = {"navigation", "search", "banner", "contentinfo", "complementary", "menu", "menubar", "toolbar"}
+# A link to its own heading or entry: only a mark ("¶" in Sphinx, "#" in MkDocs and GitHub, "§", a link emoji, or
+# nothing but an icon), or classed as one by the generators that mark them.
+_PERMALINK_TEXT = {"", "¶", "#", "§", "🔗", "link", "permalink"}
+_PERMALINK_CLASSES = {"headerlink", "anchor", "anchorjs-link", "hash-link", "header-anchor", "permalink"}
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +81,49 @@ def read_page(text: str) -> Page:
     published = _published(soup)
     for tag in soup.find_all(_DROP):
         tag.decompose()
+    for tag in soup.find_all(_is_chrome):
+        tag.decompose()
     for tag in soup.find_all(["header", "footer"]):
         # An article's own header holds its headline; site headers and every footer are chrome.
         if tag.name == "footer" or not tag.find_parent(["article", "main"]):
             tag.decompose()
-    for tag in soup.find_all(hidden=True):
-        tag.decompose()
-    root = soup.find("main") or soup.find("article") or soup.find("body") or soup
+    for tag in soup.find_all("a"):
+        if _is_permalink(tag):
+            tag.decompose()
+    main = soup.find("main") or soup.find(_is_main)
+    root = main or soup.find("article") or soup.find("body") or soup
     blocks: list[Block] = []
     buffer: list[str] = []
     _walk(root, blocks, buffer)
     _flush(blocks, buffer)  # text outside any block element (a fragment of plain text)
     return Page(title=title, url=url, published=published, blocks=blocks)
+
+
+def _is_chrome(tag: Tag) -> bool:
+    """Hidden (the `hidden` attribute, `aria-hidden`, an inline style hiding it), a landmark that is not the page's
+    content (`role="navigation"` and the like), or a pre-HTML5 footer (`<div class="footer">`, Sphinx's copyright
+    line)."""
+    if tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true":
+        return True
+    if _HIDDEN_STYLE.search(str(tag.get("style", ""))):
+        return True
+    if str(tag.get("role", "")).lower() in _CHROME_ROLES:
+        return True
+    return "footer" in tag.get_attribute_list("class") or tag.get("id") == "footer"
+
+
+def _is_main(tag: Tag) -> bool:
+    return str(tag.get("role", "")).lower() == "main"
+
+
+def _is_permalink(tag: Tag) -> bool:
+    """A link to the page's own anchor whose text is only a mark ("¶"), or classed as a permalink."""
+    href = str(tag.get("href", ""))
+    if not href.startswith("#"):
+        return False
+    if _PERMALINK_CLASSES.intersection(str(c) for c in tag.get_attribute_list("class") if c):
+        return True
+    return collapse(tag.get_text(" ")).strip("\u200b").lower() in _PERMALINK_TEXT
 
 
 def _title(soup: BeautifulSoup) -> str | None:
