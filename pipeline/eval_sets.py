@@ -7,9 +7,12 @@ from here, so a set added here is measured and guarded everywhere.
   for parameters, functions, statements and flags.
 - `gitdocs`, `handbook`, `debref`: git's manual pages, The Debian Administrator's Handbook and the Debian
   Reference (`pipeline/eval_debdocs.py`).
+- `flaskdocs`: the Flask documentation's Sphinx build copied whole, as published (`pipeline/eval_published.py`,
+  Debian `python-flask-doc`): retrieval only, over pages with their chrome and the build's generated files.
 
 Every corpus but the demo one is built from a Debian documentation package into `examples/eval/<set>/content`
-(git-ignored); `scripts/build-eval-pgdocs` and `scripts/build-eval-debdocs` install the packages when missing.
+(git-ignored); `scripts/build-eval-pgdocs` and `scripts/build-eval-debdocs` install the packages when missing
+(`scripts/test` installs every set's).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import eval_debdocs, eval_pgdocs
+from pipeline import eval_debdocs, eval_pgdocs, eval_published
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_DIR = REPO / "examples" / "eval"
@@ -53,7 +56,7 @@ class ShippedSet:
             if not self.installed():
                 raise SystemExit(
                     f"{self.name}: the Debian package {self.package} is not installed "
-                    f"(scripts/build-eval-{'pgdocs' if self.name == 'pgdocs' else 'debdocs'} installs it)"
+                    f"(scripts/test installs every set's; or apt-get install {self.package})"
                 )
             self.build(self.content)
         return self.content
@@ -92,4 +95,13 @@ SETS: dict[str, ShippedSet] = {
         build=lambda out: eval_pgdocs.build(eval_pgdocs.DEFAULT_HTML, out),
     ),
     **{name: _debdocs(name) for name in eval_debdocs.SETS},
+    "flaskdocs": ShippedSet(
+        name="flaskdocs",
+        kind="documentation site as published (Sphinx build)",
+        folder=EVAL_DIR / "flaskdocs",
+        content=EVAL_DIR / "flaskdocs" / "content",
+        package=eval_published.DEBIAN_PACKAGE,
+        installed=eval_published.installed,
+        build=lambda out: eval_published.build(out),
+    ),
 }

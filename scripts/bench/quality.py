@@ -164,7 +164,9 @@ def compare(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> list[li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", default="demo,pgdocs,gitdocs,handbook,debref", help="Comma-separated set names.")
+    parser.add_argument(
+        "--sets", default="demo,pgdocs,gitdocs,handbook,debref,flaskdocs", help="Comma-separated set names."
+    )
     parser.add_argument("--no-answers", action="store_true", help="Retrieval only.")
     parser.add_argument("--compare", type=Path, help="An earlier bench-results/quality-*.json: apply the rule.")
     args = parser.parse_args()
