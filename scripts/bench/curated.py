@@ -12,6 +12,10 @@ through the service's own matcher (backend/curation/answers.py):
   something else). Counted per question, the figure a visitor sees.
 - paraphrases: each `paraphrases.jsonl` beside a set (ids of its questions, a few rewordings each) asked against
   all of the set's answers: matched when its own answer fits best, wrong when another one does.
+Then again with two phrasings an answer, as a curator has them once a gap topic written for it comes back with a
+visitor's question the answer missed (`/admin` adds the topic's questions to its phrasings): each answer's question
+and one of its paraphrases, the other paraphrase asked (both ways round, pooled); false matches as above, every
+question against the other answers' two phrasings.
 
     .venv/bin/python -m scripts.bench.curated [--json]
 """
@@ -23,7 +27,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -211,6 +215,23 @@ def measure(judged: Asked, para: Asked, threshold: float, penalty: float) -> dic
     }
 
 
+def second_phrasing(data: EvalSet, which: int) -> tuple[EvalSet, list[Question]]:
+    """`data` with each answer's paraphrase number `which` added to its phrasings, and the paraphrases left to ask
+    (the others): a curated answer after its curator took one visitor's rewording in."""
+    taken: dict[str, str] = {}
+    rest: list[Question] = []
+    seen: dict[str, int] = {}
+    for q in data.paraphrases:
+        at = seen.get(q.id, 0)
+        seen[q.id] = at + 1
+        if at == which:
+            taken[q.id] = q.text
+        else:
+            rest.append(q)
+    answers = [replace(a, questions=[*a.questions, taken[a.id]]) if a.id in taken else a for a in data.answers]
+    return replace(data, answers=answers, paraphrases=rest), rest
+
+
 def question_cost(embedder: Any, questions: Sequence[str]) -> dict[str, float]:
     """What matching at the model's own precision costs a turn over the int8 twin's vector that the search already
     computed: milliseconds a question, each text new to both (their caches are apart), median of the questions."""
@@ -279,6 +300,34 @@ def main() -> None:
             for r in results
         ],
     )  # fmt: skip
+    two = []
+    for data, _, _ in per_set:
+        judged2: Asked = []
+        para2: Asked = []
+        for which in (0, 1):
+            varied, rest = second_phrasing(data, which)
+            judge_varied = Judged(embed, varied)
+            judged2 += [(q, judge_varied.pairs(q)) for q in varied.questions]
+            para2 += [(q, judge_varied.pairs(q)) for q in rest]
+        two.append((data, judged2, para2))
+    results2 = []
+    for data, judged2, para2 in two:
+        m = measure(judged2, para2, defaults.match_threshold, defaults.substitution_penalty)
+        results2.append({"set": data.name, **m})
+    all_judged = [item for _, j, _ in two for item in j]
+    all_para = [item for _, _, p in two for item in p]
+    results2.append(
+        {"set": "all", **measure(all_judged, all_para, defaults.match_threshold, defaults.substitution_penalty)}
+    )
+    benchlib.print_table(
+        "Two phrasings an answer (its question and one paraphrase; the other paraphrase asked, both ways round)",
+        ["set", "questions judged", "false matches", "paraphrases", "matched", "wrong"],
+        [
+            [r["set"], r["questions"], f"{r['false_matches']} ({r['false_match_rate']:.1%})", r["paraphrases"],
+             f"{r['paraphrases_matched']:.1%}", f"{r['paraphrases_wrong']:.1%}"]
+            for r in results2
+        ],
+    )  # fmt: skip
     print(f"\njudged in {took:.1f} s (questions at the model's own precision, as the service matches them)")
     cost = question_cost(embedder, [q.text for _, _, para in per_set for q, _ in para])
     print(
@@ -288,7 +337,14 @@ def main() -> None:
     if args.json:
         path = benchlib.write_results(
             "curated",
-            {"machine": benchlib.machine(), "chosen": chosen, "results": results, "grid": rows, "cost": cost},
+            {
+                "machine": benchlib.machine(),
+                "chosen": chosen,
+                "results": results,
+                "two_phrasings": results2,
+                "grid": rows,
+                "cost": cost,
+            },
         )
         print(f"results: {path}")
 
