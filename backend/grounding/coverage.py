@@ -57,9 +57,13 @@ def follow_up_context(question: str, search_query: str) -> str:
     return search_query[: -len(question)].strip()
 
 
-# A name in a question: two capitals in a word (LVM, WireGuard, IPv6), a capitalised word past the first, or code.
+# A name in a question: two capitals in a word (LVM, WireGuard, IPv6), a capitalised word past the first, capitalised
+# words joined by hyphens (Flask-Login, X-Forwarded-For: the whole is the name, its parts are other things), a word
+# of letters and digits (Argon2, ext4, md5), or code.
 _CAPITALS = re.compile(r"\b\w*[A-Z]\w*[A-Z]\w*\b")
 _CAPITALISED = re.compile(r"(?<![.?!:;]\s)(?<=\s)[A-Z][a-z]+\b")
+_HYPHENATED = re.compile(r"(?<![\w-])[A-Z]\w*(?:-[A-Z]\w*)+(?![\w-])")
+_ALPHANUMERIC = re.compile(r"(?<![\w-])[A-Za-z]+\d[A-Za-z\d]*(?![\w-])")
 # Capitalised words that are not names (a question's own words, capitalised after a colon or in title case, and
 # what people write in capitals: "Is it OK to ...?").
 _NOT_NAMES = frozenset(
@@ -71,7 +75,8 @@ _NOT_NAMES = frozenset(
 def named(question: str, creator: Creator | None) -> list[str]:
     """The names a question asks about (not the scoped creator's own)."""
     own = name_words(creator)
-    found = [m[0] for m in _CAPITALS.finditer(question)] + [m[0] for m in _CAPITALISED.finditer(question)]
+    patterns = (_CAPITALS, _CAPITALISED, _HYPHENATED, _ALPHANUMERIC)
+    found = [m[0] for pattern in patterns for m in pattern.finditer(question)]
     found += [token for token in question.split() if CODE_TOKEN.search(token)]
     names: list[str] = []
     for name in found:

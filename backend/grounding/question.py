@@ -138,7 +138,7 @@ _PRO_FORM = re.compile(
 _ASKS_DEFAULT = re.compile(
     r"\bby default\b|\bunless (?:i|you|we|one) (?:say|tell|specify|give|pass|set)\b"
     r"|\bif (?:i|you|we) (?:don'?t|do not|never) (?:say|tell|specify|give|pass|set)\b|\bis assumed\b"
-    r"|\bwhat(?:'s| is) the default\b|\bdefault (?:value|setting)\b",
+    r"|\bwhat(?:'s| is) the default\b|\bdefault (?:value|setting)\b|\bout of the box\b|\bunless I change\b",
     re.IGNORECASE,
 )
 

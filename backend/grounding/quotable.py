@@ -37,11 +37,12 @@ _SECTIONS = (
     "DISCUSSION|HISTORY|COMMANDS|EXIT STATUS|RETURN VALUES?|WARNING|CAUTION|TIP|IMPORTANT"
 )
 # A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
-# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint", "abs(x)"), or a
-# keyword in capitals (a statement's parameter: "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
+# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint", "abs(x)"), a
+# header's or field's name ("X-Frame-Options", "Start-LSN"), or a keyword in capitals (a statement's parameter:
+# "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
 _TERM_LINE = re.compile(
     CODE_TOKEN.pattern
-    + rf"|[|&<>~*{{}}]|^\$ |^[a-z][\w+-]*$|{_CALL}(?:→|->)|^[A-Za-z_][\w.]*\([^()]*\)$"
+    + rf"|[|&<>~*{{}}]|^\$ |^[a-z][\w+-]*$|{_CALL}(?:→|->)|^[A-Za-z_][\w.]*\([^()]*\)$|^[A-Z]\w*(?:-[A-Z0-9]\w*)+$"
     + rf"|^(?!(?:{_SECTIONS})$)[A-Z]{{2,}}(?: [A-Z]{{2,}}){{0,2}}$"
 )
 # A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
@@ -82,6 +83,11 @@ class Quotable:
     continued: tuple[tuple[str, str], ...] = ()
 
     @property
+    def states_a_value(self) -> bool:
+        """A line giving its entry's value ("Default: False"): it means what the entry's first sentence means."""
+        return bool(_DEFAULT_LINE.match(self.span.text))
+
+    @property
     def whole(self) -> str:
         """All it is quoted with, as one text: its term line, the sentence, its code and the rest after the code."""
         parts = (self.label, self.span.text, self.code, *(text for part in self.continued for text in part))
@@ -95,6 +101,9 @@ _MAX_TERM_CHARS = 100
 # A code block a sentence introduces: at most this many code lines, and as many comments besides.
 _MAX_CODE_LINES = 2 * _MAX_LABEL_LINES
 _COMMENT_LINE = re.compile(r"^(?:#+|--|//) \S")
+# A name on a line of its own: dotted ("flask.template_rendered"), in snake or constant case ("SESSION_COOKIE_SECURE"),
+# or a signature without spaces ("flask.abort(code)").
+_NAME_LINE = re.compile(r"^[A-Za-z_]\w*(?:\.\w+)+(?:\([^()\s]*\))?$|^[A-Za-z]\w*_\w+$")
 
 
 def _is_term_line(line: str) -> bool:
@@ -168,13 +177,20 @@ _STATEMENT_LINE = re.compile(r"^[A-Z]{2,}(?: [A-Z]{2,})* \S.*;$")
 _NOT_SENTENCE = re.compile(rf"^(?:\d+\.)+\d*$|{_STATEMENT_LINE.pattern}")
 
 
+# A reference entry's default on a line of its own ("Default: True", "Default: timedelta(days=31)"), as Sphinx sets a
+# configuration value's: a statement about the term above it, however short.
+_DEFAULT_LINE = re.compile(r"^Default(?: value)?: \S")
+
+
 def _is_body(span: Span) -> bool:
     """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
-    this:") is one."""
+    this:") is one, and so is a line stating a default."""
     if span.text.startswith(("$ ", "# ")):  # a shell prompt's line: code, quoted with the sentence introducing it
         return False
     if _NOT_SENTENCE.match(span.text):
         return False
+    if _DEFAULT_LINE.match(span.text):
+        return True
     return not span.is_heading or (span.text.endswith(":") and len(span.text.split()) >= 3)
 
 
@@ -232,7 +248,10 @@ def _code_after(gap: str) -> str:
         len(line) > _MAX_TERM_CHARS or not (comment or _is_code_line(line))
         for line, comment in zip(lines, comments, strict=True)
     ):
-        return ""  # a list or a heading, not code
+        # One command at its prompt and what it printed ("copy the output of this:" `$ python -c '...'` then a key):
+        # the command is the code, its output is not quoted. A longer session stays unquoted, as a list would.
+        prompts = [line for line in lines if line.startswith("$ ")]
+        return lines[0] if len(prompts) == 1 and lines[0] == prompts[0] and len(lines[0]) <= _MAX_TERM_CHARS else ""
     return "\n".join(lines)
 
 
@@ -324,7 +343,10 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
             # they open the definition list it introduced.
             introduced = gap_start and _INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
-            label = "" if introduced and not listing else ", ".join(terms)
+            # One name alone ("The following signals exist:" `flask.template_rendered` "This signal is sent ..."):
+            # the sentence introduced it and the sentence after it defines it; both quote it.
+            named_alone = len(terms) == 1 and _NAME_LINE.match(terms[0])
+            label = "" if introduced and not listing and not named_alone else ", ".join(terms)
             lead = None
         gap_start = span.end
         context = context_of_heading | text_terms(previous.text) if previous else context_of_heading

@@ -135,6 +135,11 @@ def _read_rows(
     after_previous = len(encoded) - len(heading_texts)
     extra = iter((matrix[len(rows) : after_previous] @ query).tolist())
     heading_similarity = dict(zip(heading_texts, (matrix[after_previous:] @ query).tolist(), strict=True))
+    # A line giving an entry's value ("Default: False") is as close to the question as the entry's first sentence.
+    at = {(number, q.span.start): i for i, (number, q) in enumerate(rows)}
+    for i, (number, q) in enumerate(rows):
+        if q.states_a_value and q.lead is not None and (number, q.lead.start) in at:
+            dense[i] = max(dense[i], dense[at[(number, q.lead.start)]])
     term_sets = [read.terms for _, read in rows]
     total = len(rows)
     weights = question.terms.items()

@@ -60,17 +60,20 @@ def row_bonus(read: Quotable, asked: Iterable[str]) -> float:
 _NAMES_A_LITERAL = re.compile(rf"{CODE_TOKEN.pattern}|\"[^\"\s]{{1,40}}\"|“[^”\s]{{1,40}}”")
 
 
-# A sentence saying what holds when nothing is said: for a question asking for a default.
+# A sentence saying what holds when nothing is said (a reference entry's "Default: False" line among them): for a
+# question asking for a default.
 _STATES_DEFAULT = re.compile(
     r"\bby default\b|\bdefaults? (?:to|is|value)\b|\bthe default\b|\bis assumed\b"
-    r"|\bif (?:omitted|not (?:given|specified|set))\b",
+    r"|\bif (?:omitted|not (?:given|specified|set))\b|\bDefault(?: value)?: \S",
     re.IGNORECASE,
 )
 
 
 def form_penalty(text: str) -> float:
-    """Signposts ("Here is how I...") and short fragments without a fact say little on their own."""
+    """Signposts ("Here is how I...") and short fragments without a fact (a figure, a literal, a default) say little on
+    their own."""
     penalty = 2.5 * _FORM_PENALTY if SIGNPOST.search(text) else 0.0
-    if len(text.split()) < 6 and not quantities(text, with_one=True) and not _NAMES_A_LITERAL.search(text):
+    short = len(text.split()) < 6 and not quantities(text, with_one=True)
+    if short and not _NAMES_A_LITERAL.search(text) and not _STATES_DEFAULT.search(text):  # "Default: False" is a fact
         penalty += _FORM_PENALTY
     return penalty

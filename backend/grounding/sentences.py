@@ -24,9 +24,9 @@ import numpy as np
 from backend.retrieval.packed_vectors import unpack_vectors
 from backend.stages import Hit
 
-# A sentence ends at . ! ? (or a colon that opens a new capitalised sentence) followed by space, at a line
-# break between transcript cues or list items, or at a blank line.
-_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|(?<=:)\s+(?=[A-Z])|\s*\n\s*")
+# A sentence ends at . ! ? (or a colon that opens a new capitalised sentence, but not a default's: "Default: True")
+# followed by space, at a line break between transcript cues or list items, or at a blank line.
+_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|(?<=:)(?<!\bDefault:)\s+(?=[A-Z])|\s*\n\s*")
 _MIN_CHARS = 3
 
 

@@ -29,10 +29,17 @@ def test_names_are_acronyms_capitalised_words_and_code() -> None:
     assert named("Is it OK to export my database password for cron?", None) == []
     # The scoped creator's own name is not a topic.
     assert named("What does Hazel say about WireGuard?", Creator(slug="hazel", name="Hazel")) == ["WireGuard"]
+    # Capitalised words joined by hyphens are one name, and so is a word of letters and digits; lower-case hyphenated
+    # words ("remember-me", "pre-push", "built-in") are words.
+    assert named("How do I set remember-me cookies with Gitlet-Login?", None) == ["Gitlet", "Gitlet-Login"]
+    assert named("Can I hash passwords with Argon2 or store ext4 images?", None) == ["Argon2", "ext4"]
+    assert named("Which arguments does the pre-push hook get?", None) == []
 
 
 def test_a_name_counts_as_mentioned_in_any_spelling_of_its_word() -> None:
     assert unmentioned(["Repacks", "--window=50", "LFS"], MANUAL) == ["LFS"]
+    # A compound is mentioned only whole: "Gitlet" is, "Gitlet-Login" is not.
+    assert unmentioned(["Gitlet", "Gitlet-Login", "repack"], MANUAL) == ["Gitlet-Login"]
 
 
 def test_an_unmentioned_name_is_not_covered_however_close_the_words(vectors: SentenceVectors) -> None:
