@@ -81,6 +81,9 @@ def named(question: str, creator: Creator | None) -> list[str]:
     names: list[str] = []
     for name in found:
         word = name.strip(".,;:?!\"'`()[]")
+        if "=" in word and not word.startswith(("/", "`")):
+            # A setting with the asker's value ("--window=50", "?page=2"): the setting is the name, not the value.
+            word = word.split("=", 1)[0].lstrip("?&")
         if len(word) < 2 or fold(word) in _NOT_NAMES or stem(word) in own or word in names:
             continue
         names.append(word)

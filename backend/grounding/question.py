@@ -42,7 +42,8 @@ _KINDS: list[tuple[FactKind, re.Pattern[str]]] = [
         re.compile(
             r"^where\b|\b(?:which|what)(?:'s| is| are)?(?: the| a)?(?: [\w-]+){0,2}? "
             r"(?:option|flag|switch|command|variable|setting|key|file|directory|format|argument|parameter|function|class|method|package|tool|program|field|"
-            r"keyword|macro|header|environment variable|config(?:uration)? (?:variable|option|key))s?\b",
+            r"keyword|macro|header|environment variable|config(?:uration)? (?:variable|option|key)|"
+            r"decorator|signal|attribute|property|exception|hook|module|helper|middleware|extension|endpoint)s?\b",
             re.IGNORECASE,
         ),
     ),

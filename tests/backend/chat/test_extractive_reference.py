@@ -5,7 +5,7 @@ as a heading. Made-up entries in the shapes Sphinx gives them."""
 from __future__ import annotations
 
 from backend.chat.tiers.extractive import compose_answer
-from backend.grounding.question import read_question
+from backend.grounding.question import FactKind, read_question
 from backend.grounding.quotable import quotable
 from backend.grounding.sentences import SentenceVectors, split_sentences
 from tests.backend.chat.helpers import hit, prompt_for
@@ -100,3 +100,14 @@ def test_one_command_and_what_it_printed_quotes_the_command(vectors: SentenceVec
 def test_out_of_the_box_asks_for_a_default() -> None:
     assert read_question("Does Widgets mark the spin cookie secure out of the box?", creator=None).default
     assert read_question("How long does a spin last unless I change it?", creator=None).default
+
+
+def test_an_api_reference_s_kinds_of_thing_ask_for_a_name() -> None:
+    """Asked "which decorator", "which signal" or "which helper", a question asks for a name as "which option" does."""
+    for question in (
+        "Which decorator runs a function before every spin?",
+        "Which signal is sent after a widget spun?",
+        "My generator needs the request. Which helper keeps it around?",
+        "What attribute holds the spin count?",
+    ):
+        assert read_question(question, creator=None).kind == FactKind.name, question
