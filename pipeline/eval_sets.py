@@ -8,7 +8,7 @@ from here, so a set added here is measured and guarded everywhere.
 - `gitdocs`, `handbook`, `debref`: git's manual pages, The Debian Administrator's Handbook and the Debian
   Reference (`pipeline/eval_debdocs.py`).
 - `flaskdocs`: the Flask documentation's Sphinx build copied whole, as published (`pipeline/eval_published.py`,
-  Debian `python-flask-doc`): retrieval only, over pages with their chrome and the build's generated files.
+  Debian `python-flask-doc`): pages with their chrome and the build's generated files, an API reference's answers.
 
 Every corpus but the demo one is built from a Debian documentation package into `examples/eval/<set>/content`
 (git-ignored); `scripts/build-eval-pgdocs` and `scripts/build-eval-debdocs` install the packages when missing

@@ -8,13 +8,19 @@ import json
 import os
 from pathlib import Path
 
+import anyio
 import pytest
 from click.testing import CliRunner
 
+from backend.settings import RetrievalSettings
 from pipeline import eval_published
 from pipeline.cli import main
+from pipeline.eval_answers import load_questions, run_questions, summarize
+from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_data import load_content, load_qrels, load_queries
 from pipeline.eval_sets import SETS
+from tests.backend.api.harness import Backend, extractive_tier, make_settings
+from tests.pipeline.answer_set_checks import check_answer_set
 
 FOLDER = SETS["flaskdocs"].folder
 # Measured (BENCHMARKS.md, "Retrieval quality": hybrid 0.853 / 0.824, dense 0.810 / 0.819, bm25 0.716 / 0.711),
@@ -24,6 +30,10 @@ FLOORS = {
     "dense": {"mrr@10": 0.78, "ndcg@10": 0.79},
     "bm25": {"mrr@10": 0.68, "ndcg@10": 0.68},
 }
+
+# The extractive tier on the answer set (BENCHMARKS.md, "Answer quality": fact recall 0.818, false and missed
+# refusals 0), with room for a turn or two: two facts of 44, one refusal of 40, one missed of 5.
+ANSWER_FLOORS = {"fact_recall": 0.77, "false_refusal_rate": 0.05, "missed_refusal_rate": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +90,26 @@ def test_retrieval_stays_above_the_floors(content: Path, lorechat_env: Path) -> 
         if scores[mode][metric] < floor
     ]
     assert not failures, failures
+
+
+def test_the_answer_set_is_well_formed(content: Path) -> None:
+    check_answer_set(FOLDER / "answers.jsonl", content, author_voice=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # indexing with sentence vectors and 45 turns through the service's turn: 1-3 minutes
+def test_answers_stay_above_the_floors(content: Path, tmp_path: Path) -> None:
+    """The offline default (the extractive tier) through the service's own turn, over the site as published."""
+    base = make_settings(
+        data_dir=tmp_path / "unused", backend=Backend("embedded", "", ""), tiers=[extractive_tier()],
+        retrieval=RetrievalSettings(),
+    )  # fmt: skip
+    results = anyio.run(
+        run_questions, indexed_settings(base, content, tmp_path), load_questions(FOLDER / "answers.jsonl")
+    )
+    figures = summarize(results)["extractive"]
+    assert figures["errors"] == 0, figures
+    assert figures["citation_precision"] >= 0.95, figures
+    assert figures["fact_recall"] >= ANSWER_FLOORS["fact_recall"], figures
+    assert figures["false_refusal_rate"] <= ANSWER_FLOORS["false_refusal_rate"], figures
+    assert figures["missed_refusal_rate"] <= ANSWER_FLOORS["missed_refusal_rate"], figures
