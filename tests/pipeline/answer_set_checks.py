@@ -1,13 +1,19 @@
-"""What every shipped answer set must be (issue 37), checked against its built corpus: the Debian sets'
-(`test_eval_debdocs.py`) and the PostgreSQL manual's (`test_eval_pgdocs.py`)."""
+"""What every shipped answer set must be (issue 37), checked against its built corpus, and the extractive tier's
+floors on it: the Debian sets' (`test_eval_debdocs.py`), the PostgreSQL manual's (`test_eval_pgdocs.py`) and the
+Flask site's as published (`test_eval_published.py`)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from pipeline.eval_answers import Question, load_questions, turn_count
+import anyio
+
+from backend.settings import RetrievalSettings
+from pipeline.eval_answers import Question, load_questions, run_questions, summarize, turn_count
+from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_data import load_content
+from tests.backend.api.harness import Backend, extractive_tier, make_settings
 
 _SECOND_PERSON = re.compile(r"\b(you|your)\b", re.IGNORECASE)
 
@@ -50,3 +56,20 @@ def check_answer_set(answers: Path, content: Path, *, author_voice: bool) -> Non
         assert question.creator is None or question.creator in text_of, f"{question.id}: unknown creator"
         for fact in question.facts:
             assert re.search(fact, text_of[question.creator], re.IGNORECASE), f"{question.id}: {fact!r} in no source"
+
+
+def check_answer_floors(answers: Path, content: Path, work: Path, floors: dict[str, float]) -> None:
+    """The offline default (the extractive tier) on an answer set, through the service's own turn (`lorechat
+    eval-answers`) over `content` indexed under `work`: no error, citation precision >= 0.95, and `floors` (fact
+    recall at least, false and missed refusal rates at most)."""
+    base = make_settings(
+        data_dir=work / "unused", backend=Backend("embedded", "", ""), tiers=[extractive_tier()],
+        retrieval=RetrievalSettings(),
+    )  # fmt: skip
+    results = anyio.run(run_questions, indexed_settings(base, content, work), load_questions(answers))
+    figures = summarize(results)["extractive"]
+    assert figures["errors"] == 0, figures
+    assert figures["citation_precision"] >= 0.95, figures
+    assert figures["fact_recall"] >= floors["fact_recall"], figures
+    assert figures["false_refusal_rate"] <= floors["false_refusal_rate"], figures
+    assert figures["missed_refusal_rate"] <= floors["missed_refusal_rate"], figures

@@ -9,19 +9,14 @@ import os
 import re
 from pathlib import Path
 
-import anyio
 import pytest
 from click.testing import CliRunner
 
-from backend.settings import RetrievalSettings
 from pipeline.cli import main
-from pipeline.eval_answers import load_questions, run_questions, summarize
-from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_data import load_qrels, load_queries, load_query_creators
 from pipeline.eval_debdocs import SETS, build
 from pipeline.eval_sets import EVAL_DIR
-from tests.backend.api.harness import Backend, extractive_tier, make_settings
-from tests.pipeline.answer_set_checks import check_answer_set
+from tests.pipeline.answer_set_checks import check_answer_floors, check_answer_set
 
 NAMES = sorted(SETS)
 
@@ -157,17 +152,4 @@ def test_answers_stay_above_the_set_floors(corpus: tuple[str, Path], tmp_path: P
     """The offline default (the extractive tier) on each set's answer questions, through the service's own turn
     (`lorechat eval-answers`): fact recall, citation precision and refusals per set, so no set pays for another."""
     name, content = corpus
-    base = make_settings(
-        data_dir=tmp_path / "unused", backend=Backend("embedded", "", ""), tiers=[extractive_tier()],
-        retrieval=RetrievalSettings(),
-    )  # fmt: skip
-    results = anyio.run(
-        run_questions, indexed_settings(base, content, tmp_path), load_questions(EVAL_DIR / name / "answers.jsonl")
-    )
-    figures = summarize(results)["extractive"]
-    assert figures["errors"] == 0, figures
-    assert figures["citation_precision"] >= 0.95, figures
-    floors = ANSWER_FLOORS[name]
-    assert figures["fact_recall"] >= floors["fact_recall"], (name, figures)
-    assert figures["false_refusal_rate"] <= floors["false_refusal_rate"], (name, figures)
-    assert figures["missed_refusal_rate"] <= floors["missed_refusal_rate"], (name, figures)
+    check_answer_floors(EVAL_DIR / name / "answers.jsonl", content, tmp_path, ANSWER_FLOORS[name])

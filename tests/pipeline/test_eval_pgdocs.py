@@ -8,19 +8,14 @@ import json
 import os
 from pathlib import Path
 
-import anyio
 import pytest
 from click.testing import CliRunner
 
-from backend.settings import RetrievalSettings
 from pipeline.cli import main
-from pipeline.eval_answers import load_questions, run_questions, summarize
-from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_data import load_qrels, load_queries, load_query_creators
 from pipeline.eval_pgdocs import DEFAULT_HTML, PARTS, build
-from tests.backend.api.harness import Backend, extractive_tier, make_settings
 from tests.conftest import REPO
-from tests.pipeline.answer_set_checks import check_answer_set
+from tests.pipeline.answer_set_checks import check_answer_floors, check_answer_set
 
 PGDOCS = REPO / "examples" / "eval" / "pgdocs"
 
@@ -113,15 +108,4 @@ def test_pgdocs_eval_stays_above_floors(corpus: Path, lorechat_env: Path) -> Non
 def test_answers_stay_above_the_set_floors(corpus: Path, tmp_path: Path) -> None:
     """The offline default (the extractive tier) on the manual's answer set, through the service's own turn: the
     set closest in kind to API documentation (parameters, functions, statements, flags)."""
-    base = make_settings(
-        data_dir=tmp_path / "unused", backend=Backend("embedded", "", ""), tiers=[extractive_tier()],
-        retrieval=RetrievalSettings(),
-    )  # fmt: skip
-    questions = load_questions(PGDOCS / "answers.jsonl")
-    results = anyio.run(run_questions, indexed_settings(base, corpus, tmp_path), questions)
-    figures = summarize(results)["extractive"]
-    assert figures["errors"] == 0, figures
-    assert figures["citation_precision"] >= 0.95, figures
-    assert figures["fact_recall"] >= ANSWER_FLOORS["fact_recall"], figures
-    assert figures["false_refusal_rate"] <= ANSWER_FLOORS["false_refusal_rate"], figures
-    assert figures["missed_refusal_rate"] <= ANSWER_FLOORS["missed_refusal_rate"], figures
+    check_answer_floors(PGDOCS / "answers.jsonl", corpus, tmp_path, ANSWER_FLOORS)

@@ -8,19 +8,14 @@ import json
 import os
 from pathlib import Path
 
-import anyio
 import pytest
 from click.testing import CliRunner
 
-from backend.settings import RetrievalSettings
 from pipeline import eval_published
 from pipeline.cli import main
-from pipeline.eval_answers import load_questions, run_questions, summarize
-from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_data import load_content, load_qrels, load_queries
 from pipeline.eval_sets import SETS
-from tests.backend.api.harness import Backend, extractive_tier, make_settings
-from tests.pipeline.answer_set_checks import check_answer_set
+from tests.pipeline.answer_set_checks import check_answer_floors, check_answer_set
 
 FOLDER = SETS["flaskdocs"].folder
 # Measured (BENCHMARKS.md, "Retrieval quality": hybrid 0.853 / 0.824, dense 0.810 / 0.819, bm25 0.716 / 0.711),
@@ -100,16 +95,4 @@ def test_the_answer_set_is_well_formed(content: Path) -> None:
 @pytest.mark.timeout(900)  # indexing with sentence vectors and 45 turns through the service's turn: 1-3 minutes
 def test_answers_stay_above_the_floors(content: Path, tmp_path: Path) -> None:
     """The offline default (the extractive tier) through the service's own turn, over the site as published."""
-    base = make_settings(
-        data_dir=tmp_path / "unused", backend=Backend("embedded", "", ""), tiers=[extractive_tier()],
-        retrieval=RetrievalSettings(),
-    )  # fmt: skip
-    results = anyio.run(
-        run_questions, indexed_settings(base, content, tmp_path), load_questions(FOLDER / "answers.jsonl")
-    )
-    figures = summarize(results)["extractive"]
-    assert figures["errors"] == 0, figures
-    assert figures["citation_precision"] >= 0.95, figures
-    assert figures["fact_recall"] >= ANSWER_FLOORS["fact_recall"], figures
-    assert figures["false_refusal_rate"] <= ANSWER_FLOORS["false_refusal_rate"], figures
-    assert figures["missed_refusal_rate"] <= ANSWER_FLOORS["missed_refusal_rate"], figures
+    check_answer_floors(FOLDER / "answers.jsonl", content, tmp_path, ANSWER_FLOORS)
