@@ -27,6 +27,7 @@ from pipeline.sources.html import parse_html
 from pipeline.sources.jsonl import parse_jsonl
 from pipeline.sources.markdown import parse_markdown
 from pipeline.sources.pdf import parse_pdf
+from pipeline.sources.rest import parse_rest
 from pipeline.sources.site_builds import build_roots, generated
 from pipeline.sources.text import parse_text
 from pipeline.sources.transcripts import parse_srt, parse_vtt
@@ -48,6 +49,8 @@ PARSERS: dict[str, Callable[[SourceContext], ParseResult]] = {
     ".html": parse_html,
     ".htm": parse_html,
     ".pdf": parse_pdf,
+    ".rst": parse_rest,
+    ".rest": parse_rest,
     ".srt": parse_srt,
     ".vtt": parse_vtt,
     ".jsonl": parse_jsonl,
