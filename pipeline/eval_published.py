@@ -20,6 +20,10 @@ CREATOR = "flask"
 _CREATOR_YAML = 'name: "Flask"\nbio: "The Flask 2.2 documentation as Sphinx built it (Debian python-flask-doc)."\n'
 
 
+MKDOCS_PACKAGE = "mkdocs-doc"  # MkDocs' own documentation as `mkdocs build` wrote it (BSD licence)
+MKDOCS_HTML = Path("/usr/share/doc/mkdocs/html")
+
+
 def installed() -> bool:
     return (DEFAULT_HTML / "objects.inv").is_file()
 
@@ -33,3 +37,22 @@ def build(out: Path, html: Path = DEFAULT_HTML) -> dict[str, int]:
     shutil.copytree(html, folder, symlinks=False)
     (folder / "creator.yaml").write_text(_CREATOR_YAML, encoding="utf-8")
     return {CREATOR: sum(1 for _ in folder.rglob("*.html"))}
+
+
+def build_sources(out: Path, html: Path = DEFAULT_HTML) -> dict[str, int]:
+    """The same documentation as its reST sources: `out/flask/<page>.rst` for every `_sources/<page>.rst.txt` the
+    build keeps (replacing `out`), so the questions judged to `flask/<page>.html` judge `flask/<page>.rst`; returns
+    its pages per creator."""
+    if out.exists():
+        shutil.rmtree(out)
+    folder = out / CREATOR
+    folder.mkdir(parents=True)
+    (folder / "creator.yaml").write_text(_CREATOR_YAML.replace("as Sphinx built it", "as its reST sources"), "utf-8")
+    count = 0
+    for source in sorted((html / "_sources").rglob("*.rst.txt")):
+        relative = source.relative_to(html / "_sources")
+        page = folder / relative.with_name(relative.name.removesuffix(".txt"))
+        page.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, page)
+        count += 1
+    return {CREATOR: count}

@@ -78,8 +78,8 @@ def content_files(creator_root: Path) -> list[Path]:
     """Every file under a creator folder that ingest should try, sorted; unsupported ones included so
     they can be reported, and so are symbolic links that lead nowhere usable (a loop, a broken link, a
     folder: `parse_file` says which, I9). Hidden files and folders (".git", ".DS_Store"), creator.yaml and a
-    documentation build's generated files (its page sources, assets, index and search pages: site_builds.py) are
-    skipped."""
+    documentation build's generated files (its page sources, assets, index, search, 404 and listing pages:
+    site_builds.py) are skipped."""
     files = []
     for path in creator_root.rglob("*"):
         relative = path.relative_to(creator_root)

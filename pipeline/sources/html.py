@@ -51,10 +51,19 @@ class Page:
     url: str | None  # its canonical link
     published: str | None
     blocks: list[Block]
+    redirect: str | None = None  # where a `<meta http-equiv="refresh">` sends the reader at once
+
+
+# A page that only sends its reader elsewhere ("Redirecting..."; MkDocs' redirects plugin, moved pages on any static
+# site) holds no more text than this.
+_STUB_CHARACTERS = 200
+_REFRESH = re.compile(r"^\s*0*\s*[;,]\s*url\s*=\s*['\"]?([^'\"\s]+)", re.IGNORECASE)
 
 
 def parse_html(ctx: SourceContext) -> ParseResult:
     page = read_page(read_text(ctx))
+    if page.redirect and sum(len(block.text) for block in page.blocks) <= _STUB_CHARACTERS:
+        return ParseResult()  # a redirect stub: its content is the page it sends to, read from that file
     title = page.title or next((b.text for b in page.blocks if b.kind == "heading"), None) or title_from_name(ctx.path)
     document = Document(
         kind="page",
@@ -79,6 +88,7 @@ def read_page(text: str) -> Page:
     title = _title(soup)
     url = _canonical(soup)
     published = _published(soup)
+    redirect = _redirect(soup)
     for tag in soup.find_all(_DROP):
         tag.decompose()
     for tag in soup.find_all(_is_chrome):
@@ -96,7 +106,7 @@ def read_page(text: str) -> Page:
     buffer: list[str] = []
     _walk(root, blocks, buffer)
     _flush(blocks, buffer)  # text outside any block element (a fragment of plain text)
-    return Page(title=title, url=url, published=published, blocks=blocks)
+    return Page(title=title, url=url, published=published, blocks=blocks, redirect=redirect)
 
 
 def _is_chrome(tag: Tag) -> bool:
@@ -142,6 +152,15 @@ def _canonical(soup: BeautifulSoup) -> str | None:
         if "canonical" in (r.lower() for r in rels):
             href = collapse(str(link["href"]))
             return href or None
+    return None
+
+
+def _redirect(soup: BeautifulSoup) -> str | None:
+    for meta in soup.find_all("meta", attrs={"http-equiv": True}):
+        if str(meta.get("http-equiv", "")).lower() == "refresh":
+            match = _REFRESH.match(str(meta.get("content", "")))
+            if match:
+                return match.group(1)
     return None
 
 

@@ -137,6 +137,8 @@ def parse_rest(ctx: SourceContext) -> ParseResult:
     text = read_text(ctx)
     errors: list[str] = []
     blocks = rest_blocks(text, file=ctx.path, include=_includer(ctx, errors))
+    if not blocks and errors:  # a page that is only an include that could not be read: say which
+        raise ctx.error(errors[0].removeprefix(f"{ctx.source}: "))
     title = next((b.text for b in blocks if b.kind == "heading" and b.level == 1), None) or title_from_name(ctx.path)
     document = Document(
         kind="article",

@@ -14,7 +14,6 @@ almost all of it), so questions answered only there are expected to rank lower f
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from backend.retrieval.embedder import get_embedder
 from backend.settings import get_settings
+from pipeline import eval_published
 from pipeline.eval_data import load_eval_set
 from pipeline.eval_sets import SETS
 from pipeline.evaluate import evaluate
@@ -30,22 +30,14 @@ from scripts.bench import benchlib
 from scripts.bench.quality import MODES, RETRIEVAL
 
 
-def sources_folder(html_content: Path, out: Path) -> int:
-    """`out/flask/<page>.rst` for every `_sources/<page>.rst.txt` of the build under `html_content/flask`; a page
-    that is only an include of a file outside the docs (the contributing guide's `../CONTRIBUTING.rst`) is left out,
-    as ingest would report it and go on."""
-    creator = html_content / "flask"
-    target = out / "flask"
-    target.mkdir(parents=True)
-    shutil.copyfile(creator / "creator.yaml", target / "creator.yaml")
+def sources_folder(out: Path) -> int:
+    """The Flask docs' reST sources under `out` (`eval_published.build_sources`), less the pages ingest cannot read
+    (the contributing guide is only an include of `../CONTRIBUTING.rst`, outside the docs: ingest reports it)."""
+    eval_published.build_sources(out)
     count = 0
-    for source in sorted((creator / "_sources").rglob("*.rst.txt")):
-        relative = source.relative_to(creator / "_sources")
-        page = target / relative.with_name(relative.name.removesuffix(".txt"))
-        page.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, page)
+    for page in sorted((out / "flask").rglob("*.rst")):
         try:
-            parse_file(page, creator="flask", creator_root=target)
+            parse_file(page, creator="flask", creator_root=out / "flask")
         except ParseError as exc:
             print(f"left out: {exc}", file=sys.stderr)
             page.unlink()
@@ -71,7 +63,7 @@ def main() -> int:
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as work:
         root = Path(work)
-        pages = sources_folder(html, root / "content")
+        pages = sources_folder(root / "content")
         variants = {
             "published HTML": load_eval_set(content=html, queries=shipped.queries, qrels=shipped.qrels),
             "reST sources": load_eval_set(

@@ -15,6 +15,7 @@ from pipeline import eval_published
 from pipeline.cli import main
 from pipeline.eval_data import load_content, load_qrels, load_queries
 from pipeline.eval_sets import SETS
+from pipeline.sources import ParseError, content_files, parse_file
 from tests.pipeline.answer_set_checks import check_answer_floors, check_answer_set
 
 FOLDER = SETS["flaskdocs"].folder
@@ -60,6 +61,57 @@ def test_the_build_is_read_as_its_pages_without_their_chrome(content: Path) -> N
         assert "Created using Sphinx" not in document.text, document.document_id
     api = next(d for d in documents if d.document_id == "flask/api.html")
     assert api.blocks[0].text == "API"  # the body's first heading, not the related-links bar
+
+
+def test_the_builds_rest_sources_read_as_the_pages_show_them(tmp_path: Path) -> None:
+    """The same documentation from its reST sources (pipeline/sources/rest.py): every page parses, the one that only
+    includes a file outside the docs is reported, and a configuration key reads as its HTML page shows it."""
+    if not eval_published.installed():
+        pytest.fail(f"the Debian package {eval_published.DEBIAN_PACKAGE} is not installed (scripts/test installs it)")
+    out = tmp_path / "sources"
+    assert eval_published.build_sources(out)[eval_published.CREATOR] > 70
+    folder = out / eval_published.CREATOR
+    failed: dict[str, str] = {}
+    reported: list[str] = []
+    documents = {}
+    for page in sorted(folder.rglob("*.rst")):
+        try:
+            result = parse_file(page, creator="flask", creator_root=folder)
+        except ParseError as exc:
+            failed[page.name] = exc.reason
+            continue
+        reported += result.errors
+        documents[page.relative_to(folder).as_posix()] = result.documents[0]
+    # Two pages include a file from the repository's top, outside the docs: one is nothing else, one keeps its text.
+    outside = "outside the creator folder; not read (copy the file into it)"
+    assert failed == {"contributing.rst": f"include '../CONTRIBUTING.rst': {outside}"}
+    assert reported == [f"flask/changes.rst: include '../CHANGES.rst': {outside}"]
+    config = [b.text for b in documents["config.rst"].blocks]
+    assert documents["config.rst"].title == "Configuration Handling"
+    key = config.index("SECRET_KEY")
+    assert config[key + 1].startswith("A secret key that will be used for securely signing the session cookie")
+    assert "Default: None" in config[key + 2 : key + 6]
+    for document in documents.values():
+        for marker in (":class:`", ":ref:`", ".. code-block::", ".. versionadded::"):
+            assert marker not in document.text, (document.document_id, marker)
+
+
+def test_an_mkdocs_build_is_read_as_its_pages() -> None:
+    """MkDocs' own documentation as `mkdocs build` wrote it (Debian mkdocs-doc): its pages, without the theme's
+    assets, search index, sitemaps, 404 page or the redirect stubs of moved pages."""
+    if not eval_published.MKDOCS_HTML.is_dir():
+        pytest.fail(f"the Debian package {eval_published.MKDOCS_PACKAGE} is not installed (scripts/test installs it)")
+    listed = [p.relative_to(eval_published.MKDOCS_HTML).as_posix() for p in content_files(eval_published.MKDOCS_HTML)]
+    assert "index.html" in listed and "user-guide/configuration.html" in listed
+    assert all(name.endswith(".html") and name != "404.html" for name in listed), listed
+    documents = {
+        name: parse_file(eval_published.MKDOCS_HTML / name, creator="mkdocs", creator_root=eval_published.MKDOCS_HTML)
+        for name in listed
+    }
+    stubs = sorted(name for name, result in documents.items() if not result.documents)
+    assert stubs and all(name.startswith("user-guide/") for name in stubs)  # moved to dev-guide/, refresh at once
+    cli = documents["user-guide/cli.html"].documents[0]
+    assert cli.blocks[0].text == "Command Line Interface"  # the theme's navbar is not the page
 
 
 def test_questions_and_judgements_match_the_corpus(content: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.sources import content_files
-from tests.pipeline.source_files import parse_one, write
+from tests.pipeline.source_files import parse, parse_one, write
 
 # The shape of a Sphinx page (basic and alabaster themes): a related-links bar and a sidebar marked as navigation,
 # the page body marked as the main landmark, permalinks after headings and signatures, a hidden search box, a
@@ -108,3 +108,71 @@ def test_a_build_at_the_creator_folders_top_and_a_folder_that_only_looks_like_on
         write(other, rel, "<p>x</p>")
     listed = [p.relative_to(other / "ada").as_posix() for p in content_files(other / "ada")]
     assert listed == ["_static/notes.md", "objects.inv", "search.html"]
+
+
+def _listed(root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in content_files(root)]
+
+
+def test_an_mkdocs_build_is_read_as_its_pages(tmp_path: Path) -> None:
+    """The shape of `mkdocs build` (its search plugin's index and the sitemap mark it): theme assets, search, fonts,
+    the 404 page (navigation only) and the sitemaps are the generator's; pages in every folder are content."""
+    for rel in (
+        "index.html", "getting-started.html", "user-guide/cli.html", "404.html", "sitemap.xml", "sitemap.xml.gz",
+        "search/search_index.json", "search/main.js", "css/base.css", "js/base.js", "fonts/fa.woff2",
+        "img/favicon.ico", "assets/_mkdocstrings.css", "objects.inv", "messages.pot", "user-guide/shot.png",
+    ):  # fmt: skip
+        write(tmp_path, f"site/{rel}", "<main><p>x</p></main>")
+    write(tmp_path, "drafts/notes.md", "Notes.")
+    assert _listed(tmp_path / "ada") == [
+        "drafts/notes.md", "site/getting-started.html", "site/index.html", "site/user-guide/cli.html",
+    ]  # fmt: skip
+
+
+def test_a_site_that_names_its_generator_is_read_without_listings(tmp_path: Path) -> None:
+    """Docusaurus and Hugo name themselves in the home page: their tag, category and pagination listings (every
+    post's excerpt again), feeds, sitemaps, search page and assets are left out."""
+    home = '<html><head><meta name="generator" content="Docusaurus v3.5.2"></head><body><main>Home</main></body></html>'
+    write(tmp_path, "web/index.html", home)
+    for rel in (
+        "404.html", "sitemap.xml", "docs/intro/index.html", "blog/first-post/index.html", "blog/tags/news/index.html",
+        "blog/page/2/index.html", "blog/archive/index.html", "docs/tags/index.html", "search/index.html",
+        "assets/js/main.3f2a.js", "assets/css/styles.css", "img/logo.svg",
+    ):  # fmt: skip
+        write(tmp_path, f"web/{rel}", "<main><p>x</p></main>")
+    hugo = "<html><head><meta content='Hugo 0.123.7' name='generator'/></head><body><main>Home</main></body></html>"
+    write(tmp_path, "blog/index.html", hugo)
+    for rel in (
+        "404.html", "sitemap.xml", "index.xml", "posts/bread/index.html", "posts/index.xml", "tags/bread/index.html",
+        "categories/baking/index.html", "page/2/index.html", "css/main.css",
+    ):  # fmt: skip
+        write(tmp_path, f"blog/{rel}", "<main><p>x</p></main>")
+    assert _listed(tmp_path / "ada") == [
+        "blog/index.html", "blog/posts/bread/index.html",
+        "web/blog/first-post/index.html", "web/docs/intro/index.html", "web/index.html",
+    ]  # fmt: skip
+
+
+def test_a_site_whose_generator_is_unknown_is_read_whole(tmp_path: Path) -> None:
+    """Without markers or a generator we know, nothing is guessed: a `tags/` folder or a 404 page is the curator's
+    own, and an unsupported file is reported, not hidden."""
+    write(tmp_path, "index.html", '<html><head><meta name="generator" content="handmade"></head><main>Hi</main></html>')
+    for rel in ("404.html", "sitemap.xml", "tags/index.html", "style.css"):
+        write(tmp_path, rel, "<main><p>x</p></main>")
+    assert _listed(tmp_path / "ada") == ["404.html", "index.html", "sitemap.xml", "style.css", "tags/index.html"]
+
+
+def test_a_redirect_stub_yields_no_document(tmp_path: Path) -> None:
+    """A moved page ("Redirecting...", with a refresh to its new place) holds nothing of its own; a page that
+    refreshes but has its own text is read."""
+    stub = (
+        '<!doctype html><html><head><title>Redirecting...</title><link rel="canonical" href="../new.html">'
+        '<meta http-equiv="refresh" content="0; url=../new.html"></head><body>Redirecting...</body></html>'
+    )
+    assert parse(write(tmp_path, "old.html", stub)).documents == []
+    page = (
+        '<html><head><meta http-equiv="Refresh" content="300; URL=live.html"></head><body><main>'
+        + "<p>The scores update every five minutes; this page reloads itself to show them.</p>" * 4
+        + "</main></body></html>"
+    )
+    assert "reloads itself" in parse_one(write(tmp_path, "live.html", page)).blocks[0].text

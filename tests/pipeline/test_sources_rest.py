@@ -234,6 +234,10 @@ def test_include_outside_the_creator_folder_is_refused_and_reported(tmp_path: Pa
         "ada/index.rst: include 'missing.rst': cannot read it (No such file or directory); skipped",
     ]
     assert all("draft" not in b.text for b in result.documents[0].blocks)
+    only = write(tmp_path, "only.rst", ".. include:: ../secret.rst\n")
+    with pytest.raises(ParseError) as refused:
+        parse(only)  # a page that is nothing but a refused include says why it has no text
+    assert str(refused.value) == f"ada/only.rst: include '../secret.rst': {outside}"
 
 
 def test_transitions_and_block_quotes(tmp_path: Path) -> None:
