@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 
-from backend.grounding.terms import content_terms, name_words, stem
+from backend.grounding.terms import content_terms, name_words, stem, text_terms
 from backend.stages import Creator
 
 _BOILERPLATE = re.compile(
@@ -187,6 +187,36 @@ def is_elliptical(question: str) -> bool:
     """A follow-up that leans on the question before for its meaning ("And for IPv6?", "What about the ignored
     ones?"): it opens with a conjunction, or says almost nothing of its own."""
     return _ELLIPTICAL.match(question) is not None or len(content_terms(question)) < 2
+
+
+# Words that name one side of a pair: a follow-up saying one where the question before said the other ("And the one
+# that runs after each request?" after "Which decorator runs a function before every request?") asks for the other
+# side, and what answered the question before is now the wrong half.
+_COUNTERPARTS = (
+    "before after", "first last", "start end", "start stop", "begin end", "enable disable", "add remove",
+    "minimum maximum", "min max", "upload download", "read write", "push pull", "open close", "input output",
+    "server client", "import export", "encrypt decrypt", "lock unlock", "install uninstall", "install remove",
+    "show hide", "increase decrease", "inbound outbound", "incoming outgoing", "lower upper", "lowest highest",
+    "smallest largest", "allow deny", "accept reject", "send receive", "request response", "prefix suffix",
+    "head tail", "top bottom", "left right", "sign verify", "compress decompress", "mount unmount", "attach detach",
+    "subscribe unsubscribe", "login logout", "connect disconnect", "grant revoke", "include exclude", "older newer",
+    "oldest newest", "ascending descending", "source destination", "local remote", "inner outer", "public private",
+)  # fmt: skip
+_PAIRS = tuple(tuple(stem(word) for word in pair.split()) for pair in _COUNTERPARTS)
+
+
+def counterparts(question: str, before: str) -> list[tuple[str, str]]:
+    """The (said before, asked now) word stems where a follow-up turns to the other side of a pair the question
+    before named: the follow-up has one side and not the other, the question before the other side and not this."""
+    if not before:
+        return []
+    now, then = text_terms(question), text_terms(before)
+    turned = []
+    for a, b in _PAIRS:
+        for old, new in ((a, b), (b, a)):
+            if new in now and old not in now and old in then and new not in then:
+                turned.append((old, new))
+    return turned
 
 
 # A situation told before the question ("A session stuck behind a lock waits a little ... . How long is that wait by

@@ -32,9 +32,18 @@ from backend.chat.prompt import Prompt, refusal_text, search_query_for
 from backend.chat.tiers.base import AlwaysReady, TextDelta
 from backend.grounding.coverage import follow_up_context
 from backend.grounding.facts import quantities
-from backend.grounding.question import FactKind, Question, as_asked_of, is_elliptical, question_parts, read_question
+from backend.grounding.question import (
+    FactKind,
+    Question,
+    as_asked_of,
+    counterparts,
+    is_elliptical,
+    question_parts,
+    read_question,
+)
 from backend.grounding.relevance import Candidate, rank, select
 from backend.grounding.sentences import SentenceVectors
+from backend.grounding.terms import text_terms
 from backend.settings import EmbeddingSettings, TierSettings
 
 _MAX_SENTENCES = 3
@@ -48,6 +57,10 @@ _CONTEXT_TERM = 0.25
 # less of it ("Barley bread needs fifty-five minutes." after spelt's, asked "And for how long?") is about something
 # else: left out, in a pick's place (relevance.select). Four sets: no fact lost, 8 follow-up answers a sentence shorter.
 _FOLLOW_PARALLEL = 0.5
+# A follow-up that turns to the other side of a pair ("And the one that runs after each request?" after "... before
+# every request?"): a sentence naming the side asked before and not the side asked now answers the question before,
+# and ranks this much lower.
+_OTHER_SIDE = 0.3
 
 
 def _history(prompt: Prompt) -> list[tuple[str, str]]:
@@ -89,6 +102,17 @@ def _said_again(
     return sorted(rescored, key=lambda c: -c.score)
 
 
+def _on_the_side_asked(ranked: list[Candidate], turned: list[tuple[str, str]]) -> list[Candidate]:
+    """Sentences on the side of a pair the question before asked about, and not on the side asked now, rank lower."""
+
+    def other_side(c: Candidate) -> bool:
+        terms = text_terms(c.span.text)
+        return any(old in terms and new not in terms for old, new in turned)
+
+    rescored = [replace(c, score=c.score - _OTHER_SIDE) if other_side(c) else c for c in ranked]
+    return sorted(rescored, key=lambda c: -c.score)
+
+
 def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
     """The whole answer, deterministic for a prompt; never says more than the sources do. CPU-bound (a
     thread): the question, and any source sentence not seen before, are embedded. Without `vectors` (the
@@ -111,6 +135,9 @@ def compose_answer(prompt: Prompt, vectors: SentenceVectors | None) -> str:
         asked = as_asked_of(read_question(prompt.question, creator=creator), creator)
         alone = rank(asked, prompt.sources, vectors)
         ranked = _said_again(ranked, alone, prompt.said_before, asked=asked, asked_before=before)
+    turned = counterparts(prompt.question, context) if context else []
+    if turned:
+        ranked = _on_the_side_asked(ranked, turned)
     picked = select(
         ranked,
         limit=_MAX_STEPS if question.kind is FactKind.steps else _MAX_SENTENCES,

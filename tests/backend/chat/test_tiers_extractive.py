@@ -269,6 +269,26 @@ def test_a_follow_up_gets_a_sentence_the_answer_before_quoted_in_passing(vectors
     assert "forty minutes" in answer, answer
 
 
+def test_a_follow_up_turning_to_the_other_side_of_a_pair_gets_that_side(vectors: SentenceVectors) -> None:
+    """ "And the ones that run after it?" after "Which hooks run before a build?": the sentence on the side asked
+    before ("Before each build ...") answered that question, not this one, and the follow-up gets the after side."""
+    sources = [
+        hit(1, "Build hooks\n\nBefore each build starts, every pre_build hook is run in order; a hook can stop the "
+            "build by returning an error.", title="Build hooks"),
+        hit(2, "When a build is over, the result goes to the post_build hooks, which may publish it. A build's log "
+            "is kept for a week.", title="Build hooks"),
+        hit(3, "The cleanup hooks run last, whatever happened.", title="Build hooks"),
+    ]  # fmt: skip
+    asked = "Which hooks run before a build?"
+    said = compose_answer(prompt_for(asked, sources=sources, creator=None), vectors)
+    assert "pre_build" in said, said
+    answer = compose_answer(
+        follow_up("And the ones that run after it?", asked=asked, said=said, sources=sources), vectors
+    )
+    assert "post_build" in answer, answer
+    assert "pre_build" not in answer, answer
+
+
 def test_a_how_is_a_different_from_b_question_gets_each_sides_sentence(vectors: SentenceVectors) -> None:
     """ "How is A different from B?" is a comparison as much as "the difference between A and B": each side is
     answered with its own sentence (how the question splits: tests/backend/grounding/test_question.py)."""

@@ -3,7 +3,7 @@ splits into, and the words it is read by."""
 
 from __future__ import annotations
 
-from backend.grounding.question import FactKind, question_parts, read_question
+from backend.grounding.question import FactKind, counterparts, question_parts, read_question
 from backend.grounding.terms import content_terms, stem
 
 
@@ -109,3 +109,15 @@ def test_a_question_asking_what_holds_when_nothing_is_said_asks_for_a_default() 
         "How do I make one database default to geqo off?",
     ):
         assert not read_question(question, creator=None).default, question
+
+
+def test_a_follow_up_naming_the_other_side_of_a_pair_turns_to_it() -> None:
+    """The follow-up has one side of a pair and not the other, the question before the other and not this one."""
+    before = "Which decorator runs a function before every request?"
+    assert counterparts("And the one that runs after each request?", before) == [("befor", "after")]
+    assert counterparts("And to disable them again?", "How do I enable data checksums?") == [("enabl", "disabl")]
+    assert counterparts("And the last lines?", "Which command prints the first lines of a file?") == [("first", "last")]
+    # Both sides in one question, a side the question before did not name, or no question before: no turn.
+    assert counterparts("And what runs before and after it?", before) == []
+    assert counterparts("And the one for errors?", before) == []
+    assert counterparts("Which runs after each request?", "") == []
