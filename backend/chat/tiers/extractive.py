@@ -12,7 +12,8 @@ situation told before the questions belongs to no part); a question put to a cre
 their voice ("your starter" -> "my starter"); an elliptical follow-up ("And for IPv6?") leans on the question before
 it as much as on its own words and keeps to what that question was about (a sentence saying the same of something
 else is left out), and a follow-up does not get the answer before it again (a sentence that answer quoted counts
-only for what the follow-up alone asks of it, unless it was quoted in passing and holds what is asked now). The
+only for what the follow-up alone asks of it, unless it was quoted in passing and holds what is asked now), nor the
+side of a pair it turned away from ("And after?" after "... before ...?": question.counterparts). The
 personality weight changes the framing line only: the quoted sentences are the same at every dial position.
 """
 

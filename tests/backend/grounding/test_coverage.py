@@ -68,3 +68,23 @@ def test_a_count_no_close_sentence_states_is_not_covered(vectors: SentenceVector
     assert assess(asked, search_query=asked, hits=counted, creator=None, vectors=vectors).covered
     often = "How often do developers elect a leader?"
     assert assess(often, search_query=often, hits=elections, creator=None, vectors=vectors).covered
+
+
+def test_a_question_telling_its_situation_first_is_held_to_a_lower_threshold(vectors: SentenceVectors) -> None:
+    """A long question (its situation, then what it asks) is further in meaning from any one sentence than its
+    question alone: past 14 words the threshold drops, by 0.06 at most. A short question is held to the threshold."""
+    long = (
+        "I set up the gitlet store last week and the packs on my laptop keep growing every single day. "
+        "How do I pack large files more tightly?"
+    )
+    short = "How do I pack large files more tightly?"
+    for question, lowered in ((long, True), (short, False)):
+        confidence = assess(question, search_query=question, hits=MANUAL, creator=None, vectors=vectors).confidence
+        raised = assess(
+            question, search_query=question, hits=MANUAL, creator=None, vectors=vectors, threshold=confidence + 0.03
+        )
+        assert raised.covered is lowered, (question, confidence)
+        beyond = assess(
+            question, search_query=question, hits=MANUAL, creator=None, vectors=vectors, threshold=confidence + 0.07
+        )
+        assert not beyond.covered  # never lowered by more than 0.06
