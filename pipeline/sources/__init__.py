@@ -71,7 +71,10 @@ def parse_file(path: Path, *, creator: str, creator_root: Path) -> ParseResult:
     if parser is None:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
         raise ctx.error(f"unsupported file type {path.suffix or '(no suffix)'!r}; supported: {supported}")
-    return parser(ctx)
+    try:
+        return parser(ctx)
+    except RecursionError:  # one gate for every format: a file nested past any parser's depth fails alone (I9)
+        raise ctx.error("nested too deeply to read (thousands of levels inside one another)") from None
 
 
 def content_files(creator_root: Path) -> list[Path]:

@@ -104,8 +104,12 @@ def read_page(text: str) -> Page:
     root = main or soup.find("article") or soup.find("body") or soup
     blocks: list[Block] = []
     buffer: list[str] = []
-    _walk(root, blocks, buffer)
-    _flush(blocks, buffer)  # text outside any block element (a fragment of plain text)
+    try:
+        _walk(root, blocks, buffer)
+        _flush(blocks, buffer)  # text outside any block element (a fragment of plain text)
+    except RecursionError:
+        # Elements nested thousands deep (a damaged or hostile page): its text, one block a line, rather than nothing.
+        blocks = [Block(text=line) for line in (collapse(part) for part in root.get_text("\n").split("\n")) if line]
     return Page(title=title, url=url, published=published, blocks=blocks, redirect=redirect)
 
 

@@ -42,6 +42,7 @@ from pipeline.sources.common import (
     clean_text,
     collapse,
     inside,
+    paragraphs,
     read_confined,
     read_text,
     require_blocks,
@@ -109,6 +110,8 @@ _EMBEDDED_TARGET = re.compile(r"^(.*?)\s*<([^<>]+)>$", re.DOTALL)
 _ESCAPE = re.compile(r"\\(.)")
 
 
+# How deep blocks may nest (a list in a list in a quote ...): far past any real page; deeper text is kept as paragraphs.
+_MAX_DEPTH = 50
 # How deep included files may include others: a chain longer than this is a loop in all but name.
 _INCLUDE_DEPTH = 8
 # Reads an included file: (the name as written, the including file) -> its text, or None once the problem is noted.
@@ -210,14 +213,20 @@ class _Reader:
     """One pass over a run of lines at one indentation; nested content (a directive's body, a list item's, a
     block quote) is read by a reader of its own over the dedented lines, sharing the document's state."""
 
-    def __init__(self, lines: list[str], state: _State, blocks: list[Block]) -> None:
+    def __init__(self, lines: list[str], state: _State, blocks: list[Block], depth: int = 0) -> None:
         self.lines = lines
         self.state = state
         self.blocks = blocks
+        self.depth = depth
         self.i = 0
 
     def run(self) -> None:
         lines = self.lines
+        if self.depth > _MAX_DEPTH:  # nested past any real document's depth: its text, as paragraphs
+            self.blocks.extend(
+                Block(text=text) for part in paragraphs("\n".join(lines)) if (text := self._inline(part.text))
+            )
+            return
         while self.i < len(lines):
             line = lines[self.i]
             if not line.strip():
@@ -279,7 +288,7 @@ class _Reader:
             self.blocks.append(Block(text=heading, kind="heading", level=self.state.level(char, overline)))
 
     def _nested(self, lines: list[str]) -> None:
-        _Reader(lines, self.state, self.blocks).run()
+        _Reader(lines, self.state, self.blocks, self.depth + 1).run()
 
     def _enumerated_item(self) -> bool:
         """ "1. Text" starts a list item, but "A. Smith wrote" in running text does not: a single-letter or roman
@@ -305,7 +314,7 @@ class _Reader:
         name = self._inline(match.group(1))
         body, self.i = _indented(self.lines, self.i + 1, minimum=1)
         inner: list[Block] = []
-        _Reader(([match.group(2)] if match.group(2) else []) + body, self.state, inner).run()
+        _Reader(([match.group(2)] if match.group(2) else []) + body, self.state, inner, self.depth + 1).run()
         if inner and inner[0].kind == "paragraph":
             inner[0] = Block(text=f"{name}: {inner[0].text}")
             self.blocks.extend(inner)
@@ -471,7 +480,8 @@ class _Reader:
     def _labelled(self, label: str, argument: str, content: list[str]) -> None:
         """An admonition or version note: its label leads its first paragraph, as the rendered page reads."""
         inner: list[Block] = []
-        _Reader(([argument] if argument else []) + content, self.state, inner).run()  # its text may go on below
+        # Its text may go on below the directive's line.
+        _Reader(([argument] if argument else []) + content, self.state, inner, self.depth + 1).run()
         if inner and inner[0].kind == "paragraph" and not _is_code(inner[0].text):
             inner[0] = Block(text=f"{label}: {inner[0].text}")
         else:
@@ -536,7 +546,7 @@ class _Reader:
 
     def _cell(self, lines: list[str]) -> str:
         inner: list[Block] = []
-        _Reader(_dedent(lines), self.state, inner).run()
+        _Reader(_dedent(lines), self.state, inner, self.depth + 1).run()
         return " ".join(block.text for block in inner)
 
     def _row(self, cells: list[str]) -> None:

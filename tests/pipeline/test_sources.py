@@ -307,3 +307,22 @@ def test_content_files_skips_hidden_and_creator_yaml(tmp_path: Path) -> None:
         write(tmp_path, rel, "x")
     root = tmp_path / "ada"
     assert [p.relative_to(root).as_posix() for p in content_files(root)] == ["a/z.vtt", "b.md", "notes.docx"]
+
+
+def test_html_nested_thousands_deep_keeps_its_text(tmp_path: Path) -> None:
+    """Elements nested past Python's recursion limit (a damaged or hostile page): its text, not a crashed ingest."""
+    page = "<html><body>" + "<div>" * 5000 + "<p>Deep down.</p>" + "</div>" * 5000 + "<p>After.</p></body></html>"
+    assert [b.text for b in parse_one(write(tmp_path, "deep.html", page)).blocks] == ["Deep down.", "After."]
+
+
+def test_a_parser_that_recurses_too_deep_fails_its_file_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every format passes one gate: a file nested past a parser's depth is that file's error, one line (I9)."""
+    from pipeline import sources
+
+    def recurse(ctx: object) -> object:
+        return recurse(ctx)
+
+    monkeypatch.setitem(sources.PARSERS, ".txt", recurse)
+    with pytest.raises(ParseError) as error:
+        parse(write(tmp_path, "notes.txt", "Hello."))
+    assert str(error.value) == "ada/notes.txt: nested too deeply to read (thousands of levels inside one another)"

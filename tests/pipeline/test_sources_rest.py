@@ -276,3 +276,12 @@ def test_malformed_markup_never_fails_the_file(tmp_path: Path) -> None:
     assert "Unclosed ``literal and *emphasis" in texts
     assert "Its content." in texts
     assert any("Short" in t for t in texts)
+
+
+def test_blocks_nested_thousands_deep_keep_their_text(tmp_path: Path) -> None:
+    """A list in a list in a list ... past any real page (a damaged or generated file): the text is kept as
+    paragraphs, never a crash of the ingest (Python's recursion limit is about 1,000 frames)."""
+    deep = "".join(" " * depth + "- item\n\n" for depth in range(0, 2400, 2)) + "After the list.\n"
+    texts = [text for _, _, text in blocks(tmp_path, deep)]
+    assert texts[0] == "item" and texts[-1] == "After the list."
+    assert sum(text.count("item") for text in texts) == 1200
