@@ -22,6 +22,7 @@ steers the build:
   `errors` and the rest of the page is kept.
 - Comments, hyperlink targets, `toctree`, `index`, `image` and the `auto*` directives (the text they pull in lives
   in Python code, not in this file) yield nothing.
+- Blocks nested past 50 levels (lists in lists in quotes, no real page's shape) are read as paragraphs of text.
 """
 
 from __future__ import annotations
