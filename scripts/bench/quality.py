@@ -35,7 +35,7 @@ from backend.retrieval.embedder import Embedder, get_embedder
 from backend.settings import ExtractiveTierSettings, Settings, get_settings
 from pipeline.eval_answers import TurnResult, load_questions, run_questions, summarize
 from pipeline.eval_answers_cli import indexed_settings
-from pipeline.eval_data import load_eval_set
+from pipeline.eval_data import EvalSet, load_eval_set
 from pipeline.eval_sets import SETS, ShippedSet
 from pipeline.evaluate import evaluate
 from scripts.bench import benchlib
@@ -62,6 +62,11 @@ def keeps(gains: dict[str, float]) -> bool:
 
 def retrieval(shipped: ShippedSet, settings: Settings, embedder: Embedder) -> dict[str, Any]:
     eval_set = load_eval_set(content=shipped.ensure_content(), queries=shipped.queries, qrels=shipped.qrels)
+    return retrieval_scores(eval_set, settings, embedder)
+
+
+def retrieval_scores(eval_set: EvalSet, settings: Settings, embedder: Embedder) -> dict[str, Any]:
+    """Every mode's MRR@10 and nDCG@10 on a fresh index of `eval_set`, with `settings`' chunking and retrieval."""
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as work:
         report = evaluate(
             eval_set,

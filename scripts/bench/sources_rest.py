@@ -24,10 +24,9 @@ from backend.settings import get_settings
 from pipeline import eval_published
 from pipeline.eval_data import load_eval_set
 from pipeline.eval_sets import SETS
-from pipeline.evaluate import evaluate
 from pipeline.sources import ParseError, parse_file
 from scripts.bench import benchlib
-from scripts.bench.quality import MODES, RETRIEVAL
+from scripts.bench.quality import MODES, retrieval_scores
 
 
 def sources_folder(out: Path) -> int:
@@ -72,19 +71,7 @@ def main() -> int:
         }
         for name, eval_set in variants.items():
             print(f"[{name}] indexing and ranking…", file=sys.stderr, flush=True)
-            report = evaluate(
-                eval_set,
-                embedder=embedder,
-                chunking=settings.chunking,
-                retrieval=settings.retrieval,
-                hnsw_ef=settings.index.hnsw_ef,
-                work_dir=root,
-            )
-            rows[name] = {
-                "documents": report.documents,
-                "chunks": report.chunks,
-                "scores": {mode: {m: round(report.scores[mode][m], 4) for m in RETRIEVAL} for mode in MODES},
-            }
+            rows[name] = retrieval_scores(eval_set, settings, embedder)
     benchlib.print_table(
         f"flaskdocs' 30 questions, the site as built and its {pages} reST sources (MRR@10 / nDCG@10)",
         ["corpus", "documents", "chunks", *MODES],
