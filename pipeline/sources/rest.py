@@ -7,7 +7,7 @@ steers the build:
   first appear, as reST defines it; the first is the document's title.
 - Paragraphs lose their inline markup and keep its text: roles (``:func:`~flask.Flask.run``` reads "run", as Sphinx
   shows it; ``:ref:`the guide <target>``` reads "the guide"), literals, emphasis, hyperlink references,
-  footnote marks; `|name|` substitutions defined with `replace::` are replaced.
+  footnote marks; `|name|` substitutions defined with `replace::` are replaced (rest_inline.py).
 - Code stays code, its layout kept: literal blocks after "::", `code-block`/`sourcecode`/`code`/`doctest` and
   `>>>` sessions.
 - Object descriptions (`.. py:data:: SECRET_KEY`, `.. function:: run(host, port)`, `.. option:: --debug`,
@@ -49,6 +49,7 @@ from pipeline.sources.common import (
     require_blocks,
     title_from_name,
 )
+from pipeline.sources.rest_inline import inline_text
 
 _ADORNMENT_CHARS = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _ADORNMENT = re.compile(r"^([" + re.escape(_ADORNMENT_CHARS) + r"])\1{2,}\s*$")
@@ -96,19 +97,6 @@ _OBJECT_KINDS = {
 }  # fmt: skip
 
 _DOMAINS = {"py", "c", "cpp", "js", "rst", "std", "math", "http", "cmake"}
-
-# Inline markup (applied to a paragraph's text once its lines are joined).
-_ROLE = re.compile(r"(?<![\w`]):(?:[A-Za-z][\w:+.-]*):`((?:[^`\\]|\\.)+)`|`((?:[^`\\]|\\.)+)`:(?:[A-Za-z][\w:+.-]*):")
-_LITERAL = re.compile(r"``(.+?)``(?!`)")
-_REFERENCE = re.compile(r"`((?:[^`\\]|\\.)+)`__?(?![\w])")
-_INTERPRETED = re.compile(r"(?<![\w`])`((?:[^`\\]|\\.)+)`(?![\w`])")
-_SIMPLE_REF = re.compile(r"\b([A-Za-z0-9][\w.+-]*?)__?(?=[\s,.;:!?)\]'\"]|$)")
-_STRONG = re.compile(r"(?<![\w*])\*\*(?=\S)(.+?)(?<=\S)\*\*(?![\w*])")
-_EMPHASIS = re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])")
-_FOOTNOTE_REF = re.compile(r"\s?\[(?:\d+|#[\w-]*|\*|[A-Za-z][\w.-]*)\]_")
-_SUBSTITUTION = re.compile(r"(?<![\w|])\|([^|\s](?:[^|]*[^|\s])?)\|(?:__?)?(?![\w|])")
-_EMBEDDED_TARGET = re.compile(r"^(.*?)\s*<([^<>]+)>$", re.DOTALL)
-_ESCAPE = re.compile(r"\\(.)")
 
 
 # How deep blocks may nest (a list in a list in a quote ...): far past any real page; deeper text is kept as paragraphs.
@@ -559,50 +547,6 @@ class _Reader:
 
     def _inline(self, text: str) -> str:
         return collapse(inline_text(text, self.state.substitutions))
-
-
-def inline_text(text: str, substitutions: dict[str, str] | None = None) -> str:
-    """A paragraph's text without its inline markup, as a rendered page shows it."""
-    literals: list[str] = []
-
-    def keep(value: str) -> str:
-        literals.append(value)
-        return f"\x00{len(literals) - 1}\x00"
-
-    text = _LITERAL.sub(lambda m: keep(m.group(1)), text)
-    text = _ROLE.sub(lambda m: keep(_role_text(m.group(1) or m.group(2))), text)
-    text = _REFERENCE.sub(lambda m: _reference_text(m.group(1)), text)
-    text = _INTERPRETED.sub(lambda m: keep(_role_text(m.group(1))), text)
-    text = _ESCAPE.sub(lambda m: keep(m.group(1)), text)  # an escaped "*" is a star, not emphasis
-    text = _FOOTNOTE_REF.sub("", text)
-    # A substitution shows its replacement text; an image substitution shows nothing; one this file does not define
-    # (a project-wide |version|) shows its name.
-    text = _SUBSTITUTION.sub(lambda m: (substitutions or {}).get(m.group(1), m.group(1)), text)
-    text = _STRONG.sub(r"\1", text)
-    text = _EMPHASIS.sub(r"\1", text)
-    text = _SIMPLE_REF.sub(r"\1", text)
-    return re.sub(r"\x00(\d+)\x00", lambda m: literals[int(m.group(1))], text)
-
-
-def _role_text(value: str) -> str:
-    """`title <target>` shows its title; `~a.b.c` shows `c`; `!name` shows `name`."""
-    value = _ESCAPE.sub(r"\1", value)
-    embedded = _EMBEDDED_TARGET.match(value)
-    if embedded and embedded.group(1):
-        return embedded.group(1)
-    if embedded:
-        value = embedded.group(2)
-    value = value.lstrip("!")
-    if value.startswith("~"):
-        return value[1:].rsplit(".", 1)[-1]
-    return value
-
-
-def _reference_text(value: str) -> str:
-    embedded = _EMBEDDED_TARGET.match(_ESCAPE.sub(r"\1", value))
-    if embedded and embedded.group(1):
-        return embedded.group(1)
-    return embedded.group(2) if embedded else value
 
 
 def _bullet_items(lines: list[str]) -> list[list[str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.sources import SUPPORTED_SUFFIXES, ParseError
-from pipeline.sources.rest import inline_text
+from pipeline.sources.rest_inline import inline_text
 from tests.pipeline.source_files import parse, parse_one, write
 
 
