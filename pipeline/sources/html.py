@@ -3,7 +3,9 @@
 Documentation as published carries its site's chrome in every page: Sphinx's related-links bar and sidebar (the
 page's whole table of contents, a search box), permalink marks after every heading and signature ("API ¶",
 "aborter¶"), a copyright footer. Landmarks say what is chrome wherever a site marks them (ARIA roles, as Sphinx,
-MkDocs and Docusaurus do), and a permalink is a link whose text is only a mark.
+MkDocs and Docusaurus do), and a permalink is a link whose text is only a mark. Where a theme marks nothing (Django's
+and SQLAlchemy's documentation), a row of links with only separators between them ("« previous | up | next »") is a
+navigation bar, and a first h1 that only links home is the site's name, not the page's title.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def read_page(text: str) -> Page:
         # bs4 warns when a page looks like a URL or a file name; the text is still parsed.
         warnings.simplefilter("ignore")
         soup = BeautifulSoup(text, "html.parser")
+    for tag in soup.find_all(_is_site_name):
+        tag.decompose()
     title = _title(soup)
     url = _canonical(soup)
     published = _published(soup)
@@ -92,6 +96,8 @@ def read_page(text: str) -> Page:
     for tag in soup.find_all(_DROP):
         tag.decompose()
     for tag in soup.find_all(_is_chrome):
+        tag.decompose()
+    for tag in soup.find_all(_is_link_bar):
         tag.decompose()
     for tag in soup.find_all(["header", "footer"]):
         # An article's own header holds its headline; site headers and every footer are chrome.
@@ -124,6 +130,43 @@ def _is_chrome(tag: Tag) -> bool:
     if str(tag.get("role", "")).lower() in _CHROME_ROLES:
         return True
     return "footer" in tag.get_attribute_list("class") or tag.get("id") == "footer"
+
+
+def _is_site_name(tag: Tag) -> bool:
+    """A first-level heading that is only a link to another page, with the page's own h1 after it: the site's name
+    over every page (Django's and SQLAlchemy's documentation: "<h1><a href="../index.html">Django 3.2
+    documentation</a></h1>"), which would otherwise title every page the same."""
+    if tag.name != "h1":
+        return False
+    links = tag.find_all("a", href=True)
+    if len(links) != 1 or str(links[0]["href"]).startswith("#"):
+        return False
+    if collapse(links[0].get_text(" ")) != collapse(tag.get_text(" ")):
+        return False
+    return tag.find_next("h1") is not None
+
+
+# What stands between the links of a bar: separators and arrows ("« previous | up | next »", "Home | Index"), at least
+# one of them a bar's own (a type written in links, "Optional[Option]", or a list after "See also:" is content).
+_BAR_SEPARATORS = re.compile(r"^[\s|·•«»‹›→←]*[|·•«»‹›→←][\s|·•«»‹›→←]*$")
+
+
+def _is_link_bar(tag: Tag) -> bool:
+    """A row of links with nothing but separators between them, outside the page's content (a site's navigation
+    bar where no landmark marks it: Django's "Home | Table of contents | Index | Modules" and "« previous | up |
+    next »"). A list of links (a table of contents on an index page) is a list, and stays."""
+    if tag.name not in ("div", "p") or tag.find_parent(["main", "article"]) or tag.find_parent(_is_main):
+        return False
+    if tag.find(_BAR_CONTENT):
+        return False
+    links = tag.find_all("a")
+    if len(links) < 2:
+        return False
+    between = "".join(str(text) for text in tag.find_all(string=True) if not text.find_parent("a"))
+    return _BAR_SEPARATORS.match(between) is not None
+
+
+_BAR_CONTENT = ["h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol", "dl", "img"]
 
 
 def _is_main(tag: Tag) -> bool:

@@ -74,6 +74,40 @@ def test_landmarks_hidden_parts_and_the_main_role(tmp_path: Path) -> None:
     assert doc.text == "The page itself.\n\nMore of it."
 
 
+# The shape of a page whose theme marks no landmark (Django's and SQLAlchemy's documentation): the site's name as a
+# first h1 linking home, link bars with separators above and below the body, a sidebar of its own.
+UNMARKED_PAGE = """<html><head><title>FAQ: Getting Help — Widgets 3.2 documentation</title></head><body>
+<div id="hd"><h1><a href="../index.html">Widgets 3.2 documentation</a></h1>
+<div id="global-nav"><a href="../index.html">Home</a> | <a href="../contents.html">Table of contents</a> |
+<a href="../genindex.html">Index</a></div>
+<div class="nav">&laquo; <a href="usage.html">previous</a> | <a href="index.html">up</a> |
+<a href="models.html">next</a> &raquo;</div></div>
+<div id="bd"><h1>FAQ: Getting Help<a class="headerlink" href="#faq">¶</a></h1>
+<p>Ask on the <a href="https://forum.example">forum</a> or the <a href="https://list.example">list</a>.</p>
+<p><a href="install.html">Install</a>, <a href="run.html">Run</a></p>
+<dl><dt>Return type</dt><dd><p><a href="#t">Optional</a>[<a href="#w">Widget</a>]</p></dd></dl>
+<ul><li><a href="a.html">First steps</a></li><li><a href="b.html">Next steps</a></li></ul></div>
+<div id="ft"><div class="nav">&laquo; <a href="usage.html">previous</a> | <a href="models.html">next</a> &raquo;</div>
+</div></body></html>"""
+
+
+def test_a_site_name_heading_and_link_bars_are_chrome_where_no_landmark_says_so(tmp_path: Path) -> None:
+    doc = parse_one(write(tmp_path, "help.html", UNMARKED_PAGE))
+    # The page's own title, not the site's name on every page.
+    assert doc.title == "FAQ: Getting Help — Widgets 3.2 documentation"
+    assert [b.text for b in doc.blocks] == [
+        "FAQ: Getting Help",
+        "Ask on the forum or the list.",
+        # Links with words or brackets between them are text: a list after "See also", a type written in links.
+        "Install, Run",
+        "Return type",
+        "Optional[Widget]",
+        # A list of links is a list (an index page's contents).
+        "First steps",
+        "Next steps",
+    ]
+
+
 def _sphinx_build(root: Path, under: str = "") -> None:
     for rel in (
         "objects.inv", "searchindex.js", "index.html", "api.html", "patterns/cache.html", "genindex.html",
