@@ -7,8 +7,9 @@ from here, so a set added here is measured and guarded everywhere.
   for parameters, functions, statements and flags.
 - `gitdocs`, `handbook`, `debref`: git's manual pages, The Debian Administrator's Handbook and the Debian
   Reference (`pipeline/eval_debdocs.py`).
-- `flaskdocs`: the Flask documentation's Sphinx build copied whole, as published (`pipeline/eval_published.py`,
-  Debian `python-flask-doc`): pages with their chrome and the build's generated files, an API reference's answers.
+- `flaskdocs`, `clickdocs`: the Flask and the Click documentation's Sphinx builds copied whole, as published
+  (`pipeline/eval_published.py`, Debian `python-flask-doc` and `python-click-doc`): pages with their chrome and the
+  build's generated files, an API reference's answers.
 
 Every corpus but the demo one is built from a Debian documentation package into `examples/eval/<set>/content`
 (git-ignored); `scripts/build-eval-pgdocs` and `scripts/build-eval-debdocs` install the packages when missing
@@ -75,6 +76,18 @@ def _debdocs(name: str) -> ShippedSet:
     )
 
 
+def _published(name: str, site: eval_published.PublishedSite) -> ShippedSet:
+    return ShippedSet(
+        name=name,
+        kind="documentation site as published (Sphinx build)",
+        folder=EVAL_DIR / name,
+        content=EVAL_DIR / name / "content",
+        package=site.package,
+        installed=site.installed,
+        build=lambda out: eval_published.build(out, site),
+    )
+
+
 SETS: dict[str, ShippedSet] = {
     "demo": ShippedSet(
         name="demo",
@@ -95,13 +108,5 @@ SETS: dict[str, ShippedSet] = {
         build=lambda out: eval_pgdocs.build(eval_pgdocs.DEFAULT_HTML, out),
     ),
     **{name: _debdocs(name) for name in eval_debdocs.SETS},
-    "flaskdocs": ShippedSet(
-        name="flaskdocs",
-        kind="documentation site as published (Sphinx build)",
-        folder=EVAL_DIR / "flaskdocs",
-        content=EVAL_DIR / "flaskdocs" / "content",
-        package=eval_published.DEBIAN_PACKAGE,
-        installed=eval_published.installed,
-        build=lambda out: eval_published.build(out),
-    ),
+    **{name: _published(name, site) for name, site in eval_published.SITES.items()},
 }

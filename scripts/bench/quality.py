@@ -3,11 +3,12 @@
 Retrieval: MRR@10 and nDCG@10 of hybrid, dense and bm25. Answers, through the service with the extractive tier:
 fact recall, citation precision, false and missed refusals.
 
-The sets are the shipped ones (`pipeline/eval_sets.py`): demo, pgdocs, gitdocs, handbook, debref. A set's corpus
-is built from its Debian package when it is missing (`scripts/build-eval-pgdocs`, `scripts/build-eval-debdocs`
-install the packages). Retrieval goes through `pipeline.evaluate.evaluate` (what `lorechat eval` runs), answers
-through `pipeline.eval_answers.run_questions` on a fresh index (what `lorechat eval-answers` runs); settings
-are today's (`get_settings()`, i.e. config.yaml and the environment) with the extractive tier only.
+The sets are the shipped ones (`pipeline/eval_sets.py`): demo, pgdocs, gitdocs, handbook, debref, flaskdocs and
+clickdocs. A set's corpus is built from its Debian package when it is missing (`scripts/build-eval-pgdocs`,
+`scripts/build-eval-debdocs` install the packages). Retrieval goes through `pipeline.evaluate.evaluate` (what
+`lorechat eval` runs), answers through `pipeline.eval_answers.run_questions` on a fresh index (what `lorechat
+eval-answers` runs); settings are today's (`get_settings()`, i.e. config.yaml and the environment) with the
+extractive tier only.
 
 The rule for a quality default (BENCHMARKS.md, "Retrieval quality"): a change is kept only if it raises the mean
 and loses more than 0.01 on no set. `--compare OLD.json` applies it against an earlier run's results.
@@ -170,7 +171,7 @@ def compare(before: dict[str, Any], after: dict[str, dict[str, Any]]) -> list[li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--sets", default="demo,pgdocs,gitdocs,handbook,debref,flaskdocs", help="Comma-separated set names."
+        "--sets", default="demo,pgdocs,gitdocs,handbook,debref,flaskdocs,clickdocs", help="Comma-separated set names."
     )
     parser.add_argument("--no-answers", action="store_true", help="Retrieval only.")
     parser.add_argument("--compare", type=Path, help="An earlier bench-results/quality-*.json: apply the rule.")

@@ -32,7 +32,7 @@ from scripts.bench.quality import MODES, retrieval_scores
 def sources_folder(out: Path) -> int:
     """The Flask docs' reST sources under `out` (`eval_published.build_sources`), less the pages ingest cannot read
     (the contributing guide is only an include of `../CONTRIBUTING.rst`, outside the docs: ingest reports it)."""
-    eval_published.build_sources(out)
+    eval_published.build_sources(out, eval_published.FLASK)
     count = 0
     for page in sorted((out / "flask").rglob("*.rst")):
         try:

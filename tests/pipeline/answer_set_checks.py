@@ -1,6 +1,6 @@
 """What every shipped answer set must be (issue 37), checked against its built corpus, and the extractive tier's
 floors on it: the Debian sets' (`test_eval_debdocs.py`), the PostgreSQL manual's (`test_eval_pgdocs.py`) and the
-Flask site's as published (`test_eval_published.py`)."""
+Flask and Click sites' as published (`test_eval_published.py`)."""
 
 from __future__ import annotations
 
