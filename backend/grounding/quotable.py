@@ -106,11 +106,23 @@ _COMMENT_LINE = re.compile(r"^(?:#+|--|//) \S")
 _NAME_LINE = re.compile(r"^[A-Za-z_]\w*(?:\.\w+)+(?:\([^()\s]*\))?$|^[A-Za-z]\w*_\w+$")
 
 
+# An API reference entry's signature, however many parameters it lists: "click.version_option(version=None,
+# *param_decls, package_name=None, prog_name=None, message=None, **kwargs)", "class flask.Flask(import_name, ...)",
+# "subprocess.run(args, *, stdin=None, ...) -> CompletedProcess". The name of what its description describes.
+_SIGNATURE = re.compile(
+    r"^(?:(?:class|exception|async|abstract|classmethod|staticmethod|property|method|function|coroutine|await)\s+)*"
+    r"[A-Za-z_][\w.]*\((?:[^()]|\([^()]*\))*\)(?:\s*(?:→|->)\s*\S.*)?$"
+)
+_MAX_SIGNATURE_CHARS = 400
+
+
 def _is_term_line(line: str) -> bool:
-    """Short, with code in it, and no closing punctuation: "-u, --include-untracked", "submodule.<name>.path"."""
+    """Short, with code in it, and no closing punctuation: "-u, --include-untracked", "submodule.<name>.path"; or a
+    signature of any length."""
+    if len(line) > _MAX_TERM_CHARS:
+        return len(line) <= _MAX_SIGNATURE_CHARS and _SIGNATURE.match(line) is not None
     return (
-        len(line) <= _MAX_TERM_CHARS
-        and not line.endswith((".", "!", "?", ":", ";"))  # a statement ("SELECT ... FROM pg_roles;") defines nothing
+        not line.endswith((".", "!", "?", ":", ";"))  # a statement ("SELECT ... FROM pg_roles;") defines nothing
         and bool(_TERM_LINE.search(line))
     )
 

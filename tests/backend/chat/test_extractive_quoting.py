@@ -463,6 +463,27 @@ def test_a_bare_signature_is_the_term_its_description_defines(vectors: SentenceV
     assert read["Numbers are read as they are written."] == ""
 
 
+def test_a_long_signature_is_the_term_its_description_defines(vectors: SentenceVectors) -> None:
+    """A signature listing many parameters is longer than any other term line (Click's `version_option`, 103
+    characters; the standard library's `subprocess.run`, twice that): asked which function does that, the answer still
+    names it. A long sentence with a parenthesis is no signature."""
+    signature = (
+        "widgets.version_option(version=None, *param_decls, package_name=None, prog_name=None, message=None, **kwargs)"
+    )
+    text = (
+        f"{signature}\n\nAdd a --version option which prints the version number and exits the program.\n\n"
+        "The version is read from the installed package (its metadata, as importlib.metadata reads it) unless given."
+    )
+    sources = [hit(1, text, title="API")]
+    answer = compose_answer(
+        prompt_for("Is there a ready-made way to add a --version flag?", sources=sources, creator=None), vectors
+    )
+    assert f"{signature}: Add a --version option" in answer, answer
+    read = {q.span.text: q.label for q in quotable(text, "", "API")}
+    assert read["Add a --version option which prints the version number and exits the program."] == signature
+    assert read[text.rsplit("\n\n", 1)[1]] == signature  # a later sentence of the same description
+
+
 def test_a_term_description_opens_with_its_first_sentence_and_a_heading_number_is_no_term(
     vectors: SentenceVectors,
 ) -> None:
