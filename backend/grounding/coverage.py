@@ -11,7 +11,8 @@ talk about the topic, not the figure.
 
 Names are not paraphrased: a question that names something (an acronym, a product, a place, an option or a path:
 "Git LFS", "WireGuard", "--force-with-lease") which none of the retrieved sources mentions asks about something
-else than what they cover, however close its other words come.
+else than what they cover, however close its other words come. A name written as code that a source does mention
+("-vvv", "entry_points") is the asked thing, found: that question is held to a lower threshold.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ _SURE = 0.5
 _LONG_WORDS = 14
 _LONG_STEP = 0.006
 _LONG_MOST = 0.06
+# A question naming something as code ("-vvv", "entry_points", "8.1") that the sources mention too is held to a
+# threshold this much lower: the name is the asked thing, found, where its other words are plain ones the model reads
+# far from the documentation's ("repeat a short flag like -vvv" against "use the repetition of options to count an
+# integer up").
+_CODE_FOUND = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,11 @@ def assess(
     best = best_sentences(read, hits, vectors, limit=_COUNTED, context_focus=context_focus, context_weight=weight)
     confidence = best[0][0] if best else 0.0
     threshold -= min(_LONG_MOST, _LONG_STEP * max(0, len(question.split()) - _LONG_WORDS))
-    covered = confidence >= threshold and not unmentioned(named(read.focus, creator), hits)
+    names = named(read.focus, creator)
+    missing = unmentioned(names, hits)
+    if any(CODE_TOKEN.search(name) and name not in missing for name in names):
+        threshold -= _CODE_FOUND
+    covered = confidence >= threshold and not missing
     if covered and confidence < _SURE and _ASKS_A_COUNT.search(read.focus):
         covered = any(quantities(text, with_one=True) for _, text in best)
     return Coverage(round(confidence, 4), covered, topics(hits))

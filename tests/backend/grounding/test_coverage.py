@@ -88,3 +88,19 @@ def test_a_question_telling_its_situation_first_is_held_to_a_lower_threshold(vec
             question, search_query=question, hits=MANUAL, creator=None, vectors=vectors, threshold=confidence + 0.07
         )
         assert not beyond.covered  # never lowered by more than 0.06
+
+
+def test_a_question_naming_code_the_sources_mention_is_held_to_a_lower_threshold(vectors: SentenceVectors) -> None:
+    """A name written as code ("--window=50") that a source mentions is the asked thing, found: the threshold drops by
+    0.1 for it. The same question without the name is held to the threshold, and with a name no source mentions it is
+    not covered at all."""
+    named_code = "How do I make the packing look further back, with --window=50?"
+    plain = "How do I make the packing look further back?"
+    for question, lowered in ((named_code, True), (plain, False)):
+        confidence = assess(question, search_query=question, hits=MANUAL, creator=None, vectors=vectors).confidence
+        raised = assess(
+            question, search_query=question, hits=MANUAL, creator=None, vectors=vectors, threshold=confidence + 0.08
+        )
+        assert raised.covered is lowered, (question, confidence)
+    absent = "How do I make the packing look further back, with --depth=50?"
+    assert not assess(absent, search_query=absent, hits=MANUAL, creator=None, vectors=vectors, threshold=0.0).covered
