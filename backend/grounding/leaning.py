@@ -3,9 +3,10 @@ right (relevance.py's `Candidate.leaning`), and what it may leave out.
 
 A sentence opening with a pointing word ("That liquid is called hooch."), pointing a few words in ("If the script exits
 with this code, ..."), opening with a connective ("Whereas ...", "Otherwise, ...") or with a thing the sentence before
-introduced ("The script ...") leans on the one before. The sentence after a pick completes it when it denies the pick
-or, for a question asking for a name, names in code the thing the pick is about. A cross-reference and nothing else
-("See githooks(5) for more information.") is a signpost: quoted with nothing.
+introduced ("The script ...") leans on the one before. The sentence after a pick completes it when it denies the pick,
+when it says how to do what the pick needs or warns of ("Instead, use ...", "... accomplish this.") for a question
+asking how or which, or, for a question asking for a name, when it names in code the thing the pick is about. A
+cross-reference and nothing else ("See githooks(5) for more information.") is a signpost: quoted with nothing.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ _DENIES = re.compile(
 )
 
 
+# A sentence that says how to do what the one before it needs or warns of: "Instead, use the context's with_resource
+# method ...", "The commands COMMIT AND CHAIN and ROLLBACK AND CHAIN accomplish this.", "To do so, run ...".
+_RESOLVES = re.compile(
+    r"^(?:instead\b|rather,"
+    r"|to (?:do|achieve|accomplish|avoid|fix|solve|prevent|get around|work around) (?:this|that|so)\b"
+    r"|for (?:this|that)(?: purpose)?,|this (?:can|is) (?:be )?(?:done|achieved|accomplished|solved)\b"
+    r"|the (?:solution|fix|way to do (?:this|that)) is\b)"
+    r"|^[^.!?]{0,80}\b(?:accomplish(?:es)?|achieves?|solves?|does|do) (?:this|that)\.$",
+    re.IGNORECASE,
+)
+# The questions a resolution answers: how to do something, and which thing does it.
+_ASKS_HOW = frozenset({FactKind.steps, FactKind.name, FactKind.general})
+
+
 def completed_by(question: Question, read: Quotable, following: Span | None) -> Span | None:
     """The sentence after `read` when `read` alone would mislead or leave out what is asked: it denies `read`, or
     (for a question asking for a name) `read` names nothing and it names the thing `read` is about ("Avoid writing
@@ -69,11 +84,18 @@ def completed_by(question: Question, read: Quotable, following: Span | None) -> 
         return None
     if _DENIES.match(following.text):
         return following
+    if question.kind in _ASKS_HOW and _RESOLVES.match(following.text) and _says_how(following.text):
+        return following
     if question.kind is not FactKind.name or not CODE_TOKEN.search(following.text):
         return None
     if CODE_TOKEN.search(read.whole):
         return None
     return following if _REFERS_BACK.match(following.text) or leans_on(following.text, read.span.text) else None
+
+
+def _says_how(text: str) -> bool:
+    """A resolution that names or tells the way, not only that there is one ("This can be done quite easily.")."""
+    return len(text.split()) >= 8 or CODE_TOKEN.search(text) is not None
 
 
 def leans_on(text: str, before: str) -> bool:

@@ -463,6 +463,28 @@ def test_a_bare_signature_is_the_term_its_description_defines(vectors: SentenceV
     assert read["Numbers are read as they are written."] == ""
 
 
+def test_the_sentence_saying_how_comes_with_the_problem_it_solves(vectors: SentenceVectors) -> None:
+    """A problem stated in the question's words, then the way out in the next sentence ("Instead, use ..."): asked how,
+    the answer quotes both. A sentence saying only that there is a way ("This can be done easily.") is not the way."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Widget groups often open a spool that their subcommands use, and the spool must be closed afterwards. "
+        "However, a with block in the group would close the spool before any subcommand could read it. "
+        "Instead, register it with the context's with_resource() method, which closes it when the command ends.\n\n"
+        "Spools can be shared between the widgets of one group and the widgets of another. This can be done easily."
+    )
+    sources = [hit(1, text, title="Advanced patterns")]
+    question = "My widget group opens a spool for its subcommands. How do I make sure it gets closed when they finish?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "Instead, register it with the context's with_resource() method" in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+    shared = compose_answer(
+        prompt_for("How do I share a spool between widgets?", sources=sources, creator=None), vectors
+    )
+    assert "This can be done easily." not in shared, shared
+
+
 def test_a_long_signature_is_the_term_its_description_defines(vectors: SentenceVectors) -> None:
     """A signature listing many parameters is longer than any other term line (Click's `version_option`, 103
     characters; the standard library's `subprocess.run`, twice that): asked which function does that, the answer still
