@@ -1,22 +1,22 @@
 """How a source chunk reads: its quotable sentences, each with what it carries along.
 
 Technical text: short code-bearing lines just above a sentence (a definition list's terms, an option's spellings, a
-table's first cell, a parameter with its type, a function's signature, a keyword in capitals) are the terms it
-defines, read as its own words and quoted with it; code lines after a sentence that introduces them ("run this:"
-then a command, a statement, a signature, or values one a line) are quoted with it, and so is the rest of the
-sentence when it goes on after the code ("... or:" `createdb -O rolename dbname` "from the shell."), and the terms of a
-definition list it introduces ("the following required keys:") and the items of a list it announces ("There are
-three ... bits."); a table row reads with its table's column names, and knows its first cell (what the row is about)
-and, under a first row that names the columns, the columns it does not spell out; a first sentence naming its
-subject only as "this command" is labelled with the name its page's title opens with. relevance.py scores these
-against a question.
+table's first cell, a parameter with its type, a function's signature, a keyword in capitals) are the terms it defines,
+read as its own words and quoted with it; code lines after a sentence that introduces them ("run this:" then a command,
+a statement, a signature, or values one a line) are quoted with it, and so is the rest of the sentence when it goes on
+after the code ("... or:" `createdb -O rolename dbname` "from the shell."), and the terms of a definition list it
+introduces ("the following required keys:") and the items of a list it announces ("There are three ... bits."), and the
+code a bare "Example:" line after it introduces; a table row reads with its table's column names, and knows its first
+cell (what the row is about) and, under a first row that names the columns, the columns it does not spell out; a first
+sentence naming its subject only as "this command" is labelled with the name its page's title opens with. relevance.py
+scores these against a question.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from backend.grounding.sentences import Span, split_sentences
@@ -81,6 +81,8 @@ class Quotable:
     # ...` "from the SQL environment, or:" `createdb -O rolename dbname` "from the shell."): each part that goes on,
     # with the code it introduces in turn; quoted with it, and its words are the sentence's.
     continued: tuple[tuple[str, str], ...] = ()
+    # The example a bare "Example:" line after it introduces, as (that line, its code): quoted after the sentence.
+    example: tuple[str, str] | None = None
 
     @property
     def states_a_value(self) -> bool:
@@ -90,7 +92,13 @@ class Quotable:
     @property
     def whole(self) -> str:
         """All it is quoted with, as one text: its term line, the sentence, its code and the rest after the code."""
-        parts = (self.label, self.span.text, self.code, *(text for part in self.continued for text in part))
+        parts = (
+            self.label,
+            self.span.text,
+            self.code,
+            *(text for part in self.continued for text in part),
+            *(self.example or ()),
+        )
         return " ".join(part for part in parts if part)
 
 
@@ -192,6 +200,8 @@ _NOT_SENTENCE = re.compile(rf"^(?:\d+\.)+\d*$|{_STATEMENT_LINE.pattern}")
 # A reference entry's default on a line of its own ("Default: True", "Default: timedelta(days=31)"), as Sphinx sets a
 # configuration value's: a statement about the term above it, however short.
 _DEFAULT_LINE = re.compile(r"^Default(?: value)?: \S")
+# A line that only announces the code after it as an example of the sentence before ("Example:", "For example:").
+_BARE_EXAMPLE = re.compile(r"^(?:for )?(?:an )?examples?(?: usage)?:$|^usage:$", re.IGNORECASE)
 
 
 def _is_body(span: Span) -> bool:
@@ -338,6 +348,16 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     goes_on: set[int] = set()  # the starts of sentences read as the rest of one before them (_continued)
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in split_sentences(text):
+        if _BARE_EXAMPLE.match(span.text) and read and read[-1].span is previous:
+            # "... it will also do some basic checks for you such as existence checks." "Example:" `@click.argument(
+            # 'filename', type=click.Path(exists=True))`: the example is the sentence before's, in code.
+            after = next((b.start for b in body if b.start >= span.end), len(text))
+            code = _code_after(text[span.end : after])
+            before = read[-1]
+            if code and not (before.code or before.items or before.continued or before.example):
+                read[-1] = replace(before, terms=before.terms | text_terms(code), example=(span.text, code))
+                gap_start = after
+                continue
         if not _is_body(span):
             if not _STATEMENT_LINE.match(span.text):  # a heading: what follows is about it; code goes with its sentence
                 context_of_heading, previous, earlier = text_terms(span.text), None, None

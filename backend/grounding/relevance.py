@@ -62,6 +62,7 @@ class Candidate:
     # The code `previous` and `earlier` introduce, by their start: a sentence leaned on is quoted with its code ("And on
     # the subscriber database:" `CREATE SUBSCRIPTION ...` before "The above will start the replication process.").
     leaned_code: tuple[tuple[int, str], ...] = ()
+    example: tuple[str, str] | None = None  # a bare "Example:" line after it and its code (quotable.py): quoted next
 
     @property
     def is_brief(self) -> bool:
@@ -226,6 +227,7 @@ def rank(
                 for span in (q.previous, q.earlier)
                 if span is not None and (row.source, span.start) in code_at
             ),
+            q.example,
         )
         for row in rows
         for q in (row.read,)

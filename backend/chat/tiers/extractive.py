@@ -201,6 +201,9 @@ def _quotes(picked: list[Candidate]) -> list[str]:
         if c.code:
             text = _with_code(text, c.code, c.continued)
         quoted.append(f"{text} [{c.source}]")
+        if c.example is not None:
+            line, code = c.example
+            quoted.append(f"{_with_code(line, code)} [{c.source}]")
         if c.items:
             # The list it announces, each item as the source writes it, a sentence each (so each is checked).
             for item in c.items:

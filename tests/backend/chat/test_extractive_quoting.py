@@ -463,6 +463,29 @@ def test_a_bare_signature_is_the_term_its_description_defines(vectors: SentenceV
     assert read["Numbers are read as they are written."] == ""
 
 
+def test_the_example_a_bare_example_line_introduces_is_the_sentence_befores(vectors: SentenceVectors) -> None:
+    """Sphinx guides set "Example:" on a line of its own between a sentence and its code ("... basic checks for you
+    such as existence checks." "Example:" `@widget.argument('filename', type=widget.Path(exists=True))`): the sentence
+    is quoted with its example, whose code is what the question asks for, and every quote is supported."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Path arguments are opened lazily. Besides returning the path, the type will also do some basic checks for "
+        "you such as existence checks.\n\nExample:\n\n@widget.command()\n"
+        "@widget.argument('filename', type=widget.Path(exists=True))\ndef touch(filename):\n\n"
+        "And what it prints when the file is missing is an error."
+    )
+    sources = [hit(1, text, title="Arguments")]
+    question = "My widget command takes a filename; how do I make it check that the file exists?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "existence checks. [1] Example: `@widget.command()`; `@widget.argument('filename', " in answer, answer
+    assert "type=widget.Path(exists=True))`" in answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+    read = {q.span.text: q for q in quotable(text, "", "Arguments")}
+    assert "Example:" not in read  # not a sentence of its own
+    assert read["And what it prints when the file is missing is an error."].label == ""  # nor its code a term
+
+
 def test_the_sentence_saying_how_comes_with_the_problem_it_solves(vectors: SentenceVectors) -> None:
     """A problem stated in the question's words, then the way out in the next sentence ("Instead, use ..."): asked how,
     the answer quotes both. A sentence saying only that there is a way ("This can be done easily.") is not the way."""
