@@ -91,7 +91,8 @@ class Quotable:
 
     @property
     def whole(self) -> str:
-        """All it is quoted with, as one text: its term line, the sentence, its code and the rest after the code."""
+        """All it is quoted with, as one text: its term line, the sentence, its code, the rest after the code and its
+        example."""
         parts = (
             self.label,
             self.span.text,
