@@ -205,6 +205,12 @@ _DEFAULT_LINE = re.compile(r"^Default(?: value)?: \S")
 _BARE_EXAMPLE = re.compile(r"^(?:for )?(?:an )?examples?(?: usage)?:$|^usage:$", re.IGNORECASE)
 
 
+def _next_sentence(text: str, span: Span, body: Sequence[Span]) -> int:
+    """Where the first quotable sentence after `span` starts (the end of `text` if none): what lies between is the code
+    `span` introduces."""
+    return next((b.start for b in body if b.start >= span.end), len(text))
+
+
 def _is_body(span: Span) -> bool:
     """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
     this:") is one, and so is a line stating a default."""
@@ -352,7 +358,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
         if _BARE_EXAMPLE.match(span.text) and read and read[-1].span is previous:
             # "... it will also do some basic checks for you such as existence checks." "Example:" `@click.argument(
             # 'filename', type=click.Path(exists=True))`: the example is the sentence before's, in code.
-            after = next((b.start for b in body if b.start >= span.end), len(text))
+            after = _next_sentence(text, span, body)
             code = _code_after(text[span.end : after])
             before = read[-1]
             if code and not (before.code or before.items or before.continued or before.example):
@@ -394,8 +400,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                 code = _listed_after(text, span, body)
                 listing = bool(code)
                 if not listing:
-                    after = next((b.start for b in body if b.start >= span.end), len(text))
-                    code = _code_after(text[span.end : after])
+                    code = _code_after(text[span.end : _next_sentence(text, span, body)])
             items = () if code else _items_after(text, span, body)
             continued = () if listing else _continued(text, span, code, body)
             goes_on.update(part.start for part, _ in continued)

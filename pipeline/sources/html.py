@@ -151,22 +151,26 @@ def _is_site_name(tag: Tag) -> bool:
 _BAR_SEPARATORS = re.compile(r"^[\s|·•«»‹›→←]*[|·•«»‹›→←][\s|·•«»‹›→←]*$")
 
 
+# What a bar never holds: headings, code, tables, lists, images.
+_BAR_CONTENT = ["h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol", "dl", "img"]
+
+
+def _is_content(tag: Tag) -> bool:
+    """The page's own content: `<main>`, `<article>` or the main landmark."""
+    return tag.name in ("main", "article") or _is_main(tag)
+
+
 def _is_link_bar(tag: Tag) -> bool:
     """A row of links with nothing but separators between them, outside the page's content (a site's navigation
     bar where no landmark marks it: Django's "Home | Table of contents | Index | Modules" and "« previous | up |
     next »"). A list of links (a table of contents on an index page) is a list, and stays."""
-    if tag.name not in ("div", "p") or tag.find_parent(["main", "article"]) or tag.find_parent(_is_main):
-        return False
-    if tag.find(_BAR_CONTENT):
+    if tag.name not in ("div", "p") or tag.find(_BAR_CONTENT) or tag.find_parent(_is_content):
         return False
     links = tag.find_all("a")
     if len(links) < 2:
         return False
     between = "".join(str(text) for text in tag.find_all(string=True) if not text.find_parent("a"))
     return _BAR_SEPARATORS.match(between) is not None
-
-
-_BAR_CONTENT = ["h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol", "dl", "img"]
 
 
 def _is_main(tag: Tag) -> bool:
