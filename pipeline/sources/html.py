@@ -164,7 +164,8 @@ def _is_link_bar(tag: Tag) -> bool:
     """A row of links with nothing but separators between them, outside the page's content (a site's navigation
     bar where no landmark marks it: Django's "Home | Table of contents | Index | Modules" and "« previous | up |
     next »"). A list of links (a table of contents on an index page) is a list, and stays."""
-    if tag.name not in ("div", "p") or tag.find(_BAR_CONTENT) or tag.find_parent(_is_content):
+    # Its ancestors first: a walk up is shorter than a scan of its descendants, and most tags sit in the content.
+    if tag.name not in ("div", "p") or tag.find_parent(_is_content) or tag.find(_BAR_CONTENT):
         return False
     links = tag.find_all("a")
     if len(links) < 2:
