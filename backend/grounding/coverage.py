@@ -12,11 +12,14 @@ talk about the topic, not the figure.
 Names are not paraphrased: a question that names something (an acronym, a product, a place, an option or a path:
 "Git LFS", "WireGuard", "--force-with-lease") which none of the retrieved sources mentions asks about something
 else than what they cover, however close its other words come. A name written as code that a source does mention
-("-vvv", "entry_points") is the asked thing, found: that question is held to a lower threshold.
+("-vvv", "entry_points") is the asked thing, found: that question is held to a lower threshold. A key combination is
+one name in any spelling ("Ctrl-C" is "Control+C" and a terminal's "^C"), and names the question lists together
+("on Windows, macOS and Linux") are alternatives: sources mentioning any of them cover the list.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +84,17 @@ _HYPHENATED = re.compile(r"(?<![\w-])[A-Z]\w*(?:-[A-Z]\w*)+(?![\w-])")
 _ALPHANUMERIC = re.compile(r"(?<![\w-])[A-Za-z]+\d[A-Za-z\d]*(?![\w-])")
 # Capitalised words that are not names (a question's own words, capitalised after a colon or in title case, and
 # what people write in capitals: "Is it OK to ...?").
+# A key combination is one name ("Ctrl-C", "Alt+F4", "Ctrl-Shift-T"), whatever its separator or its modifier's spelling.
+_MODIFIERS = r"(?:Ctrl|Control|Alt|Shift|Cmd|Command|Meta|Super|Option)"
+_KEYS = re.compile(rf"\b{_MODIFIERS}(?:[-+]{_MODIFIERS})*[-+](?P<key>[A-Za-z0-9]\w*)\b", re.IGNORECASE)
+_MODIFIER_SPELLINGS = {
+    "ctrl": "(?:ctrl|control)",
+    "control": "(?:ctrl|control)",
+    "cmd": "(?:cmd|command)",
+    "command": "(?:cmd|command)",
+}
+# What joins names listed together: a comma, "and", "or", "nor", a slash.
+_LIST_SEPARATOR = re.compile(r"\s*(?:,|/|,?\s+(?:and|or|nor)\s+|,\s*(?:and|or|nor)\s+)\s*")
 _NOT_NAMES = frozenset(
     "i i'm i've is it the a an and or but if my your our we you can how what why which where when who whose does do "
     "did should could would will are was were has have please also ok okay asap fyi btw imo imho".split()
@@ -91,7 +105,14 @@ def named(question: str, creator: Creator | None) -> list[str]:
     """The names a question asks about (not the scoped creator's own)."""
     own = name_words(creator)
     patterns = (_CAPITALS, _CAPITALISED, _HYPHENATED, _ALPHANUMERIC)
-    found = [m[0] for pattern in patterns for m in pattern.finditer(question)]
+    keys = [m for m in _KEYS.finditer(question)]
+    found = [m[0] for m in keys]
+    found += [
+        m[0]
+        for pattern in patterns
+        for m in pattern.finditer(question)
+        if not any(key.start() <= m.start() < key.end() for key in keys)  # "Ctrl" of "Ctrl-C" is no name of its own
+    ]
     found += [token for token in question.split() if CODE_TOKEN.search(token)]
     names: list[str] = []
     for name in found:
@@ -105,18 +126,55 @@ def named(question: str, creator: Creator | None) -> list[str]:
     return names
 
 
-def unmentioned(names: Sequence[str], hits: Sequence[Hit]) -> list[str]:
-    """The names no hit's text, title or heading mentions (folded; a plural or an "'s" matches its word)."""
+def unmentioned(names: Sequence[str], hits: Sequence[Hit], *, question: str = "") -> list[str]:
+    """The names no hit's text, title or heading mentions (folded; a plural or an "'s" matches its word; a key
+    combination in any of its spellings). A name the question lists with others ("on Windows, macOS and Linux") is
+    one of alternatives: mentioned when any of them is."""
     if not names:
         return []
     text = fold(" ".join(f"{hit.title}\n{hit.heading}\n{hit.text}" for hit in hits))
     missing = []
     for name in names:
-        core = fold(name).removesuffix("'s").removesuffix("’s")
-        core = core[:-1] if len(core) > 3 and core.endswith("s") else core
-        if not re.search(rf"(?<![\w-]){re.escape(core)}", text):
+        if not re.search(_spellings(name), text):
             missing.append(name)
+    if question and missing:
+        for group in _listed(question, names):
+            if not group <= set(missing):
+                missing = [name for name in missing if name not in group]
     return missing
+
+
+def _spellings(name: str) -> str:
+    """A pattern for a name as the folded sources may write it."""
+    key = _KEYS.fullmatch(name)
+    if key is not None:
+        # "Ctrl-C" is "Ctrl+C", "Control-C", "CTRL C" and, in a terminal's notation, "^C".
+        modifiers = [_MODIFIER_SPELLINGS.get(fold(m), re.escape(fold(m))) for m in re.split(r"[-+]", name)[:-1]]
+        last = re.escape(fold(key["key"]))
+        combo = r"[-+ ]?".join([*modifiers, last])
+        caret = rf"|\^{last}" if modifiers == [_MODIFIER_SPELLINGS["ctrl"]] and len(last) == 1 else ""
+        return rf"(?<![\w-])(?:{combo}{caret})(?!\w)"
+    core = fold(name).removesuffix("'s").removesuffix("’s")
+    core = core[:-1] if len(core) > 3 and core.endswith("s") else core
+    return rf"(?<![\w-]){re.escape(core)}"
+
+
+def _listed(question: str, names: Sequence[str]) -> list[set[str]]:
+    """Groups of names the question lists together ("Windows, macOS and Linux", "GET or POST", "zsh/fish")."""
+    spans = sorted(
+        (m.start(), m.end(), name)
+        for name in names
+        for m in re.finditer(rf"(?<![\w-]){re.escape(name)}(?![\w-])", question)
+    )
+    groups: list[set[str]] = []
+    for (_, end, name), (start, _, after) in itertools.pairwise(spans):
+        if _LIST_SEPARATOR.fullmatch(question[end:start]):
+            joined = next((g for g in groups if name in g), None)
+            if joined is None:
+                joined = {name}
+                groups.append(joined)
+            joined.add(after)
+    return groups
 
 
 def topics(hits: Sequence[Hit]) -> tuple[str, ...]:
@@ -143,7 +201,7 @@ def assess(
     confidence = best[0][0] if best else 0.0
     threshold -= min(_LONG_MOST, _LONG_STEP * max(0, len(question.split()) - _LONG_WORDS))
     names = named(read.focus, creator)
-    missing = unmentioned(names, hits)
+    missing = unmentioned(names, hits, question=read.focus)
     if any(CODE_TOKEN.search(name) and name not in missing for name in names):
         threshold -= _CODE_FOUND
     covered = confidence >= threshold and not missing

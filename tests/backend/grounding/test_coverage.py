@@ -44,6 +44,27 @@ def test_a_name_counts_as_mentioned_in_any_spelling_of_its_word() -> None:
     assert unmentioned(["Gitlet", "Gitlet-Login", "repack"], MANUAL) == ["Gitlet-Login"]
 
 
+def test_a_key_combination_is_one_name_in_any_of_its_spellings() -> None:
+    terminal = [hit(1, "The only characters translated are ^C and ^D into interrupts.", creator="m")]
+    assert named("When someone presses Ctrl-C, what exit status do I get?", None) == ["Ctrl-C"]
+    assert unmentioned(["Ctrl-C"], terminal) == []
+    assert unmentioned(["Control+D"], terminal) == []
+    assert unmentioned(["Ctrl-X"], terminal) == ["Ctrl-X"]
+    assert unmentioned(["Alt+F4"], [hit(1, "Press alt-f4 to close the window.", creator="m")]) == []
+
+
+def test_names_listed_together_are_alternatives() -> None:
+    """ "... on Windows, macOS and Linux?": sources that cover Windows and Linux cover the question; a list none of
+    whose names the sources mention is still missing, and so is a name outside the list."""
+    folders = [hit(1, "On Windows the folder roams; on Linux it is ~/.config/app.", creator="m")]
+    asked = "Where do I keep settings on Windows, macOS and Linux?"
+    assert unmentioned(named(asked, None), folders, question=asked) == []
+    other = "Where do I keep settings on FreeBSD or Solaris with Gitlet?"
+    assert unmentioned(named(other, None), folders, question=other) == ["FreeBSD", "Solaris", "Gitlet"]
+    apart = "Does macOS keep settings where Linux does?"
+    assert unmentioned(named(apart, None), folders, question=apart) == ["macOS"]
+
+
 def test_an_unmentioned_name_is_not_covered_however_close_the_words(vectors: SentenceVectors) -> None:
     question = "How do I store large files with Gitlet LFS?"
     close = assess(question, search_query=question, hits=MANUAL, creator=None, vectors=vectors)
