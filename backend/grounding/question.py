@@ -30,6 +30,7 @@ _BOILERPLATE = re.compile(
 class FactKind(StrEnum):
     name = "name"  # which option / command / variable / file: a sentence or term line with code in it
     number = "number"  # how much / how hot / what ratio: a sentence with a quantity
+    requirement = "requirement"  # what does it need, what do I have to: a condition, a prerequisite
     steps = "steps"  # how do I: instructions
     reason = "reason"  # why
     definition = "definition"  # what is
@@ -53,6 +54,15 @@ _KINDS: list[tuple[FactKind, re.Pattern[str]]] = [
             r"\bhow (?:much|many|long|hot|warm|cold|often|big|heavy|wet|salty|far|sour)\b|\bat what\b"
             r"|\bwhat(?:'s| is| are)? (?:the )?(?:temperature|ratio|percentage|percent|proportion|hydration|"
             r"weight|amount|number|time|ph|range|feed|salt level|core temperature)\b|\bwhich (?:temperature|ratio)\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        FactKind.requirement,
+        re.compile(
+            r"\bwhat (?:does|do|must|should|would) .{0,60}?\b(?:need|require)"
+            r"|\bwhat(?:'s| is| are) (?:needed|required)\b|\bprerequisites?\b|\bwhat do (?:i|you|we) (?:need|have) to\b"
+            r"|\bwhat(?:'s| is) the (?:minimum|least) (?:i|you|we)\b",
             re.IGNORECASE,
         ),
     ),

@@ -22,6 +22,11 @@ _FORM_PENALTY = 0.1
 # never fired (the text it was matched against began with a space) and, fired, moved no fact on the five sets.
 _STEP_WORDS = re.compile(r"\b(?:then|until|every|after|before|feeds?)\b", re.IGNORECASE)
 _REASON_WORDS = re.compile(r"\b(?:because|so that|which means|that is why|this is why|the result|so a|since)\b", re.I)
+_REQUIREMENT_WORDS = re.compile(
+    r"\b(?:requires?|required|needs? to|must(?! not)|has to|have to|prerequisites?|is needed|are needed"
+    r"|only (?:allowed|possible|works?|supported|available|valid) (?:if|when|with))\b",
+    re.IGNORECASE,
+)
 _DEFINITION_WORDS = re.compile(r"\b(?:is|are|means|called|named)\b", re.I)
 
 
@@ -40,6 +45,8 @@ def _kind_of_fact_bonus(question: Question, text: str) -> float:
         return _KIND_BONUS if CODE_TOKEN.search(text) else 0.0
     if question.kind is FactKind.steps:
         return _KIND_BONUS if _STEP_WORDS.search(text) or CODE_TOKEN.search(text) else 0.0
+    if question.kind is FactKind.requirement:
+        return _KIND_BONUS if _REQUIREMENT_WORDS.search(text) else 0.0
     if question.kind is FactKind.reason:
         return _KIND_BONUS if _REASON_WORDS.search(text) else 0.0
     if question.kind is FactKind.definition:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from backend.chat.tiers.extractive import compose_answer
 from backend.grounding.question import FactKind, read_question
 from backend.grounding.quotable import quotable
+from backend.grounding.relevance import rank
 from backend.grounding.sentences import SentenceVectors, split_sentences
 from tests.backend.chat.helpers import hit, prompt_for
 
@@ -111,3 +112,30 @@ def test_an_api_reference_s_kinds_of_thing_ask_for_a_name() -> None:
         "What attribute holds the spin count?",
     ):
         assert read_question(question, creator=None).kind == FactKind.name, question
+
+
+def test_a_question_asking_what_is_needed_prefers_the_sentence_stating_the_requirement(
+    vectors: SentenceVectors,
+) -> None:
+    """ "What does X need before ...?", "what's the minimum I have to do ...?" ask for a condition: among sentences on
+    the topic, the one saying what is required ("... must be set to mirror") ranks above one closer in meaning."""
+    for question in (
+        "What does a spin table need before I can refresh it without locking readers out?",
+        "What's the minimum I have to do to start mirroring two widgets to another host?",
+        "What do I need to install to write async spins?",
+        "Are there prerequisites for mirroring?",
+    ):
+        assert read_question(question, creator=None).kind == FactKind.requirement, question
+    assert read_question("How do I start mirroring two widgets?", creator=None).kind == FactKind.steps
+    mirroring = (
+        "Mirroring copies widgets from one host to another as they change. Two widgets or two hundred, a mirror starts "
+        "with a full copy of them and then follows every change. Mirroring to another host can be paused and resumed "
+        "at any time. On the source host, spin_level must be set to mirror before another host can start mirroring."
+    )
+    asked = read_question(
+        "What's the minimum I have to do to start mirroring two widgets to another host?", creator=None
+    )
+    ranked = {c.span.text[:20]: c for c in rank(asked, [hit(1, mirroring, title="Mirroring")], vectors)}
+    required, paused = ranked["On the source host, "], ranked["Mirroring to another"]
+    # Further in meaning from the question, it is what the question asks for.
+    assert required.relevance < paused.relevance and required.score > paused.score
