@@ -82,11 +82,13 @@ _CAPITALS = re.compile(r"\b\w*[A-Z]\w*[A-Z]\w*\b")
 _CAPITALISED = re.compile(r"(?<![.?!:;]\s)(?<=\s)[A-Z][a-z]+\b")
 _HYPHENATED = re.compile(r"(?<![\w-])[A-Z]\w*(?:-[A-Z]\w*)+(?![\w-])")
 _ALPHANUMERIC = re.compile(r"(?<![\w-])[A-Za-z]+\d[A-Za-z\d]*(?![\w-])")
-# Capitalised words that are not names (a question's own words, capitalised after a colon or in title case, and
-# what people write in capitals: "Is it OK to ...?").
-# A key combination is one name ("Ctrl-C", "Alt+F4", "Ctrl-Shift-T"), whatever its separator or its modifier's spelling.
-_MODIFIERS = r"(?:Ctrl|Control|Alt|Shift|Cmd|Command|Meta|Super|Option)"
-_KEYS = re.compile(rf"\b{_MODIFIERS}(?:[-+]{_MODIFIERS})*[-+](?P<key>[A-Za-z0-9]\w*)\b", re.IGNORECASE)
+# A key combination is one name ("Ctrl-C", "Alt+F4", "Ctrl-Shift-T"), whatever its separator or its modifier's
+# spelling: a modifier as keyboards write it, then a key (not "control-flow" or "Command-Line", which are words).
+_MODIFIERS = r"(?:Ctrl|CTRL|Control|Alt|ALT|Shift|SHIFT|Cmd|CMD|Command|Meta|Super|Option)"
+_KEYS = re.compile(
+    rf"\b{_MODIFIERS}(?:[-+]{_MODIFIERS})*[-+](?P<key>[A-Za-z0-9]|F\d{{1,2}}|Enter|Return|Tab|Esc|Escape|Space|Delete"
+    r"|Del|Backspace|Home|End|Insert|PageUp|PageDown|Up|Down|Left|Right)\b"
+)
 _MODIFIER_SPELLINGS = {
     "ctrl": "(?:ctrl|control)",
     "control": "(?:ctrl|control)",
@@ -95,6 +97,8 @@ _MODIFIER_SPELLINGS = {
 }
 # What joins names listed together: a comma, "and", "or", "nor", a slash.
 _LIST_SEPARATOR = re.compile(r"\s*(?:,|/|,?\s+(?:and|or|nor)\s+|,\s*(?:and|or|nor)\s+)\s*")
+# Capitalised words that are not names (a question's own words, capitalised after a colon or in title case, and
+# what people write in capitals: "Is it OK to ...?").
 _NOT_NAMES = frozenset(
     "i i'm i've is it the a an and or but if my your our we you can how what why which where when who whose does do "
     "did should could would will are was were has have please also ok okay asap fyi btw imo imho".split()
@@ -105,7 +109,7 @@ def named(question: str, creator: Creator | None) -> list[str]:
     """The names a question asks about (not the scoped creator's own)."""
     own = name_words(creator)
     patterns = (_CAPITALS, _CAPITALISED, _HYPHENATED, _ALPHANUMERIC)
-    keys = [m for m in _KEYS.finditer(question)]
+    keys = list(_KEYS.finditer(question))
     found = [m[0] for m in keys]
     found += [
         m[0]

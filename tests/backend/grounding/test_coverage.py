@@ -51,6 +51,8 @@ def test_a_key_combination_is_one_name_in_any_of_its_spellings() -> None:
     assert unmentioned(["Control+D"], terminal) == []
     assert unmentioned(["Ctrl-X"], terminal) == ["Ctrl-X"]
     assert unmentioned(["Alt+F4"], [hit(1, "Press alt-f4 to close the window.", creator="m")]) == []
+    # A modifier's word in a word of its own is no key: "control-flow" is a word, as "remember-me" is.
+    assert named("How does control-flow work when I press Shift-Tab?", None) == ["Shift-Tab"]
 
 
 def test_names_listed_together_are_alternatives() -> None:
