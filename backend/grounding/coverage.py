@@ -89,14 +89,12 @@ _KEYS = re.compile(
     rf"\b{_MODIFIERS}(?:[-+]{_MODIFIERS})*[-+](?P<key>[A-Za-z0-9]|F\d{{1,2}}|Enter|Return|Tab|Esc|Escape|Space|Delete"
     r"|Del|Backspace|Home|End|Insert|PageUp|PageDown|Up|Down|Left|Right)\b"
 )
+# A modifier's spellings, folded: "Ctrl" is "Control", "Cmd" is "Command".
 _MODIFIER_SPELLINGS = {
-    "ctrl": "(?:ctrl|control)",
-    "control": "(?:ctrl|control)",
-    "cmd": "(?:cmd|command)",
-    "command": "(?:cmd|command)",
+    word: f"(?:{'|'.join(group)})" for group in (("ctrl", "control"), ("cmd", "command")) for word in group
 }
 # What joins names listed together: a comma, "and", "or", "nor", a slash.
-_LIST_SEPARATOR = re.compile(r"\s*(?:,|/|,?\s+(?:and|or|nor)\s+|,\s*(?:and|or|nor)\s+)\s*")
+_LIST_SEPARATOR = re.compile(r"\s*(?:,|/|,?\s*(?:and|or|nor)\s+)\s*")
 # Capitalised words that are not names (a question's own words, capitalised after a colon or in title case, and
 # what people write in capitals: "Is it OK to ...?").
 _NOT_NAMES = frozenset(
