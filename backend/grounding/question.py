@@ -169,6 +169,15 @@ _JOINED = re.compile(
     r"|,\s+and\s+(?=(?:is|are|does|do|did|can|should)\s+(?!be\b|not\b|have\b)\w)",
     re.IGNORECASE,
 )
+# Two goals of one how-to question, the second a verb and what it acts on ("... and accept them in any letter case?"):
+# an object pronoun or a determiner after the word past "and" makes that word a verb. Not "and not a revision".
+_DOINGS = re.compile(
+    r"^(?P<first>(?P<lead>(?:so |and |but )?how (?:do|can|could|should|would|might) (?:i|we|you|one) )"
+    r"(?:(?!\band\b).)+?)\s+and\s+(?P<second>(?!not\b|also\b|then\b)[a-z]+\s+"
+    r"(?:them|it|him|her|me|us|the|a|an|my|its|their|those|these|this|that|each|every|all)\b.*?)\s*[?.!]?$",
+    re.IGNORECASE,
+)
+_DOING_TERMS = 2
 # Comparisons: "the difference between A and B", "should I use A or B?".
 _BETWEEN = re.compile(r"\bbetween\s+(?P<a>.+?)\s+and\s+(?P<b>.+?)\s*(?:[?.!]|$)", re.IGNORECASE)
 _EITHER = re.compile(
@@ -254,7 +263,24 @@ def question_parts(question: str) -> list[str]:
             return _sides("", differs["a"], differs["b"])
     parts = [part.strip(" ,;") for part in _JOINED.split(question)]
     parts = [part for part in parts if content_terms(part)]
+    if len(parts) == 1:
+        parts = _two_doings(question)
     return parts if len(parts) > 1 else [question]
+
+
+def _two_doings(question: str) -> list[str]:
+    """A how-to question asking for two things to do ("How do I limit an option to a few allowed values and accept
+    them in any letter case?"): each goal with the question's opening ("How do I accept them in any letter case?"),
+    when both say enough of their own to be searched for."""
+    joined = _DOINGS.match(question)
+    if joined is None:
+        return [question]
+    first, second = joined["first"].rstrip(" ,"), f"{joined['lead']}{joined['second']}"
+    if len(content_terms(first)) - len(content_terms(joined["lead"])) < _DOING_TERMS:
+        return [question]
+    if len(content_terms(second)) - len(content_terms(joined["lead"])) < _DOING_TERMS:
+        return [question]
+    return [first, second]
 
 
 def _sides(lead: str, a: str, b: str) -> list[str]:

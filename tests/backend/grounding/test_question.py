@@ -34,6 +34,27 @@ def test_an_auxiliary_without_a_subject_after_and_joins_two_verbs_not_two_questi
     assert question_parts(passive) == [passive]
 
 
+def test_a_how_to_question_asking_for_two_doings_splits_into_both_with_its_opening() -> None:
+    """ "How do I A and accept them ...?": a verb with what it acts on after "and" is a second goal, asked the way the
+    first is; two verbs of one goal ("create and push a tag"), a denial ("and not a revision") or a side with too
+    few words of its own stay one question."""
+    assert question_parts("How do I limit an option to a few allowed values and accept them in any letter case?") == [
+        "How do I limit an option to a few allowed values",
+        "How do I accept them in any letter case",
+    ]
+    assert question_parts("How can I rebase my branch and push it to the remote?") == [
+        "How can I rebase my branch",
+        "How can I push it to the remote",
+    ]
+    for one in (
+        "How do I create and push a tag?",
+        "How do I tell git that an argument is a path and not a revision?",
+        "How do I stop it and start it?",
+        "What does it print and why?",
+    ):
+        assert question_parts(one) == [one]
+
+
 def test_a_situation_told_first_belongs_to_no_part() -> None:
     """The parts of "<situation>. How long ..., and which ...?" are the two questions; the situation is the context
     each part is read with, not the first part's own words. A question that does not split stays whole."""
