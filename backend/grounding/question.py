@@ -170,11 +170,13 @@ _JOINED = re.compile(
     re.IGNORECASE,
 )
 # Two goals of one how-to question, the second a verb and what it acts on ("... and accept them in any letter case?"):
-# an object pronoun or a determiner after the word past "and" makes that word a verb. Not "and not a revision".
+# an object pronoun or a determiner after the word past "and" makes that word a verb, unless that word is one of the
+# same kind ("and all the files", "and not a revision").
+_OBJECT = r"(?:them|it|him|her|me|us|the|a|an|my|your|its|our|their|those|these|this|that|each|every|all|both)"
 _DOINGS = re.compile(
     r"^(?P<first>(?P<lead>(?:so |and |but )?how (?:do|can|could|should|would|might) (?:i|we|you|one) )"
-    r"(?:(?!\band\b).)+?)\s+and\s+(?P<second>(?!not\b|also\b|then\b)[a-z]+\s+"
-    r"(?:them|it|him|her|me|us|the|a|an|my|its|their|those|these|this|that|each|every|all)\b.*?)\s*[?.!]?$",
+    rf"(?:(?!\band\b).)+?)\s+and\s+(?P<second>(?!{_OBJECT}\b|not\b|also\b|then\b|some\b|any\b|other\b|only\b)"
+    rf"[a-z]+\s+{_OBJECT}\b.*?)\s*[?.!]?$",
     re.IGNORECASE,
 )
 _DOING_TERMS = 2

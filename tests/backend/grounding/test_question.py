@@ -50,6 +50,7 @@ def test_a_how_to_question_asking_for_two_doings_splits_into_both_with_its_openi
         "How do I create and push a tag?",
         "How do I tell git that an argument is a path and not a revision?",
         "How do I stop it and start it?",
+        "How do I copy the whole directory and all the files in it?",
         "What does it print and why?",
     ):
         assert question_parts(one) == [one]
