@@ -174,8 +174,8 @@ _JOINED = re.compile(
 # same kind ("and all the files", "and not a revision").
 _OBJECT = r"(?:them|it|him|her|me|us|the|a|an|my|your|its|our|their|those|these|this|that|each|every|all|both)"
 _DOINGS = re.compile(
-    r"^(?P<first>(?P<lead>(?:so |and |but )?how (?:do|can|could|should|would|might) (?:i|we|you|one) )"
-    rf"(?:(?!\band\b).)+?)\s+and\s+(?P<second>(?!{_OBJECT}\b|not\b|also\b|then\b|some\b|any\b|other\b|only\b)"
+    r"^(?P<lead>(?:so |and |but )?how (?:do|can|could|should|would|might) (?:i|we|you|one) )"
+    rf"(?P<first>(?:(?!\band\b).)+?)\s+and\s+(?P<second>(?!{_OBJECT}\b|not\b|also\b|then\b|some\b|any\b|other\b|only\b)"
     rf"[a-z]+\s+{_OBJECT}\b.*?)\s*[?.!]?$",
     re.IGNORECASE,
 )
@@ -277,12 +277,11 @@ def _two_doings(question: str) -> list[str]:
     joined = _DOINGS.match(question)
     if joined is None:
         return [question]
-    first, second = joined["first"].rstrip(" ,"), f"{joined['lead']}{joined['second']}"
-    if len(content_terms(first)) - len(content_terms(joined["lead"])) < _DOING_TERMS:
+    lead = joined["lead"]
+    goals = [joined["first"].rstrip(" ,"), joined["second"]]
+    if any(len(content_terms(goal) - content_terms(lead)) < _DOING_TERMS for goal in goals):
         return [question]
-    if len(content_terms(second)) - len(content_terms(joined["lead"])) < _DOING_TERMS:
-        return [question]
-    return [first, second]
+    return [f"{lead}{goal}" for goal in goals]
 
 
 def _sides(lead: str, a: str, b: str) -> list[str]:
