@@ -49,14 +49,15 @@ def named_once(documents: list[Any], per_set: int) -> dict[str, str]:
     once = sorted(
         (name, next(iter(ids)))
         for name, ids in where.items()
-        if len(ids) == 1 and len(name) >= 4 and not all(len(p) == 1 for p in sparse._PARTS.split(name))
+        if len(ids) == 1 and len(name) >= 4 and sparse.whole_terms(name)  # not an abbreviation ("e.g.")
     )
     step = max(1, len(once) // per_set)
     return dict(once[::step][:per_set])
 
 
 @contextmanager
-def whole_terms(on: bool) -> Iterator[None]:
+def whole_terms_indexed(on: bool) -> Iterator[None]:
+    """Within it, BM25 vectors carry whole terms (`on`) or their words alone, as before them."""
     original = sparse.whole_terms
     if not on:
         sparse.whole_terms = lambda text: []  # the module looks it up at each call
@@ -70,7 +71,7 @@ def measure(name: str, per_set: int, *, on: bool, settings: Any, embedder: Any) 
     shipped = SETS[name]
     eval_set = load_eval_set(content=shipped.ensure_content(), queries=shipped.queries, qrels=shipped.qrels)
     asked = named_once(eval_set.documents, per_set)
-    with whole_terms(on), tempfile.TemporaryDirectory(prefix="bench-code-names-") as work:
+    with whole_terms_indexed(on), tempfile.TemporaryDirectory(prefix="bench-code-names-") as work:
         store = EdgeStore(Path(work) / "index", hnsw_ef=settings.index.hnsw_ef)
         try:
             retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
