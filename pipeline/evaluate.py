@@ -142,10 +142,11 @@ def rank_all(
     rankings: dict[str, dict[str, list[str]]] = {mode: {} for mode in modes}
     for qid, text in queries.items():
         vectors = retriever.query_vectors(text, mode="hybrid")
+        fusion = retriever.fusion_for(text)
         creator = (creators or {}).get(qid)
         for mode in modes:
             top = retriever.store.search(
-                vectors, k=prefetch, mode=mode, creator=creator, prefetch_limit=prefetch, fusion=retriever.fusion
+                vectors, k=prefetch, mode=mode, creator=creator, prefetch_limit=prefetch, fusion=fusion
             )
             deep: list[Hit] = []
             if deep_chunks > prefetch:
@@ -155,10 +156,10 @@ def rank_all(
                     mode=mode,
                     creator=creator,
                     prefetch_limit=deep_chunks,
-                    fusion=retriever.fusion,
+                    fusion=fusion,
                 )
             # The top as the service ranks it (late interaction in hybrid), then the deep search's new documents.
-            refined = retriever.refine(vectors, top, mode=mode)
+            refined = retriever.refine(vectors, top, mode=mode, fusion=fusion)
             rankings[mode][qid] = documents_by_best_chunk([*refined, *in_rank_order(deep)])
     return rankings
 

@@ -6,6 +6,7 @@ chunks were when they were ingested.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -16,7 +17,7 @@ from backend.retrieval.embedder import Embedder
 from backend.retrieval.late_interaction import rescore
 from backend.retrieval.models import QueryVectors, SearchMode
 from backend.retrieval.search_cache import SearchCache
-from backend.retrieval.sparse import bm25_document, bm25_query
+from backend.retrieval.sparse import bm25_document, bm25_query, names_code
 from backend.retrieval.stores.protocol import Fusion, Store, rank_key
 from backend.settings import RetrievalSettings
 from backend.stages import Chunk, EmbeddedChunk, Hit, SparseVector
@@ -113,12 +114,20 @@ class Retriever:
 
     @property
     def fusion(self) -> Fusion:
+        """How hybrid fuses a question naming no code."""
         return Fusion(
             method=self.settings.fusion,
             rrf_k=self.settings.rrf_k,
             dense_weight=self.settings.dense_weight,
             bm25_weight=self.settings.bm25_weight,
         )
+
+    def fusion_for(self, query: str) -> Fusion:
+        """How hybrid fuses this question: BM25 at `code_bm25_weight` when it names code (sparse.names_code)."""
+        fusion = self.fusion
+        if self.settings.code_bm25_weight != self.settings.bm25_weight and names_code(query):
+            return dataclasses.replace(fusion, bm25_weight=self.settings.code_bm25_weight)
+        return fusion
 
     def query_vectors(self, query: str, *, mode: SearchMode) -> QueryVectors:
         """Only what the mode uses is computed: a bm25 search never runs the model."""
@@ -167,7 +176,7 @@ class Retriever:
             return []
         return self._search(query, creator=creator, limit=k, mode=self.settings.mode, documents=documents)
 
-    def refine(self, vectors: QueryVectors, hits: Sequence[Hit], *, mode: SearchMode) -> list[Hit]:
+    def refine(self, vectors: QueryVectors, hits: Sequence[Hit], *, mode: SearchMode, fusion: Fusion) -> list[Hit]:
         """Hits as the engine returned them, in final rank order: in hybrid mode the top `sentence_candidates`
         re-scored by their best stored sentence (late_interaction.py), the rest after them as they were."""
         ranked = in_rank_order(hits)
@@ -175,7 +184,7 @@ class Retriever:
             return ranked
         head, tail = ranked[: self.settings.sentence_candidates], ranked[self.settings.sentence_candidates :]
         fused = rescore(
-            head, vectors.dense, fusion=self.fusion, weight=self.settings.sentence_weight,
+            head, vectors.dense, fusion=fusion, weight=self.settings.sentence_weight,
             has_terms=bool(vectors.sparse.indices),
         )  # fmt: skip
         # Every share is ≥ 0: a re-scored head still ranks above the tail.
@@ -187,8 +196,8 @@ class Retriever:
     def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
         return (
-            query, creator, limit, mode, self.fusion, self.settings.prefetch_limit, self.settings.sentence_weight,
-            self.settings.sentence_candidates,
+            query, creator, limit, mode, self.fusion_for(query), self.settings.prefetch_limit,
+            self.settings.sentence_weight, self.settings.sentence_candidates,
         )  # fmt: skip
 
     def _search(
@@ -201,6 +210,7 @@ class Retriever:
         # same sources in the same order.
         # Hybrid asks for the candidates late interaction re-scores (refine), when those are more.
         fetch = max(limit, self.settings.sentence_candidates) if self._late_interaction(mode) else limit
+        fusion = self.fusion_for(query)
         with tracing.span("index search", {"lorechat.search.k": limit}):
             hits = self.store.search(
                 vectors,
@@ -208,11 +218,11 @@ class Retriever:
                 mode=mode,
                 creator=creator,
                 prefetch_limit=max(self.settings.prefetch_limit, fetch + TIE_MARGIN),
-                fusion=self.fusion,
+                fusion=fusion,
                 tie_margin=TIE_MARGIN,
                 documents=documents,
             )
-        return self.refine(vectors, hits, mode=mode)[:limit]
+        return self.refine(vectors, hits, mode=mode, fusion=fusion)[:limit]
 
     def embed_chunks(self, chunks: Sequence[Chunk], *, batch_size: int | None = None) -> list[EmbeddedChunk]:
         """Dense and BM25 vectors for each chunk, in order; the model runs in batches."""

@@ -59,6 +59,11 @@ def whole_terms(text: str) -> list[str]:
     return terms
 
 
+def names_code(text: str) -> bool:
+    """Whether `text` names code (a name `whole_terms` indexes whole; dotted numbers are not names)."""
+    return any(term.startswith("c") for term in whole_terms(text))
+
+
 def bm25_document(text: str) -> SparseVector:
     words = _model().embed_document(text)
     whole = whole_terms(text)

@@ -5,9 +5,11 @@ The tokenizer cuts "generate_series", "os.path.join" and "8.1.0" into words and 
 so this bench asks the kind of question they leave out: for each set, the code names that occur in exactly one
 document, a sample of them asked as "What is <name> for?", each judged to that document. Each set is
 indexed twice, with and without the whole terms, and searched in every mode; the figures are MRR@10 per mode.
+With the whole terms, hybrid is also measured at each `retrieval.code_bm25_weight` in --code-bm25-weights (BM25's
+weight for a question naming code; the default weighs it as any other question).
 
     .venv/bin/python -m scripts.bench.code_names                       # ~20 min on 2 cores
-    .venv/bin/python -m scripts.bench.code_names --sets pgdocs --per-set 40
+    .venv/bin/python -m scripts.bench.code_names --sets pgdocs --per-set 40 --code-bm25-weights 1,3
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ def whole_terms_indexed(on: bool) -> Iterator[None]:
         sparse.whole_terms = original
 
 
-def measure(name: str, per_set: int, *, on: bool, settings: Any, embedder: Any) -> tuple[int, dict[str, float]]:
+def measure(
+    name: str, per_set: int, *, on: bool, weights: list[float], settings: Any, embedder: Any
+) -> tuple[int, dict[str, float]]:
+    """MRR@10 per mode, and hybrid's at each code_bm25_weight in `weights` ("hybrid@W")."""
     shipped = SETS[name]
     eval_set = load_eval_set(content=shipped.ensure_content(), queries=shipped.queries, qrels=shipped.qrels)
     asked = named_once(eval_set.documents, per_set)
@@ -76,8 +81,8 @@ def measure(name: str, per_set: int, *, on: bool, settings: Any, embedder: Any) 
         try:
             retriever = Retriever(embedder=embedder, store=store, settings=settings.retrieval)
             index_documents(eval_set, retriever=retriever, chunking=settings.chunking)
-            mrr: dict[str, float] = {}
-            for mode in MODES:
+
+            def mrr(mode: SearchMode) -> float:
                 scores = [
                     score_query(
                         documents_by_best_chunk(retriever.search(f"What is {code} for?", k=50, mode=mode)),
@@ -87,8 +92,13 @@ def measure(name: str, per_set: int, *, on: bool, settings: Any, embedder: Any) 
                     )["mrr@10"]
                     for code, document in asked.items()
                 ]
-                mrr[mode] = statistics.fmean(scores) if scores else 0.0
-            return len(asked), mrr
+                return statistics.fmean(scores) if scores else 0.0
+
+            figures: dict[str, float] = {mode: mrr(mode) for mode in MODES}
+            for weight in weights:
+                retriever.settings = settings.retrieval.model_copy(update={"code_bm25_weight": weight})
+                figures[f"hybrid@{weight:g}"] = mrr("hybrid")
+            return len(asked), figures
         finally:
             store.close()
 
@@ -97,11 +107,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="pgdocs,gitdocs,debref,flaskdocs,clickdocs", help="Comma-separated sets.")
     parser.add_argument("--per-set", type=int, default=60, help="Names asked per set (default 60).")
+    parser.add_argument(
+        "--code-bm25-weights",
+        default="1,1.5,3,6",
+        help="Hybrid with whole terms is also measured at each of these retrieval.code_bm25_weight values.",
+    )
     args = parser.parse_args()
     names = args.sets.split(",")
     unknown = [name for name in names if name not in SETS]
     if unknown:
         raise SystemExit(f"unknown sets {unknown}; known: {', '.join(SETS)}")
+    weights = [float(value) for value in args.code_bm25_weights.split(",") if value]
     settings = get_settings()
     embedder = get_embedder(settings.embedding)
     results: dict[str, dict[str, Any]] = {}
@@ -110,12 +126,19 @@ def main() -> None:
         per_variant = {}
         for on in (False, True):
             print(f"[{name}] whole terms {'on' if on else 'off'}: indexing and searching…", file=sys.stderr, flush=True)
-            count, per_variant[on] = measure(name, args.per_set, on=on, settings=settings, embedder=embedder)
+            count, per_variant[on] = measure(
+                name, args.per_set, on=on, weights=weights if on else [], settings=settings, embedder=embedder
+            )
         results[name] = {"questions": count, "without": per_variant[False], "with": per_variant[True]}
-        rows.append([name, count] + [f"{per_variant[False][m]:.3f} → {per_variant[True][m]:.3f}" for m in MODES])
+        rows.append(
+            [name, count]
+            + [f"{per_variant[False][m]:.3f} → {per_variant[True][m]:.3f}" for m in MODES]
+            + [f"{per_variant[True][f'hybrid@{w:g}']:.3f}" for w in weights]
+        )
     benchlib.print_table(
-        'MRR@10 of "What is <name> for?" (a name in one document), without → with whole terms',
-        ["set", "questions", *MODES],
+        'MRR@10 of "What is <name> for?" (a name in one document), without → with whole terms; then hybrid with whole'
+        " terms at each code_bm25_weight",
+        ["set", "questions", *MODES, *(f"hybrid@{w:g}" for w in weights)],
         rows,
     )
     benchlib.write_results("code-names", results)

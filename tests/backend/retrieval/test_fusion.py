@@ -9,6 +9,7 @@ import pytest
 
 from backend.retrieval.search import Retriever
 from backend.retrieval.stores.protocol import MAX_DBSF_REPEATS, Fusion, zscore_fuse
+from backend.settings import RetrievalSettings
 from backend.stages import Hit
 
 
@@ -122,3 +123,32 @@ def test_zscore_hybrid_is_the_fusion_of_the_two_plain_searches(retriever: Retrie
             assert hit.text, query  # read back with its payload
             checked += 1
     assert checked == 8
+
+
+def test_a_question_naming_code_weighs_bm25_at_code_bm25_weight(retriever: Retriever) -> None:
+    """A question naming code ("proof_time": one exact BM25 term, sparse.whole_terms) is fused with BM25 at
+    `code_bm25_weight`; any other question at `bm25_weight`. Both adapters: the hybrid search is the store's fusion
+    at that weight, not at the plain one."""
+    original = retriever.settings
+    retriever.settings = RetrievalSettings(k=3, code_bm25_weight=3.0)
+    try:
+        plain = retriever.fusion_for("how long should sourdough proof in the fridge")
+        assert plain == retriever.fusion and plain.bm25_weight == 1.0
+        assert retriever.fusion_for("What changed in 8.1?") == plain  # a dotted number is no name
+        question = "Which proof_time suits sourdough in the fridge?"
+        code = retriever.fusion_for(question)
+        assert (code.dense_weight, code.bm25_weight) == (plain.dense_weight, 3.0)
+        assert code.prefetch_repeats(has_terms=True) == (1, 2)  # dense 1.5 : BM25 3
+        vectors = retriever.query_vectors(question, mode="hybrid")
+        hits = retriever.search(question, k=3, mode="hybrid")
+
+        def fused(fusion: Fusion) -> list[tuple[str, float]]:
+            found = retriever.store.search(vectors, k=8, mode="hybrid", prefetch_limit=50, fusion=fusion)
+            return [
+                (h.chunk_id, round(h.score, 4)) for h in retriever.refine(vectors, found, mode="hybrid", fusion=fusion)
+            ]
+
+        assert [(h.chunk_id, round(h.score, 4)) for h in hits] == fused(code)[:3]
+        assert fused(code)[:3] != fused(plain)[:3]  # the weight changed the scores
+    finally:
+        retriever.settings = original
