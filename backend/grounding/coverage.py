@@ -38,13 +38,20 @@ from backend.stages import Creator, Hit
 THRESHOLD = 0.38
 _TOPICS = 3
 # "How many developers voted ...?" asks for a count or an amount: when none of the closest sentences states any
-# quantity (and the best is not a close match), the content talks about the topic but not the figure asked for. Not
-# "how often" or "how long", which are answered in words ("annually", "rarely") as often as in numbers. Five sets:
-# every answerable count question has a quantity among its 3 closest sentences; the one unanswerable that got past
-# the threshold ("How many developers voted in your last leader election?", 0.42) has none among its 8.
+# quantity, in figures or in words, the content talks about the topic but not the figure asked for, however close it
+# comes (a name the question asks the amount of, found in passing: "What's the default size of shared_buffers ...?"
+# over "(such as shared_buffers) is influenced by block_size", 0.53). Not "how often" or "how long", which are answered
+# in words ("annually", "rarely") as often as in numbers. Seven sets: every answerable count question has a quantity
+# among its 5 closest sentences, the close ones too; the unanswerable ones that got past the threshold have none.
 _ASKS_A_COUNT = re.compile(r"\bhow (?:many|much)\b", re.IGNORECASE)
 _COUNTED = 5
-_SURE = 0.5
+# An amount said in words, which facts.quantities (digits, number words) does not read: "Fold it twice.", "half the
+# flour", "a pinch of salt", "a few seconds". One of these among the closest sentences is a figure too.
+_AMOUNT_WORDS = re.compile(
+    r"\b(?:twice|thrice|half|dozens?|several|unlimited"
+    r"|a (?:few|couple|handful|pinch|quarter|third))\b",
+    re.IGNORECASE,
+)
 # A question that tells its situation first ("I built an index but EXPLAIN keeps showing the whole table being read.
 # For testing, how do I push the planner away from that kind of plan?") is further in meaning from any one source
 # sentence than its question alone would be: past this many words, the threshold is lowered by _LONG_STEP a word, by
@@ -207,6 +214,6 @@ def assess(
     if any(CODE_TOKEN.search(name) and name not in missing for name in names):
         threshold -= _CODE_FOUND
     covered = confidence >= threshold and not missing
-    if covered and confidence < _SURE and _ASKS_A_COUNT.search(read.focus):
-        covered = any(quantities(text, with_one=True) for _, text in best)
+    if covered and _ASKS_A_COUNT.search(read.focus):
+        covered = any(quantities(text, with_one=True) or _AMOUNT_WORDS.search(text) for _, text in best)
     return Coverage(round(confidence, 4), covered, topics(hits))

@@ -93,6 +93,21 @@ def test_a_count_no_close_sentence_states_is_not_covered(vectors: SentenceVector
     assert assess(often, search_query=often, hits=elections, creator=None, vectors=vectors).covered
 
 
+def test_a_count_is_an_amount_in_figures_or_words_however_close_the_topic(vectors: SentenceVectors) -> None:
+    """A count question whose closest sentences are on its very topic, but state no amount, is not covered however
+    close they come; an amount in words ("twice", "a pinch") is an amount."""
+    folding = [
+        hit(1, "Folding the dough during bulk fermentation builds its strength and structure.", creator="d"),
+        hit(2, "Each fold of the dough stretches a side of it up and over the rest.", creator="d"),
+    ]
+    asked = "How many times should I fold the dough during bulk fermentation?"
+    without = assess(asked, search_query=asked, hits=folding, creator=None, vectors=vectors)
+    assert without.confidence >= 0.5 and not without.covered, without  # a close match, yet no count
+    for said in ("Fold the dough twice during bulk fermentation.", "Fold the dough a few times during bulk."):
+        with_it = [*folding, hit(3, said, creator="d")]
+        assert assess(asked, search_query=asked, hits=with_it, creator=None, vectors=vectors).covered, said
+
+
 def test_a_question_telling_its_situation_first_is_held_to_a_lower_threshold(vectors: SentenceVectors) -> None:
     """A long question (its situation, then what it asks) is further in meaning from any one sentence than its
     question alone: past 14 words the threshold drops, by 0.06 at most. A short question is held to the threshold."""
