@@ -263,12 +263,14 @@ def test_a_creator_scoped_query_only_ranks_that_creators_documents() -> None:
     class FakeRetriever:
         store = Recorder()
         settings = RetrievalSettings()
-        fusion = None
+
+        def fusion_for(self, text: str) -> None:
+            return None
 
         def query_vectors(self, text: str, *, mode: str) -> object:
             return text
 
-        def refine(self, vectors: object, hits: list[object], *, mode: str) -> list[object]:
+        def refine(self, vectors: object, hits: list[object], *, mode: str, fusion: object) -> list[object]:
             return list(hits)  # the engine's order (late interaction is off by default)
 
     rankings = rank_all(
