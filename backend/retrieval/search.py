@@ -151,12 +151,13 @@ class Retriever:
         if limit < 1:
             raise LorechatError(ErrorCode.invalid_input, f"k must be at least 1, got {limit}.")
         chosen: SearchMode = mode or self.settings.mode
+        fusion = self.fusion_for(query)
         if self._cache is None:
-            return self._search(query, creator=creator, limit=limit, mode=chosen)
-        key, revision = self._cache_key(query, creator, limit, chosen), self._cache.revision(self.store)
+            return self._search(query, creator=creator, limit=limit, mode=chosen, fusion=fusion)
+        key, revision = self._cache_key(query, creator, limit, chosen, fusion), self._cache.revision(self.store)
         hits = self._cache.get(key, revision)
         if hits is None:
-            hits = self._search(query, creator=creator, limit=limit, mode=chosen)
+            hits = self._search(query, creator=creator, limit=limit, mode=chosen, fusion=fusion)
             if self._cache.revision(self.store) == revision:  # else a write finished meanwhile: it may predate it
                 self._cache.put(key, revision, hits)
         return hits
@@ -166,7 +167,8 @@ class Retriever:
         loop)."""
         if self._cache is None:
             return None
-        key = self._cache_key(query, creator, k if k is not None else self.settings.k, self.settings.mode)
+        limit, mode = k if k is not None else self.settings.k, self.settings.mode
+        key = self._cache_key(query, creator, limit, mode, self.fusion_for(query))
         return self._cache.get(key, self._cache.revision(self.store))
 
     def search_documents(self, query: str, documents: Sequence[str], *, creator: str | None, k: int) -> list[Hit]:
@@ -174,7 +176,9 @@ class Retriever:
         default mode; uncached (asked only when a curated answer is served)."""
         if not documents or not query.strip():
             return []
-        return self._search(query, creator=creator, limit=k, mode=self.settings.mode, documents=documents)
+        return self._search(
+            query, creator=creator, limit=k, mode=self.settings.mode, fusion=self.fusion_for(query), documents=documents
+        )
 
     def refine(self, vectors: QueryVectors, hits: Sequence[Hit], *, mode: SearchMode, fusion: Fusion) -> list[Hit]:
         """Hits as the engine returned them, in final rank order: in hybrid mode the top `sentence_candidates`
@@ -193,16 +197,26 @@ class Retriever:
     def _late_interaction(self, mode: SearchMode) -> bool:
         return mode == "hybrid" and self.settings.sentence_weight > 0
 
-    def _cache_key(self, query: str, creator: str | None, limit: int, mode: SearchMode) -> tuple[object, ...]:
+    def _cache_key(
+        self, query: str, creator: str | None, limit: int, mode: SearchMode, fusion: Fusion
+    ) -> tuple[object, ...]:
         # Everything a search's result depends on; the settings too, which a caller may swap (evaluations do).
         return (
-            query, creator, limit, mode, self.fusion_for(query), self.settings.prefetch_limit,
+            query, creator, limit, mode, fusion, self.settings.prefetch_limit,
             self.settings.sentence_weight, self.settings.sentence_candidates,
         )  # fmt: skip
 
     def _search(
-        self, query: str, *, creator: str | None, limit: int, mode: SearchMode, documents: Sequence[str] | None = None
+        self,
+        query: str,
+        *,
+        creator: str | None,
+        limit: int,
+        mode: SearchMode,
+        fusion: Fusion,
+        documents: Sequence[str] | None = None,
     ) -> list[Hit]:
+        """One search in `fusion` (the question's own, `fusion_for`: the caller has it for the cache key)."""
         with tracing.span("embed query", {"lorechat.search.mode": mode}):
             vectors = self.query_vectors(query, mode=mode)
         # RRF ties exactly and often (ranks 1+2 vs 2+1) and the engines order ties arbitrarily, even at the
@@ -210,7 +224,6 @@ class Retriever:
         # same sources in the same order.
         # Hybrid asks for the candidates late interaction re-scores (refine), when those are more.
         fetch = max(limit, self.settings.sentence_candidates) if self._late_interaction(mode) else limit
-        fusion = self.fusion_for(query)
         with tracing.span("index search", {"lorechat.search.k": limit}):
             hits = self.store.search(
                 vectors,

@@ -44,6 +44,7 @@ DEEP_CHUNKS = 400
 class Searched:
     qrels: dict[str, int]
     vectors: QueryVectors
+    fusion: Fusion  # the question's own (Retriever.fusion_for: BM25 weighted up when it names code)
     top: list[Hit]  # the engine's fused top (prefetch_limit), with sentence vectors
     deep: list[Hit]  # a deeper search, for the documents past the top
 
@@ -60,27 +61,25 @@ def search_set(name: str, retriever_settings: Any, embedder: Any, chunking: Any,
             searched = []
             for qid, text in eval_set.judged_queries().items():
                 vectors = retriever.query_vectors(text, mode="hybrid")
-                creator = eval_set.query_creators.get(qid)
+                creator, fusion = eval_set.query_creators.get(qid), retriever.fusion_for(text)
                 top, deep = (
-                    store.search(
-                        vectors, k=k, mode="hybrid", creator=creator, prefetch_limit=k, fusion=retriever.fusion
-                    )
+                    store.search(vectors, k=k, mode="hybrid", creator=creator, prefetch_limit=k, fusion=fusion)
                     for k in (prefetch, DEEP_CHUNKS)
                 )
-                searched.append(Searched(eval_set.qrels[qid], vectors, in_rank_order(top), in_rank_order(deep)))
+                searched.append(Searched(eval_set.qrels[qid], vectors, fusion, in_rank_order(top), in_rank_order(deep)))
             return searched
         finally:
             store.close()
 
 
-def score(searched: list[Searched], *, candidates: int, weight: float, fusion: Fusion) -> dict[str, float]:
+def score(searched: list[Searched], *, candidates: int, weight: float) -> dict[str, float]:
     """Mean MRR@10 and nDCG@10 with the fused top `candidates` re-scored at `weight` (0: fusion alone)."""
     per_query = []
     for s in searched:
         head, tail = s.top[:candidates], s.top[candidates:]
         if weight > 0:
             fused = rescore(
-                head, s.vectors.dense, fusion=fusion, weight=weight, has_terms=bool(s.vectors.sparse.indices)
+                head, s.vectors.dense, fusion=s.fusion, weight=weight, has_terms=bool(s.vectors.sparse.indices)
             )
             head = in_rank_order(fused)
         ranking = documents_by_best_chunk([*head, *tail, *s.deep])
@@ -103,19 +102,12 @@ def main() -> None:
     # reads them.
     retrieval = settings.retrieval.model_copy(update={"sentence_weight": max(1.0, settings.retrieval.sentence_weight)})
     embedder = get_embedder(settings.embedding)
-    fusion = Fusion(
-        method=retrieval.fusion,
-        rrf_k=retrieval.rrf_k,
-        dense_weight=retrieval.dense_weight,
-        bm25_weight=retrieval.bm25_weight,
-    )
     searched = {}
     for name in names:
         print(f"[{name}] indexing and searching…", file=sys.stderr, flush=True)
         searched[name] = search_set(name, retrieval, embedder, settings.chunking, settings.index.hnsw_ef)
     scored = {
-        pair: {name: score(s, candidates=pair[0], weight=pair[1], fusion=fusion) for name, s in searched.items()}
-        for pair in grid
+        pair: {name: score(s, candidates=pair[0], weight=pair[1]) for name, s in searched.items()} for pair in grid
     }
     base = scored[grid[0]]
     rows = []
