@@ -29,6 +29,11 @@ _END = re.compile(
     r"|:(?=\s+[A-Z])|(?<=\bsay):(?=\s)|(?<=\bsays):(?=\s)|(?<=\babout it):(?=\s)|\n+",
 )
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_LETTER = re.compile(r"[^\W\d_]")
+# A claim whose words run, in order, through one cited source (a quote, its code's lines joined): supported as it
+# stands, however many of the source's sentences and code lines it spans. Shorter runs ("It is 5.") occur by chance.
+_VERBATIM_WORDS = 4
+_WORD = re.compile(r"\w+")
 _FRAMING = re.compile(
     r"^(?:here is|here's) what\b|\b(?:content|sources?) (?:says?|said)\b|doesn't cover|does not cover"
     r"|^i haven't covered|^the closest topics|^(?:sorry|i hope|let me know|i couldn't|i could not|i don't have)",
@@ -117,7 +122,11 @@ def answer_sentences(text: str) -> list[tuple[int, int]]:
         piece = text[start:end]
         if piece.strip():
             lead = len(piece) - len(piece.lstrip())
-            spans.append((start + lead, start + lead + len(piece.strip())))
+            if spans and not _LETTER.search(_MARKER.sub("", piece)):
+                # No word in it ("#1469" after a changelog entry's full stop): the end of the sentence before.
+                spans[-1] = (spans[-1][0], start + lead + len(piece.strip()))
+            else:
+                spans.append((start + lead, start + lead + len(piece.strip())))
         start = match.end() if match else len(text)
     return spans
 
@@ -160,6 +169,8 @@ def check_answer(
         quote = Quote(flat[rows[best]][0], flat[rows[best]][1].start, flat[rows[best]][1].end) if rows else None
         if not facts_ok or len(valid) < len(cited) or not rows:
             checked.append(CheckedSentence(start, end, cited, quote, False, round(_W_WORDS * words, 4), True))
+        elif cited_texts.quotes(pool, claim):
+            checked.append(CheckedSentence(start, end, cited, quote, True, 1.0, True))
         elif words >= _WORDS_DECIDE:
             checked.append(CheckedSentence(start, end, cited, quote, True, round(words, 4), True))
         else:
@@ -237,6 +248,21 @@ class _CitedTexts:
     def __init__(self, sources: Sequence[Hit]) -> None:
         self._sources = sources
         self._read: dict[tuple[int, ...], _CitedText] = {}
+        self._runs: dict[int, str] = {}  # a source's words, folded, one space apart
+
+    def quotes(self, pool: list[int], claim: str) -> bool:
+        """Whether the claim's words run, in order, through one of these sources (`_VERBATIM_WORDS` words at least)."""
+        words = _WORD.findall(fold(claim))
+        if len(words) < _VERBATIM_WORDS:
+            return False
+        run = f" {' '.join(words)} "
+        return any(run in self._words(n) for n in pool)
+
+    def _words(self, number: int) -> str:
+        found = self._runs.get(number)
+        if found is None:
+            found = self._runs[number] = f" {' '.join(_WORD.findall(fold(self._sources[number - 1].text)))} "
+        return found
 
     def read(self, pool: list[int]) -> _CitedText:
         key = tuple(pool)

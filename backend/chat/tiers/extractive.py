@@ -51,6 +51,7 @@ from backend.settings import EmbeddingSettings, TierSettings
 # median answer 78 -> 92 words); "how do I" questions had four already. BENCHMARKS.md, "Answer quality".
 _MAX_PICKS = 4
 _WORD = re.compile(r"\S+\s*")
+_SENTENCE_END = re.compile(r"[.!?…:;][\"'”’)]*$")
 # A follow-up's earlier question's words count this much in picking its sentences (its own count 1; the coverage
 # check counts them 0.5): enough to tell what "And for how long?" is about, without outvoting what a follow-up asks
 # itself ("And just a one-line description of a command?" after the read system call's manual page). Four sets.
@@ -209,8 +210,7 @@ def _quotes(picked: list[Candidate]) -> list[str]:
             # The list it announces, each item as the source writes it, a sentence each (so each is checked).
             for item in c.items:
                 if (c.source, item.start) not in starts:
-                    end = "" if item.text.endswith((".", "!", "?", ":", ";")) else "."
-                    quoted.append(f"{item.text}{end} [{c.source}]")
+                    quoted.append(f"{item.text} [{c.source}]")
         elif c.completed_by is not None and (c.source, c.completed_by.start) not in starts:
             starts.add((c.source, c.completed_by.start))
             quoted.append(f"{c.completed_by.text} [{c.source}]")
@@ -221,11 +221,17 @@ def _quotes(picked: list[Candidate]) -> list[str]:
     texts: set[str] = set()
     once = []
     for quote in quoted:
-        text = quote.rsplit(" [", 1)[0]
+        text, cited = quote.rsplit(" [", 1)
         if text not in texts:
             texts.add(text)
-            once.append(quote)
+            once.append(f"{_as_sentence(text)} [{cited}")
     return once
+
+
+def _as_sentence(text: str) -> str:
+    """A quote ended as a sentence, so that the claim check reads each quote as a claim of its own: a table row, a
+    code line or a term line quoted as it stands ends in no full stop, and ran on into the next quote."""
+    return text if _SENTENCE_END.search(text) else f"{text}."
 
 
 def _with_code(text: str, code: str, continued: tuple[tuple[str, str], ...] = ()) -> str:

@@ -154,6 +154,9 @@ def test_a_table_row_answers_with_the_value_it_holds(vectors: SentenceVectors) -
     assert "valgrind" in answer, answer
     checked = check_answer(answer, sources, vectors)
     assert any(s.claim for s in checked.sentences) and checked.unsupported_claims == 0, checked
+    # Each row quoted ends as a sentence: its claim is checked alone, never run on into the next quote's.
+    rows = [answer[s.start : s.end] for s in checked.sentences if "|" in answer[s.start : s.end]]
+    assert rows and all(row.count("|") == 2 and row.endswith(". [1]") for row in rows), rows
 
 
 def test_a_sentence_announcing_a_list_is_quoted_with_its_items(vectors: SentenceVectors) -> None:

@@ -124,3 +124,34 @@ def test_the_refusal_is_found_in_linear_time_in_an_answer_with_no_sentence_ends(
     assert refusal_spans(text) == [(0, len(text))]
     warm = "Sure. I haven't covered that in my content. The closest topics I do cover: “Salt” and “Yeast”."
     assert refusal_spans(warm) == [(warm.index("I haven't"), len(warm))]
+
+
+def test_a_quote_running_through_its_source_is_supported_however_many_lines_it_spans(vectors: SentenceVectors) -> None:
+    """A sentence quoted with the code it introduces (each line in backticks, joined by "; ") runs, word for word,
+    through more of its source than the sentences around one: it is supported as a quote. A changelog entry's issue
+    number after its full stop ("#1469.", ended as a sentence like every quote) is that entry's end, not a claim of
+    its own. A run of three words ("it is ten") proves nothing, so a short claim is still weighed."""
+    code = hit(
+        1,
+        "For example, you can manage a database connection using this pattern:\n\nfrom flask import g\n\n"
+        "def get_db():\n    if 'db' not in g:\n        g.db = connect_to_database()\n\n    return g.db\n\n"
+        "@app.teardown_appcontext\ndef teardown_db(exception):\n    db = g.pop('db', None)\n\n"
+        "    if db is not None:\n        db.close()",
+    )
+    changes = hit(2, "Consider sensible-editor when determining the editor to use for click.edit(). #1469")
+    text = (
+        "Here is what the sources say: For example, you can manage a database connection using this pattern: "
+        "`from flask import g`; `def get_db():`; `if 'db' not in g:`; `g.db = connect_to_database()`; "
+        "`return g.db`; `@app.teardown_appcontext`; `def teardown_db(exception):`; `db = g.pop('db', None)`; "
+        "`if db is not None:`; `db.close()`. [1] Consider sensible-editor when determining the editor to use for "
+        "click.edit(). #1469. [2] I use it ten times. [2]"
+    )
+    check = check_answer(text, [code, changes], vectors)
+    claims = [(text[s.start : s.end], s.supported, s.score) for s in check.sentences if s.claim]
+    assert [claim for claim, *_ in claims] == [
+        text[text.index("For example") : text.index(" Consider")],
+        "Consider sensible-editor when determining the editor to use for click.edit(). #1469. [2]",
+        "I use it ten times. [2]",
+    ]
+    assert [(supported, score) for _, supported, score in claims[:2]] == [(True, 1.0), (True, 1.0)], check.as_json()
+    assert not claims[2][1]
