@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.grounding.facts import Quantity, clean_claim_text, is_number_word, names, quantities, quantity_stated
+from backend.grounding.facts import (
+    INLINE_CODE,
+    Quantity,
+    clean_claim_text,
+    is_number_word,
+    names,
+    quantities,
+    quantity_stated,
+)
 from backend.grounding.sentences import SentenceVectors, Span, split_sentences
 from backend.grounding.terms import content_terms, fold, name_words, stem
 from backend.stages import Creator, Hit
@@ -132,7 +140,9 @@ def answer_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def cited_numbers(sentence: str) -> list[int]:
-    return list(dict.fromkeys(int(n) for group in _MARKER.findall(sentence) for n in re.split(r"\s*[,;]\s*", group)))
+    """The [n] a sentence cites, in order; brackets inside inline code (`argv[1]`) are the code's."""
+    found = _MARKER.findall(INLINE_CODE.sub("", sentence))
+    return list(dict.fromkeys(int(n) for group in found for n in re.split(r"\s*[,;]\s*", group)))
 
 
 def check_answer(
@@ -167,10 +177,12 @@ def check_answer(
         facts_ok = _facts_stated(claim, cited_texts.read(pool), own_names)
         best, words = _best_by_words(claim, [flat[i] for i in rows], creator_names)
         quote = Quote(flat[rows[best]][0], flat[rows[best]][1].start, flat[rows[best]][1].end) if rows else None
-        if not facts_ok or len(valid) < len(cited) or not rows:
-            checked.append(CheckedSentence(start, end, cited, quote, False, round(_W_WORDS * words, 4), True))
-        elif cited_texts.quotes(pool, claim):
+        if len(valid) == len(cited) and rows and cited_texts.quotes(pool, claim):
+            # Its words, figures and names among them, stand in this order in the source: every fact is stated there
+            # (a subscript's "[0]" too, which reading the source's figures drops as a citation).
             checked.append(CheckedSentence(start, end, cited, quote, True, 1.0, True))
+        elif not facts_ok or len(valid) < len(cited) or not rows:
+            checked.append(CheckedSentence(start, end, cited, quote, False, round(_W_WORDS * words, 4), True))
         elif words >= _WORDS_DECIDE:
             checked.append(CheckedSentence(start, end, cited, quote, True, round(words, 4), True))
         else:

@@ -44,6 +44,9 @@ _WORDS = re.compile(
     re.IGNORECASE,
 )
 _CITATION = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
+# Inline code, whose brackets are its own ("`sys.argv[1]`", "`parts[0].strip()`"), never a citation.
+INLINE_CODE = re.compile(r"``.+?``|`[^`\n]*`")
+_CITATION_OUTSIDE_CODE = re.compile(rf"({INLINE_CODE.pattern})|{_CITATION.pattern}")
 _LIST_MARK = re.compile(r"^\s*\d+[.)]\s+", re.MULTILINE)
 _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b([A-Z][a-zà-ÿ]+(?:[A-Z][a-z]+)*)\b")
 # Capitalised words that are not names (sentence openers after a colon or quote, titles, days...).
@@ -98,7 +101,7 @@ def _word_value(phrase: str) -> float | None:
 
 def clean_claim_text(text: str) -> str:
     """A sentence without its [n] markers or list numbering: what is claimed, not where it is cited."""
-    return _LIST_MARK.sub("", _CITATION.sub("", text))
+    return _LIST_MARK.sub("", _CITATION_OUTSIDE_CODE.sub(lambda m: m[1] or "", text))
 
 
 def quantities(text: str, *, with_one: bool = False) -> list[Quantity]:

@@ -211,6 +211,17 @@ def _next_sentence(text: str, span: Span, body: Sequence[Span]) -> int:
     return next((b.start for b in body if b.start >= span.end), len(text))
 
 
+# A compound statement's header ("if 'db' not in g:", "for rule in rules:", "with app.app_context():"): on an indented
+# line it is a line of a code block, not a sentence going on after the code before it.
+_BLOCK_HEADER = re.compile(r"^(?:if|elif|else|for|while|with|try|except|finally|async|def|class)\b[^.]*:$")
+
+
+def _in_code_block(text: str, span: Span) -> bool:
+    """A block header on an indented line: the code block's, however much it reads like words."""
+    line = text.rfind("\n", 0, span.start) + 1
+    return line < span.start and not text[line : span.start].strip() and bool(_BLOCK_HEADER.match(span.text))
+
+
 def _is_body(span: Span) -> bool:
     """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
     this:") is one, and so is a line stating a default."""
@@ -255,7 +266,7 @@ def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
 
 def _is_code_line(line: str) -> bool:
     """A term, a command (at a prompt or not), a statement or signature, or a line of a configuration file."""
-    if _TERM_LINE.search(line):
+    if _TERM_LINE.search(line) or _BLOCK_HEADER.match(line):
         return True
     return bool(_STATEMENT.search(line)) or any(
         pattern.match(line) for pattern in (_COMMAND, _CONFIG_LINE, _ROOT_PROMPT)
@@ -266,7 +277,14 @@ def _code_after(gap: str) -> str:
     """The code lines a sentence ending in a colon introduces (up to the next sentence), or "". Comment lines ("##
     Update dpkg's selections", "-- relies on ...") are code among code, not headings."""
     lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
-    if not lines or len(lines) > 2 * _MAX_CODE_LINES:
+    if not lines:
+        return ""
+    if len(lines) > _MAX_CODE_LINES and all(
+        len(line) <= _MAX_TERM_CHARS and (_is_code_line(line) or _COMMENT_LINE.match(line)) for line in lines
+    ):
+        # A longer block of code: its opening lines, the way in (a function's signature and its first statements).
+        return "\n".join([*lines[:_MAX_CODE_LINES], "…"])
+    if len(lines) > 2 * _MAX_CODE_LINES:
         return ""
     if len(lines) >= 2 and all(_LITERAL.match(line) for line in lines):
         return "\n".join(lines)  # values, one a line ("true", "yes", "1": what a type accepts)
@@ -349,7 +367,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     context_of_heading = text_terms(heading)
     previous: Span | None = None
     earlier: Span | None = None
-    body = [span for span in split_sentences(text) if _is_body(span)]
+    body = [span for span in split_sentences(text) if _is_body(span) and not _in_code_block(text, span)]
     label, gap_start, listing, named_columns = "", 0, False, False
     lead: Span | None = None  # the first sentence after the current term line(s)
     goes_on: set[int] = set()  # the starts of sentences read as the rest of one before them (_continued)
@@ -365,8 +383,10 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                 read[-1] = replace(before, terms=before.terms | text_terms(code), example=(span.text, code))
                 gap_start = after
                 continue
-        if not _is_body(span):
-            if not _STATEMENT_LINE.match(span.text):  # a heading: what follows is about it; code goes with its sentence
+        in_code = _in_code_block(text, span)
+        if in_code or not _is_body(span):
+            # A heading: what follows is about it; code goes with its sentence. A code block's line is neither.
+            if not (in_code or _STATEMENT_LINE.match(span.text)):
                 context_of_heading, previous, earlier = text_terms(span.text), None, None
             continue
         row_key: frozenset[str] = frozenset()

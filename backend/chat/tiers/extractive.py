@@ -240,13 +240,17 @@ def _with_code(text: str, code: str, continued: tuple[tuple[str, str], ...] = ()
     text = f"{text} {_as_code(code)}"
     for part, more in continued:
         text = f"{text} {part} {_as_code(more)}" if more else f"{text} {part}"
-    return text if text.endswith((".", "!", "?")) else f"{text}."  # ended like a sentence, as the claim check reads
+    return (
+        text if text.endswith((".", "!", "?", "…")) else f"{text}."
+    )  # ended like a sentence, as the claim check reads
 
 
 def _as_code(code: str) -> str:
     """Each line as inline code; a line holding a backtick itself (``# avail=`mktemp` ``) in double ones, as
-    Markdown reads it."""
-    return "; ".join(f"`` {line} ``" if "`" in line else f"`{line}`" for line in code.splitlines())
+    Markdown reads it; the "…" closing a long block's opening lines as it stands."""
+    return "; ".join(
+        line if line == "…" else f"`` {line} ``" if "`" in line else f"`{line}`" for line in code.splitlines()
+    )
 
 
 def default_vectors() -> SentenceVectors:

@@ -686,3 +686,39 @@ def test_a_sentence_its_chunk_cut_after_the_colon_is_quoted_from_the_copy_with_i
     assert "run the following commands: `## Refresh the known packages`; `` # tmp=`mktemp` ``;" in answer, answer
     assert "`# dpkg --set-selections < list`" in answer, answer
     assert "commands: [1]" not in answer, answer
+
+
+def test_a_python_block_is_code_whole_and_a_long_one_is_quoted_by_its_opening_lines(vectors: SentenceVectors) -> None:
+    """A block header on an indented line ("    if 'db' not in g:") reads like words but is a line of the code block:
+    not a sentence going on after the code before it. A block longer than a quote holds is quoted by its opening
+    lines and "…", where it used to be left out whole (or quoted in pieces between such headers)."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Store data for the length of one request on g. For example, you can manage a database connection using "
+        "this pattern:\n\nfrom flask import g\n\ndef get_db():\n    if 'db' not in g:\n"
+        "        g.db = connect_to_database()\n\n    return g.db\n\n@app.teardown_appcontext\n"
+        "def teardown_db(exception):\n    db = g.pop('db', None)\n\n    if db is not None:\n        db.close()\n\n"
+        "The connection is reused if get_db is called a second time in the same request."
+    )
+    quoted = quotable(text, "", "Application Context")
+    pattern = next(q for q in quoted if q.span.text.endswith("using this pattern:"))
+    assert pattern.continued == () and not any(q.span.text.startswith("if ") for q in quoted)
+    assert pattern.code.splitlines() == [
+        "from flask import g",
+        "def get_db():",
+        "if 'db' not in g:",
+        "g.db = connect_to_database()",
+        "return g.db",
+        "@app.teardown_appcontext",
+        "def teardown_db(exception):",
+        "db = g.pop('db', None)",
+        "…",
+    ]
+    sources = [hit(1, text, title="Application Context")]
+    question = "How do I keep a database connection for one request?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "`if 'db' not in g:`; `g.db = connect_to_database()`; " in answer and "`db = g.pop('db', None)`; … [1]" in (
+        answer
+    ), answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0

@@ -47,6 +47,8 @@ def test_answer_sentences_keep_their_trailing_markers() -> None:
     spans = [text[a:b] for a, b in answer_sentences(text)]
     assert spans == ["Here is what Hazel Marsh's content says:", "I use salt. [1]", "She waits [2].", "Done"]
     assert cited_numbers("A [1][2] and [3, 4].") == [1, 2, 3, 4]
+    # A subscript in inline code is the code's: `argv[1]` cites nothing.
+    assert cited_numbers("Run `sys.argv[1]` and ``x = `y`[0]`` first. [2]") == [2]
 
 
 def test_a_cited_colon_and_the_framing_end_a_sentence_whatever_follows() -> None:
@@ -130,28 +132,31 @@ def test_a_quote_running_through_its_source_is_supported_however_many_lines_it_s
     """A sentence quoted with the code it introduces (each line in backticks, joined by "; ") runs, word for word,
     through more of its source than the sentences around one: it is supported as a quote. A changelog entry's issue
     number after its full stop ("#1469.", ended as a sentence like every quote) is that entry's end, not a claim of
-    its own. A run of three words ("it is ten") proves nothing, so a short claim is still weighed."""
+    its own. A subscript's "[0]" is the code's, not a citation. A run of three words ("it is ten") proves nothing, so
+    a short claim is still weighed."""
     code = hit(
         1,
         "For example, you can manage a database connection using this pattern:\n\nfrom flask import g\n\n"
         "def get_db():\n    if 'db' not in g:\n        g.db = connect_to_database()\n\n    return g.db\n\n"
         "@app.teardown_appcontext\ndef teardown_db(exception):\n    db = g.pop('db', None)\n\n"
-        "    if db is not None:\n        db.close()",
+        "    if db is not None:\n        db.close()\n\nThe first word: parts = line.split(None, 1)[0]",
     )
     changes = hit(2, "Consider sensible-editor when determining the editor to use for click.edit(). #1469")
     text = (
         "Here is what the sources say: For example, you can manage a database connection using this pattern: "
         "`from flask import g`; `def get_db():`; `if 'db' not in g:`; `g.db = connect_to_database()`; "
         "`return g.db`; `@app.teardown_appcontext`; `def teardown_db(exception):`; `db = g.pop('db', None)`; "
-        "`if db is not None:`; `db.close()`. [1] Consider sensible-editor when determining the editor to use for "
+        "`if db is not None:`; `db.close()`. [1] The first word: `parts = line.split(None, 1)[0]`. [1] "
+        "Consider sensible-editor when determining the editor to use for "
         "click.edit(). #1469. [2] I use it ten times. [2]"
     )
     check = check_answer(text, [code, changes], vectors)
     claims = [(text[s.start : s.end], s.supported, s.score) for s in check.sentences if s.claim]
     assert [claim for claim, *_ in claims] == [
-        text[text.index("For example") : text.index(" Consider")],
+        text[text.index("For example") : text.index(" The first word")],
+        "The first word: `parts = line.split(None, 1)[0]`. [1]",
         "Consider sensible-editor when determining the editor to use for click.edit(). #1469. [2]",
         "I use it ten times. [2]",
     ]
-    assert [(supported, score) for _, supported, score in claims[:2]] == [(True, 1.0), (True, 1.0)], check.as_json()
-    assert not claims[2][1]
+    assert [(supported, score) for _, supported, score in claims[:3]] == [(True, 1.0)] * 3, check.as_json()
+    assert not claims[3][1]
