@@ -213,7 +213,7 @@ def _next_sentence(text: str, span: Span, body: Sequence[Span]) -> int:
 
 # A compound statement's header ("if 'db' not in g:", "for rule in rules:", "with app.app_context():"): on an indented
 # line it is a line of a code block, not a sentence going on after the code before it.
-_BLOCK_HEADER = re.compile(r"^(?:if|elif|else|for|while|with|try|except|finally|async|def|class)\b[^.]*:$")
+_BLOCK_HEADER = re.compile(r"^(?:if|elif|else|for|while|with|try|except|finally|async|def|class)\b.*:$")
 
 
 def _in_code_block(text: str, span: Span) -> bool:

@@ -240,9 +240,8 @@ def _with_code(text: str, code: str, continued: tuple[tuple[str, str], ...] = ()
     text = f"{text} {_as_code(code)}"
     for part, more in continued:
         text = f"{text} {part} {_as_code(more)}" if more else f"{text} {part}"
-    return (
-        text if text.endswith((".", "!", "?", "…")) else f"{text}."
-    )  # ended like a sentence, as the claim check reads
+    # Ended like a sentence, as the claim check reads it.
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."
 
 
 def _as_code(code: str) -> str:
