@@ -367,12 +367,14 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     context_of_heading = text_terms(heading)
     previous: Span | None = None
     earlier: Span | None = None
-    body = [span for span in split_sentences(text) if _is_body(span) and not _in_code_block(text, span)]
+    spans = split_sentences(text)
+    in_code = {span.start for span in spans if _in_code_block(text, span)}  # read once: `body` and the loop use it
+    body = [span for span in spans if _is_body(span) and span.start not in in_code]
     label, gap_start, listing, named_columns = "", 0, False, False
     lead: Span | None = None  # the first sentence after the current term line(s)
     goes_on: set[int] = set()  # the starts of sentences read as the rest of one before them (_continued)
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
-    for span in split_sentences(text):
+    for span in spans:
         if _BARE_EXAMPLE.match(span.text) and read and read[-1].span is previous:
             # "... it will also do some basic checks for you such as existence checks." "Example:" `@click.argument(
             # 'filename', type=click.Path(exists=True))`: the example is the sentence before's, in code.
@@ -383,10 +385,9 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                 read[-1] = replace(before, terms=before.terms | text_terms(code), example=(span.text, code))
                 gap_start = after
                 continue
-        in_code = _in_code_block(text, span)
-        if in_code or not _is_body(span):
+        if span.start in in_code or not _is_body(span):
             # A heading: what follows is about it; code goes with its sentence. A code block's line is neither.
-            if not (in_code or _STATEMENT_LINE.match(span.text)):
+            if not (span.start in in_code or _STATEMENT_LINE.match(span.text)):
                 context_of_heading, previous, earlier = text_terms(span.text), None, None
             continue
         row_key: frozenset[str] = frozenset()
