@@ -50,7 +50,18 @@ class TurnResult:
 
     @property
     def facts_found(self) -> int:
-        return sum(1 for fact in self.facts if re.search(fact, self.answer, re.IGNORECASE))
+        return facts_stated(self.facts, self.answer)
+
+
+# A citation marker ("[4]", "[1, 3]"): the answer's bookkeeping, not what it states.
+_CITATION = re.compile(r"\s*\[\d+(?:,\s*\d+)*\]")
+
+
+def facts_stated(facts: tuple[str, ...], answer: str) -> int:
+    """How many of a turn's key facts (patterns) the answer states, its citation markers left out: a fact asking for
+    a bare number ("4" workers) is not stated by a citation of source [4]."""
+    said = _CITATION.sub("", answer)
+    return sum(1 for fact in facts if re.search(fact, said, re.IGNORECASE))
 
 
 def load_questions(path: Path) -> list[Question]:

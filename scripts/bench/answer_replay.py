@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import re
 import shutil
 import statistics
 import sys
@@ -39,7 +38,7 @@ from backend.chat.tiers import extractive
 from backend.grounding import relevance
 from backend.grounding.sentences import SentenceVectors
 from backend.settings import get_settings
-from pipeline.eval_answers import TurnResult, load_questions, run_questions
+from pipeline.eval_answers import TurnResult, facts_stated, load_questions, run_questions
 from pipeline.eval_answers_cli import indexed_settings
 from pipeline.eval_sets import SETS
 from scripts.bench import benchlib
@@ -117,7 +116,7 @@ def score(turns: list[Turn], answers: dict[str, str]) -> dict[str, float]:
 
 
 def facts_in(turn: Turn, answer: str) -> int:
-    return sum(1 for fact in turn.facts if re.search(fact, answer, re.IGNORECASE))
+    return facts_stated(turn.facts, answer)
 
 
 def load(path: Path) -> list[Turn]:

@@ -48,6 +48,15 @@ def test_the_shipped_set_is_big_enough() -> None:
     assert sum(1 for q in questions if q.unanswerable) >= 10
 
 
+def test_a_citation_marker_states_no_fact() -> None:
+    """A fact asking for a bare number ("4" workers) is stated by the answer's words, never by its citation "[4]"."""
+    cited = TurnResult(id="t", question="How many workers?", unanswerable=False, facts=("4",))
+    cited.answer = "Gunicorn starts one worker by default. [4] Workers are processes. [1, 4]"
+    assert cited.facts_found == 0
+    cited.answer = "The example starts 4 workers with -w. [2]"
+    assert cited.facts_found == 1
+
+
 def test_a_fact_pattern_with_a_control_character_is_refused_with_its_line(tmp_path: Path) -> None:
     # "\\b-n\\b" typed with single backslashes in JSON reads as backspaces: the pattern could never match.
     bad = tmp_path / "answers.jsonl"
