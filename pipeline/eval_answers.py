@@ -53,8 +53,9 @@ class TurnResult:
         return facts_stated(self.facts, self.answer)
 
 
-# A citation marker ("[4]", "[1, 3]"): the answer's bookkeeping, not what it states.
-_CITATION = re.compile(r"\s*\[\d+(?:,\s*\d+)*\]")
+# A citation marker ("... . [4]", "[1, 3]"): the answer's bookkeeping, not what it states; after a space, so that an
+# index in code ("`sys.argv[1]`") stays.
+_CITATION = re.compile(r"(?:(?<=\s)|^)\[\d+(?:,\s*\d+)*\]")
 
 
 def facts_stated(facts: tuple[str, ...], answer: str) -> int:

@@ -55,6 +55,9 @@ def test_a_citation_marker_states_no_fact() -> None:
     assert cited.facts_found == 0
     cited.answer = "The example starts 4 workers with -w. [2]"
     assert cited.facts_found == 1
+    indexed = TurnResult(id="t", question="Where is the first argument?", unanswerable=False, facts=(r"argv\[1\]",))
+    indexed.answer = "It is `sys.argv[1]`. [1]"
+    assert indexed.facts_found == 1
 
 
 def test_a_fact_pattern_with_a_control_character_is_refused_with_its_line(tmp_path: Path) -> None:
