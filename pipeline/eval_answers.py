@@ -21,6 +21,7 @@ from typing import Any
 from backend.app import create_app
 from backend.chat.service import TurnRequest
 from backend.errors import ErrorCode, LorechatError
+from backend.grounding.facts import without_citations
 from backend.settings import Settings
 from backend.stream.events import Citation, DoneEvent, ErrorEvent, SourcesEvent
 
@@ -53,15 +54,10 @@ class TurnResult:
         return facts_stated(self.facts, self.answer)
 
 
-# A citation marker ("... . [4]", "[1, 3]"): the answer's bookkeeping, not what it states; after a space, so that an
-# index in code ("`sys.argv[1]`") stays.
-_CITATION = re.compile(r"(?:(?<=\s)|^)\[\d+(?:,\s*\d+)*\]")
-
-
 def facts_stated(facts: tuple[str, ...], answer: str) -> int:
     """How many of a turn's key facts (patterns) the answer states, its citation markers left out: a fact asking for
     a bare number ("4" workers) is not stated by a citation of source [4]."""
-    said = _CITATION.sub("", answer)
+    said = without_citations(answer)
     return sum(1 for fact in facts if re.search(fact, said, re.IGNORECASE))
 
 

@@ -99,9 +99,14 @@ def _word_value(phrase: str) -> float | None:
     return value + half
 
 
+def without_citations(text: str) -> str:
+    """A text without its [n] markers; brackets inside inline code ("`sys.argv[1]`") are the code's own and stay."""
+    return _CITATION_OUTSIDE_CODE.sub(lambda m: m[1] or "", text)
+
+
 def clean_claim_text(text: str) -> str:
     """A sentence without its [n] markers or list numbering: what is claimed, not where it is cited."""
-    return _LIST_MARK.sub("", _CITATION_OUTSIDE_CODE.sub(lambda m: m[1] or "", text))
+    return _LIST_MARK.sub("", without_citations(text))
 
 
 def quantities(text: str, *, with_one: bool = False) -> list[Quantity]:

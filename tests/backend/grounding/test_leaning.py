@@ -33,7 +33,15 @@ def test_a_leaning_sentence_without_a_new_asked_word_or_a_fact_does_not() -> Non
     # Nothing asked that the pick lacks: the pick says it already.
     packed = read_question("Are archived widgets packed into one file?", creator=None)
     assert completed_by(packed, scene, fact.span) is None
-    # A word asked, but no fact (no code, no quantity) in the sentence after: "Archives are kept for a week." does
-    # not lean on the one before it either.
+    # A sentence that does not lean on the pick ("Archives are kept for a week.") goes its own way.
     kept = read_question("How long are archives kept?", creator=None)
     assert completed_by(kept, fact, after.span) is None
+    # It leans and has a word asked, but states no fact (no code, no quantity): not brought along.
+    signed = quotable(
+        "When the spool is archived, its widgets are packed into one file instead. In this case the archive is also "
+        "signed.",
+        "Spool",
+        "widgetd",
+    )
+    asked = read_question("Is an archived spool signed as well?", creator=None)
+    assert completed_by(asked, signed[0], signed[1].span) is None
