@@ -81,8 +81,14 @@ class Quotable:
     # ...` "from the SQL environment, or:" `createdb -O rolename dbname` "from the shell."): each part that goes on,
     # with the code it introduces in turn; quoted with it, and its words are the sentence's.
     continued: tuple[tuple[str, str], ...] = ()
-    # The example a bare "Example:" line after it introduces, as (that line, its code): quoted after the sentence.
+    # The example a line only pointing at it introduces ("Example:", "So you can do something like this:"), as (that
+    # line, its code): quoted after the sentence.
     example: tuple[str, str] | None = None
+
+    @property
+    def bare(self) -> bool:
+        """Nothing is quoted after it yet (code, items, the rest after its code, an example): an example may join it."""
+        return not (self.code or self.items or self.continued or self.example)
 
     @property
     def states_a_value(self) -> bool:
@@ -136,12 +142,43 @@ def _is_term_line(line: str) -> bool:
     )
 
 
+# An import statement names no term: the lines around it are a program's.
+_IMPORT = re.compile(r"^(?:from [\w.]+ )?import [\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*$")
+
+
+def _is_example(lines: Sequence[str]) -> bool:
+    """A program's lines ("from hello import create_app", "application = create_app()") or a shell session's (a
+    command at its prompt, then what it printed): an example, never the terms the sentence after it defines."""
+    return any(_IMPORT.match(line) or line.startswith("$ ") for line in lines)
+
+
+def _shown(gap: str) -> str:
+    """The code of an example set on its own between sentences (`$ dpkg --get-selections >pkg-list` after "First,
+    retrieve the list of packages installed ..."), as it is quoted; else "" (not an example, see _is_example)."""
+    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    if not lines or not _is_example(lines):
+        return ""
+    code = _code_after(gap)
+    if not code and lines[0].startswith(("$ ", "# ")):
+        # A shell session: its commands and their comments, without what they printed.
+        commands = [line for line in lines if line.startswith(("$ ", "# ")) and len(line) <= _MAX_TERM_CHARS]
+        code = "\n".join(commands) if len(commands) <= _MAX_CODE_LINES else ""
+    return code
+
+
+def _code_names(text: str) -> set[str]:
+    """The code a text names: its options, paths, identifiers ("-w", "--processes", "os.path")."""
+    return {m[0].strip(" \t([\"'`,") for m in CODE_TOKEN.finditer(text)}
+
+
 def _term_lines(gap: str) -> list[str] | None:
     """The lines just before a sentence that it defines: short lines with code in them (a definition list's
     terms, an option's spellings). [] when a plain heading comes last; None when there are no lines at all."""
     lines = [_SECTION_NUMBER.sub("", " ".join(line.split())) for line in gap.splitlines() if line.strip()]
     if not lines:
         return None
+    if _is_example(lines):
+        return []
     terms: list[str] = []
     for line in reversed(lines):
         if not _is_term_line(line):
@@ -203,6 +240,27 @@ _NOT_SENTENCE = re.compile(rf"^(?:\d+\.)+\d*$|{_STATEMENT_LINE.pattern}")
 _DEFAULT_LINE = re.compile(r"^Default(?: value)?: \S")
 # A line that only announces the code after it as an example of the sentence before ("Example:", "For example:").
 _BARE_EXAMPLE = re.compile(r"^(?:for )?(?:an )?examples?(?: usage)?:$|^usage:$", re.IGNORECASE)
+# So is a line made only of words that point at what follows ("So you can do something like this:", "And in action:",
+# "Here is what this looks like:", "And from the command line:"): the code after it shows the sentence before.
+_POINTING = frozenset(
+    "so and then now again here is are what this that it these looks look like you we can could would might do does "
+    "something in action the an example from on command line shell invoke use used call run be written write "
+    "following follows as way for instance output".split()
+)
+# A sentence of prose, capitalised and closed as one: not a line of code the splitter ended at a "!"
+# ('click.echo(f"Hello {name}!').
+_PROSE = re.compile(r"^[A-Z].*[.!?:]$")
+# A sentence an example set after it shows: prose of four words or more, closed by a full stop or, in a manual page's
+# examples, by a parenthesis ("To restore a file in the index ... (this is the same as using git-reset(1))").
+_SHOWN_BY = re.compile(r"^[A-Za-z]\S*(?:\s+\S+){3,}[.)]$")
+
+
+def _only_points(text: str) -> bool:
+    """A line that says nothing but "what follows shows the sentence before" (_BARE_EXAMPLE, _POINTING)."""
+    if _BARE_EXAMPLE.match(text):
+        return True
+    words = re.findall(r"[^\W\d_]+|\S", text[:-1].lower()) if text.endswith(":") else []
+    return bool(words) and all(word in _POINTING for word in words)
 
 
 def _next_sentence(text: str, span: Span, body: Sequence[Span]) -> int:
@@ -375,13 +433,14 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     goes_on: set[int] = set()  # the starts of sentences read as the rest of one before them (_continued)
     header: frozenset[str] | None = None  # the column names of the table a run of rows is in (its first row)
     for span in spans:
-        if _BARE_EXAMPLE.match(span.text) and read and read[-1].span is previous:
+        if _only_points(span.text) and read and read[-1].span is previous:
             # "... it will also do some basic checks for you such as existence checks." "Example:" `@click.argument(
             # 'filename', type=click.Path(exists=True))`: the example is the sentence before's, in code.
             after = _next_sentence(text, span, body)
             code = _code_after(text[span.end : after])
             before = read[-1]
-            if code and not (before.code or before.items or before.continued or before.example):
+            prose = _PROSE.match(before.span.text) is not None
+            if code and prose and before.bare:
                 read[-1] = replace(before, terms=before.terms | text_terms(code), example=(span.text, code))
                 gap_start = after
                 continue
@@ -398,7 +457,17 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             named_columns = _names_columns(span.text)
         elif named_columns:
             row_key = text_terms(span.text.split(" | ", 1)[0])
-        terms = _term_lines(text[gap_start : span.start])
+        gap = text[gap_start : span.start]
+        shown = _shown(gap)
+        # An example set on its own between two sentences: the one after it explains it when it names what the
+        # example's code does ("$ gunicorn -w 4 'hello:app'" then "The -w option specifies the number of processes
+        # ..."), and is quoted with it as its term; else it shows the sentence before ("First, retrieve the list of
+        # packages installed ..." then `$ dpkg --get-selections >pkg-list`), its code, quoted with it.
+        commands = [line for line in shown.splitlines() if line.startswith("$ ")]
+        explained = bool(commands) and not _code_names(span.text).isdisjoint(_code_names(shown))
+        if not explained:
+            _show(read, gap_start, shown)
+        terms = commands if explained else _term_lines(gap)
         if terms is not None:
             # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
             # they open the definition list it introduced.
@@ -457,4 +526,15 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                 )
             )
         earlier, previous = previous, span
+    _show(read, gap_start, _shown(text[gap_start:]))  # an example closing the chunk
     return tuple(read)
+
+
+def _show(read: list[Quotable], gap_start: int, code: str) -> None:
+    """`code`, an example set on its own at `gap_start`, goes with the sentence read last when that one ends right
+    there and is prose carrying nothing else."""
+    if not code or not read or read[-1].span.end != gap_start:
+        return
+    before = read[-1]
+    if _SHOWN_BY.match(before.span.text) and before.bare:
+        read[-1] = replace(before, terms=before.terms | text_terms(code), code=code)

@@ -489,6 +489,76 @@ def test_the_example_a_bare_example_line_introduces_is_the_sentence_befores(vect
     assert read["And what it prints when the file is missing is an error."].label == ""  # nor its code a term
 
 
+def test_a_line_only_pointing_at_code_gives_it_to_the_sentence_before(vectors: SentenceVectors) -> None:
+    """Guides write "So you can do something like this:" or "And in action:" between a sentence and its code: such a
+    line says nothing of its own, so its code is the example of the sentence before, quoted with it, and the line is no
+    sentence to pick. A line with words of its own ("A child widget might look like this:") keeps its code, and a
+    line of code the splitter ended at a "!" gets no example."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Widget commands exit when they finish. Starting with version 3 you can also call main() but disable the "
+        "standalone mode, which turns off the handling of errors and the exit at the end.\n\n"
+        "So you can do something like this:\n\nwidget.main(['spool', 'go'], standalone_mode=False)\n\n"
+        "A child widget might look like this:\n\nwidget.child(name='leaf')\n\n"
+        'print(f"Hello {name}!")\n\nAnd in action:\n\n$ widget hello\nHello you!'
+    )
+    read = {q.span.text: q for q in quotable(text, "", "Errors")}
+    assert "So you can do something like this:" not in read
+    standalone = next(q for t, q in read.items() if t.startswith("Starting with version 3"))
+    assert standalone.example == (
+        "So you can do something like this:",
+        "widget.main(['spool', 'go'], standalone_mode=False)",
+    )
+    assert read["A child widget might look like this:"].code == "widget.child(name='leaf')"
+    assert all(q.example is None for t, q in read.items() if t.startswith("print("))
+    sources = [hit(1, text, title="Errors")]
+    question = "How do I call a widget command from my own program and get its errors instead of an exit?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "So you can do something like this: `widget.main(['spool', 'go'], standalone_mode=False)`" in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_an_example_on_its_own_shows_the_sentence_before_or_is_the_term_of_the_one_explaining_it(
+    vectors: SentenceVectors,
+) -> None:
+    """An example set on its own between two sentences (a program's lines, an import among them; a command at its
+    prompt and what it printed) is no term the sentence after it defines, however much each line reads like one
+    ("application = create_app()"): it shows the sentence before, whose code it is, quoted with it ("First, save the
+    list ..." `$ spoolctl --get-selections >spool-list`), unless the sentence after names what its code does ("The -w
+    option sets ..."), which it is then quoted with. An API attribute's line ("max_parts = 1000") is still a term."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "Create the entry point of the server.\n\nwsgi.py\n\nfrom hello import create_app\n\n"
+        "application = create_app()\n\nNow run the serve command.\n\n"
+        "First, save the list of widgets installed on the model machine.\n\n$ spoolctl --get-selections >spool-list"
+        "\n\nThe spool-list file then holds the list of installed widgets.\n\n"
+        "Start the server with four workers.\n\n$ spoold -w 4 'hello:app'\nListening at 127.0.0.1\n\n"
+        "The -w option sets the number of worker processes.\n\nmax_parts = 1000\n\n"
+        "Parsing more than this many parts is refused.\n\n"
+        "To unstage a widget (this is the same as using spoolctl-reset(1))\n\n$ spoolctl restore --staged w.c"
+    )
+    read = {q.span.text: q for q in quotable(text, "", "Deploying")}
+    assert read["Now run the serve command."].label == ""
+    assert read["Create the entry point of the server."].code.splitlines()[-1] == "application = create_app()"
+    assert read["First, save the list of widgets installed on the model machine."].code == (
+        "$ spoolctl --get-selections >spool-list"
+    )
+    assert read["The spool-list file then holds the list of installed widgets."].label == ""
+    assert read["The -w option sets the number of worker processes."].label == "$ spoold -w 4 'hello:app'"
+    assert read["Start the server with four workers."].code == ""
+    assert read["Parsing more than this many parts is refused."].label == "max_parts = 1000"
+    # A manual page's example sentence ends without a full stop.
+    unstage = read["To unstage a widget (this is the same as using spoolctl-reset(1))"]
+    assert unstage.code == "$ spoolctl restore --staged w.c"
+    sources = [hit(1, text, title="Deploying")]
+    question = "How do I save the list of installed widgets to set up another machine the same way?"
+    answer = compose_answer(prompt_for(question, sources=sources, creator=None), vectors)
+    assert "model machine. `$ spoolctl --get-selections >spool-list`. [1]" in answer, answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
 def test_the_sentence_saying_how_comes_with_the_problem_it_solves(vectors: SentenceVectors) -> None:
     """A problem stated in the question's words, then the way out in the next sentence ("Instead, use ..."): asked how,
     the answer quotes both. A sentence saying only that there is a way ("This can be done easily.") is not the way."""
