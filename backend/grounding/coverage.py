@@ -24,9 +24,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from backend.grounding.code_lines import CODE_TOKEN
 from backend.grounding.facts import quantities
 from backend.grounding.question import as_asked_of, is_elliptical, read_question
-from backend.grounding.quotable import CODE_TOKEN
 from backend.grounding.relevance import best_sentences
 from backend.grounding.sentences import SentenceVectors
 from backend.grounding.terms import fold, name_words, stem

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 
+from backend.grounding.code_lines import CODE_TOKEN
 from backend.grounding.facts import quantities
 from backend.grounding.question import FactKind, Question
-from backend.grounding.quotable import CODE_TOKEN, Quotable
+from backend.grounding.quotable import Quotable
 from backend.grounding.sentences import Span
 from backend.grounding.terms import text_terms
 

@@ -8,8 +8,9 @@ after the code ("... or:" `createdb -O rolename dbname` "from the shell."), and 
 introduces ("the following required keys:") and the items of a list it announces ("There are three ... bits."), and the
 code a bare "Example:" line after it introduces; a table row reads with its table's column names, and knows its first
 cell (what the row is about) and, under a first row that names the columns, the columns it does not spell out; a first
-sentence naming its subject only as "this command" is labelled with the name its page's title opens with. relevance.py
-scores these against a question.
+sentence naming its subject only as "this command" is labelled with the name its page's title opens with. What a line
+between sentences is (code, a term line, an example set on its own) is code_lines.py's reading; which sentence it
+belongs to is this module's. relevance.py scores these against a question.
 """
 
 from __future__ import annotations
@@ -19,45 +20,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from backend.grounding.code_lines import (
+    BLOCK_HEADER,
+    CODE_TOKEN,
+    INTRODUCES,
+    MAX_LABEL_LINES,
+    NAME_LINE,
+    code_after,
+    code_names,
+    example_code,
+    is_term_line,
+    term_lines,
+)
 from backend.grounding.sentences import Span, split_sentences
 from backend.grounding.terms import text_terms
-
-# Code in a sentence or a term line: an option (-n, --force), a dotted or slashed name (clean.requireForce,
-# /etc/hosts), a placeholder (<branch>), an assignment (key=value), a call (f()), a manual page (script(1)), an
-# environment variable (GIT_DIR), an identifier in snake case (deadlock_timeout, gen_random_uuid).
-CODE_TOKEN = re.compile(
-    r"(?:^|[\s(\[\"'`,])-{1,2}[A-Za-z][\w-]*|\w[./=][\w<]|/\w|<\w[\w-]*>|\w\(\)|\w\([1-9]\w{0,3}\)|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|`[^`]+`"
-    r"|\b[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b"
-)
-# A function called or declared, up to what it returns: "gen_random_uuid () ", "setval ( regclass, bigint ) ".
-_CALL = r"\w\s*\([^()]*\)\s*"
-# A manual page's sections and a note's kinds are headings in capitals, not keywords.
-_SECTIONS = (
-    "SYNOPSIS|DESCRIPTION|OPTIONS|EXAMPLES?|NOTES?|NAME|SEE ALSO|BUGS|AUTHORS?|FILES|ENVIRONMENT|CONFIGURATION|"
-    "DISCUSSION|HISTORY|COMMANDS|EXIT STATUS|RETURN VALUES?|WARNING|CAUTION|TIP|IMPORTANT"
-)
-# A term line: code, a shell command line (pipes, redirections, a prompt), one lower-case word (a command or a
-# package in a table's first cell), a function's signature ("setval ( regclass, bigint ) → bigint", "abs(x)"), a
-# header's or field's name ("X-Frame-Options", "Start-LSN"), or a keyword in capitals (a statement's parameter:
-# "CONCURRENTLY", "RESTART IDENTITY"; not a manual page's section).
-_TERM_LINE = re.compile(
-    CODE_TOKEN.pattern
-    + rf"|[|&<>~*{{}}]|^\$ |^[a-z][\w+-]*$|{_CALL}(?:→|->)|^[A-Za-z_][\w.]*\([^()]*\)$|^[A-Z]\w*(?:-[A-Z0-9]\w*)+$"
-    + rf"|^(?!(?:{_SECTIONS})$)[A-Z]{{2,}}(?: [A-Z]{{2,}}){{0,2}}$"
-)
-# A command with its arguments: a lower-case word and up to five more ("apt-cache policy nano").
-_COMMAND = re.compile(r"^[a-z][\w.+-]*(?: \S+){0,5}$")
-# A configuration file's section header or assignment ("[user]", "signingKey = <key-id>"): code as a command is.
-_CONFIG_LINE = re.compile(r"^\[[\w .\"-]+\]$|^[\w.-]+ ?= ?\S")
-# A command at a root shell's prompt ("# dpkg-reconfigure locales"), as "$ " opens one at a user's.
-_ROOT_PROMPT = re.compile(r"^# [a-z][\w.+-]*(?: \S+){0,5}$")
-# A literal value on a line of its own ("1", "off", "t").
-_LITERAL = re.compile(r"^[\w.+-]{1,20}$")
-# A statement of a query or programming language ("ALTER DATABASE mydb SET geqo TO off;", "x = f(y);"), or a
-# function's signature ("gen_random_uuid () → uuid", "nextval ( regclass ) → bigint"): code on a line of its own.
-_STATEMENT = re.compile(rf";$|{_CALL}(?:→|->|$)")
-# A sentence that introduces what follows it: the code lines after it belong to it.
-_INTRODUCES = re.compile(r":$|\b(?:the following|as follows)\b[^.]*[.:]$|\bfor (?:example|instance)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,86 +83,6 @@ class Quotable:
             *(self.example or ()),
         )
         return " ".join(part for part in parts if part)
-
-
-# A numbered heading's number ("37.11. collation_character_set_applicability"): not part of the term it names.
-_SECTION_NUMBER = re.compile(r"^(?:\d+\.)+\d*\s+(?=\S)")
-_MAX_LABEL_LINES = 4  # more term lines in a row are a code block, not the terms of a definition
-_MAX_TERM_CHARS = 100
-# A code block a sentence introduces: at most this many code lines, and as many comments besides.
-_MAX_CODE_LINES = 2 * _MAX_LABEL_LINES
-_COMMENT_LINE = re.compile(r"^(?:#+|--|//) \S")
-# A name on a line of its own: dotted ("flask.template_rendered"), in snake or constant case ("SESSION_COOKIE_SECURE"),
-# or a signature without spaces ("flask.abort(code)").
-_NAME_LINE = re.compile(r"^[A-Za-z_]\w*(?:\.\w+)+(?:\([^()\s]*\))?$|^[A-Za-z]\w*_\w+$")
-
-
-# An API reference entry's signature, however many parameters it lists: "click.version_option(version=None,
-# *param_decls, package_name=None, prog_name=None, message=None, **kwargs)", "class flask.Flask(import_name, ...)",
-# "subprocess.run(args, *, stdin=None, ...) -> CompletedProcess". The name of what its description describes.
-_SIGNATURE = re.compile(
-    r"^(?:(?:class|exception|async|abstract|classmethod|staticmethod|property|method|function|coroutine|await)\s+)*"
-    r"[A-Za-z_][\w.]*\((?:[^()]|\([^()]*\))*\)(?:\s*(?:→|->)\s*\S.*)?$"
-)
-_MAX_SIGNATURE_CHARS = 400
-
-
-def _is_term_line(line: str) -> bool:
-    """Short, with code in it, and no closing punctuation: "-u, --include-untracked", "submodule.<name>.path"; or a
-    signature of any length."""
-    if len(line) > _MAX_TERM_CHARS:
-        return len(line) <= _MAX_SIGNATURE_CHARS and _SIGNATURE.match(line) is not None
-    return (
-        not line.endswith((".", "!", "?", ":", ";"))  # a statement ("SELECT ... FROM pg_roles;") defines nothing
-        and bool(_TERM_LINE.search(line))
-    )
-
-
-# An import statement names no term: the lines around it are a program's.
-_IMPORT = re.compile(r"^(?:from [\w.]+ )?import [\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*$")
-
-
-def _is_example(lines: Sequence[str]) -> bool:
-    """A program's lines ("from hello import create_app", "application = create_app()") or a shell session's (a
-    command at its prompt, then what it printed): an example, never the terms the sentence after it defines."""
-    return any(_IMPORT.match(line) or line.startswith("$ ") for line in lines)
-
-
-def _shown(gap: str) -> str:
-    """The code of an example set on its own between sentences (`$ dpkg --get-selections >pkg-list` after "First,
-    retrieve the list of packages installed ..."), as it is quoted; else "" (not an example, see _is_example)."""
-    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
-    if not lines or not _is_example(lines):
-        return ""
-    code = _code_after(gap)
-    if not code and lines[0].startswith(("$ ", "# ")):
-        # A shell session: its commands and their comments, without what they printed.
-        commands = [line for line in lines if line.startswith(("$ ", "# ")) and len(line) <= _MAX_TERM_CHARS]
-        code = "\n".join(commands) if len(commands) <= _MAX_CODE_LINES else ""
-    return code
-
-
-def _code_names(text: str) -> set[str]:
-    """The code a text names: its options, paths, identifiers ("-w", "--processes", "os.path")."""
-    return {m[0].strip(" \t([\"'`,") for m in CODE_TOKEN.finditer(text)}
-
-
-def _term_lines(gap: str) -> list[str] | None:
-    """The lines just before a sentence that it defines: short lines with code in them (a definition list's
-    terms, an option's spellings). [] when a plain heading comes last; None when there are no lines at all."""
-    lines = [_SECTION_NUMBER.sub("", " ".join(line.split())) for line in gap.splitlines() if line.strip()]
-    if not lines:
-        return None
-    if _is_example(lines):
-        return []
-    terms: list[str] = []
-    for line in reversed(lines):
-        if not _is_term_line(line):
-            break
-        terms.insert(0, line)
-    if len(terms) < len(lines) and _INTRODUCES.search(lines[-len(terms) - 1]):
-        return []  # code a sentence introduced ("run this:"), not terms being defined
-    return terms if len(terms) <= _MAX_LABEL_LINES else []
 
 
 # A sentence that announces a list ("There are three more special permission bits.", "The following keys are
@@ -269,15 +165,10 @@ def _next_sentence(text: str, span: Span, body: Sequence[Span]) -> int:
     return next((b.start for b in body if b.start >= span.end), len(text))
 
 
-# A compound statement's header ("if 'db' not in g:", "for rule in rules:", "with app.app_context():"): on an indented
-# line it is a line of a code block, not a sentence going on after the code before it.
-_BLOCK_HEADER = re.compile(r"^(?:if|elif|else|for|while|with|try|except|finally|async|def|class)\b.*:$")
-
-
 def _in_code_block(text: str, span: Span) -> bool:
     """A block header on an indented line: the code block's, however much it reads like words."""
     line = text.rfind("\n", 0, span.start) + 1
-    return line < span.start and not text[line : span.start].strip() and bool(_BLOCK_HEADER.match(span.text))
+    return line < span.start and not text[line : span.start].strip() and bool(BLOCK_HEADER.match(span.text))
 
 
 def _is_body(span: Span) -> bool:
@@ -302,7 +193,7 @@ def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
     for following in (b for b in body if b.start >= span.end):
         gap = text[end : following.start]
         if gap.strip():
-            terms = _term_lines(gap)
+            terms = term_lines(gap)
             if not terms or len(terms) != len([line for line in gap.splitlines() if line.strip()]):
                 break  # a heading or a line of prose: the list has ended
             if not following.text.endswith((".", "!", "?")):
@@ -310,54 +201,16 @@ def _listed_after(text: str, span: Span, body: Sequence[Span]) -> str:
             entries.append(terms)
         elif not entries:
             break
-        if len(entries) == _MAX_ITEMS or _INTRODUCES.search(following.text):
+        if len(entries) == _MAX_ITEMS or INTRODUCES.search(following.text):
             break
         end = following.end
     else:
         # The chunk ends inside the list: term lines after its last sentence are the next entry's, whose
         # description the next chunk holds.
-        last = _term_lines(text[end:]) if entries else None
+        last = term_lines(text[end:]) if entries else None
         if last and len(last) == len([line for line in text[end:].splitlines() if line.strip()]):
             entries.append(last)
     return "\n".join(term for terms in entries for term in terms) if len(entries) >= 2 else ""
-
-
-def _is_code_line(line: str) -> bool:
-    """A term, a command (at a prompt or not), a statement or signature, or a line of a configuration file."""
-    if _TERM_LINE.search(line) or _BLOCK_HEADER.match(line):
-        return True
-    return bool(_STATEMENT.search(line)) or any(
-        pattern.match(line) for pattern in (_COMMAND, _CONFIG_LINE, _ROOT_PROMPT)
-    )
-
-
-def _code_after(gap: str) -> str:
-    """The code lines a sentence ending in a colon introduces (up to the next sentence), or "". Comment lines ("##
-    Update dpkg's selections", "-- relies on ...") are code among code, not headings."""
-    lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    if len(lines) > _MAX_CODE_LINES and all(
-        len(line) <= _MAX_TERM_CHARS and (_is_code_line(line) or _COMMENT_LINE.match(line)) for line in lines
-    ):
-        # A longer block of code: its opening lines, the way in (a function's signature and its first statements).
-        return "\n".join([*lines[:_MAX_CODE_LINES], "…"])
-    if len(lines) > 2 * _MAX_CODE_LINES:
-        return ""
-    if len(lines) >= 2 and all(_LITERAL.match(line) for line in lines):
-        return "\n".join(lines)  # values, one a line ("true", "yes", "1": what a type accepts)
-    comments = [bool(_COMMENT_LINE.match(line)) and not _is_code_line(line) for line in lines]
-    if all(comments) or len(lines) - sum(comments) > _MAX_CODE_LINES:
-        return ""
-    if any(
-        len(line) > _MAX_TERM_CHARS or not (comment or _is_code_line(line))
-        for line, comment in zip(lines, comments, strict=True)
-    ):
-        # One command at its prompt and what it printed ("copy the output of this:" `$ python -c '...'` then a key):
-        # the command is the code, its output is not quoted. A longer session stays unquoted, as a list would.
-        prompts = [line for line in lines if line.startswith("$ ")]
-        return lines[0] if len(prompts) == 1 and lines[0] == prompts[0] and len(lines[0]) <= _MAX_TERM_CHARS else ""
-    return "\n".join(lines)
 
 
 # What goes on with a sentence after the code it introduced, in lower case: a connective or an auxiliary ("from the
@@ -378,14 +231,14 @@ def _continued(text: str, span: Span, code: str, body: Sequence[Span]) -> tuple[
     """The parts of `span`'s sentence after the code it introduces, each with the code it introduces in turn."""
     parts: list[tuple[Span, str]] = []
     current = span
-    while code and len(parts) < _MAX_LABEL_LINES:
+    while code and len(parts) < MAX_LABEL_LINES:
         after = next((b for b in body if b.start >= current.end), None)
         if after is None or not _GOES_ON.match(after.text) or _NOT_PROSE.search(after.text):
             break
         code = ""
-        if _INTRODUCES.search(after.text) or _OR_ELSE.search(after.text):
+        if INTRODUCES.search(after.text) or _OR_ELSE.search(after.text):
             end = next((b.start for b in body if b.start >= after.end), len(text))
-            code = _code_after(text[after.end : end])
+            code = code_after(text[after.end : end])
         parts.append((after, code))
         current = after
     return tuple(parts)
@@ -412,7 +265,7 @@ def _subject(title: str) -> str:
     """The name a page is about, when its title opens with one: a single term ("git-range-diff", "os.path")."""
     match = _TITLE_NAME.match(title)
     name = match.group(1).strip() if match else ""
-    return name if " " not in name and _is_term_line(name) else ""
+    return name if " " not in name and is_term_line(name) else ""
 
 
 @lru_cache(maxsize=4096)
@@ -437,7 +290,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             # "... it will also do some basic checks for you such as existence checks." "Example:" `@click.argument(
             # 'filename', type=click.Path(exists=True))`: the example is the sentence before's, in code.
             after = _next_sentence(text, span, body)
-            code = _code_after(text[span.end : after])
+            code = code_after(text[span.end : after])
             before = read[-1]
             prose = _PROSE.match(before.span.text) is not None
             if code and prose and before.bare:
@@ -458,23 +311,23 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
         elif named_columns:
             row_key = text_terms(span.text.split(" | ", 1)[0])
         gap = text[gap_start : span.start]
-        shown = _shown(gap)
+        shown = example_code(gap)
         # An example set on its own between two sentences: the one after it explains it when it names what the
         # example's code does ("$ gunicorn -w 4 'hello:app'" then "The -w option specifies the number of processes
         # ..."), and is quoted with it as its term; else it shows the sentence before ("First, retrieve the list of
         # packages installed ..." then `$ dpkg --get-selections >pkg-list`), its code, quoted with it.
         commands = [line for line in shown.splitlines() if line.startswith("$ ")]
-        explained = bool(commands) and not _code_names(span.text).isdisjoint(_code_names(shown))
+        explained = bool(commands) and not code_names(span.text).isdisjoint(code_names(shown))
         if not explained:
             _show(read, gap_start, shown)
-        terms = commands if explained else _term_lines(gap)
+        terms = commands if explained else term_lines(gap)
         if terms is not None:
             # Lines after a sentence ending in a colon are the code it introduced, not terms being defined, unless
             # they open the definition list it introduced.
-            introduced = gap_start and _INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
+            introduced = gap_start and INTRODUCES.search(text[max(0, gap_start - 200) : gap_start])
             # One name alone ("The following signals exist:" `flask.template_rendered` "This signal is sent ..."):
             # the sentence introduced it and the sentence after it defines it; both quote it.
-            named_alone = len(terms) == 1 and _NAME_LINE.match(terms[0])
+            named_alone = len(terms) == 1 and NAME_LINE.match(terms[0])
             label = "" if introduced and not listing and not named_alone else ", ".join(terms)
             lead = None
         gap_start = span.end
@@ -486,11 +339,11 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
             continue
         if not span.text.endswith("?"):  # a question in the source is not an answer
             code, listing = "", False
-            if _INTRODUCES.search(span.text):
+            if INTRODUCES.search(span.text):
                 code = _listed_after(text, span, body)
                 listing = bool(code)
                 if not listing:
-                    code = _code_after(text[span.end : _next_sentence(text, span, body)])
+                    code = code_after(text[span.end : _next_sentence(text, span, body)])
             items = () if code else _items_after(text, span, body)
             continued = () if listing else _continued(text, span, code, body)
             goes_on.update(part.start for part, _ in continued)
@@ -526,7 +379,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                 )
             )
         earlier, previous = previous, span
-    _show(read, gap_start, _shown(text[gap_start:]))  # an example closing the chunk
+    _show(read, gap_start, example_code(text[gap_start:]))  # an example closing the chunk
     return tuple(read)
 
 

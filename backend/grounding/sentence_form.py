@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from backend.grounding.code_lines import CODE_TOKEN
 from backend.grounding.facts import quantities
 from backend.grounding.leaning import SIGNPOST
 from backend.grounding.question import FactKind, Question
-from backend.grounding.quotable import CODE_TOKEN, Quotable
+from backend.grounding.quotable import Quotable
 
 _KIND_BONUS = 0.08
 _UNIT_BONUS = 0.04
