@@ -145,6 +145,21 @@ def code_after(gap: str) -> str:
     """The code lines a sentence ending in a colon introduces (up to the next sentence), or "". Comment lines ("##
     Update dpkg's selections", "-- relies on ...") are code among code, not headings."""
     lines = [" ".join(line.split()) for line in gap.splitlines() if line.strip()]
+    prompt = next((at for at, line in enumerate(lines) if line.startswith("$ ")), None)
+    if prompt is None:
+        return _code(lines)
+    # A shell session, after the program it runs when there is one ("@click.command()" ... then "$ hello" and what
+    # it printed): the program's code and the session's commands.
+    program = _code(lines[:prompt]) if prompt else ""
+    commands = _commands(lines[prompt:])
+    if (prompt and not program) or not commands or program.endswith("…"):
+        return program
+    quoted = [*program.splitlines(), *commands.splitlines()]
+    return "\n".join(quoted if len(quoted) <= _MAX_CODE_LINES else [*quoted[:_MAX_CODE_LINES], "…"])
+
+
+def _code(lines: Sequence[str]) -> str:
+    """`code_after` for lines with no shell prompt among them."""
     if not lines:
         return ""
     if len(lines) > _MAX_CODE_LINES and all(
@@ -163,8 +178,19 @@ def code_after(gap: str) -> str:
         len(line) > _MAX_TERM_CHARS or not (comment or _is_code_line(line))
         for line, comment in zip(lines, comments, strict=True)
     ):
-        # One command at its prompt and what it printed ("copy the output of this:" `$ python -c '...'` then a key):
-        # the command is the code, its output is not quoted. A longer session stays unquoted, as a list would.
-        prompts = [line for line in lines if line.startswith("$ ")]
-        return lines[0] if len(prompts) == 1 and lines[0] == prompts[0] and len(lines[0]) <= _MAX_TERM_CHARS else ""
+        return ""
     return "\n".join(lines)
+
+
+def _commands(lines: Sequence[str]) -> str:
+    """A shell session's code: its commands at their prompt, each with the lines it goes on to past a "\\", without
+    what they printed (`$ python -c '...'` then a key it printed: the command); "" past eight commands or a long one."""
+    commands: list[str] = []
+    going_on = False
+    for line in lines:
+        if line.startswith("$ ") or going_on:
+            commands.append(line)
+            going_on = line.endswith("\\")
+    if len(commands) > _MAX_CODE_LINES or any(len(command) > _MAX_TERM_CHARS for command in commands):
+        return ""
+    return "\n".join(commands)

@@ -171,6 +171,21 @@ def _in_code_block(text: str, span: Span) -> bool:
     return line < span.start and not text[line : span.start].strip() and bool(BLOCK_HEADER.match(span.text))
 
 
+# A shell session's command line ("$ ping -4 -c 1 www.debian.org"), at the start of a line; a blank line.
+_PROMPT_LINE = re.compile(r"^[ \t]*\$ ", re.MULTILINE)
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+
+
+def _printed(text: str, span: Span) -> bool:
+    """What a shell session printed: a line below a command at its prompt, in the same block of lines ("PING
+    www.debian.org (149.20.4.15) 1472(1500) bytes of data.", "Try 'repeat --help' for help."): not the author's."""
+    if "$ " not in text or span.text.startswith("$ "):
+        return False
+    line = text.rfind("\n", 0, span.start) + 1
+    block = max((blank.end() for blank in _BLANK_LINE.finditer(text, 0, line)), default=0)
+    return _PROMPT_LINE.search(text, block, line) is not None
+
+
 def _is_body(span: Span) -> bool:
     """A sentence to quote: not a heading or a command line, but a short one ending in a colon ("To preview, run
     this:") is one, and so is a line stating a default."""
@@ -279,7 +294,8 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     previous: Span | None = None
     earlier: Span | None = None
     spans = split_sentences(text)
-    in_code = {span.start for span in spans if _in_code_block(text, span)}  # read once: `body` and the loop use it
+    # Read once (`body` and the loop use it): lines of a code block, and what a shell session printed.
+    in_code = {span.start for span in spans if _in_code_block(text, span) or _printed(text, span)}
     body = [span for span in spans if _is_body(span) and span.start not in in_code]
     label, gap_start, listing, named_columns = "", 0, False, False
     lead: Span | None = None  # the first sentence after the current term line(s)
@@ -314,10 +330,12 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
         shown = example_code(gap)
         # An example set on its own between two sentences: the one after it explains it when it names what the
         # example's code does ("$ gunicorn -w 4 'hello:app'" then "The -w option specifies the number of processes
-        # ..."), and is quoted with it as its term; else it shows the sentence before ("First, retrieve the list of
-        # packages installed ..." then `$ dpkg --get-selections >pkg-list`), its code, quoted with it.
+        # ..."), a sentence of prose, and is quoted with it as its term; else it shows the sentence before ("First,
+        # retrieve the list of packages installed ..." then `$ dpkg --get-selections >pkg-list`), its code, quoted with
+        # it. Not a line the session printed past a blank line ("--help  Show this message and exit.").
         commands = [line for line in shown.splitlines() if line.startswith("$ ")]
-        explained = bool(commands) and not code_names(span.text).isdisjoint(code_names(shown))
+        prose = _PROSE.match(span.text) is not None
+        explained = bool(commands) and prose and not code_names(span.text).isdisjoint(code_names(shown))
         if not explained:
             _show(read, gap_start, shown)
         terms = commands if explained else term_lines(gap)

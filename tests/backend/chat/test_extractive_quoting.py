@@ -792,3 +792,43 @@ def test_a_python_block_is_code_whole_and_a_long_one_is_quoted_by_its_opening_li
         answer
     ), answer
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_what_a_shell_session_printed_is_never_quoted_and_its_commands_are_the_code(vectors: SentenceVectors) -> None:
+    """A shell session's lines below a command at its prompt, in the same block, are what the program printed, not the
+    author's words, however much they read like a sentence ("PING spool.example (10.0.0.7) 1472(1500) bytes of
+    data."): never quoted. The sentence introducing the session is quoted with its commands, every one of them,
+    without their output, after the program it runs when there is one; a line printed past a blank line that names
+    the command's option is no sentence explaining the command."""
+    from backend.grounding.claim_check import check_answer
+
+    text = (
+        "The largest packet that passes unfragmented is the MTU. The following finds it to be 1460 for the spool "
+        "host.\n\n$ ping -c 1 -s 1472 -M do spool.example\nPING spool.example (10.0.0.7) 1472(1500) bytes of data.\n"
+        "ping: local error: message too long, mtu=1460\n1 packets transmitted, 0 received, 100% packet loss.\n"
+        "$ ping -c 1 -s 1432 -M do spool.example\n1440 bytes from spool.example: icmp_seq=1 time=32 ms\n\n"
+        "Greeting a widget by name looks like this:\n\n@widget.command()\ndef greet(name):\n    echo(name)\n"
+        "$ greet\nHello Nobody!\n$ greet --name Leaf\nHello Leaf!\n\n"
+        "$ greet --help\nUsage: greet [OPTIONS]\n\n--help Show this message and exit."
+    )
+    read = {q.span.text: q for q in quotable(text, "", "Finding the MTU")}
+    assert not [t for t in read if "bytes" in t or "packets" in t or t.startswith("Hello")], list(read)
+    finds = read["The following finds it to be 1460 for the spool host."]
+    assert finds.code == "$ ping -c 1 -s 1472 -M do spool.example\n$ ping -c 1 -s 1432 -M do spool.example"
+    greeting = read["Greeting a widget by name looks like this:"]
+    assert greeting.code.splitlines() == [
+        "@widget.command()",
+        "def greet(name):",
+        "echo(name)",
+        "$ greet",
+        "$ greet --name Leaf",
+        "$ greet --help",
+    ]
+    assert read["--help Show this message and exit."].label == ""
+    sources = [hit(1, text, title="Finding the MTU")]
+    answer = compose_answer(
+        prompt_for("How do I find the MTU of the spool host?", sources=sources, creator=None), vectors
+    )
+    assert "`$ ping -c 1 -s 1432 -M do spool.example`. [1]" in answer, answer
+    assert "bytes of data" not in answer and "packet loss" not in answer
+    assert check_answer(answer, sources, vectors).unsupported_claims == 0

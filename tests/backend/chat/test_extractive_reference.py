@@ -80,7 +80,7 @@ def test_a_headers_name_set_as_a_heading_is_the_term_its_section_defines(vectors
 
 def test_one_command_and_what_it_printed_quotes_the_command(vectors: SentenceVectors) -> None:
     """ "copy the output of this to your config:" then `$ python -c ...` and the key it printed: the command is the
-    answer, the printed key is not quoted. A longer session is no code a sentence introduces."""
+    answer, the printed key is not quoted. A longer session's code is its commands, without what they printed."""
     text = (
         "SPIN_KEY\n\nA key that signs every spin. For example, copy the output of this to your config:\n\n"
         "$ widgetctl key --new\n'192b9bdd22ab9ed4d12e236c78afcb9a'\n\nDo not reveal the key.\n\n"
@@ -90,7 +90,7 @@ def test_one_command_and_what_it_printed_quotes_the_command(vectors: SentenceVec
     )
     read = {q.span.text: q.code for q in quotable(text, "", "Configuration")}
     assert read["For example, copy the output of this to your config:"] == "$ widgetctl key --new"
-    assert read["To compare two versions, run these:"] == ""
+    assert read["To compare two versions, run these:"] == "$ widgetctl version a\n$ widgetctl version b"
     answer = compose_answer(
         prompt_for("How do I make a new spin key?", sources=[hit(1, text, title="Configuration")], creator=None),
         vectors,
