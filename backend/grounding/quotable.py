@@ -171,8 +171,9 @@ def _in_code_block(text: str, span: Span) -> bool:
     return line < span.start and not text[line : span.start].strip() and bool(BLOCK_HEADER.match(span.text))
 
 
-# A shell session's command line ("$ ping -4 -c 1 www.debian.org"), at the start of a line; a blank line.
-_PROMPT_LINE = re.compile(r"^[ \t]*\$ ", re.MULTILINE)
+# A shell session's command line at the start of a line: a command ("$ ping -4 -c 1 www.debian.org", "$ ./configure")
+# or a variable set for it ("$ FLASK_APP=hello flask run"), not a price ("$ 5 a loaf"); and a blank line.
+_PROMPT_LINE = re.compile(r"^[ \t]*\$ (?:[a-z./~]|[A-Z_]+=)", re.MULTILINE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 

@@ -825,6 +825,9 @@ def test_what_a_shell_session_printed_is_never_quoted_and_its_commands_are_the_c
         "$ greet --help",
     ]
     assert read["--help Show this message and exit."].label == ""
+    # A price at a line's start is no prompt: what follows it is still said.
+    market = {q.span.text for q in quotable("$ 5 buys a rye loaf at the market.\nThe rest goes to the mill.", "", "")}
+    assert "The rest goes to the mill." in market
     sources = [hit(1, text, title="Finding the MTU")]
     answer = compose_answer(
         prompt_for("How do I find the MTU of the spool host?", sources=sources, creator=None), vectors
