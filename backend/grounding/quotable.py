@@ -171,20 +171,30 @@ def _in_code_block(text: str, span: Span) -> bool:
     return line < span.start and not text[line : span.start].strip() and bool(BLOCK_HEADER.match(span.text))
 
 
-# A shell session's command line at the start of a line: a command ("$ ping -4 -c 1 www.debian.org", "$ ./configure")
-# or a variable set for it ("$ FLASK_APP=hello flask run"), not a price ("$ 5 a loaf"); and a blank line.
-_PROMPT_LINE = re.compile(r"^[ \t]*\$ (?:[a-z./~]|[A-Z_]+=)", re.MULTILINE)
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+# A shell session's command line: a command ("$ ping -4 -c 1 www.debian.org", "$ ./configure") or a variable set for it
+# ("$ FLASK_APP=hello flask run"), not a price at a line's start ("$ 5 a loaf").
+_PROMPT_LINE = re.compile(r"[ \t]*\$ (?:[a-z./~]|[A-Z_]+=)")
 
 
-def _printed(text: str, span: Span) -> bool:
-    """What a shell session printed: a line below a command at its prompt, in the same block of lines ("PING
-    www.debian.org (149.20.4.15) 1472(1500) bytes of data.", "Try 'repeat --help' for help."): not the author's."""
-    if "$ " not in text or span.text.startswith("$ "):
-        return False
-    line = text.rfind("\n", 0, span.start) + 1
-    block = max((blank.end() for blank in _BLANK_LINE.finditer(text, 0, line)), default=0)
-    return _PROMPT_LINE.search(text, block, line) is not None
+def _printed(text: str, spans: Sequence[Span]) -> set[int]:
+    """The starts of the sentences a shell session printed: on a line below a command at its prompt, in the same block
+    of lines ("PING www.debian.org (149.20.4.15) 1472(1500) bytes of data.", "Try 'repeat --help' for help."): not the
+    author's. One pass over the lines."""
+    if "$ " not in text:
+        return set()
+    lines: set[int] = set()  # where each printed line starts
+    session, at = False, 0
+    for line in text.split("\n"):
+        if not line.strip(" \t"):
+            session = False  # a blank line ends the block
+        elif _PROMPT_LINE.match(line):
+            session = True
+        elif session:
+            lines.add(at)
+        at += len(line) + 1
+    return {
+        span.start for span in spans if not span.text.startswith("$ ") and text.rfind("\n", 0, span.start) + 1 in lines
+    }
 
 
 def _is_body(span: Span) -> bool:
@@ -296,7 +306,7 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
     earlier: Span | None = None
     spans = split_sentences(text)
     # Read once (`body` and the loop use it): lines of a code block, and what a shell session printed.
-    in_code = {span.start for span in spans if _in_code_block(text, span) or _printed(text, span)}
+    in_code = {span.start for span in spans if _in_code_block(text, span)} | _printed(text, spans)
     body = [span for span in spans if _is_body(span) and span.start not in in_code]
     label, gap_start, listing, named_columns = "", 0, False, False
     lead: Span | None = None  # the first sentence after the current term line(s)
@@ -335,8 +345,11 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
         # retrieve the list of packages installed ..." then `$ dpkg --get-selections >pkg-list`), its code, quoted with
         # it. Not a line the session printed past a blank line ("--help  Show this message and exit.").
         commands = [line for line in shown.splitlines() if line.startswith("$ ")]
-        prose = _PROSE.match(span.text) is not None
-        explained = bool(commands) and prose and not code_names(span.text).isdisjoint(code_names(shown))
+        explained = (
+            bool(commands)
+            and _PROSE.match(span.text) is not None
+            and not code_names(span.text).isdisjoint(code_names(shown))
+        )
         if not explained:
             _show(read, gap_start, shown)
         terms = commands if explained else term_lines(gap)
