@@ -36,6 +36,9 @@ def _convert(vector: qdrant_edge.SparseVector) -> SparseVector:
 # - a name written as code: with underscores ("generate_series"), dots or "::" between its parts ("os.path.join",
 #   "postgresql.conf": one term per run of two parts or more, so "path.join" finds it too), or an option's dashes
 #   ("--force-with-lease"). Words joined by hyphens ("built-in") are not names: they stay words.
+# A question's two-part version ("Click 8.1") is also asked as its release ("8.1.0"): a documentation set's every page
+# may be titled with its series ("Click Documentation (8.1.x)"), so its "8.1" term is in every chunk and weighs
+# nothing, while the release's own notes ("Version 8.1.0") are the only chunks holding "8.1.0".
 _DOTTED = re.compile(r"(?:(?<=\bv)|(?<![\w.]))\d+(?:\.\d+)+(?!\w|\.\d)")
 _CODE_NAME = re.compile(
     r"(?<![\w.:-])(?:--?[A-Za-z]\w*(?:-\w+)+|[A-Za-z_]\w*(?:(?:\.|::)[A-Za-z_]\w*)+|[A-Za-z]\w*_\w+)"
@@ -57,6 +60,12 @@ def whole_terms(text: str) -> list[str]:
         runs = [parts[i:j] for i in range(len(parts)) for j in range(i + 2, len(parts) + 1)] or [parts]
         terms += ["c" + "x".join(_NOT_ALNUM.sub("x", part) for part in run) for run in runs]
     return terms
+
+
+def asked_terms(text: str) -> list[str]:
+    """`whole_terms` of a question, with each two-part version it asks also asked as its release ("8.1": 8.1.0)."""
+    versions = [match[0].split(".") for match in _DOTTED.finditer(text)]
+    return whole_terms(text) + [f"n{major}x{minor}x0" for major, minor in (v for v in versions if len(v) == 2)]
 
 
 def names_code(text: str) -> bool:
@@ -81,5 +90,5 @@ def bm25_document(text: str) -> SparseVector:
 
 def bm25_query(text: str) -> SparseVector:
     """Empty when the query holds only stopwords or punctuation; stores then return no bm25 hits."""
-    whole = whole_terms(text)
+    whole = asked_terms(text)
     return _convert(_model().embed_query(f"{text}\n{' '.join(whole)}" if whole else text))
