@@ -171,6 +171,13 @@ def _in_code_block(text: str, span: Span) -> bool:
     return line < span.start and not text[line : span.start].strip() and bool(BLOCK_HEADER.match(span.text))
 
 
+# A line dating what is above it: an ISO date or a day, a month's name and a year ("Released 2022-03-28", "Posted 3 May
+# 2024", "Updated: March 3, 2024"), short. The section it dates is still what the sentences after it are about.
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
+_DATE_LINE = re.compile(rf"\b\d{{4}}-\d{{2}}-\d{{2}}\b|\b{_MONTH} \d{{1,2}},? \d{{4}}\b|\b\d{{1,2}} {_MONTH} \d{{4}}\b")
+_DATE_LINE_WORDS = 5
+
+
 # A shell session's command line: a command ("$ ping -4 -c 1 www.debian.org", "$ ./configure") or a variable set for it
 # ("$ FLASK_APP=hello flask run"), not a price at a line's start ("$ 5 a loaf").
 _PROMPT_LINE = re.compile(r"[ \t]*\$ (?:[a-z./~]|[A-Z_]+=)")
@@ -326,7 +333,10 @@ def quotable(text: str, heading: str, title: str = "") -> tuple[Quotable, ...]:
                 continue
         if span.start in in_code or not _is_body(span):
             # A heading: what follows is about it; code goes with its sentence. A code block's line is neither.
-            if not (span.start in in_code or _STATEMENT_LINE.match(span.text)):
+            # A line dating the section ("Released 2022-03-28" under "Version 8.1.0") is no heading of its own.
+            if _DATE_LINE.search(span.text) and len(span.text.split()) <= _DATE_LINE_WORDS:
+                context_of_heading, previous, earlier = context_of_heading | text_terms(span.text), None, None
+            elif not (span.start in in_code or _STATEMENT_LINE.match(span.text)):
                 context_of_heading, previous, earlier = text_terms(span.text), None, None
             continue
         row_key: frozenset[str] = frozenset()

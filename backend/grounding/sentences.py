@@ -28,6 +28,9 @@ from backend.stages import Hit
 # followed by space, at a line break between transcript cues or list items, or at a blank line.
 _BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|(?<=:)(?<!\bDefault:)\s+(?=[A-Z])|\s*\n\s*")
 _MIN_CHARS = 3
+# A changelog entry's issue or pull request after its full stop ("Drop support for Python 3.6. #2129", "... (#1469)",
+# "... #1782, #1783"): the sentence is closed, the numbers only point to where it was discussed.
+_ISSUE_REFERENCES = re.compile(r"(?<=[.!?])(?:[\s,]+\(?(?:#|GH-)\d+\)?)+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +43,13 @@ class Span:
     def is_heading(self) -> bool:
         """A short line without closing punctuation: a heading or a label, not something to quote as an answer. A
         table row ("valgrind | memory debugger", as ingest writes one) is a row's facts, never a heading. A closing
-        parenthesis closes a sentence only after its own full stop: "deadlock_timeout (integer)" is a label."""
+        parenthesis closes a sentence only after its own full stop: "deadlock_timeout (integer)" is a label. A
+        changelog entry's issue number after its full stop changes nothing: "Drop support for Python 3.6. #2129" is a
+        sentence."""
         if " | " in self.text:
             return False
-        return not self.text.endswith((".", "!", "?", "…", '"', "”", ".)", "!)", "?)")) and len(self.text.split()) < 9
+        text = _ISSUE_REFERENCES.sub("", self.text)
+        return not text.endswith((".", "!", "?", "…", '"', "”", ".)", "!)", "?)")) and len(text.split()) < 9
 
 
 @lru_cache(maxsize=4096)

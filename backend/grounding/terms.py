@@ -1,7 +1,7 @@
 """The words of a text as the answerer compares them: folded (no case, no accents), lightly stemmed, without
-stopwords; an identifier's words too ("lineNumber" is line and number), a short option ("-r", case kept) and a
-capital letter standing alone ("class B"). Questions and source sentences are read by the same rules here, so a
-word asked is a word found.
+stopwords; an identifier's words too ("lineNumber" is line and number), a short option ("-r", case kept), a dotted
+number whole ("8.1.0": 8.1 and 8.1.0) and a capital letter standing alone ("class B"). Questions and source sentences
+are read by the same rules here, so a word asked is a word found.
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ _SHORT_OPTION = re.compile(r"(?<![\w-])-[A-Za-z](?![\w-])")
 _LETTER = re.compile(r"(?<![\w.'’-])[B-HJ-Z](?![\w'’-])(?!\.\s?[A-Z])")
 
 
+# A dotted number ("8.1.0", "3.6") is a term per prefix of two parts or more ("8.1", "8.1.0"), besides its digits:
+# "Click 8.1" asks about what the 8.1.0 release notes say, not the 8.0.0 ones, though both hold an "8" (retrieval
+# reads it so too: retrieval/sparse.py).
+_DOTTED = re.compile(r"(?<![\w.])\d+(?:\.\d+)+(?!\w|\.\d)")
+
+
 @lru_cache(maxsize=50_000)
 def text_terms(text: str) -> frozenset[str]:
     # Cached: the same source sentences are read on every turn that retrieves them (the hot loop of rank()).
@@ -73,6 +79,9 @@ def text_terms(text: str) -> frozenset[str]:
     terms = {term for term in map(_word_term, found) if term is not None}  # an identifier's words ("line numbers")
     terms.update(_SHORT_OPTION.findall(text))
     terms.update(_LETTER.findall(text))
+    for match in _DOTTED.finditer(text):
+        parts = match[0].split(".")
+        terms.update(".".join(parts[:end]) for end in range(2, len(parts) + 1))
     return frozenset(terms)
 
 

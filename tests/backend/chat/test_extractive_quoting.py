@@ -4,7 +4,9 @@ list or definitions it introduces, its term, its table's columns, and the senten
 from __future__ import annotations
 
 from backend.chat.tiers.extractive import compose_answer
+from backend.grounding.question import read_question
 from backend.grounding.quotable import quotable
+from backend.grounding.relevance import rank
 from backend.grounding.sentences import SentenceVectors
 from tests.backend.chat.helpers import hit, prompt_for
 
@@ -218,7 +220,6 @@ def test_a_row_keyed_by_the_asked_thing_under_the_asked_column_is_the_answer(vec
     """ "What end-of-line code do DOS and Windows use?" is a lookup: the row whose first cell names DOS and Windows, in
     the table whose column names say "EOL code". Terse, the row reads low by meaning alone, below prose about EOL
     codes; a table that opens with a row of data names no columns, so its rows get no such reading."""
-    from backend.grounding.quotable import quotable
     from pipeline.sources.html import read_page
 
     page = read_page(
@@ -835,3 +836,30 @@ def test_what_a_shell_session_printed_is_never_quoted_and_its_commands_are_the_c
     assert "`$ ping -c 1 -s 1432 -M do spool.example`. [1]" in answer, answer
     assert "bytes of data" not in answer and "packet loss" not in answer
     assert check_answer(answer, sources, vectors).unsupported_claims == 0
+
+
+def test_a_changelog_entry_ending_in_its_issue_number_is_a_sentence(vectors: SentenceVectors) -> None:
+    """A release's notes, one entry a line, each closed by a full stop and then the issue it was discussed in ("Drop
+    support for Python 3.8. #2129"): short and ending in a number, yet a sentence, not a heading; it answers what the
+    release changed. A line with no full stop before its number ("Step #2") is still a heading. The line dating the
+    release is no heading of its own: the entries under it are still about "Version 5.4.0", so a question asking
+    about 5.4 gets 5.4.0's entry and not 5.3.0's, which says nearly the same."""
+    text = (
+        "Version 5.4.0\n\nReleased 2026-03-28\n\nDrop support for Python 3.8. #2129\n\n"
+        "Remove previously deprecated code. (#2130)\n\nThe spool can be pruned from a timer. #2131, #2140\n\nStep #2"
+    )
+    older = "Version 5.3.0\n\nReleased 2025-09-02\n\nDrop support for Python 2 and 3.7. #1840"
+    read = [q.span.text for q in quotable(text, "Changes > Version 5.4.0", "Changes")]
+    assert read == [
+        "Drop support for Python 3.8. #2129",
+        "Remove previously deprecated code. (#2130)",
+        "The spool can be pruned from a timer. #2131, #2140",
+    ]
+    dated = quotable(text, "Changes > Version 5.4.0", "Changes")[0]
+    assert {"5.4", "5.4.0"} <= dated.context, sorted(dated.context)
+    sources = [hit(1, older, title="Changes"), hit(2, text, title="Changes")]
+    asked = "Which Python version did the spool tool stop supporting in 5.4?"
+    best = rank(read_question(asked, creator=None), sources, vectors)[0]
+    assert (best.source, best.span.text) == (2, "Drop support for Python 3.8. #2129")
+    answer = compose_answer(prompt_for(asked, sources=sources, creator=None), vectors)
+    assert "Drop support for Python 3.8. #2129. [2]" in answer, answer
